@@ -1,0 +1,111 @@
+//! API errors in the AWS JSON shape: `{"__type": ..., "message": ...}` with HTTP 400 (500 for
+//! internal failures).
+
+use http::StatusCode;
+
+use crate::storage::StoreError;
+use crate::streams::ReshardError;
+
+/// The AWS error types kinedge answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    ResourceNotFound,
+    ResourceInUse,
+    InvalidArgument,
+    LimitExceeded,
+    ProvisionedThroughputExceeded,
+    ExpiredIterator,
+    ExpiredNextToken,
+    Validation,
+    Serialization,
+    UnknownOperation,
+    InternalFailure,
+    /// Authentication errors carry their own type names (see `sigv4`).
+    Auth(&'static str),
+}
+
+impl ErrorKind {
+    pub fn aws_type(self) -> &'static str {
+        match self {
+            ErrorKind::ResourceNotFound => "ResourceNotFoundException",
+            ErrorKind::ResourceInUse => "ResourceInUseException",
+            ErrorKind::InvalidArgument => "InvalidArgumentException",
+            ErrorKind::LimitExceeded => "LimitExceededException",
+            ErrorKind::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+            ErrorKind::ExpiredIterator => "ExpiredIteratorException",
+            ErrorKind::ExpiredNextToken => "ExpiredNextTokenException",
+            ErrorKind::Validation => "ValidationException",
+            ErrorKind::Serialization => "SerializationException",
+            ErrorKind::UnknownOperation => "UnknownOperationException",
+            ErrorKind::InternalFailure => "InternalFailure",
+            ErrorKind::Auth(name) => name,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error answered to an API client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", kind.aws_type())]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceNotFound, message)
+    }
+
+    /// A model constraint violation, worded as AWS words them.
+    pub fn constraint(value: impl std::fmt::Display, member: &str, constraint: &str) -> Self {
+        Self::new(
+            ErrorKind::Validation,
+            format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"),
+        )
+    }
+
+    /// A required member that is missing.
+    pub fn missing(member: &str) -> Self {
+        Self::new(
+            ErrorKind::Validation,
+            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let kind = match &e {
+            StoreError::StreamNotFound(_) => ErrorKind::ResourceNotFound,
+            StoreError::StreamExists(_) => ErrorKind::ResourceInUse,
+            StoreError::Reshard(ReshardError::ShardNotFound { .. }) => ErrorKind::ResourceNotFound,
+            StoreError::Reshard(ReshardError::ShardClosed { .. }) => ErrorKind::ResourceInUse,
+            StoreError::Reshard(ReshardError::ShardLimit { .. }) => ErrorKind::LimitExceeded,
+            StoreError::Reshard(_) | StoreError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            StoreError::LimitExceeded(_) => ErrorKind::LimitExceeded,
+            StoreError::Storage(_) | StoreError::ShuttingDown => ErrorKind::InternalFailure,
+        };
+        if kind == ErrorKind::InternalFailure {
+            tracing::error!(error = %e, "storage request failed");
+        }
+        ApiError::new(kind, e.to_string())
+    }
+}

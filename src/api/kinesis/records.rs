@@ -1,0 +1,370 @@
+//! Writing and reading records: PutRecord, PutRecords, GetShardIterator, GetRecords.
+
+use super::types::*;
+use super::{hash_range_out, int_in_range};
+use crate::api::error::{ApiError, ErrorKind};
+use crate::api::protocol::{Blob, Timestamp};
+use crate::api::ApiState;
+use crate::storage::{now_ms, NewRecord, Rejected};
+use crate::streams::validate::{
+    partition_key_chars, MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PARTITION_KEY_CHARS,
+    MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES,
+};
+use crate::streams::{
+    hash_key_of, parse_explicit_hash_key, parse_shard_id, shard_id, IteratorError, Position,
+    SequenceNumber, ShardIterator,
+};
+
+/// Checks one record's key, data and explicit hash key; `at` names the member for errors.
+fn new_record(
+    data: Option<Blob>,
+    partition_key: Option<String>,
+    explicit_hash_key: Option<String>,
+    at: &str,
+) -> Result<NewRecord, ApiError> {
+    let partition_key =
+        partition_key.ok_or_else(|| ApiError::missing(&format!("{at}partitionKey")))?;
+    let chars = partition_key_chars(&partition_key);
+    if chars == 0 {
+        return Err(ApiError::constraint(
+            &partition_key,
+            &format!("{at}partitionKey"),
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if chars > MAX_PARTITION_KEY_CHARS {
+        return Err(ApiError::constraint(
+            &partition_key,
+            &format!("{at}partitionKey"),
+            "Member must have length less than or equal to 256",
+        ));
+    }
+    let data = data
+        .ok_or_else(|| ApiError::missing(&format!("{at}data")))?
+        .0;
+    if data.len() + partition_key.len() > MAX_RECORD_BYTES {
+        return Err(ApiError::new(
+            ErrorKind::Validation,
+            format!(
+                "1 validation error detected: Value at '{at}data' failed to satisfy constraint: Member must have length less than or equal to 1048576 (the record's data and partition key are {} bytes)",
+                data.len() + partition_key.len()
+            ),
+        ));
+    }
+    let hash_key = match explicit_hash_key {
+        Some(text) => parse_explicit_hash_key(&text).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid ExplicitHashKey '{}'. ExplicitHashKey must be in the range: [0, 2^128-1].",
+                text.chars().take(60).collect::<String>()
+            ))
+        })?,
+        None => hash_key_of(&partition_key),
+    };
+    Ok(NewRecord {
+        partition_key,
+        hash_key,
+        data,
+    })
+}
+
+fn rejected(state: &ApiState, r: &Rejected) -> ApiError {
+    let _ = state;
+    ApiError::new(ErrorKind::ProvisionedThroughputExceeded, r.to_string())
+}
+
+pub async fn put_record(
+    state: &ApiState,
+    input: PutRecordInput,
+) -> Result<PutRecordOutput, ApiError> {
+    let name = state.stream_name(&input)?;
+    let record = new_record(input.data, input.partition_key, input.explicit_hash_key, "")?;
+    let outcomes = state
+        .store
+        .append(&name, vec![record])
+        .await
+        .map_err(|e| not_found_or(state, &name, e))?;
+    match outcomes.into_iter().next() {
+        Some(Ok(appended)) => Ok(PutRecordOutput {
+            shard_id: shard_id(appended.shard_index),
+            sequence_number: appended.sequence.to_string(),
+            encryption_type: "NONE",
+        }),
+        Some(Err(r)) => Err(rejected(state, &r)),
+        None => Err(ApiError::new(
+            ErrorKind::InternalFailure,
+            "the store returned no outcome",
+        )),
+    }
+}
+
+fn not_found_or(state: &ApiState, name: &str, e: crate::storage::StoreError) -> ApiError {
+    match e {
+        crate::storage::StoreError::StreamNotFound(_) => state.stream_not_found(name),
+        other => other.into(),
+    }
+}
+
+pub async fn put_records(
+    state: &ApiState,
+    input: PutRecordsInput,
+) -> Result<PutRecordsOutput, ApiError> {
+    let name = state.stream_name(&input)?;
+    let entries = input.records.ok_or_else(|| ApiError::missing("records"))?;
+    if entries.is_empty() {
+        return Err(ApiError::constraint(
+            "[]",
+            "records",
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if entries.len() > MAX_PUT_RECORDS {
+        return Err(ApiError::constraint(
+            format!("{} records", entries.len()),
+            "records",
+            "Member must have length less than or equal to 500",
+        ));
+    }
+    let mut records = Vec::with_capacity(entries.len());
+    let mut total = 0usize;
+    for (i, entry) in entries.into_iter().enumerate() {
+        let record = new_record(
+            entry.data,
+            entry.partition_key,
+            entry.explicit_hash_key,
+            &format!("records.{}.member.", i + 1),
+        )?;
+        total += record.data.len() + record.partition_key.len();
+        records.push(record);
+    }
+    if total > MAX_PUT_RECORDS_BYTES {
+        return Err(ApiError::invalid(format!(
+            "Records size exceeds 5 MB limit: the request carries {total} bytes of data and partition keys."
+        )));
+    }
+    let outcomes = state
+        .store
+        .append(&name, records)
+        .await
+        .map_err(|e| not_found_or(state, &name, e))?;
+    let mut failed = 0;
+    let results = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(appended) => PutRecordsResultEntry {
+                sequence_number: Some(appended.sequence.to_string()),
+                shard_id: Some(shard_id(appended.shard_index)),
+                error_code: None,
+                error_message: None,
+            },
+            Err(r) => {
+                failed += 1;
+                PutRecordsResultEntry {
+                    sequence_number: None,
+                    shard_id: None,
+                    error_code: Some(ErrorKind::ProvisionedThroughputExceeded.aws_type()),
+                    error_message: Some(r.to_string()),
+                }
+            }
+        })
+        .collect();
+    Ok(PutRecordsOutput {
+        failed_record_count: failed,
+        records: results,
+        encryption_type: "NONE",
+    })
+}
+
+pub async fn get_shard_iterator(
+    state: &ApiState,
+    input: GetShardIteratorInput,
+) -> Result<GetShardIteratorOutput, ApiError> {
+    let meta = state.stream(&input)?;
+    let shard_text = input.shard_id.ok_or_else(|| ApiError::missing("shardId"))?;
+    let shard = parse_shard_id(&shard_text)
+        .and_then(|i| meta.shard(i))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Shard {shard_text} in stream {} under account {} does not exist",
+                meta.name, state.account_id
+            ))
+        })?;
+    let kind = input
+        .shard_iterator_type
+        .ok_or_else(|| ApiError::missing("shardIteratorType"))?;
+    let sequence = |after: bool| -> Result<Position, ApiError> {
+        let text = input.starting_sequence_number.as_deref().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "StartingSequenceNumber is required for an iterator of type {kind}."
+            ))
+        })?;
+        let seq: SequenceNumber =
+            text.parse()
+                .map_err(|e: crate::streams::sequence::SequenceNumberError| {
+                    ApiError::invalid(e.to_string())
+                })?;
+        if seq.shard_index != shard.index {
+            return Err(ApiError::invalid(format!(
+                "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this shard.",
+                shard.id(), meta.name, state.account_id
+            )));
+        }
+        Ok(if after {
+            seq.position.next()
+        } else {
+            seq.position
+        })
+    };
+    let position = match kind.as_str() {
+        "TRIM_HORIZON" => Position::ZERO,
+        "LATEST" => state
+            .store
+            .catalog()
+            .live(shard.uid)
+            .map_or(shard.starting, |l| l.last())
+            .next(),
+        "AT_SEQUENCE_NUMBER" => sequence(false)?,
+        "AFTER_SEQUENCE_NUMBER" => sequence(true)?,
+        "AT_TIMESTAMP" => {
+            let ts = input.timestamp.ok_or_else(|| {
+                ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+            })?;
+            Position::at_millis(ts.0)
+        }
+        other => {
+            return Err(ApiError::constraint(
+                other,
+                "shardIteratorType",
+                "Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]",
+            ))
+        }
+    };
+    let iterator = ShardIterator {
+        stream_uid: meta.uid,
+        shard_index: shard.index,
+        position,
+        issued_ms: now_ms(),
+    };
+    Ok(GetShardIteratorOutput {
+        shard_iterator: iterator.encode(state.store.iterator_key()),
+    })
+}
+
+pub async fn get_records(
+    state: &ApiState,
+    input: GetRecordsInput,
+) -> Result<GetRecordsOutput, ApiError> {
+    let text = input
+        .shard_iterator
+        .ok_or_else(|| ApiError::missing("shardIterator"))?;
+    if text.is_empty() || text.len() > 512 {
+        return Err(ApiError::constraint(
+            format!("{} characters", text.len()),
+            "shardIterator",
+            "Member must have length between 1 and 512",
+        ));
+    }
+    let limit = int_in_range(
+        input.limit,
+        "limit",
+        1,
+        i64::from(MAX_GET_RECORDS),
+        i64::from(MAX_GET_RECORDS),
+    )? as usize;
+    let now = now_ms();
+    let iterator = ShardIterator::decode(
+        &text,
+        state.store.iterator_key(),
+        now,
+        state.iterator_ttl_ms,
+    )
+    .map_err(|e| match e {
+        IteratorError::Expired { .. } => ApiError::new(ErrorKind::ExpiredIterator, e.to_string()),
+        _ => ApiError::invalid(e.to_string()),
+    })?;
+    let catalog = state.store.catalog();
+    let meta = catalog
+        .stream_by_uid(iterator.stream_uid)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found("The stream this iterator belongs to no longer exists.")
+        })?;
+    if let Some(arn) = input.stream_arn.as_deref() {
+        if super::parse_stream_arn(arn)? != meta.name {
+            return Err(ApiError::invalid(format!(
+                "StreamARN {arn} does not name the stream of this iterator ({}).",
+                meta.name
+            )));
+        }
+    }
+    let shard = meta.shard(iterator.shard_index).cloned().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "Shard {} in stream {} no longer exists (it passed its retention period).",
+            shard_id(iterator.shard_index),
+            meta.name
+        ))
+    })?;
+    let live = catalog.live(shard.uid).cloned();
+    drop(catalog);
+    // The tip is read before the records: everything up to it is visible to the read below.
+    let tip = live.as_ref().map_or(shard.starting, |l| l.last());
+    let store = state.store.clone();
+    let from = iterator.position;
+    let batch = tokio::task::spawn_blocking(move || {
+        store.read(shard.uid, from, limit, MAX_GET_RECORDS_BYTES)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, format!("read task failed: {e}")))??;
+    let next = match batch.records.last() {
+        Some(last) => last.position.next(),
+        // Nothing at or after `from` up to the tip: continue after the tip.
+        None => from.max(tip.next()),
+    };
+    let millis_behind = match batch.records.last() {
+        Some(last) if last.position < tip => tip.millis().saturating_sub(last.position.millis()),
+        _ => 0,
+    };
+    let records = batch
+        .records
+        .into_iter()
+        .map(|r| RecordOut {
+            sequence_number: SequenceNumber {
+                shard_index: shard.index,
+                position: r.position,
+            }
+            .to_string(),
+            approximate_arrival_timestamp: Timestamp(r.position.millis()),
+            data: Blob(r.data),
+            partition_key: r.partition_key,
+        })
+        .collect();
+    let finished = shard.closed.is_some_and(|c| next > c.ending);
+    let (next_shard_iterator, child_shards) = if finished {
+        let children = meta
+            .children_of(shard.index)
+            .map(|child| ChildShardOut {
+                shard_id: child.id(),
+                parent_shards: [child.parent, child.adjacent_parent]
+                    .into_iter()
+                    .flatten()
+                    .map(shard_id)
+                    .collect(),
+                hash_key_range: hash_range_out(child.range),
+            })
+            .collect();
+        (None, Some(children))
+    } else {
+        let next_iterator = ShardIterator {
+            stream_uid: meta.uid,
+            shard_index: shard.index,
+            position: next,
+            issued_ms: now,
+        };
+        (Some(next_iterator.encode(state.store.iterator_key())), None)
+    };
+    Ok(GetRecordsOutput {
+        records,
+        next_shard_iterator,
+        millis_behind_latest: millis_behind,
+        child_shards,
+    })
+}

@@ -1,0 +1,192 @@
+//! The HTTP API (axum): the Kinesis-compatible API on `POST /`, plus health and status.
+//!
+//! Every request gets an `x-amzn-RequestId`. When `api.credentials` are configured, every
+//! API request must carry a valid SigV4 signature; without them any signature is accepted,
+//! which is why the default listener is loopback only.
+
+pub mod error;
+pub mod kinesis;
+pub mod protocol;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::storage::Store;
+use error::{ApiError, ErrorKind};
+use protocol::Wire;
+use sigv4::SigV4Verifier;
+
+/// Largest request body read: a full PutRecords (5 MiB of data) in base64 JSON with keys.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What every request handler shares.
+pub struct ApiState {
+    pub store: Store,
+    pub verifier: Option<SigV4Verifier>,
+    pub region: String,
+    pub account_id: String,
+    /// How long shard iterators stay valid (5 minutes, as in Kinesis).
+    pub iterator_ttl_ms: u64,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/", post(handle_api))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let h = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let id = request_id();
+    let (parts, body) = request.into_parts();
+    let wire = Wire::from_headers(&parts.headers);
+    let answer_wire = *wire.as_ref().unwrap_or(&Wire::Json);
+    let result = async {
+        let wire = wire?;
+        let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Serialization,
+                    format!("cannot read the request body (at most {MAX_BODY_BYTES} bytes): {e}"),
+                )
+            })?;
+        if let Some(verifier) = &state.verifier {
+            verifier
+                .verify(&parts, &body, SystemTime::now())
+                .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::UnknownOperation,
+                    "The X-Amz-Target header is missing: it names the operation, e.g. Kinesis_20131202.PutRecord.",
+                )
+            })?;
+        match target.split_once('.') {
+            Some(("Kinesis_20131202", operation)) => {
+                kinesis::dispatch(&state, wire, operation, &body).await
+            }
+            _ => Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                format!(
+                    "Unknown X-Amz-Target '{}': kinedge serves Kinesis_20131202.*.",
+                    target.chars().take(100).collect::<String>()
+                ),
+            )),
+        }
+    }
+    .await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.kind == ErrorKind::InternalFailure {
+                tracing::error!(request_id = %id, %error, "API request failed");
+            } else {
+                tracing::debug!(request_id = %id, %error, "API request refused");
+            }
+            answer_wire.error(&error)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+async fn health() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    // The store answers when its writer is alive.
+    let _ = state.store.catalog();
+    (StatusCode::OK, "ready\n")
+}
+
+#[derive(serde::Serialize)]
+struct StatusStream {
+    name: String,
+    open_shards: u32,
+    shards: usize,
+    records: u64,
+    bytes: u64,
+    retention_hours: u32,
+    max_bytes: Option<u64>,
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    let catalog = state.store.catalog();
+    let streams: Vec<StatusStream> = catalog
+        .streams
+        .values()
+        .map(|s| StatusStream {
+            name: s.name.clone(),
+            open_shards: s.open_shard_count(),
+            shards: s.shards.len(),
+            records: s
+                .shards
+                .iter()
+                .filter_map(|sh| catalog.live(sh.uid))
+                .map(|l| l.records())
+                .sum(),
+            bytes: catalog.stream_bytes(s),
+            retention_hours: s.retention_hours,
+            max_bytes: s.max_bytes,
+        })
+        .collect();
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_dir": state.store.data_dir(),
+        "streams": streams,
+        "writer": state.store.stats(),
+    }))
+}
+
+/// Binds the API listener, with a message that says which key to change on failure.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (config key api.listen)"))
+}

@@ -1,0 +1,374 @@
+//! The `kinedge` command line: `run` starts the gateway, `check-config` validates a
+//! configuration, and the client commands (`streams`, `put`, `get`, `tail`) talk to a running
+//! gateway over its Kinesis API.
+
+mod client;
+mod records;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "kinedge",
+    version,
+    about = "Amazon Kinesis at the edge: durable streams for ARM gateways"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Endpoint {
+    /// The gateway's API address.
+    #[arg(long, env = "KINEDGE_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
+    endpoint: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (built-in defaults unless --config is given).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, env = "KINEDGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (overrides storage.data_dir and $STATE_DIRECTORY).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a configuration file; names the key and line of every mistake.
+    CheckConfig {
+        /// The file to check (default: the built-in configuration).
+        file: Option<PathBuf>,
+    },
+    /// Create, list, describe, delete and reshard streams.
+    Streams {
+        #[command(subcommand)]
+        action: StreamsAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Put one record: DATA, or standard input when DATA is `-` or missing.
+    Put {
+        stream: String,
+        partition_key: String,
+        data: Option<String>,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Read records: all shards, parents before children, one JSON line per record.
+    Get {
+        stream: String,
+        /// trim-horizon, latest, a sequence number, or a time (RFC 3339 or epoch ms).
+        #[arg(long, default_value = "trim-horizon")]
+        from: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print only the data of each record.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Follow new records live (Ctrl-C to stop).
+    Tail {
+        stream: String,
+        /// Print only the data of each record.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(Subcommand)]
+enum StreamsAction {
+    /// Create a stream.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
+    },
+    /// List streams.
+    List,
+    /// Describe a stream and its shards.
+    Describe { name: String },
+    /// Delete a stream and all its records.
+    Delete { name: String },
+    /// Change the number of open shards (uniform scaling: at most double or half).
+    Reshard {
+        name: String,
+        #[arg(long)]
+        shards: u32,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, data_dir } => run_gateway(config, data_dir),
+        Command::CheckConfig { file } => check_config(file),
+        client_command => {
+            init_logging(None, LogFormat::Auto, "warn");
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run_client(client_command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>, format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level.unwrap_or(default)))
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Auto => builder.with_ansi(terminal).try_init(),
+    };
+}
+
+fn run_gateway(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(errors) => {
+                eprintln!("error: the configuration has mistakes:\n{errors}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::built_in(),
+    };
+    init_logging(config.log.level.as_deref(), config.log.format, "info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("kinedge")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::gateway::run(config, data_dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: Option<PathBuf>) -> ExitCode {
+    let result = match &file {
+        Some(path) => Config::load(path),
+        None => Ok(Config::built_in()),
+    };
+    match result {
+        Ok(config) => {
+            let credentials = config
+                .api
+                .credentials
+                .iter()
+                .map(|c| {
+                    c.load_secret()
+                        .map(|_| ())
+                        .map_err(|e| format!("api.credentials ({}): {e:#}", c.access_key_id))
+                })
+                .filter_map(Result::err)
+                .collect::<Vec<_>>();
+            if !credentials.is_empty() {
+                for problem in credentials {
+                    eprintln!("{problem}");
+                }
+                return ExitCode::from(2);
+            }
+            println!(
+                "{}: ok ({} streams, API on {})",
+                file.as_ref()
+                    .map_or("built-in configuration".to_string(), |p| p
+                        .display()
+                        .to_string()),
+                config.streams.len(),
+                config.api.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Streams { action, endpoint } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            streams_command(&client, action).await
+        }
+        Command::Put {
+            stream,
+            partition_key,
+            data,
+            endpoint,
+        } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            let bytes = match data.as_deref() {
+                Some("-") | None => {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("reading the record from standard input")?;
+                    buf
+                }
+                Some(text) => text.as_bytes().to_vec(),
+            };
+            let out = client
+                .call(
+                    "PutRecord",
+                    json!({
+                        "StreamName": stream,
+                        "PartitionKey": partition_key,
+                        "Data": base64_encode(&bytes),
+                    }),
+                )
+                .await?;
+            println!(
+                "{} {}",
+                out["ShardId"].as_str().unwrap_or("?"),
+                out["SequenceNumber"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Get {
+            stream,
+            from,
+            limit,
+            raw,
+            endpoint,
+        } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            records::get(&client, &stream, &from, limit, raw).await
+        }
+        Command::Tail {
+            stream,
+            raw,
+            endpoint,
+        } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            records::tail(&client, &stream, raw).await
+        }
+        Command::Run { .. } | Command::CheckConfig { .. } => Ok(()),
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn streams_command(client: &KinesisClient, action: StreamsAction) -> anyhow::Result<()> {
+    match action {
+        StreamsAction::Create { name, shards } => {
+            client
+                .call(
+                    "CreateStream",
+                    json!({"StreamName": name, "ShardCount": shards}),
+                )
+                .await?;
+            println!("created stream {name} with {shards} shards");
+        }
+        StreamsAction::List => {
+            let mut start: Option<String> = None;
+            loop {
+                let mut input = json!({"Limit": 1000});
+                if let Some(s) = &start {
+                    input["ExclusiveStartStreamName"] = json!(s);
+                }
+                let out = client.call("ListStreams", input).await?;
+                let names: Vec<String> = out["StreamNames"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for name in &names {
+                    println!("{name}");
+                }
+                if out["HasMoreStreams"].as_bool() != Some(true) || names.is_empty() {
+                    break;
+                }
+                start = names.last().cloned();
+            }
+        }
+        StreamsAction::Describe { name } => {
+            let summary = client
+                .call("DescribeStreamSummary", json!({"StreamName": name}))
+                .await?;
+            let shards = records::list_all_shards(client, &name).await?;
+            let out = json!({
+                "summary": summary["StreamDescriptionSummary"],
+                "shards": shards,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        StreamsAction::Delete { name } => {
+            client
+                .call("DeleteStream", json!({"StreamName": name}))
+                .await?;
+            println!("deleted stream {name}");
+        }
+        StreamsAction::Reshard { name, shards } => {
+            let out = client
+                .call(
+                    "UpdateShardCount",
+                    json!({"StreamName": name, "TargetShardCount": shards, "ScalingType": "UNIFORM_SCALING"}),
+                )
+                .await?;
+            println!(
+                "stream {name}: {} -> {} open shards",
+                out["CurrentShardCount"], out["TargetShardCount"]
+            );
+        }
+    }
+    Ok(())
+}

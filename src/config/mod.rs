@@ -1,0 +1,369 @@
+//! The kinedge configuration file: its schema, its built-in default and its checks.
+//!
+//! This module owns reading `kinedge.toml` into a [`Config`], reporting every mistake in it
+//! with file, line and dotted key (`streams[1].retention_hours`), and loading API secrets.
+//! It does not apply runtime precedence (`--data-dir`, `$STATE_DIRECTORY`, `RUST_LOG`):
+//! callers do that with the values found here.
+//!
+//! How a file is checked: a span-keeping `toml_edit` document gives syntax errors and lines;
+//! unknown keys are all reported (and pruned) against the schema in `raw`; serde then maps the
+//! rest onto the `raw` structs (only table/array shape can fail there), and `validate` checks
+//! every value, collecting all issues.
+
+mod raw;
+mod size;
+mod spans;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use size::{format_size, parse_size};
+
+/// The documented default configuration, embedded in the binary.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/kinedge.toml");
+
+const MIB: u64 = 1024 * 1024;
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub streams: Vec<StreamConfig>,
+    pub log: LogConfig,
+    pub source: ConfigSource,
+}
+
+/// Where a [`Config`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    BuiltIn,
+    File(PathBuf),
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `None` = not set: the caller uses `--data-dir`, then this, then `$STATE_DIRECTORY`,
+    /// then `./data`.
+    pub data_dir: Option<PathBuf>,
+    /// Bytes of free disk below which new data is refused.
+    pub min_free_disk: u64,
+    /// Storage engine page cache, bytes.
+    pub cache_size: u64,
+    /// Group commit cap per write transaction, bytes.
+    pub max_commit_bytes: u64,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Used in ARNs.
+    pub region: String,
+    /// Used in ARNs; 12 digits.
+    pub account_id: String,
+    /// `[[api.credentials]]`; empty = requests are not authenticated.
+    pub credentials: Vec<ApiCredential>,
+}
+
+/// One `[[api.credentials]]` entry. Holds where the secret is, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCredential {
+    pub access_key_id: String,
+    pub secret: SecretSource,
+}
+
+/// Where a secret is kept: `secret_file` or `secret_env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// `[[streams]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    pub name: String,
+    pub shards: u32,
+    pub retention_hours: u32,
+    /// Optional quota for the whole stream, bytes.
+    pub max_bytes: Option<u64>,
+    pub on_full: OnFull,
+}
+
+/// What a stream does when `max_bytes` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    #[default]
+    OverwriteOldest,
+    RejectNew,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive string, already validated; `RUST_LOG` overrides it.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text on a terminal.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
+
+impl StorageConfig {
+    pub const DEFAULT_MIN_FREE_DISK: u64 = 256 * MIB;
+    pub const DEFAULT_CACHE_SIZE: u64 = 16 * MIB;
+    pub const MIN_CACHE_SIZE: u64 = MIB;
+    pub const DEFAULT_MAX_COMMIT_BYTES: u64 = 8 * MIB;
+    pub const MAX_COMMIT_BYTES_RANGE: std::ops::RangeInclusive<u64> = MIB..=128 * MIB;
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: None,
+            min_free_disk: Self::DEFAULT_MIN_FREE_DISK,
+            cache_size: Self::DEFAULT_CACHE_SIZE,
+            max_commit_bytes: Self::DEFAULT_MAX_COMMIT_BYTES,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        4567,
+    ));
+    pub const DEFAULT_REGION: &'static str = "us-east-1";
+    pub const DEFAULT_ACCOUNT_ID: &'static str = "000000000000";
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: Self::DEFAULT_LISTEN,
+            region: Self::DEFAULT_REGION.to_owned(),
+            account_id: Self::DEFAULT_ACCOUNT_ID.to_owned(),
+            credentials: Vec::new(),
+        }
+    }
+}
+
+impl StreamConfig {
+    pub const DEFAULT_SHARDS: u32 = 1;
+    pub const SHARDS_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+    pub const DEFAULT_RETENTION_HOURS: u32 = 24;
+    pub const RETENTION_HOURS_RANGE: std::ops::RangeInclusive<u32> = 24..=8760;
+    pub const MIN_MAX_BYTES: u64 = MIB;
+    pub const MAX_NAME_LEN: usize = 128;
+
+    /// Whether `name` is a valid stream name: 1..=128 of `[a-zA-Z0-9_.-]`.
+    pub fn is_valid_name(name: &str) -> bool {
+        (1..=Self::MAX_NAME_LEN).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    }
+}
+
+impl OnFull {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFull::OverwriteOldest => "overwrite_oldest",
+            OnFull::RejectNew => "reject_new",
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::BuiltIn => f.write_str("<built-in config>"),
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default ([`DEFAULT_CONFIG_TOML`]).
+    pub fn built_in() -> Config {
+        Config::parse(DEFAULT_CONFIG_TOML, ConfigSource::BuiltIn)
+            .expect("the embedded default config is valid (checked by a unit test)")
+    }
+
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = ConfigSource::File(path.to_owned());
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, source),
+            Err(err) => Err(ConfigErrors {
+                issues: vec![ConfigIssue {
+                    file: source.to_string(),
+                    line: None,
+                    key: String::new(),
+                    message: format!("cannot read the config file: {err}"),
+                }],
+            }),
+        }
+    }
+
+    /// Parses and checks config text; `source` is used in messages and kept in the result.
+    pub fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigErrors> {
+        let file = source.to_string();
+        let doc = match toml_edit::Document::parse(text) {
+            Ok(doc) => doc,
+            Err(err) => {
+                let line = err.span().map(|span| spans::line_at(text, span.start));
+                return Err(ConfigErrors {
+                    issues: vec![ConfigIssue {
+                        file,
+                        line,
+                        key: String::new(),
+                        message: format!("invalid TOML: {}", err.message()),
+                    }],
+                });
+            }
+        };
+        let issue = |(key, message): (String, String)| ConfigIssue {
+            line: spans::line_of(&doc, text, &key),
+            file: file.clone(),
+            key,
+            message,
+        };
+
+        let (pruned, unknown) = raw::prune_unknown_keys(&doc);
+        let mut issues: Vec<ConfigIssue> = unknown.into_iter().map(issue).collect();
+        match raw::deserialize(&pruned) {
+            Ok(raw) => {
+                let (config, problems) = validate::validate(raw, source);
+                issues.extend(problems.into_iter().map(issue));
+                if issues.is_empty() {
+                    return Ok(config);
+                }
+            }
+            Err(problem) => issues.push(issue(problem)),
+        }
+        issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors { issues })
+    }
+}
+
+impl ApiCredential {
+    /// Reads the secret from its file (without the trailing newline) or environment variable.
+    pub fn load_secret(&self) -> Result<String, ConfigError> {
+        let id = &self.access_key_id;
+        let secret = match &self.secret {
+            SecretSource::File(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        access_key_id: id.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                text.trim_end_matches(['\n', '\r']).to_owned()
+            }
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|source| ConfigError::SecretEnv {
+                    access_key_id: id.clone(),
+                    var: var.clone(),
+                    source,
+                })?
+            }
+        };
+        if secret.is_empty() {
+            return Err(ConfigError::EmptySecret {
+                access_key_id: id.clone(),
+                origin: self.secret.to_string(),
+            });
+        }
+        Ok(secret)
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(path) => write!(f, "secret_file `{}`", path.display()),
+            SecretSource::Env(var) => write!(f, "secret_env `{var}`"),
+        }
+    }
+}
+
+/// Errors from using a checked configuration (loading secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("api.credentials `{access_key_id}`: cannot read secret_file `{}`", path.display())]
+    SecretFile {
+        access_key_id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("api.credentials `{access_key_id}`: cannot read secret_env `{var}`")]
+    SecretEnv {
+        access_key_id: String,
+        var: String,
+        source: std::env::VarError,
+    },
+    #[error("api.credentials `{access_key_id}`: the secret in {origin} is empty")]
+    EmptySecret {
+        access_key_id: String,
+        origin: String,
+    },
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub issues: Vec<ConfigIssue>,
+}
+
+/// One problem: `FILE:LINE: KEY: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    /// 1-based; `None` when the key is not in the file (e.g. a read error).
+    pub line: Option<usize>,
+    /// Dotted key path such as `streams[1].retention_hours`; empty for syntax and read errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,239 @@
+//! The file as serde sees it: table shape only, every value kept as a `toml::Value` so that
+//! `validate` can check types and ranges of all keys at once. `SCHEMA` lists the same keys for
+//! reporting every unknown key (serde's `deny_unknown_fields` stops at the first).
+
+use serde::Deserialize;
+use toml::Value;
+use toml_edit::{Document, DocumentMut, Item, TableLike};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    pub storage: Option<Storage>,
+    pub api: Option<Api>,
+    pub streams: Option<Vec<Stream>>,
+    pub log: Option<Log>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Storage {
+    pub data_dir: Option<Value>,
+    pub min_free_disk: Option<Value>,
+    pub cache_size: Option<Value>,
+    pub max_commit_bytes: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Api {
+    pub listen: Option<Value>,
+    pub region: Option<Value>,
+    pub account_id: Option<Value>,
+    pub credentials: Option<Vec<Credential>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Credential {
+    pub access_key_id: Option<Value>,
+    pub secret_file: Option<Value>,
+    pub secret_env: Option<Value>,
+    /// Only to refuse it with a reason (see `validate`).
+    pub secret: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Stream {
+    pub name: Option<Value>,
+    pub shards: Option<Value>,
+    pub retention_hours: Option<Value>,
+    pub max_bytes: Option<Value>,
+    pub on_full: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Log {
+    pub level: Option<Value>,
+    pub format: Option<Value>,
+}
+
+/// The keys of each table; must match the structs above (a unit test checks).
+pub(super) enum Shape {
+    Value,
+    Table(&'static [(&'static str, Shape)]),
+    ArrayOfTables(&'static [(&'static str, Shape)]),
+    /// Accepted here but not listed as supported: `validate` refuses it with a reason.
+    Unlisted,
+}
+
+pub(super) const SCHEMA: &[(&str, Shape)] = &[
+    (
+        "storage",
+        Shape::Table(&[
+            ("data_dir", Shape::Value),
+            ("min_free_disk", Shape::Value),
+            ("cache_size", Shape::Value),
+            ("max_commit_bytes", Shape::Value),
+        ]),
+    ),
+    (
+        "api",
+        Shape::Table(&[
+            ("listen", Shape::Value),
+            ("region", Shape::Value),
+            ("account_id", Shape::Value),
+            (
+                "credentials",
+                Shape::ArrayOfTables(&[
+                    ("access_key_id", Shape::Value),
+                    ("secret_file", Shape::Value),
+                    ("secret_env", Shape::Value),
+                    ("secret", Shape::Unlisted),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "streams",
+        Shape::ArrayOfTables(&[
+            ("name", Shape::Value),
+            ("shards", Shape::Value),
+            ("retention_hours", Shape::Value),
+            ("max_bytes", Shape::Value),
+            ("on_full", Shape::Value),
+        ]),
+    ),
+    (
+        "log",
+        Shape::Table(&[("level", Shape::Value), ("format", Shape::Value)]),
+    ),
+];
+
+/// A key path and what is wrong there.
+pub(super) type Problem = (String, String);
+
+/// Reports every key that is not in `SCHEMA` and returns the document
+/// without them, so that the remaining keys can still be checked.
+pub(super) fn prune_unknown_keys(doc: &Document<&str>) -> (DocumentMut, Vec<Problem>) {
+    let mut pruned = doc.clone().into_mut();
+    let mut problems = Vec::new();
+    prune_table(pruned.as_table_mut(), SCHEMA, "", &mut problems);
+    (pruned, problems)
+}
+
+fn prune_table(
+    table: &mut dyn TableLike,
+    fields: &[(&str, Shape)],
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let unknown: Vec<String> = table
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| !fields.iter().any(|(name, _)| name == key))
+        .map(str::to_owned)
+        .collect();
+    for key in unknown {
+        let supported: Vec<&str> = fields
+            .iter()
+            .filter(|(_, shape)| !matches!(shape, Shape::Unlisted))
+            .map(|(name, _)| *name)
+            .collect();
+        let message = format!(
+            "unknown key `{key}` (this version supports {})",
+            supported.join(", ")
+        );
+        problems.push((join(path, &key), message));
+        table.remove(&key);
+    }
+    for (name, shape) in fields {
+        if let Some(item) = table.get_mut(name) {
+            prune_item(item, shape, &join(path, name), problems);
+        }
+    }
+}
+
+fn prune_item(item: &mut Item, shape: &Shape, path: &str, problems: &mut Vec<Problem>) {
+    match shape {
+        Shape::Table(fields) => {
+            if let Some(table) = item.as_table_like_mut() {
+                prune_table(table, fields, path, problems);
+            }
+        }
+        Shape::ArrayOfTables(fields) => {
+            if let Some(tables) = item.as_array_of_tables_mut() {
+                for (i, table) in tables.iter_mut().enumerate() {
+                    prune_table(table, fields, &format!("{path}[{i}]"), problems);
+                }
+            } else if let Some(array) = item.as_array_mut() {
+                for (i, value) in array.iter_mut().enumerate() {
+                    if let Some(table) = value.as_inline_table_mut() {
+                        prune_table(table, fields, &format!("{path}[{i}]"), problems);
+                    }
+                }
+            }
+        }
+        Shape::Value | Shape::Unlisted => {}
+    }
+}
+
+/// `path.key`, quoting `key` when it is not a bare TOML key.
+fn join(path: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Maps the (pruned) document onto `File`. Fails only on table shape, e.g. `streams = 5`;
+/// serde stops at the first such error, which is reported with its key path.
+pub(super) fn deserialize(doc: &DocumentMut) -> Result<File, Problem> {
+    let text = doc.to_string();
+    let deserializer = toml::Deserializer::parse(&text)
+        .map_err(|err| (String::new(), err.message().to_owned()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = err
+            .path()
+            .iter()
+            .fold(String::new(), |path, segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => format!("{path}[{index}]"),
+                serde_path_to_error::Segment::Map { key } => join(&path, key),
+                serde_path_to_error::Segment::Enum { variant } => join(&path, variant),
+                serde_path_to_error::Segment::Unknown => join(&path, "?"),
+            });
+        (key, shape_message(err.inner().message()))
+    })
+}
+
+/// Turns serde's "invalid type: integer `5`, expected struct Storage" into plain words.
+fn shape_message(message: &str) -> String {
+    let shape = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "));
+    match shape {
+        Some((found, expected)) => {
+            let expected = if expected.starts_with("struct ") {
+                "a table"
+            } else if expected.starts_with("a sequence") {
+                "an array of tables"
+            } else {
+                expected
+            };
+            format!("expected {expected}, found {found}")
+        }
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,396 @@
+//! From `raw::File` to `Config`: checks the type and range of every value and collects every
+//! problem, each under its dotted key path. A value with a problem is replaced by its default
+//! so that checking can go on.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use toml::Value;
+
+use super::raw::{self, Problem};
+use super::{
+    format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, LogConfig, LogFormat,
+    OnFull, SecretSource, StorageConfig, StreamConfig,
+};
+
+pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Problem>) {
+    let mut check = Check::default();
+    let config = Config {
+        storage: check.storage(file.storage.unwrap_or_default()),
+        api: check.api(file.api.unwrap_or_default()),
+        streams: check.streams(file.streams.unwrap_or_default()),
+        log: check.log(file.log.unwrap_or_default()),
+        source,
+    };
+    (config, check.problems)
+}
+
+#[derive(Default)]
+struct Check {
+    problems: Vec<Problem>,
+}
+
+impl Check {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push((key.to_owned(), message.into()));
+    }
+
+    fn storage(&mut self, raw: raw::Storage) -> StorageConfig {
+        let data_dir = self.string("storage.data_dir", raw.data_dir, "a directory path", |s| {
+            if s.is_empty() {
+                Err("must not be empty; leave data_dir out to use the default".into())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
+        StorageConfig {
+            data_dir,
+            min_free_disk: self
+                .size("storage.min_free_disk", raw.min_free_disk, 0..=u64::MAX)
+                .unwrap_or(StorageConfig::DEFAULT_MIN_FREE_DISK),
+            cache_size: self
+                .size(
+                    "storage.cache_size",
+                    raw.cache_size,
+                    StorageConfig::MIN_CACHE_SIZE..=u64::MAX,
+                )
+                .unwrap_or(StorageConfig::DEFAULT_CACHE_SIZE),
+            max_commit_bytes: self
+                .size(
+                    "storage.max_commit_bytes",
+                    raw.max_commit_bytes,
+                    StorageConfig::MAX_COMMIT_BYTES_RANGE,
+                )
+                .unwrap_or(StorageConfig::DEFAULT_MAX_COMMIT_BYTES),
+        }
+    }
+
+    fn api(&mut self, raw: raw::Api) -> ApiConfig {
+        let listen = self.string("api.listen", raw.listen, "an address", |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "`{s}` is not a socket address: write IP:PORT, e.g. \"127.0.0.1:4567\", \
+                     \"0.0.0.0:4567\" or \"[::1]:4567\""
+                )
+            })
+        });
+        let region = self.string("api.region", raw.region, "a region name", |s| {
+            let valid = !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if valid {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not a region name: use a-z, 0-9 and `-`, e.g. \"eu-west-1\""
+                ))
+            }
+        });
+        let account_id = self.string("api.account_id", raw.account_id, "a string", |s| {
+            if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not an account id: use exactly 12 digits, e.g. \"000000000000\""
+                ))
+            }
+        });
+        let mut credentials = Vec::new();
+        let mut seen = HashMap::new();
+        for (i, raw) in raw.credentials.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("api.credentials[{i}]");
+            if let Some(credential) = self.credential(&key, raw) {
+                let id_key = format!("{key}.access_key_id");
+                match seen.get(&credential.access_key_id) {
+                    Some(first) => self.problem(
+                        &id_key,
+                        format!(
+                            "duplicate access_key_id `{}` (also in {first})",
+                            credential.access_key_id
+                        ),
+                    ),
+                    None => {
+                        seen.insert(credential.access_key_id.clone(), key);
+                        credentials.push(credential);
+                    }
+                }
+            }
+        }
+        ApiConfig {
+            listen: listen.unwrap_or(ApiConfig::DEFAULT_LISTEN),
+            region: region.unwrap_or_else(|| ApiConfig::DEFAULT_REGION.to_owned()),
+            account_id: account_id.unwrap_or_else(|| ApiConfig::DEFAULT_ACCOUNT_ID.to_owned()),
+            credentials,
+        }
+    }
+
+    fn credential(&mut self, key: &str, raw: raw::Credential) -> Option<ApiCredential> {
+        let id_key = format!("{key}.access_key_id");
+        let has_id = raw.access_key_id.is_some();
+        let access_key_id = self.string(&id_key, raw.access_key_id, "a string", |s| {
+            let valid = (1..=128).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if valid {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not an access key id: use 1..=128 characters from A-Z, a-z, 0-9, `_`"
+                ))
+            }
+        });
+        if !has_id {
+            self.problem(&id_key, "missing: every credential needs an access_key_id");
+        }
+        if raw.secret.is_some() {
+            self.problem(
+                &format!("{key}.secret"),
+                "plaintext secrets are not allowed in config: put the secret in a file and set \
+                 secret_file, or in an environment variable and set secret_env",
+            );
+        }
+        let file_key = format!("{key}.secret_file");
+        let env_key = format!("{key}.secret_env");
+        let secret = match (raw.secret_file, raw.secret_env) {
+            (Some(file), None) => self.string(&file_key, Some(file), "a file path", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(SecretSource::File(PathBuf::from(s)))
+                }
+            }),
+            (None, Some(env)) => self.string(&env_key, Some(env), "a variable name", |s| {
+                if s.is_empty() || s.contains(['=', '\0']) {
+                    Err(format!("`{s}` is not an environment variable name"))
+                } else {
+                    Ok(SecretSource::Env(s.to_owned()))
+                }
+            }),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &env_key,
+                    "both secret_file and secret_env are set: give exactly one",
+                );
+                None
+            }
+            (None, None) => {
+                if raw.secret.is_none() {
+                    self.problem(
+                        key,
+                        "no secret: give exactly one of secret_file or secret_env",
+                    );
+                }
+                None
+            }
+        };
+        Some(ApiCredential {
+            access_key_id: access_key_id?,
+            secret: secret?,
+        })
+    }
+
+    fn streams(&mut self, raw: Vec<raw::Stream>) -> Vec<StreamConfig> {
+        let mut streams = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let key = format!("streams[{i}]");
+            let name_key = format!("{key}.name");
+            if raw.name.is_none() {
+                self.problem(&name_key, "missing: every stream needs a name");
+            }
+            let name = self.string(&name_key, raw.name, "a string", |s| {
+                if StreamConfig::is_valid_name(s) {
+                    Ok(s.to_owned())
+                } else {
+                    Err(format!(
+                        "`{s}` is not a valid stream name: use 1..=128 characters \
+                         from a-z, A-Z, 0-9, `_`, `.`, `-`"
+                    ))
+                }
+            });
+            let name = name.filter(|name| match seen.get(name) {
+                Some(first) => {
+                    let message = format!("duplicate stream name `{name}` (also in {first})");
+                    self.problem(&name_key, message);
+                    false
+                }
+                None => {
+                    seen.insert(name.clone(), key.clone());
+                    true
+                }
+            });
+            let shards = self.integer(
+                &format!("{key}.shards"),
+                raw.shards,
+                StreamConfig::SHARDS_RANGE,
+                "",
+            );
+            let retention_hours = self.integer(
+                &format!("{key}.retention_hours"),
+                raw.retention_hours,
+                StreamConfig::RETENTION_HOURS_RANGE,
+                " hours",
+            );
+            let max_bytes = self.size(
+                &format!("{key}.max_bytes"),
+                raw.max_bytes,
+                StreamConfig::MIN_MAX_BYTES..=u64::MAX,
+            );
+            let on_full =
+                self.string(
+                    &format!("{key}.on_full"),
+                    raw.on_full,
+                    "a string",
+                    |s| match s {
+                        "overwrite_oldest" => Ok(OnFull::OverwriteOldest),
+                        "reject_new" => Ok(OnFull::RejectNew),
+                        _ => Err(format!(
+                            "`{s}` is not allowed: use \"overwrite_oldest\" or \"reject_new\""
+                        )),
+                    },
+                );
+            if let Some(name) = name {
+                streams.push(StreamConfig {
+                    name,
+                    shards: shards.unwrap_or(StreamConfig::DEFAULT_SHARDS),
+                    retention_hours: retention_hours
+                        .unwrap_or(StreamConfig::DEFAULT_RETENTION_HOURS),
+                    max_bytes,
+                    on_full: on_full.unwrap_or_default(),
+                });
+            }
+        }
+        streams
+    }
+
+    fn log(&mut self, raw: raw::Log) -> LogConfig {
+        let level = self.string("log.level", raw.level, "a string", check_log_level);
+        let format = self.string("log.format", raw.format, "a string", |s| match s {
+            "auto" => Ok(LogFormat::Auto),
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "`{s}` is not allowed: use \"auto\", \"text\" or \"json\""
+            )),
+        });
+        LogConfig {
+            level,
+            format: format.unwrap_or_default(),
+        }
+    }
+
+    /// A string value checked by `parse`; `None` when absent or wrong (the problem is noted).
+    fn string<T>(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = value?;
+        let Some(s) = value.as_str() else {
+            self.problem(key, wrong_type(&format!("{expected} in quotes"), &value));
+            return None;
+        };
+        parse(s).map_err(|message| self.problem(key, message)).ok()
+    }
+
+    /// A whole number in `range`; `unit` follows the range in messages (" hours").
+    fn integer<T>(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Option<T>
+    where
+        T: TryFrom<i64> + PartialOrd + Display,
+    {
+        let value = value?;
+        let Some(n) = value.as_integer() else {
+            self.problem(key, wrong_type("a whole number", &value));
+            return None;
+        };
+        match T::try_from(n) {
+            Ok(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    key,
+                    format!(
+                        "{n} is out of range: {}..={}{unit}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A size (bytes or a string with a unit) in `range`.
+    fn size(&mut self, key: &str, value: Option<Value>, range: RangeInclusive<u64>) -> Option<u64> {
+        let bytes = match value? {
+            Value::Integer(n) => u64::try_from(n).map_err(|_| format!("{n} is negative")),
+            Value::String(s) => parse_size(&s),
+            other => Err(wrong_type(
+                "a number of bytes or a size like \"256MiB\"",
+                &other,
+            )),
+        };
+        let message = match bytes {
+            Ok(n) if range.contains(&n) => return Some(n),
+            Ok(n) if *range.end() == u64::MAX => format!(
+                "{} is too small: at least {}",
+                format_size(n),
+                format_size(*range.start())
+            ),
+            Ok(n) => format!(
+                "{} is out of range: {}..={}",
+                format_size(n),
+                format_size(*range.start()),
+                format_size(*range.end())
+            ),
+            Err(message) => message,
+        };
+        self.problem(key, message);
+        None
+    }
+}
+
+fn wrong_type(expected: &str, found: &Value) -> String {
+    format!("expected {expected}, found {} {found}", found.type_str())
+}
+
+/// A tracing `EnvFilter` directive string, returned without blanks around commas (which
+/// `EnvFilter` refuses). Bare words must be levels: tracing would take `infoo` as "trace
+/// everything in target `infoo`", which is almost always a typo.
+fn check_log_level(s: &str) -> Result<String, String> {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+    const ALLOWED: &str = "use a level (off, error, warn, info, debug, trace), optionally \
+                           with per-target levels, e.g. \"info,kinedge::storage=debug\"";
+    if s.trim().is_empty() {
+        return Err(format!(
+            "must not be empty: {ALLOWED}; or leave level out for the default"
+        ));
+    }
+    let directives: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for directive in &directives {
+        if !directive.contains(['=', '[']) && directive.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "`{directive}` is not a level: {ALLOWED} (for a whole target write `{directive}=trace`)"
+            ));
+        }
+    }
+    let filter = directives.join(",");
+    EnvFilter::builder()
+        .parse(&filter)
+        .map(|_| filter)
+        .map_err(|err| format!("`{s}` is not a valid filter ({err}): {ALLOWED}"))
+}

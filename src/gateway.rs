@@ -1,0 +1,158 @@
+//! Builds the gateway from a configuration, runs it, and shuts it down in order.
+//!
+//! Start: open the stream store, create the configured streams, start the API. Stop (SIGTERM
+//! or Ctrl-C): stop accepting requests, let in-flight requests finish (their records are
+//! committed and acknowledged), then stop the writer after its last commit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::sigv4::SigV4Verifier;
+use crate::api::{self, ApiState};
+use crate::config::{self, Config};
+use crate::storage::{AdminOp, Store, StoreOptions, StreamSpec};
+use crate::streams::{OnFull, StreamMode, ITERATOR_TTL_MS};
+
+/// How often retention and quotas are applied.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Where the data lives: `--data-dir`, else `storage.data_dir`, else `$STATE_DIRECTORY`
+/// (set by systemd), else `./data`.
+pub fn resolve_data_dir(config: &Config, flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| config.storage.data_dir.clone())
+        .or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(|v| {
+                    PathBuf::from(
+                        v.to_string_lossy()
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                })
+                .filter(|p| !p.as_os_str().is_empty())
+        })
+        .unwrap_or_else(|| PathBuf::from("./data"))
+}
+
+fn stream_spec(stream: &config::StreamConfig) -> StreamSpec {
+    StreamSpec {
+        name: stream.name.clone(),
+        shards: stream.shards,
+        retention_hours: stream.retention_hours,
+        max_bytes: stream.max_bytes,
+        on_full: match stream.on_full {
+            config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
+            config::OnFull::RejectNew => OnFull::RejectNew,
+        },
+        mode: StreamMode::Provisioned,
+        tags: Default::default(),
+    }
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let data_dir = resolve_data_dir(&config, data_dir);
+    let mut options = StoreOptions::new(&data_dir);
+    options.cache_size = config.storage.cache_size;
+    options.min_free_disk = config.storage.min_free_disk;
+    options.max_commit_bytes = config.storage.max_commit_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(options))
+        .await
+        .context("opening the stream store")?
+        .with_context(|| format!("opening the stream store in {}", data_dir.display()))?;
+    for stream in &config.streams {
+        store
+            .admin(AdminOp::EnsureStream(stream_spec(stream)))
+            .await
+            .with_context(|| format!("creating stream {} from the configuration", stream.name))?;
+    }
+
+    let verifier = if config.api.credentials.is_empty() {
+        None
+    } else {
+        let mut keys = Vec::new();
+        for credential in &config.api.credentials {
+            let secret = credential.load_secret().with_context(|| {
+                format!("loading the secret of API key {}", credential.access_key_id)
+            })?;
+            keys.push((credential.access_key_id.clone(), secret));
+        }
+        Some(SigV4Verifier::new(keys))
+    };
+    if verifier.is_none() && !config.api.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.api.listen, "the API listens beyond loopback without [[api.credentials]]: anyone who reaches it can read and write streams");
+    }
+    let iterator_ttl_ms = std::env::var("KINEDGE_ITERATOR_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ITERATOR_TTL_MS);
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        verifier,
+        region: config.api.region.clone(),
+        account_id: config.api.account_id.clone(),
+        iterator_ttl_ms,
+    });
+    let listener = api::bind(config.api.listen).await?;
+    let listen = listener.local_addr().unwrap_or(config.api.listen);
+
+    let maintenance = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(error) = store.maintain().await {
+                    tracing::warn!(%error, "retention pass failed; will try again");
+                }
+            }
+        })
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(api = %listen, data_dir = %store.data_dir().display(), streams = config.streams.len(), "kinedge is ready");
+
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing requests in flight");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(20), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "API server stopped with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "API server task failed"),
+        Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
+    }
+    maintenance.abort();
+    store.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,403 @@
+//! Durable shard logs in redb.
+//!
+//! The storage part owns the stream database: one redb file under the data directory that
+//! holds every stream's metadata and shard logs. One writer thread owns all writes: it takes
+//! everything queued, appends it in one write transaction, commits with
+//! `Durability::Immediate`, and only then answers the producers — so an acknowledgement
+//! always means "on disk", and concurrent producers share fsyncs. Readers use short read
+//! transactions, never block the writer, and can wait on a per-shard notification for new
+//! records. Retention by age and byte quotas trim the head of each shard log.
+
+mod block;
+mod disk;
+mod reader;
+mod schema;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use redb::Database;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use block::StoredRecord;
+pub use reader::ReadBatch;
+pub use writer::{AdminOp, RetentionChange, StreamSpec};
+
+use crate::streams::{Position, ReshardError, SequenceNumber, StreamMeta};
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    /// redb's page cache in bytes.
+    pub cache_size: u64,
+    /// Refuse new records when the file system has less free space than this.
+    pub min_free_disk: u64,
+    /// Most record bytes one write transaction takes before it commits.
+    pub max_commit_bytes: u64,
+    /// Save redb's allocator state with each commit so that opening after a crash is
+    /// immediate instead of a full scan of the file.
+    pub quick_repair: bool,
+}
+
+impl StoreOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            data_dir: data_dir.into(),
+            cache_size: 16 * 1024 * 1024,
+            min_free_disk: 256 * 1024 * 1024,
+            max_commit_bytes: 8 * 1024 * 1024,
+            quick_repair: true,
+        }
+    }
+}
+
+/// File name of the stream database inside the data directory.
+pub const STREAMS_DB: &str = "streams.redb";
+
+/// Why a storage request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("Stream {0} not found.")]
+    StreamNotFound(String),
+    #[error("Stream {0} already exists.")]
+    StreamExists(String),
+    #[error(transparent)]
+    Reshard(#[from] ReshardError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl StoreError {
+    fn storage(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// A record handed to the store by a producer, already routed to a hash key.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub partition_key: String,
+    pub hash_key: u128,
+    pub data: Bytes,
+}
+
+/// Where an acknowledged record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub shard_index: u64,
+    pub sequence: SequenceNumber,
+}
+
+/// Why one record of an append was refused (the others may have been stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("Stream {stream} is at its quota of {max_bytes} bytes (storage max_bytes, on_full = \"reject_new\"); records are refused until retention frees room.")]
+    QuotaFull { stream: String, max_bytes: u64 },
+    #[error("The gateway's disk has {free} bytes free, below storage.min_free_disk ({min_free} bytes); new records are refused until space is freed.")]
+    DiskFull { free: u64, min_free: u64 },
+}
+
+pub type AppendOutcome = Result<Appended, Rejected>;
+
+/// Live, committed facts about one shard log, shared by the writer and readers.
+#[derive(Debug)]
+pub struct ShardLive {
+    last: AtomicU64,
+    bytes: AtomicU64,
+    records: AtomicU64,
+    notify: watch::Sender<Position>,
+}
+
+impl ShardLive {
+    fn new(last: Position, bytes: u64, records: u64) -> Self {
+        ShardLive {
+            last: AtomicU64::new(last.0),
+            bytes: AtomicU64::new(bytes),
+            records: AtomicU64::new(records),
+            notify: watch::channel(last).0,
+        }
+    }
+
+    /// The last committed position (the shard's starting position while it is empty).
+    pub fn last(&self) -> Position {
+        Position(self.last.load(Ordering::Acquire))
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+}
+
+/// The committed streams, as readers see them.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub streams: BTreeMap<String, Arc<StreamMeta>>,
+    by_uid: HashMap<u64, Arc<StreamMeta>>,
+    live: HashMap<u64, Arc<ShardLive>>,
+}
+
+impl Catalog {
+    pub fn stream(&self, name: &str) -> Option<&Arc<StreamMeta>> {
+        self.streams.get(name)
+    }
+
+    pub fn stream_by_uid(&self, uid: u64) -> Option<&Arc<StreamMeta>> {
+        self.by_uid.get(&uid)
+    }
+
+    /// Live facts of a shard by its storage id.
+    pub fn live(&self, shard_uid: u64) -> Option<&Arc<ShardLive>> {
+        self.live.get(&shard_uid)
+    }
+
+    pub fn open_shards_in_gateway(&self) -> u32 {
+        self.streams.values().map(|s| s.open_shard_count()).sum()
+    }
+
+    /// Bytes stored for a stream, all shards together.
+    pub fn stream_bytes(&self, stream: &StreamMeta) -> u64 {
+        stream
+            .shards
+            .iter()
+            .filter_map(|s| self.live(s.uid))
+            .map(|l| l.bytes())
+            .sum()
+    }
+}
+
+/// Counters the writer keeps, for status and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub records: AtomicU64,
+    pub record_bytes: AtomicU64,
+    pub commit_micros: AtomicU64,
+    pub rejected_quota: AtomicU64,
+    pub rejected_disk: AtomicU64,
+    pub trimmed_records: AtomicU64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct WriterStatsSnapshot {
+    pub commits: u64,
+    pub records: u64,
+    pub record_bytes: u64,
+    pub records_per_commit: f64,
+    pub mean_commit_micros: f64,
+    pub rejected_quota: u64,
+    pub rejected_disk: u64,
+    pub trimmed_records: u64,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    ops: mpsc::Sender<writer::WriteOp>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    iterator_key: [u8; 32],
+    stats: Arc<WriterStats>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    data_dir: PathBuf,
+}
+
+/// A handle on the stream store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Requests waiting for the writer, at most. Producers wait (backpressure) beyond this.
+const WRITE_QUEUE: usize = 1024;
+
+impl Store {
+    /// Opens (or creates) the stream database in `options.data_dir` and starts the writer.
+    pub fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+            StoreError::Storage(format!(
+                "cannot create data directory {}: {e}",
+                options.data_dir.display()
+            ))
+        })?;
+        let path = options.data_dir.join(STREAMS_DB);
+        let db = open_database(&path, options.cache_size)?;
+        let db = Arc::new(db);
+        let catalog = Arc::new(RwLock::new(Arc::new(Catalog::default())));
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let (writer, iterator_key) =
+            writer::Writer::start(db.clone(), options.clone(), catalog.clone(), stats.clone())?;
+        let handle = std::thread::Builder::new()
+            .name("kinedge-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::storage)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                ops: tx,
+                catalog,
+                iterator_key,
+                stats,
+                writer: Mutex::new(Some(handle)),
+                data_dir: options.data_dir,
+            }),
+        })
+    }
+
+    /// The committed catalog of streams.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner
+            .catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The key that signs shard iterators (kept in the database, so iterators survive a
+    /// restart within their lifetime).
+    pub fn iterator_key(&self) -> &[u8] {
+        &self.inner.iterator_key
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn stats(&self) -> WriterStatsSnapshot {
+        let s = &self.inner.stats;
+        let commits = s.commits.load(Ordering::Relaxed);
+        let records = s.records.load(Ordering::Relaxed);
+        let micros = s.commit_micros.load(Ordering::Relaxed);
+        WriterStatsSnapshot {
+            commits,
+            records,
+            record_bytes: s.record_bytes.load(Ordering::Relaxed),
+            records_per_commit: if commits == 0 {
+                0.0
+            } else {
+                records as f64 / commits as f64
+            },
+            mean_commit_micros: if commits == 0 {
+                0.0
+            } else {
+                micros as f64 / commits as f64
+            },
+            rejected_quota: s.rejected_quota.load(Ordering::Relaxed),
+            rejected_disk: s.rejected_disk.load(Ordering::Relaxed),
+            trimmed_records: s.trimmed_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Appends records to a stream. Returns once they are committed to disk, with one
+    /// outcome per record in order (a record can be refused by a quota or the disk guard).
+    pub async fn append(
+        &self,
+        stream: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Append {
+            stream: stream.to_string(),
+            records,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Runs an administrative change (create, delete, reshard, retention, tags); returns
+    /// once it is committed.
+    pub async fn admin(&self, op: AdminOp) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Admin { op, reply }).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Applies retention and quotas now (the gateway also does this on a timer).
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Maintain { reply: Some(reply) })
+            .await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    async fn send(&self, op: writer::WriteOp) -> Result<(), StoreError> {
+        self.inner
+            .ops
+            .send(op)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Reads records of one shard from `from` on: at most `max_records` records and about
+    /// `max_bytes` of data (always at least one record when one is there). Blocking: call it
+    /// from a blocking context.
+    pub fn read(
+        &self,
+        shard_uid: u64,
+        from: Position,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        reader::read(&self.inner.db, shard_uid, from, max_records, max_bytes)
+    }
+
+    /// A receiver that changes whenever records are committed to the shard; its value is the
+    /// last committed position.
+    pub fn subscribe(&self, shard_uid: u64) -> Option<watch::Receiver<Position>> {
+        self.catalog().live(shard_uid).map(|l| l.notify.subscribe())
+    }
+
+    /// Stops the writer after everything already queued is committed and answered.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.ops.send(writer::WriteOp::Shutdown).await;
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn open_database(path: &Path, cache_size: u64) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(usize::try_from(cache_size).unwrap_or(usize::MAX));
+    builder.set_repair_callback(|session| {
+        let progress = session.progress();
+        tracing::warn!(
+            progress = format!("{:.0}%", progress * 100.0),
+            "repairing the stream database after an unclean shutdown"
+        );
+    });
+    builder.create(path).map_err(|e| {
+        StoreError::Storage(format!(
+            "cannot open stream database {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

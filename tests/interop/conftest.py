@@ -1,0 +1,49 @@
+import atexit
+
+import pytest
+
+import kutil
+from kutil import GatewayFactory
+
+atexit.register(kutil.kill_all_leftovers)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when in ("setup", "call") and rep.failed:
+        for gw in list(kutil.LIVE_GATEWAYS):
+            rep.sections.append((f"kinedge log [{gw.name}] {gw.log_path}", gw.log_tail(120)))
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    """Function-scoped: gateway_factory(extra_config="", env=None, credentials=False) -> Gateway."""
+    f = GatewayFactory(lambda name: tmp_path / name)
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def module_gateway_factory(tmp_path_factory):
+    f = GatewayFactory(lambda name: tmp_path_factory.mktemp(name))
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def gw(module_gateway_factory):
+    """A plain gateway (no credentials, no configured streams) shared by a test module."""
+    return module_gateway_factory(name="shared")
+
+
+@pytest.fixture(scope="module")
+def client(gw):
+    return gw.client()
+
+
+@pytest.fixture(scope="module")
+def raw_client(gw):
+    """boto3 without client-side parameter validation, for inputs botocore would refuse."""
+    return gw.client(validate=False)
