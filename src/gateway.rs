@@ -61,6 +61,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     options.cache_size = config.storage.cache_size;
     options.min_free_disk = config.storage.min_free_disk;
     options.max_commit_bytes = config.storage.max_commit_bytes;
+    options.quick_repair = config.storage.quick_repair;
     let store = tokio::task::spawn_blocking(move || Store::open(options))
         .await
         .context("opening the stream store")?
@@ -97,6 +98,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         region: config.api.region.clone(),
         account_id: config.api.account_id.clone(),
         iterator_ttl_ms,
+        read_slots: tokio::sync::Semaphore::new(api::READ_SLOTS),
     });
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);

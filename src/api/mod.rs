@@ -37,7 +37,13 @@ pub struct ApiState {
     pub account_id: String,
     /// How long shard iterators stay valid (5 minutes, as in Kinesis).
     pub iterator_ttl_ms: u64,
+    /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
+    /// encoded answer, so this bounds the memory reads take.
+    pub read_slots: tokio::sync::Semaphore,
 }
+
+/// How many GetRecords calls are served at once by default.
+pub const READ_SLOTS: usize = 2;
 
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {

@@ -97,6 +97,16 @@ impl Wire {
     }
 
     pub fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, ApiError> {
+        self.encode_with_capacity(value, 256)
+    }
+
+    /// Encodes into a buffer of `capacity` bytes to start with, so that a large answer is
+    /// not copied again and again as the buffer grows.
+    pub fn encode_with_capacity<T: Serialize>(
+        self,
+        value: &T,
+        capacity: usize,
+    ) -> Result<Vec<u8>, ApiError> {
         let failed = |e: String| {
             ApiError::new(
                 ErrorKind::InternalFailure,
@@ -104,9 +114,13 @@ impl Wire {
             )
         };
         match self {
-            Wire::Json => serde_json::to_vec(value).map_err(|e| failed(e.to_string())),
+            Wire::Json => {
+                let mut out = Vec::with_capacity(capacity);
+                serde_json::to_writer(&mut out, value).map_err(|e| failed(e.to_string()))?;
+                Ok(out)
+            }
             Wire::Cbor => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(capacity);
                 ciborium::into_writer(value, &mut out).map_err(|e| failed(e.to_string()))?;
                 Ok(out)
             }
@@ -116,6 +130,16 @@ impl Wire {
     /// A 200 response carrying `value`.
     pub fn ok<T: Serialize>(self, value: &T) -> Result<Response, ApiError> {
         let body = self.encode(value)?;
+        Ok(self.response(StatusCode::OK, body))
+    }
+
+    /// A 200 response carrying `value`, encoded into a buffer of `capacity` bytes.
+    pub fn ok_with_capacity<T: Serialize>(
+        self,
+        value: &T,
+        capacity: usize,
+    ) -> Result<Response, ApiError> {
+        let body = self.encode_with_capacity(value, capacity)?;
         Ok(self.response(StatusCode::OK, body))
     }
 
@@ -158,6 +182,19 @@ impl Serialize for Blob {
             serializer.serialize_str(&STANDARD.encode(&self.0))
         } else {
             serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+/// A borrowed binary value, serialized like [`Blob`].
+pub struct BlobRef<'a>(pub &'a [u8]);
+
+impl Serialize for BlobRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(&base64::display::Base64Display::new(self.0, &STANDARD))
+        } else {
+            serializer.serialize_bytes(self.0)
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct StorageConfig {
     pub cache_size: u64,
     /// Group commit cap per write transaction, bytes.
     pub max_commit_bytes: u64,
+    /// Save redb's allocator state with every commit, so that opening after a crash needs
+    /// no scan of the file; costs bytes written per commit that grow with the file size.
+    pub quick_repair: bool,
 }
 
 /// `[api]`
@@ -137,6 +140,7 @@ impl Default for StorageConfig {
             min_free_disk: Self::DEFAULT_MIN_FREE_DISK,
             cache_size: Self::DEFAULT_CACHE_SIZE,
             max_commit_bytes: Self::DEFAULT_MAX_COMMIT_BYTES,
+            quick_repair: false,
         }
     }
 }

@@ -22,6 +22,7 @@ pub(super) struct Storage {
     pub min_free_disk: Option<Value>,
     pub cache_size: Option<Value>,
     pub max_commit_bytes: Option<Value>,
+    pub quick_repair: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +78,7 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("min_free_disk", Shape::Value),
             ("cache_size", Shape::Value),
             ("max_commit_bytes", Shape::Value),
+            ("quick_repair", Shape::Value),
         ]),
     ),
     (

@@ -603,3 +603,16 @@ fn load_secret_from_file_and_env() {
         Err(ConfigError::EmptySecret { .. })
     ));
 }
+
+#[test]
+fn quick_repair_is_off_by_default_and_a_boolean() {
+    assert!(!Config::built_in().storage.quick_repair);
+    let config = parse("[storage]\nquick_repair = true\n").unwrap();
+    assert!(config.storage.quick_repair);
+    assert_issue(
+        "[storage]\n\nquick_repair = \"yes\"\n",
+        "storage.quick_repair",
+        3,
+        "true or false",
+    );
+}

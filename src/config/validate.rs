@@ -65,6 +65,9 @@ impl Check {
                     StorageConfig::MAX_COMMIT_BYTES_RANGE,
                 )
                 .unwrap_or(StorageConfig::DEFAULT_MAX_COMMIT_BYTES),
+            quick_repair: self
+                .boolean("storage.quick_repair", raw.quick_repair)
+                .unwrap_or(false),
         }
     }
 
@@ -295,6 +298,17 @@ impl Check {
             return None;
         };
         parse(s).map_err(|message| self.problem(key, message)).ok()
+    }
+
+    fn boolean(&mut self, key: &str, value: Option<Value>) -> Option<bool> {
+        let value = value?;
+        match value.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.problem(key, wrong_type("true or false", &value));
+                None
+            }
+        }
     }
 
     /// A whole number in `range`; `unit` follows the range in messages (" hours").

@@ -19,8 +19,16 @@ use bytes::Bytes;
 
 use crate::streams::Position;
 
-/// Blocks are cut at this size (a 64 KiB page holds one with room for redb's page header).
-pub const BLOCK_TARGET_BYTES: usize = 64 * 1024 - 256;
+/// redb's page size, and the largest page a block goes into.
+const PAGE_BYTES: usize = 4096;
+const MAX_BLOCK_PAGE_BYTES: usize = 64 * 1024;
+/// What a leaf page holding one block needs besides the block: page header, the value's
+/// end offset and the fixed-width key, with room to spare.
+const LEAF_OVERHEAD_BYTES: usize = 64;
+/// Largest block (fills a 64 KiB page).
+pub const BLOCK_TARGET_BYTES: usize = MAX_BLOCK_PAGE_BYTES - LEAF_OVERHEAD_BYTES;
+/// A block's own header at most: type, record count and last-position delta.
+pub const BLOCK_HEADER_BYTES: usize = 16;
 /// Data of a large record is stored in chunks of this size (a 128 KiB page each).
 pub const CHUNK_BYTES: usize = 128 * 1024 - 256;
 
@@ -70,6 +78,36 @@ fn varint_len(mut v: u64) -> usize {
 /// The bytes a record adds to a records block (at most; the position delta is usually 1 byte).
 pub fn encoded_record_bytes(key_len: usize, data_len: usize) -> usize {
     10 + varint_len(key_len as u64) + varint_len(data_len as u64) + key_len + data_len
+}
+
+/// The size to fill the next block up to, given `remaining` bytes of records to write.
+///
+/// redb stores a value larger than a page in a page of the next power of two, so a block
+/// is cut to fill such a page: 44 KiB of records become a 32 KiB block, an 8 KiB block and
+/// a small rest, instead of one 44 KiB block in a 64 KiB page. A rest smaller than a page
+/// becomes a small block that shares a leaf with its neighbours.
+pub fn block_cap(remaining: usize) -> usize {
+    let needed = remaining + BLOCK_HEADER_BYTES + LEAF_OVERHEAD_BYTES;
+    if needed >= MAX_BLOCK_PAGE_BYTES {
+        return BLOCK_TARGET_BYTES - BLOCK_HEADER_BYTES;
+    }
+    if needed <= PAGE_BYTES {
+        return remaining;
+    }
+    let mut page = PAGE_BYTES;
+    while page * 2 <= needed {
+        page *= 2;
+    }
+    page - LEAF_OVERHEAD_BYTES - BLOCK_HEADER_BYTES
+}
+
+/// Exact bytes a record adds to a records block, given its position delta.
+pub fn record_bytes(delta: u64, key_len: usize, data_len: usize) -> usize {
+    varint_len(delta)
+        + varint_len(key_len as u64)
+        + varint_len(data_len as u64)
+        + key_len
+        + data_len
 }
 
 /// True if a record this large goes into a block of its own with chunked data.
@@ -288,6 +326,26 @@ mod tests {
         assert_eq!(back[0].data.as_ref(), b"");
         assert_eq!(back[1].position, Position(5000));
         assert_eq!(back[1].data.as_ref(), &[0u8, 255, 7]);
+    }
+
+    #[test]
+    fn block_caps_fill_power_of_two_pages() {
+        // Small rests stay whole.
+        assert_eq!(block_cap(1000), 1000);
+        // 44 KiB of records: fill a 32 KiB page first.
+        assert_eq!(block_cap(44 * 1024), 32 * 1024 - 80);
+        assert_eq!(block_cap(5000), 4096 - 80);
+        assert_eq!(
+            block_cap(10 * 1024 * 1024),
+            BLOCK_TARGET_BYTES - BLOCK_HEADER_BYTES
+        );
+        // A block filled to its cap fits its page with the leaf overhead.
+        for remaining in [5_000usize, 9_000, 20_000, 40_000, 63_000, 70_000] {
+            let cap = block_cap(remaining);
+            let page = (cap + BLOCK_HEADER_BYTES + 64).next_power_of_two();
+            assert!(cap + BLOCK_HEADER_BYTES + 64 <= page);
+            assert!(page <= 64 * 1024);
+        }
     }
 
     #[test]

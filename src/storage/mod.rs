@@ -40,7 +40,8 @@ pub struct StoreOptions {
     /// Most record bytes one write transaction takes before it commits.
     pub max_commit_bytes: u64,
     /// Save redb's allocator state with each commit so that opening after a crash is
-    /// immediate instead of a full scan of the file.
+    /// immediate instead of a full scan of the file. Off by default: the state covers the
+    /// whole file, so every commit would write more as the file grows.
     pub quick_repair: bool,
 }
 
@@ -51,7 +52,7 @@ impl StoreOptions {
             cache_size: 16 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             max_commit_bytes: 8 * 1024 * 1024,
-            quick_repair: true,
+            quick_repair: false,
         }
     }
 }
@@ -243,7 +244,15 @@ impl Store {
             writer::Writer::start(db.clone(), options.clone(), catalog.clone(), stats.clone())?;
         let handle = std::thread::Builder::new()
             .name("kinedge-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| writer.run(rx));
+                if std::panic::catch_unwind(run).is_err() {
+                    // A gateway whose writer is gone would look alive and store nothing;
+                    // stop so that the service manager restarts it on the committed state.
+                    tracing::error!("the stream writer failed; stopping the process");
+                    std::process::abort();
+                }
+            })
             .map_err(StoreError::storage)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -327,11 +336,20 @@ impl Store {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// Applies retention and quotas now (the gateway also does this on a timer).
+    /// Applies retention now (the gateway also does this on a timer).
     pub async fn maintain(&self) -> Result<(), StoreError> {
+        self.maintain_as_of(None).await
+    }
+
+    /// Applies retention as if the time were `as_of` (epoch ms): what the timer does, at a
+    /// chosen time, so that tests need not wait a day.
+    pub async fn maintain_as_of(&self, as_of: Option<u64>) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.send(writer::WriteOp::Maintain { reply: Some(reply) })
-            .await?;
+        self.send(writer::WriteOp::Maintain {
+            as_of,
+            reply: Some(reply),
+        })
+        .await?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 

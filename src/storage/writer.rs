@@ -95,6 +95,8 @@ pub(crate) enum WriteOp {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Maintain {
+        /// Apply retention as of this time (epoch ms) instead of now.
+        as_of: Option<u64>,
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
     Shutdown,
@@ -294,7 +296,7 @@ impl Writer {
             let disk = self.disk_check();
             let mut staged: BTreeMap<u64, Vec<PendingRecord>> = BTreeMap::new();
             let mut catalog_changed = false;
-            let mut maintain = false;
+            let mut maintain: Option<u64> = None;
             for op in group {
                 match op {
                     WriteOp::Append {
@@ -310,16 +312,16 @@ impl Writer {
                         catalog_changed |= outcome.is_ok();
                         replies.push(Reply::Admin(reply, outcome));
                     }
-                    WriteOp::Maintain { reply } => {
-                        maintain = true;
+                    WriteOp::Maintain { as_of, reply } => {
+                        maintain = Some(as_of.unwrap_or_else(now_ms));
                         maintain_replies.extend(reply);
                     }
                     WriteOp::Shutdown => shutdown = true,
                 }
             }
             let (records, bytes) = self.flush(&txn, staged)?;
-            if maintain {
-                catalog_changed |= self.maintain(&txn)?;
+            if let Some(now) = maintain {
+                catalog_changed |= self.maintain(&txn, now)?;
             }
             self.write_states(&txn)?;
             if catalog_changed {
@@ -536,8 +538,7 @@ impl Writer {
     }
 
     /// Retention by age; drops closed shards that are empty and past retention.
-    fn maintain(&mut self, txn: &WriteTransaction) -> Result<bool, StoreError> {
-        let now = now_ms();
+    fn maintain(&mut self, txn: &WriteTransaction, now: u64) -> Result<bool, StoreError> {
         let mut catalog_changed = false;
         let names: Vec<String> = self.streams.keys().cloned().collect();
         for name in names {
@@ -882,37 +883,61 @@ fn write_blocks(
     let mut table = txn
         .open_table(schema::shard_table(&name))
         .map_err(storage)?;
+    // Exact encoded size of each record, with its delta from the previous one.
+    let sizes: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let delta = if i == 0 {
+                0
+            } else {
+                r.position.0 - records[i - 1].position.0
+            };
+            block::record_bytes(delta, r.partition_key.len(), r.data.len())
+        })
+        .collect();
+    let mut prefix = Vec::with_capacity(sizes.len() + 1);
+    prefix.push(0usize);
+    for size in &sizes {
+        prefix.push(prefix.last().copied().unwrap_or(0) + size);
+    }
+    // For each record, where its run of ordinary (not large) records ends.
+    let mut run_ends = vec![records.len(); records.len()];
+    for i in (0..records.len()).rev() {
+        let large = block::is_large(records[i].partition_key.len(), records[i].data.len());
+        run_ends[i] = if large {
+            i
+        } else if i + 1 < records.len() {
+            run_ends[i + 1]
+        } else {
+            records.len()
+        };
+    }
     let mut written = 0u64;
     let mut start = 0;
-    let mut size = 0;
-    let put = |table: &mut redb::Table<u64, &[u8]>, batch: &[PendingRecord]| {
-        if batch.is_empty() {
-            return Ok::<u64, StoreError>(0);
-        }
-        let value = block::encode_records(batch);
-        table
-            .insert(batch[0].position.0, value.as_slice())
-            .map_err(storage)?;
-        Ok(value.len() as u64)
-    };
-    for (i, record) in records.iter().enumerate() {
-        let key_len = record.partition_key.len();
-        if block::is_large(key_len, record.data.len()) {
-            written += put(&mut table, &records[start..i])?;
+    while start < records.len() {
+        let record = &records[start];
+        if block::is_large(record.partition_key.len(), record.data.len()) {
             written += write_large(txn, &mut table, uid, record)?;
-            start = i + 1;
-            size = 0;
+            start += 1;
             continue;
         }
-        let s = block::encoded_record_bytes(key_len, record.data.len());
-        if size + s > block::BLOCK_TARGET_BYTES && i > start {
-            written += put(&mut table, &records[start..i])?;
-            start = i;
-            size = 0;
+        let run_end = run_ends[start];
+        let remaining = prefix[run_end] - prefix[start];
+        let cap = block::block_cap(remaining);
+        let mut end = start;
+        let mut size = 0;
+        while end < run_end && (end == start || size + sizes[end] <= cap) {
+            size += sizes[end];
+            end += 1;
         }
-        size += s;
+        let value = block::encode_records(&records[start..end]);
+        table
+            .insert(records[start].position.0, value.as_slice())
+            .map_err(storage)?;
+        written += value.len() as u64;
+        start = end;
     }
-    written += put(&mut table, &records[start..])?;
     Ok(written)
 }
 

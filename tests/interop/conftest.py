@@ -1,3 +1,12 @@
+"""kinedge interop suite: drives the real binary with boto3 / raw HTTP on 127.0.0.1.
+
+    pip install -r tests/interop/requirements.txt
+    python -m pytest tests/interop -q          # from the repo root
+
+KINEDGE_BIN picks the binary (default target/debug/kinedge, relative to the repo root).
+Each gateway writes its config and log under pytest's tmp dir; a failing test's report carries
+the tail of every live gateway's log.
+"""
 import atexit
 
 import pytest

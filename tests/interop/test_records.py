@@ -173,6 +173,10 @@ def test_iterator_types(client):
     assert aft_last["Records"] == [] and aft_last["MillisBehindLatest"] == 0
     th = _get(client, name, S0, "TRIM_HORIZON")["Records"]
     assert [r["SequenceNumber"] for r in th] == seqs
+    # the shard's own StartingSequenceNumber is a valid AT_SEQUENCE_NUMBER position
+    start = client.describe_stream(StreamName=name)["StreamDescription"]["Shards"][0]["SequenceNumberRange"]["StartingSequenceNumber"]
+    frm = _get(client, name, S0, "AT_SEQUENCE_NUMBER", StartingSequenceNumber=start)["Records"]
+    assert [r["SequenceNumber"] for r in frm] == seqs
 
 
 def test_at_timestamp(client):

@@ -91,12 +91,45 @@ def test_split_shard(client):
                  StreamName=name, ShardToSplit=sid(2), NewStartingHashKey=str(mid))
     expect_error("InvalidArgumentException", client.split_shard,
                  StreamName=name, ShardToSplit=sid(2), NewStartingHashKey=str(mid - 5))
-    expect_error("InvalidArgumentException", client.split_shard,
-                 StreamName=name, ShardToSplit=sid(2), NewStartingHashKey=str(HASH_SPACE))
     expect_error("ResourceNotFoundException", client.split_shard,
                  StreamName=name, ShardToSplit=sid(77), NewStartingHashKey=str(mid))
     # nothing changed by the failed calls
     assert len(list_all_shards(client, name)) == 3
+
+
+def test_split_key_out_of_range(client):
+    """2^128 matches the model pattern (39 digits) but is outside every range: InvalidArgument."""
+    name = unique("splitoor")
+    create_stream(client, name, 1)
+    expect_error("InvalidArgumentException", client.split_shard,
+                 StreamName=name, ShardToSplit=sid(0), NewStartingHashKey=str(HASH_SPACE))
+    assert len(list_all_shards(client, name)) == 1
+
+
+def test_closed_shard_paged_to_end(client):
+    name = unique("pages")
+    create_stream(client, name, 1)
+    seqs = [client.put_record(StreamName=name, Data=b"%d" % i, PartitionKey="k")["SequenceNumber"] for i in range(5)]
+    client.split_shard(StreamName=name, ShardToSplit=sid(0), NewStartingHashKey=str(2**127))
+    wait_active(client, name)
+    it = client.get_shard_iterator(StreamName=name, ShardId=sid(0), ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    got = []
+    for _ in range(10):
+        resp = client.get_records(ShardIterator=it, Limit=2)
+        got += [r["SequenceNumber"] for r in resp["Records"]]
+        it = resp.get("NextShardIterator")
+        if it is None:
+            break
+        assert not resp.get("ChildShards"), f"ChildShards before the end of the shard (after {len(got)} records)"
+    assert it is None, "a closed shard never reported its end"
+    assert got == seqs
+    assert sorted(c["ShardId"] for c in resp["ChildShards"]) == [sid(1), sid(2)]
+    # starting after the last record of the closed shard: straight to the end
+    end = client.get_shard_iterator(StreamName=name, ShardId=sid(0), ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                    StartingSequenceNumber=seqs[-1])["ShardIterator"]
+    resp = client.get_records(ShardIterator=end)
+    assert resp["Records"] == [] and resp.get("NextShardIterator") is None
+    assert sorted(c["ShardId"] for c in resp["ChildShards"]) == [sid(1), sid(2)]
 
 
 def test_merge_shards(client):

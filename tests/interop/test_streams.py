@@ -263,11 +263,23 @@ def test_tags(client):
     t = client.list_tags_for_stream(StreamName=name)
     assert {x["Key"]: x["Value"] for x in t["Tags"]} == {"env": "prod", "b": "2", "c": "3"}
 
-    # 50 per call is the maximum
-    client.add_tags_to_stream(StreamName=name, Tags={f"k{i:02d}": str(i) for i in range(50)})
-    assert len(client.list_tags_for_stream(StreamName=name, Limit=50)["Tags"]) == 50
+
+def test_tag_limits(client):
+    # 50 in one call is the maximum per call (and, as in AWS, per stream)
+    full, other = unique("tag50"), unique("tag51")
+    create_stream(client, full, 1)
+    create_stream(client, other, 1)
+    client.add_tags_to_stream(StreamName=full, Tags={f"k{i:02d}": str(i) for i in range(50)})
+    t = client.list_tags_for_stream(StreamName=full, Limit=50)
+    assert len(t["Tags"]) == 50 and t["HasMoreTags"] is False
     expect_error(("InvalidArgumentException", "LimitExceededException"),
-                 client.add_tags_to_stream, StreamName=name, Tags={f"x{i:02d}": str(i) for i in range(51)})
+                 client.add_tags_to_stream, StreamName=other, Tags={f"x{i:02d}": str(i) for i in range(51)},
+                 mentions=["50"])
+    assert client.list_tags_for_stream(StreamName=other)["Tags"] == [], "a refused AddTagsToStream added tags"
+    # overwriting existing keys does not count as new tags
+    client.add_tags_to_stream(StreamName=full, Tags={"k00": "changed"})
+    expect_error(("InvalidArgumentException", "LimitExceededException"),
+                 client.add_tags_to_stream, StreamName=full, Tags={"one-more": "x"})
 
 
 def test_retention(client):

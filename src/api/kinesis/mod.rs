@@ -80,7 +80,13 @@ pub async fn dispatch(
         "PutRecord" => output(wire, body, |i| records::put_record(state, i)).await,
         "PutRecords" => output(wire, body, |i| records::put_records(state, i)).await,
         "GetShardIterator" => output(wire, body, |i| records::get_shard_iterator(state, i)).await,
-        "GetRecords" => output(wire, body, |i| records::get_records(state, i)).await,
+        "GetRecords" => {
+            let _slot = state.read_slots.acquire().await.map_err(|_| {
+                ApiError::new(ErrorKind::InternalFailure, "the gateway is shutting down")
+            })?;
+            let out = records::get_records(state, wire.decode(body)?).await?;
+            wire.ok_with_capacity(&out, out.records.json_size_hint() + 1024)
+        }
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in the README)."),

@@ -3,7 +3,7 @@
 use super::types::*;
 use super::{hash_range_out, int_in_range};
 use crate::api::error::{ApiError, ErrorKind};
-use crate::api::protocol::{Blob, Timestamp};
+use crate::api::protocol::Blob;
 use crate::api::ApiState;
 use crate::storage::{now_ms, NewRecord, Rejected};
 use crate::streams::validate::{
@@ -323,20 +323,10 @@ pub async fn get_records(
         Some(last) if last.position < tip => tip.millis().saturating_sub(last.position.millis()),
         _ => 0,
     };
-    let records = batch
-        .records
-        .into_iter()
-        .map(|r| RecordOut {
-            sequence_number: SequenceNumber {
-                shard_index: shard.index,
-                position: r.position,
-            }
-            .to_string(),
-            approximate_arrival_timestamp: Timestamp(r.position.millis()),
-            data: Blob(r.data),
-            partition_key: r.partition_key,
-        })
-        .collect();
+    let records = RecordsOut {
+        shard_index: shard.index,
+        records: batch.records,
+    };
     let finished = shard.closed.is_some_and(|c| next > c.ending);
     let (next_shard_iterator, child_shards) = if finished {
         let children = meta

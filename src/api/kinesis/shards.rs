@@ -167,12 +167,19 @@ pub async fn split_shard(state: &ApiState, input: SplitShardInput) -> Result<(),
     let key = input
         .new_starting_hash_key
         .ok_or_else(|| ApiError::missing("newStartingHashKey"))?;
-    let new_start = parse_explicit_hash_key(&key).ok_or_else(|| {
-        ApiError::constraint(
+    let matches_pattern = key == "0"
+        || (key.len() <= 39 && !key.starts_with('0') && key.bytes().all(|b| b.is_ascii_digit()));
+    if !matches_pattern {
+        return Err(ApiError::constraint(
             &key,
             "newStartingHashKey",
             "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
-        )
+        ));
+    }
+    let new_start = parse_explicit_hash_key(&key).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "NewStartingHashKey {key} is out of range: hash keys are 0 to 2^128-1."
+        ))
     })?;
     state
         .store

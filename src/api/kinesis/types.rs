@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::protocol::{Blob, Timestamp};
+use crate::api::protocol::{Blob, BlobRef, Timestamp};
+use crate::storage::StoredRecord;
+use crate::streams::SequenceNumber;
 
 /// Inputs that name a stream by StreamName or StreamARN.
 pub trait NamesStream {
@@ -314,13 +316,61 @@ pub struct GetRecordsInput {
     pub stream_arn: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RecordOut {
-    pub sequence_number: String,
-    pub approximate_arrival_timestamp: Timestamp,
-    pub data: Blob,
-    pub partition_key: String,
+/// The records of a GetRecords answer, serialized straight from what the store read (no
+/// per-record strings are built: a 10,000-record answer stays close to its encoded size).
+#[derive(Debug)]
+pub struct RecordsOut {
+    pub shard_index: u64,
+    pub records: Vec<StoredRecord>,
+}
+
+impl RecordsOut {
+    /// About how many bytes the records take encoded as JSON (base64 data).
+    pub fn json_size_hint(&self) -> usize {
+        self.records
+            .iter()
+            .map(|r| r.data.len().div_ceil(3) * 4 + r.partition_key.len() + 160)
+            .sum()
+    }
+}
+
+impl Serialize for RecordsOut {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct One<'a>(u64, &'a StoredRecord);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let sequence = SequenceNumber {
+                    shard_index: self.0,
+                    position: self.1.position,
+                };
+                let mut record = serializer.serialize_struct("Record", 4)?;
+                record.serialize_field("SequenceNumber", &Display(sequence))?;
+                record.serialize_field(
+                    "ApproximateArrivalTimestamp",
+                    &Timestamp(self.1.position.millis()),
+                )?;
+                record.serialize_field("Data", &BlobRef(&self.1.data))?;
+                record.serialize_field("PartitionKey", &self.1.partition_key)?;
+                record.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.records.len()))?;
+        for record in &self.records {
+            seq.serialize_element(&One(self.shard_index, record))?;
+        }
+        seq.end()
+    }
+}
+
+/// Serializes a value through its `Display`, without an intermediate string where the
+/// serializer allows.
+struct Display<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Display<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -334,7 +384,7 @@ pub struct ChildShardOut {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetRecordsOutput {
-    pub records: Vec<RecordOut>,
+    pub records: RecordsOut,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_shard_iterator: Option<String>,
     pub millis_behind_latest: u64,
