@@ -22,8 +22,8 @@ use super::{
     StoreOptions, WriterStats,
 };
 use crate::streams::{
-    OnFull, Position, SequenceNumber, StreamMeta, StreamMode, UidSource, MAX_RETENTION_HOURS,
-    MIN_RETENTION_HOURS, SHARD_LIMIT,
+    OnFull, Position, SequenceNumber, ShardMeta, StreamMeta, StreamMode, UidSource,
+    MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
 
 /// How a stream is created.
@@ -702,23 +702,9 @@ impl Writer {
                 shard,
                 new_start,
             } => {
-                let open = self.open_in_gateway();
-                let states = &self.states;
-                let last = |s: &crate::streams::ShardMeta| {
-                    states.get(&s.uid).map_or(s.starting, |st| st.last)
-                };
-                let meta = self
-                    .streams
-                    .get_mut(&stream)
-                    .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
-                meta.split(
-                    &shard,
-                    new_start,
-                    now,
-                    &last,
-                    &mut Uids(&mut self.next_uid),
-                    open,
-                )?;
+                self.reshard(&stream, |meta, last, uids, open| {
+                    meta.split(&shard, new_start, now, last, uids, open)
+                })?;
                 stream
             }
             AdminOp::MergeShards {
@@ -726,33 +712,15 @@ impl Writer {
                 shard,
                 adjacent,
             } => {
-                let states = &self.states;
-                let last = |s: &crate::streams::ShardMeta| {
-                    states.get(&s.uid).map_or(s.starting, |st| st.last)
-                };
-                let meta = self
-                    .streams
-                    .get_mut(&stream)
-                    .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
-                meta.merge(&shard, &adjacent, now, &last, &mut Uids(&mut self.next_uid))?;
+                self.reshard(&stream, |meta, last, uids, _| {
+                    meta.merge(&shard, &adjacent, now, last, uids)
+                })?;
                 stream
             }
             AdminOp::UpdateShardCount { stream, target } => {
-                let open = self.open_in_gateway();
-                let states = &self.states;
-                let last = |s: &crate::streams::ShardMeta| {
-                    states.get(&s.uid).map_or(s.starting, |st| st.last)
-                };
-                let meta = self
-                    .streams
-                    .get_mut(&stream)
-                    .ok_or_else(|| StoreError::StreamNotFound(stream.clone()))?;
-                // Work on a copy so that a refusal half-way leaves the stream untouched.
-                let mut changed = meta.clone();
-                let mut next_uid = self.next_uid;
-                changed.update_shard_count(target, now, &last, &mut Uids(&mut next_uid), open)?;
-                *meta = changed;
-                self.next_uid = next_uid;
+                self.reshard(&stream, |meta, last, uids, open| {
+                    meta.update_shard_count(target, now, last, uids, open)
+                })?;
                 stream
             }
             AdminOp::SetRetention {
@@ -810,6 +778,33 @@ impl Writer {
             });
         }
         write_stream(txn, meta)
+    }
+
+    /// Applies a change to a stream's shards. The change works on a copy, so a refusal
+    /// half-way (UpdateShardCount is several splits and merges) leaves the stream untouched.
+    fn reshard(
+        &mut self,
+        stream: &str,
+        change: impl FnOnce(
+            &mut StreamMeta,
+            &dyn Fn(&ShardMeta) -> Position,
+            &mut dyn UidSource,
+            u32,
+        ) -> Result<(), crate::streams::ReshardError>,
+    ) -> Result<(), StoreError> {
+        let open = self.open_in_gateway();
+        let states = &self.states;
+        let last = |s: &ShardMeta| states.get(&s.uid).map_or(s.starting, |st| st.last);
+        let meta = self
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| StoreError::StreamNotFound(stream.to_string()))?;
+        let mut changed = meta.clone();
+        let mut next_uid = self.next_uid;
+        change(&mut changed, &last, &mut Uids(&mut next_uid), open)?;
+        *meta = changed;
+        self.next_uid = next_uid;
+        Ok(())
     }
 
     fn create(&mut self, spec: StreamSpec, now: u64) -> Result<String, StoreError> {

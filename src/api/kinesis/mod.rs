@@ -136,6 +136,14 @@ impl ApiState {
         ))
     }
 
+    /// A store error about stream `name`, with Kinesis's wording for a missing stream.
+    fn store_error(&self, name: &str, e: crate::storage::StoreError) -> ApiError {
+        match e {
+            crate::storage::StoreError::StreamNotFound(_) => self.stream_not_found(name),
+            other => other.into(),
+        }
+    }
+
     /// The stream named by StreamName or StreamARN, checked against Kinesis's name rules.
     fn stream_name(&self, input: &impl NamesStream) -> Result<String, ApiError> {
         let from_arn = match input.stream_arn() {

@@ -82,7 +82,7 @@ pub async fn put_record(
         .store
         .append(&name, vec![record])
         .await
-        .map_err(|e| not_found_or(state, &name, e))?;
+        .map_err(|e| state.store_error(&name, e))?;
     match outcomes.into_iter().next() {
         Some(Ok(appended)) => Ok(PutRecordOutput {
             shard_id: shard_id(appended.shard_index),
@@ -94,13 +94,6 @@ pub async fn put_record(
             ErrorKind::InternalFailure,
             "the store returned no outcome",
         )),
-    }
-}
-
-fn not_found_or(state: &ApiState, name: &str, e: crate::storage::StoreError) -> ApiError {
-    match e {
-        crate::storage::StoreError::StreamNotFound(_) => state.stream_not_found(name),
-        other => other.into(),
     }
 }
 
@@ -145,7 +138,7 @@ pub async fn put_records(
         .store
         .append(&name, records)
         .await
-        .map_err(|e| not_found_or(state, &name, e))?;
+        .map_err(|e| state.store_error(&name, e))?;
     let mut failed = 0;
     let results = outcomes
         .into_iter()

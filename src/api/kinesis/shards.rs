@@ -154,13 +154,6 @@ fn shard_member(value: Option<String>, member: &str) -> Result<String, ApiError>
     Ok(value)
 }
 
-fn reshard_error(state: &ApiState, name: &str, e: crate::storage::StoreError) -> ApiError {
-    match e {
-        crate::storage::StoreError::StreamNotFound(_) => state.stream_not_found(name),
-        other => other.into(),
-    }
-}
-
 pub async fn split_shard(state: &ApiState, input: SplitShardInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let shard = shard_member(input.shard_to_split, "shardToSplit")?;
@@ -189,7 +182,7 @@ pub async fn split_shard(state: &ApiState, input: SplitShardInput) -> Result<(),
             new_start,
         })
         .await
-        .map_err(|e| reshard_error(state, &name, e))
+        .map_err(|e| state.store_error(&name, e))
 }
 
 pub async fn merge_shards(state: &ApiState, input: MergeShardsInput) -> Result<(), ApiError> {
@@ -204,7 +197,7 @@ pub async fn merge_shards(state: &ApiState, input: MergeShardsInput) -> Result<(
             adjacent,
         })
         .await
-        .map_err(|e| reshard_error(state, &name, e))
+        .map_err(|e| state.store_error(&name, e))
 }
 
 pub async fn update_shard_count(
@@ -240,7 +233,7 @@ pub async fn update_shard_count(
             target,
         })
         .await
-        .map_err(|e| reshard_error(state, &name, e))?;
+        .map_err(|e| state.store_error(&name, e))?;
     Ok(UpdateShardCountOutput {
         stream_arn: state.stream_arn(&name),
         stream_name: name,

@@ -102,14 +102,7 @@ pub async fn delete_stream(state: &ApiState, input: DeleteStreamInput) -> Result
         .store
         .admin(AdminOp::DeleteStream { name: name.clone() })
         .await
-        .map_err(|e| not_found_or(state, &name, e))
-}
-
-fn not_found_or(state: &ApiState, name: &str, e: crate::storage::StoreError) -> ApiError {
-    match e {
-        crate::storage::StoreError::StreamNotFound(_) => state.stream_not_found(name),
-        other => other.into(),
-    }
+        .map_err(|e| state.store_error(&name, e))
 }
 
 pub async fn describe_stream(
@@ -257,7 +250,7 @@ async fn set_retention(
             change,
         })
         .await
-        .map_err(|e| not_found_or(state, &name, e))
+        .map_err(|e| state.store_error(&name, e))
 }
 
 pub async fn increase_retention(state: &ApiState, input: RetentionInput) -> Result<(), ApiError> {
@@ -315,7 +308,7 @@ pub async fn add_tags(state: &ApiState, input: AddTagsInput) -> Result<(), ApiEr
             tags: tags.into_iter().collect(),
         })
         .await
-        .map_err(|e| not_found_or(state, &name, e))
+        .map_err(|e| state.store_error(&name, e))
 }
 
 pub async fn list_tags(state: &ApiState, input: ListTagsInput) -> Result<ListTagsOutput, ApiError> {
@@ -362,5 +355,5 @@ pub async fn remove_tags(state: &ApiState, input: RemoveTagsInput) -> Result<(),
             keys,
         })
         .await
-        .map_err(|e| not_found_or(state, &name, e))
+        .map_err(|e| state.store_error(&name, e))
 }
