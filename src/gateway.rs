@@ -92,14 +92,13 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ITERATOR_TTL_MS);
-    let state = Arc::new(ApiState {
-        store: store.clone(),
+    let state = Arc::new(ApiState::new(
+        store.clone(),
         verifier,
-        region: config.api.region.clone(),
-        account_id: config.api.account_id.clone(),
+        config.api.region.clone(),
+        config.api.account_id.clone(),
         iterator_ttl_ms,
-        read_slots: tokio::sync::Semaphore::new(api::READ_SLOTS),
-    });
+    ));
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);
 

@@ -40,10 +40,36 @@ pub struct ApiState {
     /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
     /// encoded answer, so this bounds the memory reads take.
     pub read_slots: tokio::sync::Semaphore,
+    /// Room for request bodies in KiB (see [`BODY_BUDGET_KIB`]).
+    pub body_budget: tokio::sync::Semaphore,
+}
+
+impl ApiState {
+    pub fn new(
+        store: Store,
+        verifier: Option<SigV4Verifier>,
+        region: String,
+        account_id: String,
+        iterator_ttl_ms: u64,
+    ) -> ApiState {
+        ApiState {
+            store,
+            verifier,
+            region,
+            account_id,
+            iterator_ttl_ms,
+            read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
+            body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+        }
+    }
 }
 
 /// How many GetRecords calls are served at once by default.
 pub const READ_SLOTS: usize = 2;
+
+/// Request bodies held in memory at once, in KiB: requests beyond it wait for room
+/// (backpressure) instead of growing memory with the number of producers.
+pub const BODY_BUDGET_KIB: usize = 32 * 1024;
 
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -66,6 +92,16 @@ pub async fn serve(
         .await
 }
 
+/// With `api.credentials` configured, a request must carry a valid SigV4 signature.
+fn authorize(state: &ApiState, parts: &http::request::Parts, body: &[u8]) -> Result<(), ApiError> {
+    if let Some(verifier) = &state.verifier {
+        verifier
+            .verify(parts, body, SystemTime::now())
+            .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     let h = hex::encode(bytes);
@@ -86,6 +122,20 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
     let answer_wire = *wire.as_ref().unwrap_or(&Wire::Json);
     let result = async {
         let wire = wire?;
+        // Reserve room for the body before reading it: its declared length, or the most a
+        // body may be when no length is declared.
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(MAX_BODY_BYTES)
+            .min(MAX_BODY_BYTES);
+        let _room = state
+            .body_budget
+            .acquire_many((declared / 1024 + 1) as u32)
+            .await
+            .map_err(|_| ApiError::new(ErrorKind::InternalFailure, "the gateway is shutting down"))?;
         let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
             .await
             .map_err(|e| {
@@ -94,11 +144,7 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
                     format!("cannot read the request body (at most {MAX_BODY_BYTES} bytes): {e}"),
                 )
             })?;
-        if let Some(verifier) = &state.verifier {
-            verifier
-                .verify(&parts, &body, SystemTime::now())
-                .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
-        }
+        authorize(&state, &parts, &body)?;
         let target = parts
             .headers
             .get("x-amz-target")
@@ -123,7 +169,7 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
         }
     }
     .await;
-    let mut response = match result {
+    let response = match result {
         Ok(response) => response,
         Err(error) => {
             if error.kind == ErrorKind::InternalFailure {
@@ -134,7 +180,11 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
             answer_wire.error(&error)
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    with_request_id(response, &id)
+}
+
+fn with_request_id(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
@@ -161,7 +211,14 @@ struct StatusStream {
     max_bytes: Option<u64>,
 }
 
-async fn status(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+/// `/status` names streams and sizes: with credentials configured it needs a signed request
+/// like the API (e.g. `curl --aws-sigv4 "aws:amz:us-east-1:kinesis" --user KEY:SECRET`);
+/// `/health` and `/ready` stay open for probes.
+async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if let Err(error) = authorize(&state, &parts, &[]) {
+        return with_request_id(Wire::Json.error(&error), &request_id());
+    }
     let catalog = state.store.catalog();
     let streams: Vec<StatusStream> = catalog
         .streams
@@ -187,6 +244,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         "streams": streams,
         "writer": state.store.stats(),
     }))
+    .into_response()
 }
 
 /// Binds the API listener, with a message that says which key to change on failure.

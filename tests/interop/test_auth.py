@@ -89,3 +89,18 @@ def test_no_credentials_configured_accepts_any_signature(gw):
 def test_no_credentials_configured_accepts_unsigned(gw):
     r = gw.raw("ListStreams", {}, sign=False)
     assert r.status_code == 200, r.text
+
+
+def test_status_needs_a_signature_when_credentials_are_configured(auth_gw):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{auth_gw.url}/status"
+    assert_raw_error(requests.get(url, timeout=5), "MissingAuthenticationTokenException")
+    req = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials(TEST_KEY, SECRET), "kinesis", "us-east-1").add_auth(req)
+    r = requests.get(url, headers=dict(req.headers.items()), timeout=5)
+    assert r.status_code == 200, r.text
+    assert "streams" in r.json() and "writer" in r.json()
+    assert requests.get(f"{auth_gw.url}/ready", timeout=5).status_code == 200
