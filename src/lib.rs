@@ -7,5 +7,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod ingest;
 pub mod storage;
 pub mod streams;

@@ -16,6 +16,8 @@ use serde_json::json;
 pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
 
 use crate::config::{Config, LogFormat};
+use crate::ingest::mqtt::devices::{hash_secret, write_device_file};
+use crate::ingest::mqtt::{DeviceKind, DeviceRegistry};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +83,17 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+    /// Add or list devices (the files in the devices directory).
+    Devices {
+        #[command(subcommand)]
+        action: DevicesAction,
+        /// Configuration whose `devices.dir` to use (default: the built-in, ./devices).
+        #[arg(long, env = "KINEDGE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// The devices directory (overrides the configuration).
+        #[arg(long, global = true)]
+        dir: Option<PathBuf>,
+    },
     /// Follow new records live (Ctrl-C to stop).
     Tail {
         stream: String,
@@ -90,6 +103,24 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+}
+
+#[derive(Subcommand)]
+enum DevicesAction {
+    /// Create a device file with a fresh secret; prints the secret once, stores its hash.
+    Add {
+        id: String,
+        #[arg(long, default_value = "sensor", value_parser = ["sensor", "camera"])]
+        kind: String,
+        /// Topic filters it may publish to ({device} = its id). Default: devices/{device}/#
+        #[arg(long = "publish", value_name = "FILTER")]
+        publish: Vec<String>,
+        /// Topic filters it may subscribe to. Default: devices/{device}/commands/#
+        #[arg(long = "subscribe", value_name = "FILTER")]
+        subscribe: Vec<String>,
+    },
+    /// List the devices.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +151,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, data_dir } => run_gateway(config, data_dir),
         Command::CheckConfig { file } => check_config(file),
+        Command::Devices {
+            action,
+            config,
+            dir,
+        } => devices_command(action, config, dir),
         client_command => {
             init_logging(None, LogFormat::Auto, "warn");
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -228,19 +264,27 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
                 })
                 .filter_map(Result::err)
                 .collect::<Vec<_>>();
-            if !credentials.is_empty() {
+            // Every device file is part of the configuration.
+            let devices = DeviceRegistry::load(&config.devices.dir);
+            if !credentials.is_empty() || devices.is_err() {
                 for problem in credentials {
                     eprintln!("{problem}");
                 }
+                if let Err(errors) = &devices {
+                    eprintln!("{errors}");
+                }
                 return ExitCode::from(2);
             }
+            let devices = devices.map(|d| d.len()).unwrap_or(0);
+            let name = file
+                .as_ref()
+                .map_or("built-in configuration".to_string(), |p| {
+                    p.display().to_string()
+                });
             println!(
-                "{}: ok ({} streams, API on {})",
-                file.as_ref()
-                    .map_or("built-in configuration".to_string(), |p| p
-                        .display()
-                        .to_string()),
+                "{name}: ok ({} streams, {devices} devices in {}, API on {})",
                 config.streams.len(),
+                config.devices.dir.display(),
                 config.api.listen
             );
             ExitCode::SUCCESS
@@ -311,7 +355,107 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             let client = KinesisClient::new(endpoint.endpoint);
             records::tail(&client, &stream, raw).await
         }
-        Command::Run { .. } | Command::CheckConfig { .. } => Ok(()),
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::Devices { .. } => Ok(()),
+    }
+}
+
+fn devices_command(
+    action: DevicesAction,
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+) -> ExitCode {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match config {
+            Some(path) => match Config::load(&path) {
+                Ok(config) => config.devices.dir,
+                Err(errors) => {
+                    eprintln!("error: the configuration has mistakes:\n{errors}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => Config::built_in().devices.dir,
+        },
+    };
+    match action {
+        DevicesAction::Add {
+            id,
+            kind,
+            publish,
+            subscribe,
+        } => {
+            let kind = DeviceKind::parse(&kind).unwrap_or(DeviceKind::Sensor);
+            let publish = if publish.is_empty() {
+                vec!["devices/{device}/#".to_string()]
+            } else {
+                publish
+            };
+            let subscribe = if subscribe.is_empty() {
+                vec!["devices/{device}/commands/#".to_string()]
+            } else {
+                subscribe
+            };
+            let secret_bytes: [u8; 24] = rand::random();
+            use base64::Engine;
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
+            let result = hash_secret(&secret)
+                .and_then(|hash| write_device_file(&dir, &id, kind, &publish, &subscribe, &hash));
+            match result {
+                Ok(path) => {
+                    eprintln!(
+                        "created {} ({}); its secret, shown once (only a hash is stored):",
+                        path.display(),
+                        kind.as_str()
+                    );
+                    println!("{secret}");
+                    eprintln!("devices connect with MQTT client id and username `{id}` and this secret as password");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        DevicesAction::List => match DeviceRegistry::load(&dir) {
+            Ok(registry) => {
+                println!(
+                    "{:<24} {:<7} {:<9} {:<40} metadata",
+                    "id", "kind", "password", "publish"
+                );
+                for d in registry.devices() {
+                    let metadata = d
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "{k}={}",
+                                v.as_str()
+                                    .map(String::from)
+                                    .unwrap_or_else(|| v.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    println!(
+                        "{:<24} {:<7} {:<9} {:<40} {metadata}",
+                        d.id,
+                        d.kind.as_str(),
+                        if d.password_hash.is_some() {
+                            "yes"
+                        } else {
+                            "none"
+                        },
+                        d.publish.join(",")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -12,7 +12,7 @@
 
 mod raw;
 mod size;
-mod spans;
+pub(crate) mod spans;
 mod validate;
 
 #[cfg(test)]
@@ -36,7 +36,19 @@ pub struct Config {
     pub api: ApiConfig,
     pub streams: Vec<StreamConfig>,
     pub log: LogConfig,
+    pub devices: DevicesConfig,
     pub source: ConfigSource,
+}
+
+/// `[devices]`: where the device files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicesConfig {
+    /// Relative paths in a config file are relative to that file's folder.
+    pub dir: PathBuf,
+}
+
+impl DevicesConfig {
+    pub const DEFAULT_DIR: &'static str = "devices";
 }
 
 /// Where a [`Config`] came from.

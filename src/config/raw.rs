@@ -13,6 +13,7 @@ pub(super) struct File {
     pub api: Option<Api>,
     pub streams: Option<Vec<Stream>>,
     pub log: Option<Log>,
+    pub devices: Option<Devices>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +53,12 @@ pub(super) struct Stream {
     pub retention_hours: Option<Value>,
     pub max_bytes: Option<Value>,
     pub on_full: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Devices {
+    pub dir: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +119,7 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
         "log",
         Shape::Table(&[("level", Shape::Value), ("format", Shape::Value)]),
     ),
+    ("devices", Shape::Table(&[("dir", Shape::Value)])),
 ];
 
 /// A key path and what is wrong there.

@@ -3,7 +3,7 @@
 use toml_edit::Document;
 
 /// 1-based line of byte `offset` in `text`.
-pub(super) fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -15,7 +15,7 @@ pub(super) fn line_at(text: &str, offset: usize) -> usize {
 /// The line of `path` in `doc`: where its key is written, or for an array element its
 /// `[[header]]`. When the path only partly exists (a missing key), the line of the deepest
 /// part that does. `None` for an empty path or one whose first part is missing.
-pub(super) fn line_of(doc: &Document<&str>, text: &str, path: &str) -> Option<usize> {
+pub(crate) fn line_of(doc: &Document<&str>, text: &str, path: &str) -> Option<usize> {
     let mut item = doc.as_item();
     let mut span = None;
     for segment in segments(path) {

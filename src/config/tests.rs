@@ -159,7 +159,7 @@ fn unknown_keys_are_named_with_what_is_supported() {
         "[api]\nlisten = \"127.0.0.1:1\"\n\n[mqtt]\nlisten = \"0.0.0.0:1883\"\n",
         "mqtt",
         4,
-        "unknown key `mqtt` (this version supports storage, api, streams, log)",
+        "unknown key `mqtt` (this version supports storage, api, streams, log, devices)",
     );
     assert_issue(
         "[[streams]]\nname = \"a\"\n[[streams]]\nname = \"b\"\nmax_byte = 5\n",
@@ -488,7 +488,7 @@ fn display_is_file_line_key_message() {
     assert_eq!(
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
-         test.toml:5: mqtt: unknown key `mqtt` (this version supports storage, api, streams, log)"
+         test.toml:5: mqtt: unknown key `mqtt` (this version supports storage, api, streams, log, devices)"
     );
 }
 

@@ -12,8 +12,8 @@ use toml::Value;
 
 use super::raw::{self, Problem};
 use super::{
-    format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, LogConfig, LogFormat,
-    OnFull, SecretSource, StorageConfig, StreamConfig,
+    format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
+    LogConfig, LogFormat, OnFull, SecretSource, StorageConfig, StreamConfig,
 };
 
 pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Problem>) {
@@ -23,6 +23,7 @@ pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Pr
         api: check.api(file.api.unwrap_or_default()),
         streams: check.streams(file.streams.unwrap_or_default()),
         log: check.log(file.log.unwrap_or_default()),
+        devices: check.devices(file.devices.unwrap_or_default(), &source),
         source,
     };
     (config, check.problems)
@@ -266,6 +267,26 @@ impl Check {
             }
         }
         streams
+    }
+
+    fn devices(&mut self, raw: raw::Devices, source: &ConfigSource) -> DevicesConfig {
+        let dir = self
+            .string("devices.dir", raw.dir, "a directory path", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".to_string())
+                } else {
+                    Ok(std::path::PathBuf::from(s))
+                }
+            })
+            .unwrap_or_else(|| std::path::PathBuf::from(DevicesConfig::DEFAULT_DIR));
+        // Relative to the config file's folder (the working directory for the built-in one).
+        let dir = match source {
+            ConfigSource::File(file) if dir.is_relative() => file
+                .parent()
+                .map_or(dir.clone(), |parent| parent.join(&dir)),
+            _ => dir,
+        };
+        DevicesConfig { dir }
     }
 
     fn log(&mut self, raw: raw::Log) -> LogConfig {

@@ -123,3 +123,32 @@ def test_run_refuses_a_bad_config(tmp_path):
     r = kinedge("run", "--config", str(bad), check=False, timeout=10)
     assert r.returncode == 2
     assert b"storage.min_free_disk" in r.stderr
+
+
+def test_devices_add_list_and_check(tmp_path):
+    cfg = tmp_path / "kinedge.toml"
+    cfg.write_text('[devices]\ndir = "devs"\n')
+    r = kinedge("devices", "add", "pump-7", "--config", str(cfg))
+    secret = r.stdout.decode().strip()
+    assert len(secret) >= 32 and "pump-7" in r.stderr.decode()
+    path = tmp_path / "devs" / "pump-7.toml"       # relative to the config file
+    text = path.read_text()
+    assert secret not in text and "$argon2id$" in text
+    assert 'publish = ["devices/{device}/#"]' in text
+
+    kinedge("devices", "add", "cam-1", "--kind", "camera", "--publish", "video/{device}/#",
+            "--config", str(cfg))
+    again = kinedge("devices", "add", "pump-7", "--config", str(cfg), check=False)
+    assert again.returncode != 0 and b"already exists" in again.stderr
+    bad = kinedge("devices", "add", "bad id", "--config", str(cfg), check=False)
+    assert bad.returncode != 0 and b"not a device id" in bad.stderr
+
+    listing = kinedge("devices", "list", "--config", str(cfg)).stdout.decode()
+    assert "pump-7" in listing and "cam-1" in listing and "video/cam-1/#" in listing
+
+    assert kinedge("check-config", str(cfg)).returncode == 0
+    (tmp_path / "devs" / "broken.toml").write_text('id = "broken"\npassword_hash = "plaintext!"\n')
+    r = kinedge("check-config", str(cfg), check=False)
+    assert r.returncode == 2
+    assert "broken.toml:2: password_hash" in r.stderr.decode()
+    assert "plaintext!" not in r.stderr.decode()

@@ -1,0 +1,3 @@
+//! Ways records come in besides the HTTP API: MQTT from sensors.
+
+pub mod mqtt;
