@@ -92,7 +92,7 @@ fn start_kinedge() -> Server {
     std::fs::write(
         &config,
         format!(
-            "[storage]\ndata_dir = \"{}\"\nmin_free_disk = \"64MiB\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n",
+            "[storage]\ndata_dir = \"{}\"\nmin_free_disk = \"64MiB\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[mqtt]\nenabled = false\n[log]\nlevel = \"warn\"\n",
             dir.path().join("data").display()
         ),
     )

@@ -13,6 +13,8 @@ use anyhow::Context;
 use crate::api::sigv4::SigV4Verifier;
 use crate::api::{self, ApiState};
 use crate::config::{self, Config};
+use crate::ingest::mqtt::routes::Routes;
+use crate::ingest::mqtt::{DeviceRegistry, MqttServer, MqttShared};
 use crate::storage::{AdminOp, Store, StoreOptions, StreamSpec};
 use crate::streams::{OnFull, StreamMode, ITERATOR_TTL_MS};
 
@@ -115,14 +117,38 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         })
     };
 
+    let mqtt = if config.mqtt.enabled {
+        Some(start_mqtt(&config, store.clone()).await?)
+    } else {
+        None
+    };
+
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async move {
         let _ = stop_rx.await;
     }));
-    tracing::info!(api = %listen, data_dir = %store.data_dir().display(), streams = config.streams.len(), "kinedge is ready");
+    tracing::info!(
+        api = %listen,
+        mqtt = %mqtt.as_ref().map_or("off".to_string(), |m| m.local_addr.to_string()),
+        data_dir = %store.data_dir().display(),
+        streams = config.streams.len(),
+        "kinedge is ready"
+    );
+
+    let reload = mqtt.as_ref().map(|m| {
+        let shared = m.shared.clone();
+        let dir = config.devices.dir.clone();
+        tokio::spawn(watch_devices(dir, shared))
+    });
 
     shutdown_signal().await;
     tracing::info!("stopping: finishing requests in flight");
+    if let Some(mqtt) = &mqtt {
+        mqtt.stop_accepting();
+    }
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(20), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -134,6 +160,85 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     store.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+async fn start_mqtt(config: &Config, store: Store) -> anyhow::Result<MqttServer> {
+    let devices = DeviceRegistry::load(&config.devices.dir).map_err(|errors| {
+        anyhow::anyhow!(
+            "the device files have mistakes (kinedge check-config lists them):\n{errors}"
+        )
+    })?;
+    let catalog = store.catalog();
+    for route in &config.routes {
+        if catalog.stream(&route.stream).is_none() {
+            tracing::warn!(topic = %route.topic, stream = %route.stream, "route to a stream that does not exist: its publishes are refused until the stream is created");
+        }
+    }
+    let routes = Routes::new(&config.routes);
+    let server = MqttServer::start(&config.mqtt, store, devices, routes).await?;
+    tracing::info!(listen = %server.local_addr, devices = server.shared.devices.borrow().len(), routes = config.routes.len(), anonymous = config.mqtt.allow_anonymous, "MQTT listener started");
+    Ok(server)
+}
+
+/// Reloads the device registry on SIGHUP and when the devices directory changes (checked
+/// every few seconds), keeping the old registry when the new files have mistakes.
+async fn watch_devices(dir: PathBuf, shared: Arc<MqttShared>) {
+    let mut last = fingerprint(&dir);
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let forced = match hangup.as_mut() {
+            Some(signal) => tokio::select! {
+                _ = signal.recv() => true,
+                _ = tick.tick() => false,
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let forced = {
+            tick.tick().await;
+            false
+        };
+        let now = fingerprint(&dir);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let loaded = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || DeviceRegistry::load(&dir)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(registry)) => shared.reload_devices(registry),
+            Ok(Err(errors)) => tracing::error!(
+                "device files have mistakes; keeping the previous registry:\n{errors}"
+            ),
+            Err(error) => tracing::error!(%error, "device reload failed"),
+        }
+    }
+}
+
+/// Names, sizes and modification times of the files in `dir`.
+fn fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.file_name(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 async fn shutdown_signal() {

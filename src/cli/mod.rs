@@ -181,8 +181,15 @@ pub fn main() -> ExitCode {
 
 fn init_logging(level: Option<&str>, format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
+    // rumqttd logs every connection at info; keep it to warnings unless asked for.
+    let level = level.unwrap_or(default);
+    let level = if level.contains("rumqttd") {
+        level.to_string()
+    } else {
+        format!("{level},rumqttd=warn")
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level.unwrap_or(default)))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new(default));
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()

@@ -37,7 +37,100 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     pub log: LogConfig,
     pub devices: DevicesConfig,
+    pub mqtt: MqttConfig,
+    /// `[[routes]]`: MQTT topic filter -> stream, in order; the first match wins.
+    pub routes: Vec<RouteConfig>,
     pub source: ConfigSource,
+}
+
+/// `[mqtt]`: the embedded MQTT broker devices publish to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    /// Devices must authenticate (see `allow_anonymous`).
+    pub listen: SocketAddr,
+    /// Accept a CONNECT without credentials; such a client gets no device identity.
+    pub allow_anonymous: bool,
+    /// Largest MQTT packet accepted, bytes.
+    pub max_packet_size: u64,
+    pub max_connections: u32,
+    /// QoS 1/2 publishes of one client awaiting commit.
+    pub max_inflight: u16,
+    /// Largest keep-alive a client may ask for, seconds.
+    pub keep_alive_max_s: u16,
+    /// Time a new connection has to send CONNECT, seconds.
+    pub connect_timeout_s: u32,
+    /// When set, a device's client id must match: contains `{device}` exactly once; `*`
+    /// matches any run of `[A-Za-z0-9_.-]`; e.g. `"{device}-*"`.
+    pub client_id_pattern: Option<String>,
+}
+
+impl MqttConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        1883,
+    ));
+    pub const DEFAULT_MAX_PACKET_SIZE: u64 = MIB;
+    pub const MAX_PACKET_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * MIB;
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+    pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+    pub const DEFAULT_MAX_INFLIGHT: u16 = 100;
+    pub const MAX_INFLIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=65_535;
+    pub const DEFAULT_KEEP_ALIVE_MAX_S: u16 = 3600;
+    pub const KEEP_ALIVE_MAX_S_RANGE: std::ops::RangeInclusive<u16> = 10..=65_535;
+    pub const DEFAULT_CONNECT_TIMEOUT_S: u32 = 10;
+    pub const CONNECT_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u32> = 1..=300;
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            listen: Self::DEFAULT_LISTEN,
+            allow_anonymous: false,
+            max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_inflight: Self::DEFAULT_MAX_INFLIGHT,
+            keep_alive_max_s: Self::DEFAULT_KEEP_ALIVE_MAX_S,
+            connect_timeout_s: Self::DEFAULT_CONNECT_TIMEOUT_S,
+            client_id_pattern: None,
+        }
+    }
+}
+
+/// One `[[routes]]` entry: publishes whose topic matches `topic` go to `stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// An MQTT topic filter (`+` and `#` allowed).
+    pub topic: String,
+    /// A valid stream name.
+    pub stream: String,
+    /// A template, already checked: `{device}`, `{client_id}`, `{topic[N]}`,
+    /// `{payload.FIELD}` and text (see `crate::ingest::mqtt::routes`).
+    pub partition_key: String,
+    pub format: RouteFormat,
+}
+
+impl RouteConfig {
+    pub const DEFAULT_PARTITION_KEY: &'static str = "{device}";
+}
+
+/// The record data a route writes: the payload as it came, or a JSON envelope around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteFormat {
+    #[default]
+    Raw,
+    Envelope,
+}
+
+impl RouteFormat {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteFormat::Raw => "raw",
+            RouteFormat::Envelope => "envelope",
+        }
+    }
 }
 
 /// `[devices]`: where the device files are.

@@ -14,6 +14,31 @@ pub(super) struct File {
     pub streams: Option<Vec<Stream>>,
     pub log: Option<Log>,
     pub devices: Option<Devices>,
+    pub mqtt: Option<Mqtt>,
+    pub routes: Option<Vec<Route>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Mqtt {
+    pub enabled: Option<Value>,
+    pub listen: Option<Value>,
+    pub allow_anonymous: Option<Value>,
+    pub max_packet_size: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub max_inflight: Option<Value>,
+    pub keep_alive_max_s: Option<Value>,
+    pub connect_timeout_s: Option<Value>,
+    pub client_id_pattern: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Route {
+    pub topic: Option<Value>,
+    pub stream: Option<Value>,
+    pub partition_key: Option<Value>,
+    pub format: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +145,29 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[("level", Shape::Value), ("format", Shape::Value)]),
     ),
     ("devices", Shape::Table(&[("dir", Shape::Value)])),
+    (
+        "mqtt",
+        Shape::Table(&[
+            ("enabled", Shape::Value),
+            ("listen", Shape::Value),
+            ("allow_anonymous", Shape::Value),
+            ("max_packet_size", Shape::Value),
+            ("max_connections", Shape::Value),
+            ("max_inflight", Shape::Value),
+            ("keep_alive_max_s", Shape::Value),
+            ("connect_timeout_s", Shape::Value),
+            ("client_id_pattern", Shape::Value),
+        ]),
+    ),
+    (
+        "routes",
+        Shape::ArrayOfTables(&[
+            ("topic", Shape::Value),
+            ("stream", Shape::Value),
+            ("partition_key", Shape::Value),
+            ("format", Shape::Value),
+        ]),
+    ),
 ];
 
 /// A key path and what is wrong there.

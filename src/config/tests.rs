@@ -70,6 +70,24 @@ fn built_in_parses() {
     );
     assert_eq!(config.log.level.as_deref(), Some("info"));
     assert_eq!(config.log.format, LogFormat::Auto);
+    assert_eq!(
+        config.mqtt,
+        MqttConfig {
+            listen: "0.0.0.0:1883".parse().unwrap(),
+            allow_anonymous: false,
+            max_packet_size: MIB,
+            ..MqttConfig::default()
+        }
+    );
+    assert_eq!(
+        config.routes,
+        vec![RouteConfig {
+            topic: "devices/+/telemetry".into(),
+            stream: "telemetry".into(),
+            partition_key: "{device}".into(),
+            format: RouteFormat::Raw,
+        }]
+    );
 }
 
 #[test]
@@ -97,6 +115,8 @@ fn built_in_commented_examples_are_valid() {
         config.storage.data_dir.as_deref(),
         Some(Path::new("/var/lib/kinedge"))
     );
+    assert_eq!(config.mqtt.client_id_pattern.as_deref(), Some("{device}-*"));
+    assert_eq!(config.mqtt.connect_timeout_s, 10);
 }
 
 #[test]
@@ -106,6 +126,16 @@ fn empty_file_gives_defaults() {
     assert_eq!(config.api, ApiConfig::default());
     assert!(config.streams.is_empty());
     assert_eq!(config.log, LogConfig::default());
+    assert_eq!(config.mqtt, MqttConfig::default());
+    assert!(config.mqtt.enabled);
+    assert_eq!(config.mqtt.listen, "0.0.0.0:1883".parse().unwrap());
+    assert!(!config.mqtt.allow_anonymous);
+    assert_eq!(config.mqtt.max_packet_size, MIB);
+    assert_eq!(config.mqtt.max_connections, 1000);
+    assert_eq!(config.mqtt.max_inflight, 100);
+    assert_eq!(config.mqtt.keep_alive_max_s, 3600);
+    assert_eq!(config.mqtt.client_id_pattern, None);
+    assert!(config.routes.is_empty());
 }
 
 #[test]
@@ -132,6 +162,24 @@ fn every_key_is_accepted() {
         [log]
         level = "warn,kinedge::api=trace"
         format = "json"
+        [mqtt]
+        enabled = false
+        listen = "127.0.0.1:18830"
+        allow_anonymous = true
+        max_packet_size = "256MiB"
+        max_connections = 100000
+        max_inflight = 65535
+        keep_alive_max_s = 10
+        connect_timeout_s = 300
+        client_id_pattern = "gw-{device}-*"
+        [[routes]]
+        topic = "devices/+/telemetry"
+        stream = "a.b_c-D"
+        partition_key = "{device}/{client_id}/{topic[1]}/{payload.meta.id}"
+        format = "envelope"
+        [[routes]]
+        topic = "other/#"
+        stream = "rest"
         "#,
     )
     .unwrap();
@@ -151,15 +199,60 @@ fn every_key_is_accepted() {
     assert_eq!(stream.max_bytes, Some(MIB));
     assert_eq!(stream.on_full, OnFull::RejectNew);
     assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(
+        config.mqtt,
+        MqttConfig {
+            enabled: false,
+            listen: "127.0.0.1:18830".parse().unwrap(),
+            allow_anonymous: true,
+            max_packet_size: 256 * MIB,
+            max_connections: 100_000,
+            max_inflight: 65_535,
+            keep_alive_max_s: 10,
+            connect_timeout_s: 300,
+            client_id_pattern: Some("gw-{device}-*".into()),
+        }
+    );
+    assert_eq!(
+        config.routes,
+        vec![
+            RouteConfig {
+                topic: "devices/+/telemetry".into(),
+                stream: "a.b_c-D".into(),
+                partition_key: "{device}/{client_id}/{topic[1]}/{payload.meta.id}".into(),
+                format: RouteFormat::Envelope,
+            },
+            RouteConfig {
+                topic: "other/#".into(),
+                stream: "rest".into(),
+                partition_key: "{device}".into(),
+                format: RouteFormat::Raw,
+            },
+        ]
+    );
 }
 
 #[test]
 fn unknown_keys_are_named_with_what_is_supported() {
     assert_issue(
-        "[api]\nlisten = \"127.0.0.1:1\"\n\n[mqtt]\nlisten = \"0.0.0.0:1883\"\n",
-        "mqtt",
+        "[api]\nlisten = \"127.0.0.1:1\"\n\n[video]\nfragment_duration_ms = 2000\n",
+        "video",
         4,
-        "unknown key `mqtt` (this version supports storage, api, streams, log, devices)",
+        "unknown key `video` (this version supports storage, api, streams, log, devices, mqtt, routes)",
+    );
+    assert_issue(
+        "[mqtt]\nlisten = \"0.0.0.0:1883\"\nport = 1883\n",
+        "mqtt.port",
+        3,
+        "unknown key `port` (this version supports enabled, listen, allow_anonymous, \
+         max_packet_size, max_connections, max_inflight, keep_alive_max_s, connect_timeout_s, \
+         client_id_pattern)",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"a\"\nstream = \"s\"\nkey = \"{device}\"\n",
+        "routes[0].key",
+        4,
+        "unknown key `key` (this version supports topic, stream, partition_key, format)",
     );
     assert_issue(
         "[[streams]]\nname = \"a\"\n[[streams]]\nname = \"b\"\nmax_byte = 5\n",
@@ -450,7 +543,7 @@ cache_size = 1
 listen = "nowhere"
 
 [mqtt]
-listen = "0.0.0.0:1883"
+port = 1883
 
 [[streams]]
 name = "telemetry"
@@ -469,7 +562,7 @@ shards = 0
         ("storage.min_free_disk", 2),
         ("storage.cache_size", 3),
         ("api.listen", 6),
-        ("mqtt", 8),
+        ("mqtt.port", 9),
         ("streams[0].retention_hours", 13),
         ("streams[0].colour", 14),
         ("streams[1].name", 17),
@@ -484,11 +577,12 @@ shards = 0
 
 #[test]
 fn display_is_file_line_key_message() {
-    let errors = parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[mqtt]\n").unwrap_err();
+    let errors = parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[video]\n").unwrap_err();
     assert_eq!(
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
-         test.toml:5: mqtt: unknown key `mqtt` (this version supports storage, api, streams, log, devices)"
+         test.toml:5: video: unknown key `video` (this version supports storage, api, streams, \
+         log, devices, mqtt, routes)"
     );
 }
 
@@ -615,4 +709,171 @@ fn quick_repair_is_off_by_default_and_a_boolean() {
         3,
         "true or false",
     );
+}
+
+#[test]
+fn mqtt_rules() {
+    assert_issue(
+        "[mqtt]\nlisten = \"mqtt.local:1883\"\n",
+        "mqtt.listen",
+        2,
+        "`mqtt.local:1883` is not a socket address: write IP:PORT, e.g. \"0.0.0.0:1883\"",
+    );
+    assert_issue(
+        "[mqtt]\n\nallow_anonymous = \"no\"\n",
+        "mqtt.allow_anonymous",
+        3,
+        "expected true or false, found string",
+    );
+    assert_issue("[mqtt]\nenabled = 1\n", "mqtt.enabled", 2, "true or false");
+    assert_issue(
+        "[mqtt]\nmax_packet_size = \"512B\"\n",
+        "mqtt.max_packet_size",
+        2,
+        "512B is out of range: 1KiB..=256MiB",
+    );
+    assert_issue(
+        "[mqtt]\nmax_packet_size = \"1GiB\"\n",
+        "mqtt.max_packet_size",
+        2,
+        "1GiB is out of range: 1KiB..=256MiB",
+    );
+    assert_issue(
+        "[mqtt]\nmax_connections = 0\n",
+        "mqtt.max_connections",
+        2,
+        "0 is out of range: 1..=100000",
+    );
+    assert_issue(
+        "[mqtt]\nmax_inflight = 65536\n",
+        "mqtt.max_inflight",
+        2,
+        "65536 is out of range: 1..=65535",
+    );
+    assert_issue(
+        "[mqtt]\nkeep_alive_max_s = 5\n",
+        "mqtt.keep_alive_max_s",
+        2,
+        "5 is out of range: 10..=65535 seconds",
+    );
+    assert_issue(
+        "[mqtt]\nconnect_timeout_s = 301\n",
+        "mqtt.connect_timeout_s",
+        2,
+        "301 is out of range: 1..=300 seconds",
+    );
+    assert_issue(
+        "[mqtt]\nconnect_timeout_s = \"10\"\n",
+        "mqtt.connect_timeout_s",
+        2,
+        "expected a whole number",
+    );
+    assert_issue(
+        "[mqtt]\nclient_id_pattern = \"sensor-*\"\n",
+        "mqtt.client_id_pattern",
+        2,
+        "`sensor-*` lacks {device}",
+    );
+    assert_issue(
+        "[mqtt]\nclient_id_pattern = \"{device}{device}\"\n",
+        "mqtt.client_id_pattern",
+        2,
+        "repeats {device}",
+    );
+    assert_issue(
+        "[mqtt]\nclient_id_pattern = \"{device}-{n}\"\n",
+        "mqtt.client_id_pattern",
+        2,
+        "placeholder other than {device}",
+    );
+    let config = parse("[mqtt]\nclient_id_pattern = \"*.{device}\"\n").unwrap();
+    assert_eq!(config.mqtt.client_id_pattern.as_deref(), Some("*.{device}"));
+}
+
+#[test]
+fn route_rules() {
+    let route =
+        |body: &str| format!("[[routes]]\ntopic = \"devices/+/t\"\nstream = \"s\"\n{body}\n");
+    assert_issue(
+        &route("partition_key = \"{foo}\""),
+        "routes[0].partition_key",
+        4,
+        "unknown placeholder {foo}: use {device}, {client_id}, {topic[N]} or {payload.FIELD}",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"a\"\nstream = \"s\"\n\n[[routes]]\ntopic = \"b\"\nstream = \"s\"\n\
+         partition_key = \"k-{topic[x]}\"\n",
+        "routes[1].partition_key",
+        8,
+        "unknown placeholder {topic[x]}",
+    );
+    assert_issue(
+        &route("partition_key = \"{payload.}\""),
+        "routes[0].partition_key",
+        4,
+        "unknown placeholder {payload.}",
+    );
+    assert_issue(
+        &route("partition_key = \"{device\""),
+        "routes[0].partition_key",
+        4,
+        "unclosed `{`",
+    );
+    assert_issue(
+        &route("partition_key = \"\""),
+        "routes[0].partition_key",
+        4,
+        "must not be empty",
+    );
+    assert_issue(
+        &route("partition_key = 5"),
+        "routes[0].partition_key",
+        4,
+        "expected a template in quotes, found integer 5",
+    );
+    assert_issue(
+        &route("format = \"json\""),
+        "routes[0].format",
+        4,
+        "`json` is not allowed: use \"raw\" or \"envelope\"",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"devices/#/t\"\nstream = \"s\"\n",
+        "routes[0].topic",
+        2,
+        "`devices/#/t` is not a valid MQTT topic filter: '#' must be the last level",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"a\"\nstream = \"no spaces\"\n",
+        "routes[0].stream",
+        3,
+        "`no spaces` is not a valid stream name",
+    );
+    assert_issue(
+        "[[routes]]\nstream = \"s\"\n",
+        "routes[0].topic",
+        1,
+        "missing: every route needs a topic filter",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"a\"\n",
+        "routes[0].stream",
+        1,
+        "missing: every route needs a stream",
+    );
+    assert_issue(
+        "[[routes]]\ntopic = \"a/+\"\nstream = \"s\"\n[[routes]]\ntopic = \"a/+\"\nstream = \"t\"\n",
+        "routes[1].topic",
+        5,
+        "duplicate topic `a/+` (also in routes[0])",
+    );
+    assert_issue(
+        "routes = [{ topic = \"a\", stream = \"s\" }, { topic = \"b\", stream = \"s\", format = 1 }]\n",
+        "routes[1].format",
+        1,
+        "expected a string in quotes, found integer 1",
+    );
+    let config = parse(&route("")).unwrap();
+    assert_eq!(config.routes[0].partition_key, "{device}");
+    assert_eq!(config.routes[0].format, RouteFormat::Raw);
 }

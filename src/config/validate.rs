@@ -13,8 +13,10 @@ use toml::Value;
 use super::raw::{self, Problem};
 use super::{
     format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
-    LogConfig, LogFormat, OnFull, SecretSource, StorageConfig, StreamConfig,
+    LogConfig, LogFormat, MqttConfig, OnFull, RouteConfig, RouteFormat, SecretSource,
+    StorageConfig, StreamConfig,
 };
+use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
 
 pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Problem>) {
     let mut check = Check::default();
@@ -24,6 +26,8 @@ pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Pr
         streams: check.streams(file.streams.unwrap_or_default()),
         log: check.log(file.log.unwrap_or_default()),
         devices: check.devices(file.devices.unwrap_or_default(), &source),
+        mqtt: check.mqtt(file.mqtt.unwrap_or_default()),
+        routes: check.routes(file.routes.unwrap_or_default()),
         source,
     };
     (config, check.problems)
@@ -289,6 +293,144 @@ impl Check {
         DevicesConfig { dir }
     }
 
+    fn mqtt(&mut self, raw: raw::Mqtt) -> MqttConfig {
+        let default = MqttConfig::default();
+        let listen = self.string("mqtt.listen", raw.listen, "an address", |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "`{s}` is not a socket address: write IP:PORT, e.g. \"0.0.0.0:1883\", \
+                     \"127.0.0.1:1883\" or \"[::]:1883\""
+                )
+            })
+        });
+        let client_id_pattern = self.string(
+            "mqtt.client_id_pattern",
+            raw.client_id_pattern,
+            "a pattern",
+            check_client_id_pattern,
+        );
+        MqttConfig {
+            enabled: self
+                .boolean("mqtt.enabled", raw.enabled)
+                .unwrap_or(default.enabled),
+            listen: listen.unwrap_or(default.listen),
+            allow_anonymous: self
+                .boolean("mqtt.allow_anonymous", raw.allow_anonymous)
+                .unwrap_or(default.allow_anonymous),
+            max_packet_size: self
+                .size(
+                    "mqtt.max_packet_size",
+                    raw.max_packet_size,
+                    MqttConfig::MAX_PACKET_SIZE_RANGE,
+                )
+                .unwrap_or(default.max_packet_size),
+            max_connections: self
+                .integer(
+                    "mqtt.max_connections",
+                    raw.max_connections,
+                    MqttConfig::MAX_CONNECTIONS_RANGE,
+                    "",
+                )
+                .unwrap_or(default.max_connections),
+            max_inflight: self
+                .integer(
+                    "mqtt.max_inflight",
+                    raw.max_inflight,
+                    MqttConfig::MAX_INFLIGHT_RANGE,
+                    "",
+                )
+                .unwrap_or(default.max_inflight),
+            keep_alive_max_s: self
+                .integer(
+                    "mqtt.keep_alive_max_s",
+                    raw.keep_alive_max_s,
+                    MqttConfig::KEEP_ALIVE_MAX_S_RANGE,
+                    " seconds",
+                )
+                .unwrap_or(default.keep_alive_max_s),
+            connect_timeout_s: self
+                .integer(
+                    "mqtt.connect_timeout_s",
+                    raw.connect_timeout_s,
+                    MqttConfig::CONNECT_TIMEOUT_S_RANGE,
+                    " seconds",
+                )
+                .unwrap_or(default.connect_timeout_s),
+            client_id_pattern,
+        }
+    }
+
+    fn routes(&mut self, raw: Vec<raw::Route>) -> Vec<RouteConfig> {
+        let mut routes = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let topic_key = format!("{key}.topic");
+            let stream_key = format!("{key}.stream");
+            if raw.topic.is_none() {
+                self.problem(&topic_key, "missing: every route needs a topic filter");
+            }
+            if raw.stream.is_none() {
+                self.problem(&stream_key, "missing: every route needs a stream");
+            }
+            let topic = self.string(&topic_key, raw.topic, "a topic filter", |s| {
+                check_filter(s)
+                    .map(|()| s.to_owned())
+                    .map_err(|err| format!("`{s}` is not a valid MQTT topic filter: {err}"))
+            });
+            let topic = topic.filter(|topic| match seen.get(topic) {
+                Some(first) => {
+                    let message = format!(
+                        "duplicate topic `{topic}` (also in {first}): only the first route \
+                         with a topic is ever used"
+                    );
+                    self.problem(&topic_key, message);
+                    false
+                }
+                None => {
+                    seen.insert(topic.clone(), key.clone());
+                    true
+                }
+            });
+            let stream = self.string(&stream_key, raw.stream, "a stream name", |s| {
+                if StreamConfig::is_valid_name(s) {
+                    Ok(s.to_owned())
+                } else {
+                    Err(format!(
+                        "`{s}` is not a valid stream name: use 1..=128 characters \
+                         from a-z, A-Z, 0-9, `_`, `.`, `-`"
+                    ))
+                }
+            });
+            let partition_key = self.string(
+                &format!("{key}.partition_key"),
+                raw.partition_key,
+                "a template",
+                |s| parse_template(s).map(|_| s.to_owned()),
+            );
+            let format = self.string(
+                &format!("{key}.format"),
+                raw.format,
+                "a string",
+                |s| match s {
+                    "raw" => Ok(RouteFormat::Raw),
+                    "envelope" => Ok(RouteFormat::Envelope),
+                    _ => Err(format!("`{s}` is not allowed: use \"raw\" or \"envelope\"")),
+                },
+            );
+            if let (Some(topic), Some(stream)) = (topic, stream) {
+                routes.push(RouteConfig {
+                    topic,
+                    stream,
+                    partition_key: partition_key
+                        .unwrap_or_else(|| RouteConfig::DEFAULT_PARTITION_KEY.to_owned()),
+                    format: format.unwrap_or_default(),
+                });
+            }
+        }
+        routes
+    }
+
     fn log(&mut self, raw: raw::Log) -> LogConfig {
         let level = self.string("log.level", raw.level, "a string", check_log_level);
         let format = self.string("log.format", raw.format, "a string", |s| match s {
@@ -392,6 +534,23 @@ impl Check {
         self.problem(key, message);
         None
     }
+}
+
+/// `mqtt.client_id_pattern`: `{device}` exactly once, `*` wildcards, no other braces.
+fn check_client_id_pattern(s: &str) -> Result<String, String> {
+    const RULE: &str = "a client id pattern contains {device} exactly once; `*` matches any \
+                        run of A-Z a-z 0-9 _ . -; e.g. \"{device}-*\"";
+    let count = s.matches("{device}").count();
+    if count != 1 {
+        let found = if count == 0 { "lacks" } else { "repeats" };
+        return Err(format!("`{s}` {found} {{device}}: {RULE}"));
+    }
+    if s.replace("{device}", "").contains(['{', '}']) {
+        return Err(format!(
+            "`{s}` has a placeholder other than {{device}}: {RULE}"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn wrong_type(expected: &str, found: &Value) -> String {

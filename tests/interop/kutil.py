@@ -100,6 +100,11 @@ class Gateway:
             "\n[log]\n"
             'level = "info"\n'
         )
+        # The MQTT listener is on by default (0.0.0.0:1883): give each gateway its own
+        # loopback port unless the test configures [mqtt] itself.
+        self.mqtt_port = free_port()
+        if "[mqtt]" not in (extra_config or ""):
+            cfg += f'\n[mqtt]\nlisten = "127.0.0.1:{self.mqtt_port}"\n'
         if credentials:
             cfg += CREDENTIALS_BLOCK
         if extra_config:

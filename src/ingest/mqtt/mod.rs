@@ -1,11 +1,17 @@
-//! MQTT ingest: who may connect and what each device may publish and subscribe to.
+//! MQTT ingest: kinedge's own MQTT listener in front of an embedded rumqttd router.
 //!
-//! This part holds the device registry (`devices/<id>.toml`: Argon2 password hashes, topic
-//! ACLs, metadata) and MQTT topic-filter logic. The listener that authenticates against the
-//! registry, commits routed publishes before acknowledging them and hands them to the
-//! embedded broker builds on it.
+//! Devices authenticate against the registry (`devices/<id>.toml`: Argon2 password hashes,
+//! topic ACLs). Publishes that match a route become records in a stream; their PUBACK
+//! (QoS 1) or PUBREC (QoS 2) is sent only after the commit that holds them. Every accepted
+//! publish also goes to the router, so local subscribers get normal broker behaviour.
 
+mod broker;
+mod codec;
 pub mod devices;
+pub mod routes;
+mod server;
+mod session;
 pub mod topics;
 
 pub use devices::{Device, DeviceErrors, DeviceKind, DeviceRegistry};
+pub use server::{MqttServer, MqttShared, MqttStats};

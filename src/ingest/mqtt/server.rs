@@ -1,0 +1,163 @@
+//! The MQTT listener: accepts connections up to `mqtt.max_connections` and runs a session
+//! for each; holds what sessions share (store, broker, devices, routes, limits, counters).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::broker::{Broker, BrokerLimits};
+use super::routes::Routes;
+use super::{session, Device, DeviceRegistry};
+use crate::config::MqttConfig;
+use crate::storage::Store;
+
+/// Limits and policies of the listener, from `[mqtt]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_packet_size: usize,
+    pub max_inflight: usize,
+    pub keep_alive_max_s: u16,
+    pub connect_timeout: Duration,
+    pub allow_anonymous: bool,
+    pub client_id_pattern: Option<String>,
+    pub max_connections: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &MqttConfig) -> Settings {
+        Settings {
+            max_packet_size: usize::try_from(config.max_packet_size).unwrap_or(usize::MAX),
+            max_inflight: usize::from(config.max_inflight),
+            keep_alive_max_s: config.keep_alive_max_s,
+            connect_timeout: Duration::from_secs(u64::from(config.connect_timeout_s)),
+            allow_anonymous: config.allow_anonymous,
+            client_id_pattern: config.client_id_pattern.clone(),
+            max_connections: config.max_connections as usize,
+        }
+    }
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub connected: AtomicU64,
+    pub stored: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub refused_connect: AtomicU64,
+    pub refused_acl: AtomicU64,
+    pub refused_stream: AtomicU64,
+    pub refused_too_large: AtomicU64,
+    pub refused_busy: AtomicU64,
+}
+
+/// What every session shares.
+pub struct MqttShared {
+    pub store: Store,
+    pub broker: Broker,
+    pub devices: watch::Sender<Arc<DeviceRegistry>>,
+    pub routes: Routes,
+    pub settings: Settings,
+    /// Password checks (Argon2, deliberately slow) run at most this many at once.
+    pub auth_slots: Semaphore,
+    pub stats: MqttStats,
+}
+
+impl MqttShared {
+    pub fn device(&self, id: &str) -> Option<Arc<Device>> {
+        self.devices.borrow().get(id).map(|d| Arc::new(d.clone()))
+    }
+
+    /// Replaces the registry; sessions of removed or changed devices disconnect.
+    pub fn reload_devices(&self, registry: DeviceRegistry) {
+        tracing::info!(devices = registry.len(), "device registry reloaded");
+        self.devices.send_replace(Arc::new(registry));
+    }
+}
+
+/// A running MQTT listener.
+pub struct MqttServer {
+    pub shared: Arc<MqttShared>,
+    pub local_addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl MqttServer {
+    /// Starts the broker core and listens on `config.listen`.
+    pub async fn start(
+        config: &MqttConfig,
+        store: Store,
+        devices: DeviceRegistry,
+        routes: Routes,
+    ) -> anyhow::Result<MqttServer> {
+        let settings = Settings::from_config(config);
+        let broker = tokio::task::spawn_blocking({
+            let max_connections = settings.max_connections;
+            move || Broker::start(BrokerLimits { max_connections })
+        })
+        .await
+        .context("starting the MQTT broker core")?
+        .map_err(|e| anyhow::anyhow!("starting the MQTT broker core: {e}"))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (config key mqtt.listen)",
+                config.listen
+            )
+        })?;
+        let local_addr = listener.local_addr().unwrap_or(config.listen);
+        let shared = Arc::new(MqttShared {
+            store,
+            broker,
+            devices: watch::channel(Arc::new(devices)).0,
+            routes,
+            settings,
+            auth_slots: Semaphore::new(2),
+            stats: MqttStats::default(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(MqttServer {
+            shared,
+            local_addr,
+            accept,
+        })
+    }
+
+    /// Stops accepting new connections.
+    pub fn stop_accepting(&self) {
+        self.accept.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<MqttShared>) {
+    let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "MQTT accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared
+                .stats
+                .refused_busy
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, limit = shared.settings.max_connections, "MQTT connection refused: mqtt.max_connections reached");
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            session::serve(socket, peer, shared).await;
+            drop(permit);
+        });
+    }
+}
