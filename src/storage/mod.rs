@@ -328,6 +328,24 @@ impl Store {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
+    /// Queues records for the next commit and returns at once (after waiting for room in
+    /// the queue) with a receiver for the outcome. Records submitted one after the other are
+    /// stored in that order; the receiver answers once they are committed.
+    pub async fn submit(
+        &self,
+        stream: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<oneshot::Receiver<Result<Vec<AppendOutcome>, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Append {
+            stream: stream.to_string(),
+            records,
+            reply,
+        })
+        .await?;
+        Ok(rx)
+    }
+
     /// Runs an administrative change (create, delete, reshard, retention, tags); returns
     /// once it is committed.
     pub async fn admin(&self, op: AdminOp) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ Everything talks only to 127.0.0.1 and every wait is bounded.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -120,7 +121,9 @@ def mqtt_gateway(factory, name: str | None = None, devices: dict | None = None,
         cfg += f'max_packet_size = "{max_packet_size}"\n'
     cfg += f'\n[devices]\ndir = "{gw.devices_dir.as_posix()}"\n'
     cfg += streams + "\n" + routes + "\n" + extra + "\n"
-    gw.config_path.write_text(gw.config_path.read_text() + cfg)
+    # kutil may already have given the gateway a default [mqtt] section: replace it.
+    base = re.sub(r"(?ms)^\[mqtt\]\n.*?(?=^\[|\Z)", "", gw.config_path.read_text())
+    gw.config_path.write_text(base.rstrip("\n") + "\n" + cfg)
     gw.secrets = {}
     for dev_id, perms in (devices or {}).items():
         gw.secrets[dev_id] = add_device(gw.config_path, dev_id, perms.get("publish", ()),
@@ -654,9 +657,10 @@ class MosquittoSub:
 
     def __init__(self, gw, dev_id: str, topic: str, count: int, qos: int = 1, v5: bool = False,
                  wait_s: int = 20):
-        args = ["mosquitto_sub", "-d", "-h", HOST, "-p", str(gw.mqtt_port), "-i", dev_id, "-u", dev_id,
+        # stdbuf: mosquitto_sub block-buffers stdout into a pipe; we need the SUBACK line now.
+        args = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-h", HOST, "-p", str(gw.mqtt_port), "-i", dev_id, "-u", dev_id,
                 "-P", gw.secrets[dev_id], "-t", topic, "-q", str(qos), "-C", str(count),
-                "-W", str(wait_s), "-F", "@@MSG q=%q r=%r t=%t p=%p"]
+                "-W", str(wait_s), "-F", "MSG> q=%q r=%r t=%t p=%p"]
         if v5:
             args += ["-V", "mqttv5"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -687,4 +691,4 @@ class MosquittoSub:
         return rc, self.lines
 
     def messages(self) -> list[str]:
-        return [l for l in self.lines if l.startswith("@@MSG ")]
+        return [l for l in self.lines if l.startswith("MSG> ")]

@@ -574,7 +574,7 @@ impl Session {
             match frame.packet {
                 Packet::Publish(publish, properties) => {
                     let header = frame.publish.unwrap_or_default();
-                    self.on_publish(header, publish, properties)?;
+                    self.on_publish(header, publish, properties).await?;
                 }
                 Packet::PubRel(rel, _) => {
                     let reason = if self.qos2_received.remove(&rel.pkid) {
@@ -659,7 +659,7 @@ impl Session {
 
     /// A PUBLISH from the device: ACL, then (if routed) a commit; it is acknowledged and
     /// forwarded when its turn in the FIFO comes.
-    fn on_publish(
+    async fn on_publish(
         &mut self,
         header: PublishHeader,
         publish: Publish,
@@ -714,13 +714,16 @@ impl Session {
                     partition_key,
                     data: route.record_data(&ctx),
                 };
-                let (tx, rx) = oneshot::channel();
-                let store = self.shared.store.clone();
+                // Queued here, in arrival order; only the wait for the commit is deferred.
                 let stream = route.stream.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(store.append(&stream, vec![record]).await);
-                });
-                Some(rx)
+                match self.shared.store.submit(&stream, vec![record]).await {
+                    Ok(ticket) => Some(ticket),
+                    Err(_) => {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = tx.send(Err(StoreError::ShuttingDown));
+                        Some(rx)
+                    }
+                }
             }
             None => {
                 self.shared.stats.unrouted.fetch_add(1, Ordering::Relaxed);

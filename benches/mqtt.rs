@@ -1,0 +1,397 @@
+//! MQTT benchmark: QoS1 publishes against the real `kinedge` binary (routed to a stream, so
+//! each PUBACK follows a durable commit) and, in the same run, the same load against
+//! mosquitto (in memory, `persistence false`); then kinedge's resident memory with idle
+//! authenticated clients.
+//!
+//! `cargo bench --bench mqtt` (options after `--`: `--seconds N`, `--idle N`, `--skip-peer`).
+//! 10 clients, each keeping up to 100 QoS1 publishes of 100 bytes in flight, measured for N s
+//! (default 10) after a 2 s warm-up. Latency is publish -> PUBACK as seen by the client's
+//! event loop. mosquitto (`/usr/sbin/mosquitto` or `$MOSQUITTO_BIN`) is skipped when absent.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+
+const CLIENTS: usize = 10;
+const INFLIGHT: u16 = 100;
+const PAYLOAD_BYTES: usize = 100;
+const CONNECT_CONCURRENCY: usize = 50;
+
+struct Options {
+    seconds: u64,
+    idle: usize,
+    skip_peer: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        seconds: 10,
+        idle: 1000,
+        skip_peer: false,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let value = args.get(i + 1).and_then(|v| v.parse().ok());
+        match args[i].as_str() {
+            "--seconds" => {
+                o.seconds = value.unwrap_or(o.seconds);
+                i += 1;
+            }
+            "--idle" => {
+                o.idle = value.map_or(o.idle, |v| v as usize);
+                i += 1;
+            }
+            "--skip-peer" => o.skip_peer = true,
+            _ => {} // cargo passes --bench
+        }
+        i += 1;
+    }
+    o
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    mqtt_port: u16,
+    api_port: Option<u16>,
+    /// (username, password) per client index; empty for anonymous.
+    credentials: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.mqtt_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen on port {}",
+                self.name,
+                self.mqtt_port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn rss_mb(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+fn kinedge(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kinedge"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run kinedge");
+    assert!(out.status.success(), "kinedge {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// kinedge with `devices` bench devices (may publish to `bench/#`) and `idle` devices that
+/// share one secret (files written here: `devices add` hashes with Argon2 each time).
+fn start_kinedge(devices: usize, idle: usize) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mqtt_port, api_port) = (free_port(), free_port());
+    let config = dir.path().join("kinedge.toml");
+    let devices_dir = dir.path().join("devices");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = \"{}\"\nmin_free_disk = \"64MiB\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nmax_connections = {}\n\
+             [devices]\ndir = \"{}\"\n\
+             [[streams]]\nname = \"telemetry\"\nshards = 4\n\
+             [[routes]]\ntopic = \"bench/+/data\"\nstream = \"telemetry\"\npartition_key = \"{{topic[1]}}\"\n\
+             [log]\nlevel = \"warn\"\n",
+            dir.path().join("data").display(),
+            (devices + idle).max(1000) + 10,
+            devices_dir.display(),
+        ),
+    )
+    .expect("write config");
+    let mut credentials = Vec::new();
+    for n in 0..devices {
+        let id = format!("bench{n}");
+        let secret = kinedge(
+            &config,
+            &["devices", "add", &id, "--publish", "bench/#"],
+        );
+        credentials.push((id, secret));
+    }
+    if idle > 0 {
+        let secret = kinedge(&config, &["devices", "add", "idle0"]);
+        let file = std::fs::read_to_string(devices_dir.join("idle0.toml")).expect("idle0.toml");
+        let hash_line = file
+            .lines()
+            .find(|l| l.starts_with("password_hash"))
+            .expect("password_hash in idle0.toml");
+        credentials.push(("idle0".into(), secret.clone()));
+        for n in 1..idle {
+            let id = format!("idle{n}");
+            std::fs::write(
+                devices_dir.join(format!("{id}.toml")),
+                format!("id = \"{id}\"\n{hash_line}\n"),
+            )
+            .expect("write device file");
+            credentials.push((id, secret.clone()));
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_kinedge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start kinedge");
+    let server = Server {
+        name: "kinedge",
+        child,
+        mqtt_port,
+        api_port: Some(api_port),
+        credentials,
+        _dir: dir,
+    };
+    server.wait_ready();
+    server
+}
+
+fn mosquitto_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("MOSQUITTO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
+    bin.exists().then_some(bin)
+}
+
+fn start_mosquitto(bin: &Path) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mqtt_port = free_port();
+    let config = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_inflight_messages 100\nmax_queued_messages 1000\nlog_dest none\n"
+        ),
+    )
+    .expect("write mosquitto.conf");
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let server = Server {
+        name: "mosquitto",
+        child,
+        mqtt_port,
+        api_port: None,
+        credentials: Vec::new(),
+        _dir: dir,
+    };
+    server.wait_ready();
+    server
+}
+
+/// A client of `server` as its `index`-th device (anonymous for mosquitto), connected.
+async fn connect(
+    server: &Server,
+    index: usize,
+    inflight: u16,
+    keep_alive: Duration,
+) -> (AsyncClient, EventLoop) {
+    let (id, password) = server
+        .credentials
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| (format!("client{index}"), String::new()));
+    let mut options = MqttOptions::new(id.clone(), "127.0.0.1", server.mqtt_port);
+    options
+        .set_keep_alive(keep_alive)
+        .set_inflight(inflight)
+        .set_clean_session(true);
+    if !password.is_empty() {
+        options.set_credentials(id.clone(), password);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    eventloop.network_options.set_connection_timeout(60);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return (client, eventloop),
+            Ok(_) => {}
+            Err(e) => panic!("{}: client {id} could not connect: {e}", server.name),
+        }
+    }
+}
+
+struct Load {
+    name: &'static str,
+    acked_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    records_per_commit: Option<f64>,
+}
+
+/// One client: publishes as fast as its in-flight window allows; returns the publish -> PUBACK
+/// latencies (µs) of the publishes acknowledged while `measuring`.
+async fn drive(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    topic: String,
+    acked: Arc<AtomicU64>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
+    let publisher = tokio::spawn(async move {
+        let payload = vec![b'x'; PAYLOAD_BYTES];
+        while client
+            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .is_ok()
+        {}
+    });
+    let mut sent: Vec<Option<Instant>> = vec![None; usize::from(u16::MAX) + 1];
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let event = match tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => panic!("connection failed under load: {e}"),
+            Err(_) => continue,
+        };
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => sent[usize::from(pkid)] = Some(Instant::now()),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(at) = sent[usize::from(ack.pkid)].take() {
+                    if measuring.load(Ordering::Relaxed) {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        latencies.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    publisher.abort();
+    latencies
+}
+
+async fn load(server: &Server, seconds: u64) -> Load {
+    let acked = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for n in 0..CLIENTS {
+        let (client, eventloop) = connect(server, n, INFLIGHT, Duration::from_secs(60)).await;
+        tasks.push(tokio::spawn(drive(
+            client,
+            eventloop,
+            format!("bench/{n}/data"),
+            acked.clone(),
+            measuring.clone(),
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
+    let commits_before = kinedge_status(server).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let commits_after = kinedge_status(server).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&us| us as f64 / 1000.0)
+    };
+    let records_per_commit = match (commits_before, commits_after) {
+        (Some((r0, c0)), Some((r1, c1))) if c1 > c0 => Some((r1 - r0) as f64 / (c1 - c0) as f64),
+        _ => None,
+    };
+    Load {
+        name: server.name,
+        acked_per_s: acked.load(Ordering::Relaxed) as f64 / elapsed,
+        p50_ms: quantile(0.50),
+        p99_ms: quantile(0.99),
+        records_per_commit,
+    }
+}
+
+/// kinedge's writer counters from `/status`: (records, commits).
+async fn kinedge_status(server: &Server) -> Option<(u64, u64)> {
+    let port = server.api_port?;
+    let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let writer = &status["writer"];
+    Some((writer["records"].as_u64()?, writer["commits"].as_u64()?))
+}
+
+/// Resident memory of `server` before and after `count` idle clients connect (keep-alive
+/// 60 s, `CONNECT_CONCURRENCY` connects at a time); returns (MB idle, MB with clients, s to
+/// connect them all).
+async fn idle(server: &Server, count: usize) -> (f64, f64, f64) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = server.rss_mb();
+    let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+    let mut pending = Vec::new();
+    for n in 0..count {
+        let permit = permits.clone().acquire_owned().await.expect("semaphore");
+        pending.push(connect(server, n, 1, Duration::from_secs(60)));
+        drop(permit);
+        if pending.len() == CONNECT_CONCURRENCY || n + 1 == count {
+            let batch = futures_join(std::mem::take(&mut pending)).await;
+            for (client, mut eventloop) in batch {
+                // Keep polling so keep-alives go out; the tasks end with the runtime.
+                tokio::spawn(async move {
+                    let _client = client;
+                    while eventloop.poll().await.is_ok() {}
+                });
+            }
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (before, server.rss_mb(), connect_s)
+}
