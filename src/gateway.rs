@@ -176,7 +176,7 @@ async fn start_mqtt(config: &Config, store: Store) -> anyhow::Result<MqttServer>
     }
     let routes = Routes::new(&config.routes);
     let server = MqttServer::start(&config.mqtt, store, devices, routes).await?;
-    tracing::info!(listen = %server.local_addr, devices = server.shared.devices.borrow().len(), routes = config.routes.len(), anonymous = config.mqtt.allow_anonymous, "MQTT listener started");
+    tracing::info!(listen = %server.local_addr, tls = ?server.tls_addr, devices = server.shared.devices.borrow().len(), routes = config.routes.len(), anonymous = config.mqtt.allow_anonymous, "MQTT listener started");
     Ok(server)
 }
 

@@ -63,6 +63,26 @@ pub struct MqttConfig {
     /// When set, a device's client id must match: contains `{device}` exactly once; `*`
     /// matches any run of `[A-Za-z0-9_.-]`; e.g. `"{device}-*"`.
     pub client_id_pattern: Option<String>,
+    /// `[mqtt.tls]`: a second listener with TLS; optional client certificates.
+    pub tls: Option<MqttTlsConfig>,
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key of the server.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, client certificates signed by this CA are verified; their CN is the device id.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl MqttTlsConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        8883,
+    ));
 }
 
 impl MqttConfig {
@@ -94,6 +114,7 @@ impl Default for MqttConfig {
             keep_alive_max_s: Self::DEFAULT_KEEP_ALIVE_MAX_S,
             connect_timeout_s: Self::DEFAULT_CONNECT_TIMEOUT_S,
             client_id_pattern: None,
+            tls: None,
         }
     }
 }

@@ -30,6 +30,16 @@ pub(super) struct Mqtt {
     pub keep_alive_max_s: Option<Value>,
     pub connect_timeout_s: Option<Value>,
     pub client_id_pattern: Option<Value>,
+    pub tls: Option<MqttTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MqttTls {
+    pub listen: Option<Value>,
+    pub cert: Option<Value>,
+    pub key: Option<Value>,
+    pub client_ca: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +167,15 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("keep_alive_max_s", Shape::Value),
             ("connect_timeout_s", Shape::Value),
             ("client_id_pattern", Shape::Value),
+            (
+                "tls",
+                Shape::Table(&[
+                    ("listen", Shape::Value),
+                    ("cert", Shape::Value),
+                    ("key", Shape::Value),
+                    ("client_ca", Shape::Value),
+                ]),
+            ),
         ]),
     ),
     (

@@ -13,8 +13,8 @@ use toml::Value;
 use super::raw::{self, Problem};
 use super::{
     format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
-    LogConfig, LogFormat, MqttConfig, OnFull, RouteConfig, RouteFormat, SecretSource,
-    StorageConfig, StreamConfig,
+    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, RouteConfig, RouteFormat,
+    SecretSource, StorageConfig, StreamConfig,
 };
 use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
 
@@ -357,7 +357,40 @@ impl Check {
                 )
                 .unwrap_or(default.connect_timeout_s),
             client_id_pattern,
+            tls: raw.tls.and_then(|tls| self.mqtt_tls(tls)),
         }
+    }
+
+    fn mqtt_tls(&mut self, raw: raw::MqttTls) -> Option<MqttTlsConfig> {
+        let listen = self
+            .string("mqtt.tls.listen", raw.listen, "an address", |s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    format!("`{s}` is not a socket address: write IP:PORT, e.g. \"0.0.0.0:8883\"")
+                })
+            })
+            .unwrap_or(MqttTlsConfig::DEFAULT_LISTEN);
+        let path = |check: &mut Self, key: &str, value: Option<toml::Value>, required: bool| {
+            if value.is_none() && required {
+                check.problem(key, "missing: the TLS listener needs a PEM certificate chain (cert) and its private key (key)");
+                return None;
+            }
+            check.string(key, value, "a file path", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".to_string())
+                } else {
+                    Ok(std::path::PathBuf::from(s))
+                }
+            })
+        };
+        let cert = path(self, "mqtt.tls.cert", raw.cert, true);
+        let key = path(self, "mqtt.tls.key", raw.key, true);
+        let client_ca = path(self, "mqtt.tls.client_ca", raw.client_ca, false);
+        Some(MqttTlsConfig {
+            listen,
+            cert: cert?,
+            key: key?,
+            client_ca,
+        })
     }
 
     fn routes(&mut self, raw: Vec<raw::Route>) -> Vec<RouteConfig> {

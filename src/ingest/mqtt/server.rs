@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use super::broker::{Broker, BrokerLimits};
 use super::routes::Routes;
@@ -83,7 +84,8 @@ impl MqttShared {
 pub struct MqttServer {
     pub shared: Arc<MqttShared>,
     pub local_addr: SocketAddr,
-    accept: tokio::task::JoinHandle<()>,
+    pub tls_addr: Option<SocketAddr>,
+    accept: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl MqttServer {
@@ -118,22 +120,55 @@ impl MqttServer {
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
+        let mut accept = vec![tokio::spawn(accept_loop(
+            listener,
+            None,
+            shared.clone(),
+            slots.clone(),
+        ))];
+        let mut tls_addr = None;
+        if let Some(tls) = &config.tls {
+            let acceptor = super::tls::acceptor(tls)?;
+            let listener = TcpListener::bind(tls.listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {} (config key mqtt.tls.listen)",
+                    tls.listen
+                )
+            })?;
+            tls_addr = Some(listener.local_addr().unwrap_or(tls.listen));
+            accept.push(tokio::spawn(accept_loop(
+                listener,
+                Some(acceptor),
+                shared.clone(),
+                slots,
+            )));
+        }
         Ok(MqttServer {
             shared,
             local_addr,
+            tls_addr,
             accept,
         })
     }
 
     /// Stops accepting new connections.
     pub fn stop_accepting(&self) {
-        self.accept.abort();
+        for task in &self.accept {
+            task.abort();
+        }
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<MqttShared>) {
-    let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
+/// Accepts connections (through TLS when `tls` is given) while connection slots are free.
+/// The TLS handshake runs in the connection's own task, within the CONNECT timeout, so a
+/// slow or silent client never holds up others.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<MqttShared>,
+    slots: Arc<Semaphore>,
+) {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -155,8 +190,29 @@ async fn accept_loop(listener: TcpListener, shared: Arc<MqttShared>) {
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            session::serve(socket, peer, shared).await;
+            match tls {
+                None => session::serve(socket, peer, shared, None).await,
+                Some(acceptor) => {
+                    let timeout = shared.settings.connect_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let device = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(super::tls::common_name);
+                            session::serve(stream, peer, shared, device).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::info!(%peer, %error, "MQTT TLS handshake failed")
+                        }
+                        Err(_) => tracing::info!(%peer, "MQTT TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }

@@ -110,11 +110,18 @@ fn committed(
 }
 
 /// Serves one connection until it closes. Never panics on input.
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<MqttShared>)
-where
+///
+/// `certificate_device` is the CN of a verified TLS client certificate: that device is
+/// authenticated by its certificate and needs no password.
+pub async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<MqttShared>,
+    certificate_device: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match run(&mut stream, &shared).await {
+    match run(&mut stream, &shared, certificate_device).await {
         Ok(()) => tracing::debug!(%peer, "MQTT connection closed"),
         Err(SessionError::Refused(reason)) => {
             tracing::info!(%peer, reason, "MQTT connection refused")
@@ -205,7 +212,36 @@ async fn authenticate(
     shared: &MqttShared,
     client_id: &str,
     login: Option<(String, String)>,
+    certificate_device: Option<String>,
 ) -> Result<Identity, (ConnectReturnCode, &'static str)> {
+    if let Some(cn) = certificate_device {
+        let Some(device) = shared.device(&cn) else {
+            return Err((
+                ConnectReturnCode::NotAuthorized,
+                "the client certificate's CN is not a device",
+            ));
+        };
+        if login.as_ref().is_some_and(|(username, _)| *username != cn) {
+            return Err((
+                ConnectReturnCode::NotAuthorized,
+                "the username differs from the client certificate's CN",
+            ));
+        }
+        if !client_id_allowed(
+            shared.settings.client_id_pattern.as_deref(),
+            &device.id,
+            client_id,
+        ) {
+            return Err((
+                ConnectReturnCode::ClientIdentifierNotValid,
+                "the client id is not the device id",
+            ));
+        }
+        return Ok(Identity {
+            client_id: client_id.to_string(),
+            device: Some(device),
+        });
+    }
     let Some((username, password)) = login else {
         // Anonymous client ids follow the device id rules, so none can pose as the gateway's
         // own broker link.
@@ -265,7 +301,11 @@ fn will_properties(p: Option<LastWillProperties>) -> Option<PublishProperties> {
     })
 }
 
-async fn run<S>(stream: &mut S, shared: &Arc<MqttShared>) -> Result<(), SessionError>
+async fn run<S>(
+    stream: &mut S,
+    shared: &Arc<MqttShared>,
+    certificate_device: Option<String>,
+) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -292,6 +332,7 @@ where
         shared,
         &connect.client_id,
         login.map(|l| (l.username, l.password)),
+        certificate_device,
     )
     .await
     {
