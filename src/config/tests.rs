@@ -211,6 +211,7 @@ fn every_key_is_accepted() {
             keep_alive_max_s: 10,
             connect_timeout_s: 300,
             client_id_pattern: Some("gw-{device}-*".into()),
+            tls: None,
         }
     );
     assert_eq!(
@@ -246,7 +247,7 @@ fn unknown_keys_are_named_with_what_is_supported() {
         3,
         "unknown key `port` (this version supports enabled, listen, allow_anonymous, \
          max_packet_size, max_connections, max_inflight, keep_alive_max_s, connect_timeout_s, \
-         client_id_pattern)",
+         client_id_pattern, tls)",
     );
     assert_issue(
         "[[routes]]\ntopic = \"a\"\nstream = \"s\"\nkey = \"{device}\"\n",
@@ -876,4 +877,21 @@ fn route_rules() {
     let config = parse(&route("")).unwrap();
     assert_eq!(config.routes[0].partition_key, "{device}");
     assert_eq!(config.routes[0].format, RouteFormat::Raw);
+}
+
+#[test]
+fn mqtt_tls_needs_cert_and_key() {
+    let config = parse(
+        "[mqtt.tls]\nlisten = \"127.0.0.1:8883\"\ncert = \"/etc/kinedge/tls/server.crt\"\nkey = \"/etc/kinedge/tls/server.key\"\nclient_ca = \"/etc/kinedge/tls/ca.crt\"\n",
+    )
+    .unwrap();
+    let tls = config.mqtt.tls.unwrap();
+    assert_eq!(tls.listen, "127.0.0.1:8883".parse().unwrap());
+    assert_eq!(tls.client_ca.unwrap(), PathBuf::from("/etc/kinedge/tls/ca.crt"));
+    assert_issue(
+        "[mqtt.tls]\ncert = \"/x.crt\"\n",
+        "mqtt.tls.key",
+        1,
+        "private key",
+    );
 }
