@@ -94,13 +94,21 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ITERATOR_TTL_MS);
-    let state = Arc::new(ApiState::new(
+    let mqtt = if config.mqtt.enabled {
+        Some(start_mqtt(&config, store.clone()).await?)
+    } else {
+        None
+    };
+
+    let mut state = ApiState::new(
         store.clone(),
         verifier,
         config.api.region.clone(),
         config.api.account_id.clone(),
         iterator_ttl_ms,
-    ));
+    );
+    state.mqtt = mqtt.as_ref().map(|m| m.shared.clone());
+    let state = Arc::new(state);
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);
 
@@ -115,12 +123,6 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
                 }
             }
         })
-    };
-
-    let mqtt = if config.mqtt.enabled {
-        Some(start_mqtt(&config, store.clone()).await?)
-    } else {
-        None
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -42,6 +42,8 @@ pub struct ApiState {
     pub read_slots: tokio::sync::Semaphore,
     /// Room for request bodies in KiB (see [`BODY_BUDGET_KIB`]).
     pub body_budget: tokio::sync::Semaphore,
+    /// The MQTT listener's state, for `/status`, when it runs.
+    pub mqtt: Option<Arc<crate::ingest::mqtt::MqttShared>>,
 }
 
 impl ApiState {
@@ -60,6 +62,7 @@ impl ApiState {
             iterator_ttl_ms,
             read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+            mqtt: None,
         }
     }
 }
@@ -243,6 +246,7 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         "data_dir": state.store.data_dir(),
         "streams": streams,
         "writer": state.store.stats(),
+        "mqtt": state.mqtt.as_ref().map(|m| m.status()),
     }))
     .into_response()
 }

@@ -887,7 +887,10 @@ fn mqtt_tls_needs_cert_and_key() {
     .unwrap();
     let tls = config.mqtt.tls.unwrap();
     assert_eq!(tls.listen, "127.0.0.1:8883".parse().unwrap());
-    assert_eq!(tls.client_ca.unwrap(), PathBuf::from("/etc/kinedge/tls/ca.crt"));
+    assert_eq!(
+        tls.client_ca.unwrap(),
+        PathBuf::from("/etc/kinedge/tls/ca.crt")
+    );
     assert_issue(
         "[mqtt.tls]\ncert = \"/x.crt\"\n",
         "mqtt.tls.key",

@@ -112,3 +112,11 @@ def test_plain_tcp_on_the_tls_port_closes_only_that_connection(tls_gw, pki):
     r = pub(tls_gw, pki, "sensor-1", "still-serving",
             "--cert", str(pki / "sensor.crt"), "--key", str(pki / "sensor.key"))
     assert r.returncode == 0, r.stderr
+
+
+def test_status_counts_mqtt_traffic_and_refusals(tls_gw, pki):
+    import requests
+    status = requests.get(f"{tls_gw.url}/status", timeout=5).json()["mqtt"]
+    assert status["devices"] == 2
+    assert status["stored"] >= 3
+    assert status["refused"]["connect"] >= 3, status

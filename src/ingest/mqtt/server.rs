@@ -73,6 +73,25 @@ impl MqttShared {
         self.devices.borrow().get(id).map(|d| Arc::new(d.clone()))
     }
 
+    /// Counters and sizes for `/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let s = &self.stats;
+        let n = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({
+            "connected": n(&s.connected),
+            "devices": self.devices.borrow().len(),
+            "stored": n(&s.stored),
+            "unrouted": n(&s.unrouted),
+            "refused": {
+                "connect": n(&s.refused_connect),
+                "acl": n(&s.refused_acl),
+                "stream": n(&s.refused_stream),
+                "too_large": n(&s.refused_too_large),
+                "busy": n(&s.refused_busy),
+            },
+        })
+    }
+
     /// Replaces the registry; sessions of removed or changed devices disconnect.
     pub fn reload_devices(&self, registry: DeviceRegistry) {
         tracing::info!(devices = registry.len(), "device registry reloaded");
