@@ -63,6 +63,8 @@ pub struct MqttConfig {
     /// When set, a device's client id must match: contains `{device}` exactly once; `*`
     /// matches any run of `[A-Za-z0-9_.-]`; e.g. `"{device}-*"`.
     pub client_id_pattern: Option<String>,
+    /// When set, MQTT over WebSocket (subprotocol `mqtt`) is served here too.
+    pub websocket_listen: Option<SocketAddr>,
     /// `[mqtt.tls]`: a second listener with TLS; optional client certificates.
     pub tls: Option<MqttTlsConfig>,
 }
@@ -114,6 +116,7 @@ impl Default for MqttConfig {
             keep_alive_max_s: Self::DEFAULT_KEEP_ALIVE_MAX_S,
             connect_timeout_s: Self::DEFAULT_CONNECT_TIMEOUT_S,
             client_id_pattern: None,
+            websocket_listen: None,
             tls: None,
         }
     }

@@ -30,6 +30,7 @@ pub(super) struct Mqtt {
     pub keep_alive_max_s: Option<Value>,
     pub connect_timeout_s: Option<Value>,
     pub client_id_pattern: Option<Value>,
+    pub websocket_listen: Option<Value>,
     pub tls: Option<MqttTls>,
 }
 
@@ -167,6 +168,7 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("keep_alive_max_s", Shape::Value),
             ("connect_timeout_s", Shape::Value),
             ("client_id_pattern", Shape::Value),
+            ("websocket_listen", Shape::Value),
             (
                 "tls",
                 Shape::Table(&[

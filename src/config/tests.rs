@@ -211,6 +211,7 @@ fn every_key_is_accepted() {
             keep_alive_max_s: 10,
             connect_timeout_s: 300,
             client_id_pattern: Some("gw-{device}-*".into()),
+            websocket_listen: None,
             tls: None,
         }
     );
@@ -247,7 +248,7 @@ fn unknown_keys_are_named_with_what_is_supported() {
         3,
         "unknown key `port` (this version supports enabled, listen, allow_anonymous, \
          max_packet_size, max_connections, max_inflight, keep_alive_max_s, connect_timeout_s, \
-         client_id_pattern, tls)",
+         client_id_pattern, websocket_listen, tls)",
     );
     assert_issue(
         "[[routes]]\ntopic = \"a\"\nstream = \"s\"\nkey = \"{device}\"\n",

@@ -357,6 +357,18 @@ impl Check {
                 )
                 .unwrap_or(default.connect_timeout_s),
             client_id_pattern,
+            websocket_listen: self.string(
+                "mqtt.websocket_listen",
+                raw.websocket_listen,
+                "an address",
+                |s| {
+                    s.parse::<SocketAddr>().map_err(|_| {
+                        format!(
+                            "`{s}` is not a socket address: write IP:PORT, e.g. \"127.0.0.1:8083\""
+                        )
+                    })
+                },
+            ),
             tls: raw.tls.and_then(|tls| self.mqtt_tls(tls)),
         }
     }

@@ -104,6 +104,7 @@ pub struct MqttServer {
     pub shared: Arc<MqttShared>,
     pub local_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
+    pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -142,11 +143,24 @@ impl MqttServer {
         let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
-            None,
+            Transport::Tcp,
             shared.clone(),
             slots.clone(),
         ))];
         let mut tls_addr = None;
+        let mut websocket_addr = None;
+        if let Some(addr) = config.websocket_listen {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (config key mqtt.websocket_listen)")
+            })?;
+            websocket_addr = Some(listener.local_addr().unwrap_or(addr));
+            accept.push(tokio::spawn(accept_loop(
+                listener,
+                Transport::WebSocket,
+                shared.clone(),
+                slots.clone(),
+            )));
+        }
         if let Some(tls) = &config.tls {
             let acceptor = super::tls::acceptor(tls)?;
             let listener = TcpListener::bind(tls.listen).await.with_context(|| {
@@ -158,7 +172,7 @@ impl MqttServer {
             tls_addr = Some(listener.local_addr().unwrap_or(tls.listen));
             accept.push(tokio::spawn(accept_loop(
                 listener,
-                Some(acceptor),
+                Transport::Tls(acceptor),
                 shared.clone(),
                 slots,
             )));
@@ -167,6 +181,7 @@ impl MqttServer {
             shared,
             local_addr,
             tls_addr,
+            websocket_addr,
             accept,
         })
     }
@@ -179,12 +194,41 @@ impl MqttServer {
     }
 }
 
-/// Accepts connections (through TLS when `tls` is given) while connection slots are free.
-/// The TLS handshake runs in the connection's own task, within the CONNECT timeout, so a
-/// slow or silent client never holds up others.
+/// How a listener's connections carry MQTT.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Tls(TlsAcceptor),
+    /// MQTT over WebSocket (binary frames, subprotocol `mqtt`).
+    WebSocket,
+}
+
+/// Answers a WebSocket upgrade with the `mqtt` subprotocol, as MQTT clients expect.
+struct MqttSubprotocol;
+
+impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprotocol {
+    fn on_request(
+        self,
+        _request: &async_tungstenite::tungstenite::handshake::server::Request,
+        mut response: async_tungstenite::tungstenite::handshake::server::Response,
+    ) -> Result<
+        async_tungstenite::tungstenite::handshake::server::Response,
+        async_tungstenite::tungstenite::handshake::server::ErrorResponse,
+    > {
+        response.headers_mut().insert(
+            "sec-websocket-protocol",
+            async_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+        );
+        Ok(response)
+    }
+}
+
+/// Accepts connections while connection slots are free. A TLS or WebSocket handshake runs
+/// in the connection's own task, within the CONNECT timeout, so a slow or silent client
+/// never holds up others.
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    transport: Transport,
     shared: Arc<MqttShared>,
     slots: Arc<Semaphore>,
 ) {
@@ -209,11 +253,26 @@ async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
-        let tls = tls.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
-            match tls {
-                None => session::serve(socket, peer, shared, None).await,
-                Some(acceptor) => {
+            match transport {
+                Transport::Tcp => session::serve(socket, peer, shared, None).await,
+                Transport::WebSocket => {
+                    let timeout = shared.settings.connect_timeout;
+                    let upgrade =
+                        async_tungstenite::tokio::accept_hdr_async(socket, MqttSubprotocol);
+                    match tokio::time::timeout(timeout, upgrade).await {
+                        Ok(Ok(ws)) => {
+                            let stream = ws_stream_tungstenite::WsStream::new(ws);
+                            session::serve(stream, peer, shared, None).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::info!(%peer, %error, "MQTT WebSocket handshake failed")
+                        }
+                        Err(_) => tracing::info!(%peer, "MQTT WebSocket handshake timed out"),
+                    }
+                }
+                Transport::Tls(acceptor) => {
                     let timeout = shared.settings.connect_timeout;
                     match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
                         Ok(Ok(stream)) => {

@@ -1,0 +1,84 @@
+"""MQTT over WebSocket (mqtt.websocket_listen), with paho's websocket transport."""
+
+import subprocess
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from kutil import KINEDGE_BIN, free_port, flatten, read_all
+
+
+@pytest.fixture(scope="module")
+def ws_gw(module_gateway_factory, tmp_path_factory):
+    devices = tmp_path_factory.mktemp("ws-devices")
+    secrets = {}
+    for device, extra in (("sensor-1", []), ("watcher", ["--subscribe", "devices/#"])):
+        out = subprocess.run([str(KINEDGE_BIN), "devices", "add", device, "--dir", str(devices), *extra],
+                             capture_output=True, check=True, timeout=30)
+        secrets[device] = out.stdout.decode().strip()
+    ws_port = free_port()
+    gw = module_gateway_factory(name="ws", extra_config=f"""
+[mqtt]
+listen = "127.0.0.1:{free_port()}"
+websocket_listen = "127.0.0.1:{ws_port}"
+[devices]
+dir = "{devices}"
+[[streams]]
+name = "telemetry"
+shards = 1
+[[routes]]
+topic = "devices/+/telemetry"
+stream = "telemetry"
+""")
+    gw.ws_port, gw.secrets = ws_port, secrets
+    return gw
+
+
+def ws_client(gw, device, version=mqtt.MQTTv311):
+    connected = threading.Event()
+    result = {}
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result["rc"] = reason_code
+        connected.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, transport="websockets",
+                    protocol=version)
+    c.username_pw_set(device, gw.secrets.get(device, "wrong"))
+    c.on_connect = on_connect
+    c.connect("127.0.0.1", gw.ws_port, keepalive=30)
+    c.loop_start()
+    assert connected.wait(15), "no CONNACK over WebSocket"
+    return c, result["rc"]
+
+
+@pytest.mark.parametrize("version", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["v311", "v5"])
+def test_publish_and_subscribe_over_websocket(ws_gw, version):
+    got = []
+    arrived = threading.Event()
+    watcher, rc = ws_client(ws_gw, "watcher", version)
+    assert not rc.is_failure
+    watcher.on_message = lambda c, u, m: (got.append(m.payload), arrived.set())
+    sub = watcher.subscribe("devices/+/telemetry", qos=1)
+    assert sub[0] == mqtt.MQTT_ERR_SUCCESS
+    sensor, rc = ws_client(ws_gw, "sensor-1", version)
+    assert not rc.is_failure
+    import time
+    time.sleep(0.3)  # let the subscription reach the broker
+    payload = f"over-ws-{version}".encode()
+    info = sensor.publish("devices/sensor-1/telemetry", payload, qos=1)
+    info.wait_for_publish(timeout=15)
+    assert info.is_published()
+    assert arrived.wait(15), "the subscriber got nothing"
+    assert payload in got
+    assert payload in [r["Data"] for r in flatten(read_all(ws_gw.client(), "telemetry"))]
+    for c in (sensor, watcher):
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_wrong_password_over_websocket(ws_gw):
+    c, rc = ws_client(ws_gw, "intruder")
+    assert rc.is_failure
+    c.loop_stop()
