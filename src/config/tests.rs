@@ -98,6 +98,7 @@ fn built_in_commented_examples_are_valid() {
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
                 if rest == "[[api.credentials]]"
+                    || rest == "[mqtt.tls]"
                     || rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                     }) =>
@@ -116,6 +117,8 @@ fn built_in_commented_examples_are_valid() {
         Some(Path::new("/var/lib/kinedge"))
     );
     assert_eq!(config.mqtt.client_id_pattern.as_deref(), Some("{device}-*"));
+    assert!(config.mqtt.tls.is_some());
+    assert!(config.mqtt.websocket_listen.is_some());
     assert_eq!(config.mqtt.connect_timeout_s, 10);
 }
 
