@@ -144,10 +144,7 @@ fn start_kinedge(devices: usize, idle: usize) -> Server {
     let mut credentials = Vec::new();
     for n in 0..devices {
         let id = format!("bench{n}");
-        let secret = kinedge(
-            &config,
-            &["devices", "add", &id, "--publish", "bench/#"],
-        );
+        let secret = kinedge(&config, &["devices", "add", &id, "--publish", "bench/#"]);
         credentials.push((id, secret));
     }
     if idle > 0 {
@@ -224,24 +221,26 @@ fn start_mosquitto(bin: &Path) -> Server {
     server
 }
 
-/// A client of `server` as its `index`-th device (anonymous for mosquitto), connected.
+/// What a client needs to connect to `server` as its `index`-th device (anonymous for
+/// mosquitto): (port, client id, optional password).
+fn identity(server: &Server, index: usize) -> (u16, String, Option<String>) {
+    match server.credentials.get(index) {
+        Some((id, password)) => (server.mqtt_port, id.clone(), Some(password.clone())),
+        None => (server.mqtt_port, format!("client{index}"), None),
+    }
+}
+
+/// A connected client (CONNACK received); panics when the server refuses it.
 async fn connect(
-    server: &Server,
-    index: usize,
+    (port, id, password): (u16, String, Option<String>),
     inflight: u16,
-    keep_alive: Duration,
 ) -> (AsyncClient, EventLoop) {
-    let (id, password) = server
-        .credentials
-        .get(index)
-        .cloned()
-        .unwrap_or_else(|| (format!("client{index}"), String::new()));
-    let mut options = MqttOptions::new(id.clone(), "127.0.0.1", server.mqtt_port);
+    let mut options = MqttOptions::new(id.clone(), "127.0.0.1", port);
     options
-        .set_keep_alive(keep_alive)
+        .set_keep_alive(Duration::from_secs(60))
         .set_inflight(inflight)
         .set_clean_session(true);
-    if !password.is_empty() {
+    if let Some(password) = password {
         options.set_credentials(id.clone(), password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, 16);
@@ -250,7 +249,7 @@ async fn connect(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => return (client, eventloop),
             Ok(_) => {}
-            Err(e) => panic!("{}: client {id} could not connect: {e}", server.name),
+            Err(e) => panic!("client {id} could not connect: {e}"),
         }
     }
 }
@@ -290,7 +289,9 @@ async fn drive(
             Err(_) => continue,
         };
         match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => sent[usize::from(pkid)] = Some(Instant::now()),
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                sent[usize::from(pkid)] = Some(Instant::now())
+            }
             Event::Incoming(Packet::PubAck(ack)) => {
                 if let Some(at) = sent[usize::from(ack.pkid)].take() {
                     if measuring.load(Ordering::Relaxed) {
@@ -312,7 +313,7 @@ async fn load(server: &Server, seconds: u64) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for n in 0..CLIENTS {
-        let (client, eventloop) = connect(server, n, INFLIGHT, Duration::from_secs(60)).await;
+        let (client, eventloop) = connect(identity(server, n), INFLIGHT).await;
         tasks.push(tokio::spawn(drive(
             client,
             eventloop,
@@ -368,30 +369,105 @@ async fn kinedge_status(server: &Server) -> Option<(u64, u64)> {
 }
 
 /// Resident memory of `server` before and after `count` idle clients connect (keep-alive
-/// 60 s, `CONNECT_CONCURRENCY` connects at a time); returns (MB idle, MB with clients, s to
-/// connect them all).
+/// 60 s, `CONNECT_CONCURRENCY` connects at a time); returns (MB idle, MB with the clients, s
+/// to connect them all). The clients stay connected until the runtime is dropped.
 async fn idle(server: &Server, count: usize) -> (f64, f64, f64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server.rss_mb();
     let started = Instant::now();
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
-    let mut pending = Vec::new();
+    let (connected, mut done) = tokio::sync::mpsc::channel::<()>(count.max(1));
     for n in 0..count {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        pending.push(connect(server, n, 1, Duration::from_secs(60)));
-        drop(permit);
-        if pending.len() == CONNECT_CONCURRENCY || n + 1 == count {
-            let batch = futures_join(std::mem::take(&mut pending)).await;
-            for (client, mut eventloop) in batch {
-                // Keep polling so keep-alives go out; the tasks end with the runtime.
-                tokio::spawn(async move {
-                    let _client = client;
-                    while eventloop.poll().await.is_ok() {}
-                });
-            }
-        }
+        let permits = permits.clone();
+        let connected = connected.clone();
+        let identity = identity(server, n);
+        tokio::spawn(async move {
+            let permit = permits.acquire_owned().await.expect("semaphore");
+            let (_client, mut eventloop) = connect(identity, 1).await;
+            drop(permit);
+            let _ = connected.send(()).await;
+            // Keep polling so that keep-alives go out.
+            while eventloop.poll().await.is_ok() {}
+        });
+    }
+    for _ in 0..count {
+        done.recv().await.expect("an idle client failed to connect");
     }
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     (before, server.rss_mb(), connect_s)
+}
+
+fn main() {
+    let o = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut results = Vec::new();
+    {
+        let server = start_kinedge(CLIENTS, 0);
+        results.push(runtime.block_on(load(&server, o.seconds)));
+    }
+    let peer = if o.skip_peer { None } else { mosquitto_bin() };
+    match &peer {
+        Some(bin) => {
+            let server = start_mosquitto(bin);
+            results.push(runtime.block_on(load(&server, o.seconds)));
+        }
+        None if o.skip_peer => {}
+        None => {
+            eprintln!("mosquitto not found (/usr/sbin/mosquitto or $MOSQUITTO_BIN); peer skipped")
+        }
+    }
+    let mut idle_rows = Vec::new();
+    if o.idle > 0 {
+        let server = start_kinedge(0, o.idle);
+        idle_rows.push(("kinedge", runtime.block_on(idle(&server, o.idle))));
+        if let Some(bin) = &peer {
+            let server = start_mosquitto(bin);
+            idle_rows.push(("mosquitto", runtime.block_on(idle(&server, o.idle))));
+        }
+    }
+    runtime.shutdown_background();
+
+    println!(
+        "\nQoS1, {PAYLOAD_BYTES}-byte payloads, {CLIENTS} clients x {INFLIGHT} in flight, {} s",
+        o.seconds
+    );
+    println!(
+        "{:<12} {:>12} {:>8} {:>8} {:>11}",
+        "server", "acked msg/s", "p50 ms", "p99 ms", "rec/commit"
+    );
+    for r in &results {
+        println!(
+            "{:<12} {:>12.0} {:>8.2} {:>8.2} {:>11}   {}",
+            r.name,
+            r.acked_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.records_per_commit
+                .map_or("-".into(), |v| format!("{v:.0}")),
+            if r.name == "kinedge" {
+                "(PUBACK after fsync)"
+            } else {
+                "(in memory, persistence false)"
+            },
+        );
+    }
+    if let [k, m] = results.as_slice() {
+        println!(
+            "kinedge/mosquitto throughput ratio: {:.2}",
+            k.acked_per_s / m.acked_per_s.max(1.0)
+        );
+    }
+    for (name, (before, after, connect_s)) in &idle_rows {
+        println!(
+            "{name} idle RSS: 0 clients {before:.1} MB, {} clients {after:.1} MB \
+             ({:.1} KB per client; connected in {connect_s:.1} s)",
+            o.idle,
+            (after - before) * 1024.0 / o.idle as f64,
+        );
+    }
 }

@@ -429,16 +429,19 @@ where
         .run(stream, &mut rbuf, link_rx, keep_alive, &mut will)
         .await;
     shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
-    // Tell the router the link is gone, so it keeps (or drops) the session state.
-    let _ = session
-        .link_tx
-        .send(Packet::Disconnect(
-            Disconnect {
-                reason_code: DisconnectReasonCode::NormalDisconnection,
-            },
-            None,
-        ))
-        .await;
+    // Tell the router the link is gone, so it keeps (or drops) the session state; unless
+    // the router itself ended it (a takeover).
+    if !matches!(result, Err(SessionError::Broker)) {
+        let _ = session
+            .link_tx
+            .send(Packet::Disconnect(
+                Disconnect {
+                    reason_code: DisconnectReasonCode::NormalDisconnection,
+                },
+                None,
+            ))
+            .await;
+    }
     if let Some((w, properties)) = will {
         shared
             .broker
