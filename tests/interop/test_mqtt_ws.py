@@ -82,3 +82,27 @@ def test_wrong_password_over_websocket(ws_gw):
     c, rc = ws_client(ws_gw, "intruder")
     assert rc.is_failure
     c.loop_stop()
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_repeated_logins_do_not_grow_memory(ws_gw):
+    """Each login runs Argon2 (19 MiB of work memory): freed, it must go back to the system."""
+    def login_once():
+        c, rc = ws_client(ws_gw, "sensor-1")
+        assert not rc.is_failure
+        c.disconnect()
+        c.loop_stop()
+
+    for _ in range(5):
+        login_once()
+    before = rss_kb(ws_gw.proc.pid)
+    for _ in range(30):
+        login_once()
+    after = rss_kb(ws_gw.proc.pid)
+    assert after - before < 30 * 1024, f"RSS grew from {before} kB to {after} kB over 30 logins"
