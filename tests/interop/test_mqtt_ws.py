@@ -31,7 +31,7 @@ shards = 1
 topic = "devices/+/telemetry"
 stream = "telemetry"
 """)
-    gw.ws_port, gw.secrets = ws_port, secrets
+    gw.ws_port, gw.secrets, gw.devices_dir = ws_port, secrets, devices
     return gw
 
 
@@ -106,3 +106,55 @@ def test_repeated_logins_do_not_grow_memory(ws_gw):
         login_once()
     after = rss_kb(ws_gw.proc.pid)
     assert after - before < 30 * 1024, f"RSS grew from {before} kB to {after} kB over 30 logins"
+
+
+def add_device(gw, device):
+    out = subprocess.run([str(KINEDGE_BIN), "devices", "add", device, "--dir", str(gw.devices_dir)],
+                         capture_output=True, check=True, timeout=30)
+    gw.secrets[device] = out.stdout.decode().strip()
+
+
+def try_login(gw, device, deadline_s):
+    import time
+    end = time.time() + deadline_s
+    while time.time() < end:
+        c, rc = ws_client(gw, device)
+        if not rc.is_failure:
+            return c
+        c.loop_stop()
+        time.sleep(0.5)
+    return None
+
+
+def test_registry_reloads_on_change_and_sighup(ws_gw):
+    import os
+    import signal
+    import time
+    # A device added while the gateway runs can log in once the directory is noticed.
+    add_device(ws_gw, "late-1")
+    late = try_login(ws_gw, "late-1", 15)
+    assert late is not None, "a device added at run time never got in"
+    dropped = threading.Event()
+    late.on_disconnect = lambda *a: dropped.set()
+    bystander, rc = ws_client(ws_gw, "watcher")
+    assert not rc.is_failure
+    stayed = threading.Event()
+    bystander.on_disconnect = lambda *a: stayed.set()
+    # Removing its file disconnects it; other devices stay connected.
+    (ws_gw.devices_dir / "late-1.toml").unlink()
+    assert dropped.wait(15), "a removed device stayed connected"
+    late.loop_stop()
+    assert not stayed.is_set(), "another device was disconnected by the reload"
+    c, rc = ws_client(ws_gw, "late-1")
+    assert rc.is_failure, "a removed device could log in again"
+    c.loop_stop()
+    # SIGHUP reloads at once (well before the directory poll would).
+    add_device(ws_gw, "late-2")
+    os.kill(ws_gw.proc.pid, signal.SIGHUP)
+    time.sleep(0.5)
+    c = try_login(ws_gw, "late-2", 2)
+    assert c is not None, "SIGHUP did not reload the registry"
+    c.disconnect()
+    c.loop_stop()
+    bystander.disconnect()
+    bystander.loop_stop()
