@@ -318,14 +318,8 @@ impl Store {
         stream: &str,
         records: Vec<NewRecord>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(writer::WriteOp::Append {
-            stream: stream.to_string(),
-            records,
-            reply,
-        })
-        .await?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)?
+        let committed = self.submit(stream, records).await?;
+        committed.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Queues records for the next commit and returns at once (after waiting for room in

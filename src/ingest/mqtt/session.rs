@@ -227,20 +227,7 @@ async fn authenticate(
                 "the username differs from the client certificate's CN",
             ));
         }
-        if !client_id_allowed(
-            shared.settings.client_id_pattern.as_deref(),
-            &device.id,
-            client_id,
-        ) {
-            return Err((
-                ConnectReturnCode::ClientIdentifierNotValid,
-                "the client id is not the device id",
-            ));
-        }
-        return Ok(Identity {
-            client_id: client_id.to_string(),
-            device: Some(device),
-        });
+        return device_identity(shared, device, client_id);
     }
     let Some((username, password)) = login else {
         // Anonymous client ids follow the device id rules, so none can pose as the gateway's
@@ -272,6 +259,16 @@ async fn authenticate(
     if !verified {
         return Err((ConnectReturnCode::BadUserNamePassword, "wrong password"));
     }
+    device_identity(shared, device, client_id)
+}
+
+/// An authenticated device connecting with `client_id`: the id must be its own (or match
+/// `mqtt.client_id_pattern`).
+fn device_identity(
+    shared: &MqttShared,
+    device: Arc<Device>,
+    client_id: &str,
+) -> Result<Identity, (ConnectReturnCode, &'static str)> {
     if !client_id_allowed(
         shared.settings.client_id_pattern.as_deref(),
         &device.id,
