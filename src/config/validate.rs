@@ -78,12 +78,7 @@ impl Check {
 
     fn api(&mut self, raw: raw::Api) -> ApiConfig {
         let listen = self.string("api.listen", raw.listen, "an address", |s| {
-            s.parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "`{s}` is not a socket address: write IP:PORT, e.g. \"127.0.0.1:4567\", \
-                     \"0.0.0.0:4567\" or \"[::1]:4567\""
-                )
-            })
+            parse_socket_addr(s, "127.0.0.1:4567")
         });
         let region = self.string("api.region", raw.region, "a region name", |s| {
             let valid = !s.is_empty()
@@ -208,16 +203,7 @@ impl Check {
             if raw.name.is_none() {
                 self.problem(&name_key, "missing: every stream needs a name");
             }
-            let name = self.string(&name_key, raw.name, "a string", |s| {
-                if StreamConfig::is_valid_name(s) {
-                    Ok(s.to_owned())
-                } else {
-                    Err(format!(
-                        "`{s}` is not a valid stream name: use 1..=128 characters \
-                         from a-z, A-Z, 0-9, `_`, `.`, `-`"
-                    ))
-                }
-            });
+            let name = self.string(&name_key, raw.name, "a string", parse_stream_name);
             let name = name.filter(|name| match seen.get(name) {
                 Some(first) => {
                     let message = format!("duplicate stream name `{name}` (also in {first})");
@@ -296,12 +282,7 @@ impl Check {
     fn mqtt(&mut self, raw: raw::Mqtt) -> MqttConfig {
         let default = MqttConfig::default();
         let listen = self.string("mqtt.listen", raw.listen, "an address", |s| {
-            s.parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "`{s}` is not a socket address: write IP:PORT, e.g. \"0.0.0.0:1883\", \
-                     \"127.0.0.1:1883\" or \"[::]:1883\""
-                )
-            })
+            parse_socket_addr(s, "0.0.0.0:1883")
         });
         let client_id_pattern = self.string(
             "mqtt.client_id_pattern",
@@ -361,13 +342,7 @@ impl Check {
                 "mqtt.websocket_listen",
                 raw.websocket_listen,
                 "an address",
-                |s| {
-                    s.parse::<SocketAddr>().map_err(|_| {
-                        format!(
-                            "`{s}` is not a socket address: write IP:PORT, e.g. \"127.0.0.1:8083\""
-                        )
-                    })
-                },
+                |s| parse_socket_addr(s, "127.0.0.1:8083"),
             ),
             tls: raw.tls.and_then(|tls| self.mqtt_tls(tls)),
         }
@@ -376,9 +351,7 @@ impl Check {
     fn mqtt_tls(&mut self, raw: raw::MqttTls) -> Option<MqttTlsConfig> {
         let listen = self
             .string("mqtt.tls.listen", raw.listen, "an address", |s| {
-                s.parse::<SocketAddr>().map_err(|_| {
-                    format!("`{s}` is not a socket address: write IP:PORT, e.g. \"0.0.0.0:8883\"")
-                })
+                parse_socket_addr(s, "0.0.0.0:8883")
             })
             .unwrap_or(MqttTlsConfig::DEFAULT_LISTEN);
         let path = |check: &mut Self, key: &str, value: Option<toml::Value>, required: bool| {
@@ -437,16 +410,7 @@ impl Check {
                     true
                 }
             });
-            let stream = self.string(&stream_key, raw.stream, "a stream name", |s| {
-                if StreamConfig::is_valid_name(s) {
-                    Ok(s.to_owned())
-                } else {
-                    Err(format!(
-                        "`{s}` is not a valid stream name: use 1..=128 characters \
-                         from a-z, A-Z, 0-9, `_`, `.`, `-`"
-                    ))
-                }
-            });
+            let stream = self.string(&stream_key, raw.stream, "a stream name", parse_stream_name);
             let partition_key = self.string(
                 &format!("{key}.partition_key"),
                 raw.partition_key,
@@ -632,4 +596,21 @@ fn check_log_level(s: &str) -> Result<String, String> {
         .parse(&filter)
         .map(|_| filter)
         .map_err(|err| format!("`{s}` is not a valid filter ({err}): {ALLOWED}"))
+}
+
+fn parse_stream_name(s: &str) -> Result<String, String> {
+    if StreamConfig::is_valid_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid stream name: use 1..=128 characters \
+             from a-z, A-Z, 0-9, `_`, `.`, `-`"
+        ))
+    }
+}
+
+/// An `IP:PORT`; the message shows `example`.
+fn parse_socket_addr(s: &str, example: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("`{s}` is not a socket address: write IP:PORT, e.g. \"{example}\""))
 }
