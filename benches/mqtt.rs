@@ -8,9 +8,11 @@
 //! (default 10) after a 2 s warm-up. Latency is publish -> PUBACK as seen by the client's
 //! event loop. mosquitto (`/usr/sbin/mosquitto` or `$MOSQUITTO_BIN`) is skipped when absent.
 
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,28 +57,14 @@ fn options() -> Options {
     o
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 struct Server {
     name: &'static str,
-    child: Child,
+    child: common::Process,
     mqtt_port: u16,
     api_port: Option<u16>,
     /// (username, password) per client index; empty for anonymous.
     credentials: Vec<(String, String)>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -94,15 +82,7 @@ impl Server {
     }
 
     fn rss_mb(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-            .map_or(0.0, |kb| kb / 1024.0)
+        common::proc_field(self.child.id(), "status", "VmRSS:") as f64 / 1024.0
     }
 }
 
@@ -122,7 +102,7 @@ fn kinedge(config: &Path, args: &[&str]) -> String {
 /// share one secret (files written here: `devices add` hashes with Argon2 each time).
 fn start_kinedge(devices: usize, idle: usize) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mqtt_port, api_port) = (free_port(), free_port());
+    let (mqtt_port, api_port) = (common::free_port(), common::free_port());
     let config = dir.path().join("kinedge.toml");
     let devices_dir = dir.path().join("devices");
     std::fs::write(
@@ -173,7 +153,7 @@ fn start_kinedge(devices: usize, idle: usize) -> Server {
         .expect("start kinedge");
     let server = Server {
         name: "kinedge",
-        child,
+        child: common::Process(child),
         mqtt_port,
         api_port: Some(api_port),
         credentials,
@@ -192,7 +172,7 @@ fn mosquitto_bin() -> Option<PathBuf> {
 
 fn start_mosquitto(bin: &Path) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mqtt_port = free_port();
+    let mqtt_port = common::free_port();
     let config = dir.path().join("mosquitto.conf");
     std::fs::write(
         &config,
@@ -211,7 +191,7 @@ fn start_mosquitto(bin: &Path) -> Server {
         .expect("start mosquitto");
     let server = Server {
         name: "mosquitto",
-        child,
+        child: common::Process(child),
         mqtt_port,
         api_port: None,
         credentials: Vec::new(),

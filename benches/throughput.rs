@@ -7,9 +7,10 @@
 //! byte of record data (from /proc/PID/io), peak resident memory (VmHWM) and, for kinedge,
 //! records per commit.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,30 +65,16 @@ fn options() -> Options {
     o
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 struct Server {
     name: &'static str,
-    child: Child,
+    child: common::Process,
     endpoint: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_kinedge() -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
+    let port = common::free_port();
     let config = dir.path().join("kinedge.toml");
     std::fs::write(
         &config,
@@ -105,7 +92,7 @@ fn start_kinedge() -> Server {
         .expect("start kinedge");
     Server {
         name: "kinedge",
-        child,
+        child: common::Process(child),
         endpoint: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     }
@@ -143,7 +130,7 @@ fn ferrokinesis_bin() -> Option<PathBuf> {
 
 fn start_ferrokinesis(bin: &Path) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
+    let port = common::free_port();
     let child = Command::new(bin)
         .args([
             "--port",
@@ -162,7 +149,7 @@ fn start_ferrokinesis(bin: &Path) -> Server {
         .expect("start ferrokinesis");
     Server {
         name: "ferrokinesis",
-        child,
+        child: common::Process(child),
         endpoint: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     }
@@ -209,18 +196,6 @@ async fn wait_ready(http: &reqwest::Client, endpoint: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{endpoint} did not become ready: {last}");
-}
-
-fn proc_field(pid: u32, file: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 struct Measured {
@@ -323,18 +298,18 @@ async fn run(server: &Server, o: &Options) -> Measured {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
-    let io_before = proc_field(pid, "io", "write_bytes:");
+    let io_before = common::proc_field(pid, "io", "write_bytes:");
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    let io_after = proc_field(pid, "io", "write_bytes:");
+    let io_after = common::proc_field(pid, "io", "write_bytes:");
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
-    let put_peak_rss_mb = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+    let put_peak_rss_mb = common::proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
     let acked = acked.load(Ordering::Relaxed);
     let put_rps = acked as f64 / elapsed;
     let disk_per_byte =
@@ -407,7 +382,7 @@ async fn run(server: &Server, o: &Options) -> Measured {
         read += r.await.unwrap_or(0);
     }
     let get_rps = read as f64 / read_started.elapsed().as_secs_f64();
-    let peak_rss_mb = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+    let peak_rss_mb = common::proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
     Measured {
         name: server.name,
         put_rps,
