@@ -1,0 +1,128 @@
+//! Destinations: where a delivery stream's batches go. One file per kind, all behind
+//! [`Destination`]. A destination turns a [`Batch`] into its upstream's requests (objects,
+//! HTTP bodies, PutRecords, MQTT publishes), compresses when its kind does, and says whether
+//! the upstream confirmed. It never retries on its own: the delivery runner owns retries,
+//! backoff, checkpoints and status, so every destination behaves the same through outages.
+
+mod aws;
+pub mod directory;
+pub mod firehose;
+pub mod http_endpoint;
+pub mod kinesis;
+pub mod mqtt;
+pub mod naming;
+pub mod s3;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::batch::{Batch, ErrorBatch};
+use super::config::DestinationConfig;
+
+/// Why a delivery attempt failed; the runner decides what happens next from the kind.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// No answer: connection refused or reset, DNS, TLS handshake, broker down. An outage:
+    /// retried with backoff for as long as it lasts (the shard log is the buffer).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The upstream answered with an error worth retrying (5xx, throttling, a wrong request
+    /// id, no answer in time). Retried with backoff within the destination's retry duration.
+    #[error("{0}")]
+    Retryable(String),
+    /// The upstream refused the batch for good (HTTP 413, a record too large): the batch goes
+    /// to the error output at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// Some records were confirmed, these (indices into `batch.records`) were not; only they
+    /// are retried.
+    #[error("{message} ({} records not confirmed)", failed.len())]
+    Partial { failed: Vec<usize>, message: String },
+}
+
+/// Most a destination takes in one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Data bytes (after processing, before compression).
+    pub max_bytes: u64,
+    pub max_records: usize,
+}
+
+/// What destinations share with the gateway.
+#[derive(Debug, Clone)]
+pub struct DestinationContext {
+    /// The delivery stream's name.
+    pub delivery_stream: String,
+    /// The delivery stream's ARN (`arn:aws:firehose:REGION:ACCOUNT:deliverystream/NAME`),
+    /// sent as `X-Amz-Firehose-Source-Arn`.
+    pub source_arn: String,
+    /// The gateway's data directory; relative `directory.path` values are under it.
+    pub data_dir: PathBuf,
+    /// One HTTP client for all destinations (connection pools, TLS roots).
+    pub http: reqwest::Client,
+}
+
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// `s3`, `http_endpoint`, ... (for logs and status).
+    fn kind(&self) -> &'static str;
+
+    /// Where it delivers, for status and logs, without secrets
+    /// (`s3://bucket/prefix`, the URL, `kinesis:stream`).
+    fn describe(&self) -> String;
+
+    fn limits(&self) -> BatchLimits;
+
+    /// How long a batch is retried while the upstream answers with errors before it goes to
+    /// the error output; `None` = until it succeeds.
+    fn retry_duration(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The error output type for records this destination gave up on.
+    fn failure_type(&self) -> super::batch::ErrorOutputType;
+
+    /// Delivers the batch; `Ok` only once the upstream confirmed all of it.
+    async fn deliver(&self, batch: &Batch) -> Result<(), DeliveryError>;
+
+    /// Writes failed records to this destination's error output (S3's error prefix, a
+    /// directory's error folder). `Ok(false)` when this kind has no error output of its own:
+    /// the runner writes to the local dead-letter directory instead.
+    async fn deliver_errors(&self, errors: &ErrorBatch) -> Result<bool, DeliveryError> {
+        let _ = errors;
+        Ok(false)
+    }
+
+    /// Called once when the delivery stream stops (close connections cleanly).
+    async fn close(&self) {}
+}
+
+/// Why a destination could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("destination {kind}: {message}")]
+pub struct BuildError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Builds the destination a configuration describes.
+pub async fn build(
+    config: &DestinationConfig,
+    context: &DestinationContext,
+) -> Result<Box<dyn Destination>, BuildError> {
+    let destination: Box<dyn Destination> = match config {
+        DestinationConfig::S3(c) => Box::new(s3::S3Destination::new(c, context)?),
+        DestinationConfig::HttpEndpoint(c) => {
+            Box::new(http_endpoint::HttpEndpointDestination::new(c, context)?)
+        }
+        DestinationConfig::Kinesis(c) => Box::new(kinesis::KinesisDestination::new(c, context)?),
+        DestinationConfig::Firehose(c) => Box::new(firehose::FirehoseDestination::new(c, context)?),
+        DestinationConfig::Mqtt(c) => Box::new(mqtt::MqttDestination::new(c, context).await?),
+        DestinationConfig::Directory(c) => {
+            Box::new(directory::DirectoryDestination::new(c, context)?)
+        }
+    };
+    Ok(destination)
+}

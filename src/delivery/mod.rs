@@ -1,0 +1,18 @@
+//! Delivery streams: Firehose at the edge.
+//!
+//! A delivery stream reads a stream's shard logs (or its own direct-put stream) from a
+//! durable checkpoint per shard, buffers records by size and time, runs processors,
+//! compresses, and sends batches to one destination. The shard log is the buffer: nothing is
+//! copied into a second queue, and a checkpoint moves only after the destination confirmed.
+//! Through outages it backs off and keeps its place; when the destination answers again it
+//! drains the backlog oldest-first at full speed.
+//!
+//! This part owns the delivery runners, their checkpoints (kept in the stream database by
+//! the storage writer), status, the shared bandwidth cap, processors, compression and the
+//! destinations.
+
+pub mod batch;
+pub mod compression;
+pub mod config;
+pub mod destinations;
+pub mod processors;
