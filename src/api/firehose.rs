@@ -449,9 +449,11 @@ async fn create(
                 start: StartPosition::Latest,
             }
         }
-        other => return Err(ApiError::invalid(format!(
+        other => {
+            return Err(ApiError::invalid(format!(
             "DeliveryStreamType {other} is not supported; use DirectPut or KinesisStreamAsSource."
-        ))),
+        )))
+        }
     };
     let s3 = input
         .extended_s3_destination_configuration

@@ -4,7 +4,9 @@
 //! the average rate still holds.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// At most this much unused capacity is saved up (seconds of the rate).
 const BURST_SECONDS: f64 = 1.0;
