@@ -628,6 +628,8 @@ impl RecordPutter {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use super::*;
 
@@ -828,6 +830,147 @@ mod tests {
             xml_tag("<A><UploadId>x&amp;y</UploadId></A>", "UploadId").unwrap(),
             "x&y"
         );
+    }
+
+    /// A fake Kinesis that answers PutRecords requests in turn: `Ok(failed positions)` is a
+    /// 200 with those entries refused, `Err(status)` an error answer.
+    async fn fake_kinesis(answers: Vec<Result<Vec<usize>, u16>>) -> (String, Arc<AtomicUsize>) {
+        use axum::response::IntoResponse;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let answer = answers.get(n).cloned().unwrap_or(Ok(Vec::new()));
+                async move {
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let count = request["Records"].as_array().unwrap().len();
+                    match answer {
+                        Ok(failed) => {
+                            let entries: Vec<serde_json::Value> = (0..count)
+                                .map(|i| {
+                                    if failed.contains(&i) {
+                                        serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"})
+                                    } else {
+                                        serde_json::json!({"SequenceNumber": "1", "ShardId": "shardId-0"})
+                                    }
+                                })
+                                .collect();
+                            let body = serde_json::json!({"FailedRecordCount": failed.len(), "Records": entries});
+                            (axum::http::StatusCode::OK, body.to_string()).into_response()
+                        }
+                        Err(status) => (
+                            axum::http::StatusCode::from_u16(status).unwrap(),
+                            r#"{"__type":"InternalFailure","message":"boom"}"#,
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    fn putter(endpoint: &str) -> RecordPutter {
+        RecordPutter {
+            client: AwsClient {
+                http: reqwest::Client::new(),
+                credentials: Credentials::new("AKID", "secret", None, None, "test"),
+                region: "us-east-1".into(),
+                service: "kinesis",
+                endpoint: resolve_endpoint(Some(endpoint), "kinesis", "", &env_of(&[])).unwrap(),
+            },
+            target: "Kinesis_20131202.PutRecords",
+            name: "s".into(),
+            max_records: 500,
+            max_request_bytes: 5 * 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
+            record_size: |r| r.data.len() + r.partition_key.len(),
+            body: |name, records| {
+                let records: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"Data": "", "PartitionKey": r.partition_key}))
+                    .collect();
+                serde_json::json!({"StreamName": name, "Records": records})
+                    .to_string()
+                    .into_bytes()
+            },
+            entries_key: "Records",
+        }
+    }
+
+    fn batch(n: usize) -> Batch {
+        Batch {
+            delivery_stream: "d".into(),
+            id: "b".into(),
+            created_ms: 0,
+            compression: crate::delivery::config::Compression::None,
+            records: (0..n)
+                .map(|i| DeliveryRecord {
+                    data: Bytes::from(vec![b'x'; 10]),
+                    partition_key: format!("k{i}"),
+                    sequence_number: i.to_string(),
+                    arrival_ms: 0,
+                    partition_values: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_failures_name_every_unconfirmed_record() {
+        // Request 1 (0..500) fine, request 2 (500..1000) refuses entries 1 and 3: stop there;
+        // request 3 (1000..1200) is never sent.
+        let (url, calls) = fake_kinesis(vec![Ok(vec![]), Ok(vec![1, 3])]).await;
+        match putter(&url).put(&batch(1200)).await {
+            Err(DeliveryError::Partial { failed, message }) => {
+                let mut want = vec![501, 503];
+                want.extend(1000..1200);
+                assert_eq!(failed, want);
+                assert!(message.contains("2 of 500"), "{message}");
+                assert!(
+                    message.contains("ProvisionedThroughputExceededException"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // A later request fails as a whole: all of it and what follows is unconfirmed.
+        let (url, _) = fake_kinesis(vec![Ok(vec![]), Err(500)]).await;
+        match putter(&url).put(&batch(1200)).await {
+            Err(DeliveryError::Partial { failed, message }) => {
+                assert_eq!(failed, (500..1200).collect::<Vec<_>>());
+                assert!(
+                    message.contains("HTTP 500 InternalFailure: boom"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The first request fails as a whole: the batch's error as it is.
+        let (url, _) = fake_kinesis(vec![Err(503)]).await;
+        assert!(matches!(
+            putter(&url).put(&batch(1200)).await,
+            Err(DeliveryError::Retryable(m)) if m.contains("503")
+        ));
+
+        // Every entry refused: nothing was confirmed, retry it all.
+        let (url, _) = fake_kinesis(vec![Ok(vec![0, 1])]).await;
+        assert!(matches!(
+            putter(&url).put(&batch(2)).await,
+            Err(DeliveryError::Retryable(_))
+        ));
+
+        let (url, calls) = fake_kinesis(vec![]).await;
+        putter(&url).put(&batch(1001)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     /// AWS's SigV4 test suite, `get-vanilla`: the signature aws-sigv4 computes with the
