@@ -665,12 +665,10 @@ mod tests {
         }
     }
 
-    fn timed<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
-        async move {
-            tokio::time::timeout(Duration::from_secs(20), f)
-                .await
-                .expect("test took too long")
-        }
+    async fn timed<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("test took too long")
     }
 
     #[tokio::test]
