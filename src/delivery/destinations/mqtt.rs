@@ -1,44 +1,979 @@
-//! Placeholder: being written.
+//! The `mqtt` destination: publishes every record, QoS 1, to an upstream MQTT broker (AWS IoT
+//! Core, Mosquitto, …) with rumqttc, MQTT 3.1.1.
+//!
+//! - `url`: `mqtt://host[:1883]` or `mqtts://host[:8883]`. TLS uses rustls with the ring
+//!   provider; roots from `ca` (PEM), else `/etc/ssl/certs/ca-certificates.crt`; `cert` +
+//!   `key` (PEM) authenticate the gateway with a client certificate, as AWS IoT Core wants.
+//!   `username` and `password` (a secret, read once at construction) when set.
+//! - `topic`: a template with `{stream}` (the delivery stream's name) and `{partition_key}`
+//!   (the record's). A rendered topic must be a valid topic name (non-empty, at most
+//!   65,535 bytes, no `+`, `#` or NUL): a template that cannot be is refused at construction;
+//!   records whose partition key makes an invalid topic, and records larger than 1 MiB, are
+//!   not published and are reported (`Partial` with their indices, after the others were
+//!   confirmed). The broker cannot refuse a record otherwise in MQTT 3.1.1, so the retry
+//!   duration is zero: such records go to the error output at once.
+//!
+//! `deliver` returns `Ok` only once every publish of the batch got its PUBACK. One task owns
+//! rumqttc's event loop: it connects when a delivery needs the connection (lazily, never in a
+//! loop of its own), keeps it open between batches (answering keep-alives), and reports each
+//! publish's packet id (`Outgoing::Publish`) and each PUBACK to the delivery that waits.
+//! A connection lost before all PUBACKs arrived, or no broker, is `Unreachable`: the runner
+//! sends the batch again (at least once). Sessions are clean, so nothing left from a lost
+//! connection is sent again behind the runner's back. At most 100 publishes are unacknowledged
+//! at a time (AWS IoT Core's limit per connection).
 
-use super::{BuildError, DestinationContext};
-use crate::delivery::config::MqttDestinationConfig;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-pub struct MqttDestination;
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::http_endpoint::{describe_secret, read_secret};
+use super::{BatchLimits, BuildError, DeliveryError, DestinationContext};
+use crate::delivery::batch::{Batch, ErrorOutputType};
+use crate::delivery::config::{MqttDestinationConfig, MIB};
+
+const KIND: &str = "mqtt";
+
+pub const MAX_RECORDS: usize = 10_000;
+pub const MAX_BATCH_BYTES: u64 = 64 * MIB;
+/// A record's data, at most (a Kinesis record's size).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Unacknowledged publishes at a time.
+const INFLIGHT: u16 = 100;
+/// Publishes queued for the event loop at a time.
+const REQUEST_CAPACITY: usize = 100;
+/// Events from the event loop to the waiting delivery.
+const EVENT_CAPACITY: usize = 4096;
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT_S: u64 = 10;
+/// A delivery that sees nothing happen for this long gives up and resets the connection.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub struct MqttDestination {
+    describe: String,
+    topic: TopicTemplate,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    session: tokio::sync::Mutex<Session>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    stall_timeout: Duration,
+}
+
+/// What the delivery side and the event loop task share.
+struct Shared {
+    phase: Mutex<Phase>,
+    wake: Notify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No connection, none wanted.
+    Idle,
+    /// Connecting or connected.
+    Running,
+    Closing,
+}
+
+/// The delivery side's state, held by one delivery at a time.
+struct Session {
+    events: mpsc::Receiver<Event>,
+    /// A delivery gave up while the connection was up; the next one waits for the reset.
+    dirty: bool,
+}
+
+/// What the event loop task reports.
+#[derive(Debug)]
+enum Event {
+    /// Requests left from before are gone; connecting.
+    Started,
+    Published(u16),
+    Acked(u16),
+    /// The connection is gone (or could not be made).
+    Lost(String),
+}
 
 impl MqttDestination {
     pub async fn new(
         config: &MqttDestinationConfig,
         context: &DestinationContext,
     ) -> Result<MqttDestination, BuildError> {
-        let _ = (config, context);
-        Err(BuildError {
-            kind: "mqtt",
-            message: "not available yet".into(),
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|e| build_error(format!("url `{}`: {e}", config.url)))?;
+        let tls = match url.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            other => {
+                return Err(build_error(format!(
+                    "url `{}`: scheme `{other}`, expected mqtt:// or mqtts://",
+                    config.url
+                )))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| build_error(format!("url `{}`: no host", config.url)))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        if config.client_id.is_empty() || config.client_id.len() > 128 {
+            return Err(build_error("client_id: 1 to 128 characters".into()));
+        }
+        let topic = TopicTemplate::parse(&config.topic, &context.delivery_stream)
+            .map_err(|e| build_error(format!("topic `{}`: {e}", config.topic)))?;
+
+        let mut options = MqttOptions::new(config.client_id.clone(), host.clone(), port);
+        options
+            .set_keep_alive(KEEP_ALIVE)
+            .set_clean_session(true)
+            .set_inflight(INFLIGHT)
+            .set_max_packet_size(64 * 1024, MAX_RECORD_BYTES + 64 * 1024);
+        match (&config.username, &config.password) {
+            (Some(user), password) => {
+                let password = match password {
+                    Some(secret) => {
+                        read_secret(secret).map_err(|e| build_error(format!("password: {e}")))?
+                    }
+                    None => String::new(),
+                };
+                options.set_credentials(user.clone(), password);
+            }
+            (None, Some(secret)) => {
+                return Err(build_error(format!(
+                    "password ({}) without username",
+                    describe_secret(secret)
+                )))
+            }
+            (None, None) => {}
+        }
+        if tls {
+            let tls_config = tls_config(config)?;
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config)),
+            ));
+        } else if config.ca.is_some() || config.cert.is_some() || config.key.is_some() {
+            return Err(build_error(
+                "ca, cert and key need an mqtts:// url".to_string(),
+            ));
+        }
+
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let mut network = NetworkOptions::new();
+        network.set_connection_timeout(CONNECT_TIMEOUT_S);
+        eventloop.set_network_options(network);
+
+        let describe = format!(
+            "{}://{}:{port} topic {}",
+            url.scheme(),
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            },
+            config.topic
+        );
+        let shared = Arc::new(Shared {
+            phase: Mutex::new(Phase::Idle),
+            wake: Notify::new(),
+        });
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+        let task = tokio::spawn(drive(
+            eventloop,
+            Arc::clone(&shared),
+            events_tx,
+            describe.clone(),
+        ));
+        Ok(MqttDestination {
+            describe,
+            topic,
+            client,
+            shared,
+            session: tokio::sync::Mutex::new(Session {
+                events: events_rx,
+                dirty: false,
+            }),
+            task: Mutex::new(Some(task)),
+            stall_timeout: STALL_TIMEOUT,
         })
+    }
+
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.shared
+            .phase
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for MqttDestination {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl super::Destination for MqttDestination {
     fn kind(&self) -> &'static str {
-        "mqtt"
+        KIND
     }
+
     fn describe(&self) -> String {
-        String::new()
+        self.describe.clone()
     }
-    fn limits(&self) -> super::BatchLimits {
-        super::BatchLimits {
-            max_bytes: 0,
-            max_records: 0,
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_bytes: MAX_BATCH_BYTES,
+            max_records: MAX_RECORDS,
         }
     }
-    fn failure_type(&self) -> crate::delivery::batch::ErrorOutputType {
-        crate::delivery::batch::ErrorOutputType::S3Failed
+
+    fn retry_duration(&self) -> Option<Duration> {
+        // The broker never answers with an error (it disconnects: `Unreachable`); only
+        // records that cannot be published at all are reported, and retrying them is useless.
+        Some(Duration::ZERO)
     }
-    async fn deliver(
-        &self,
-        _batch: &crate::delivery::batch::Batch,
-    ) -> Result<(), super::DeliveryError> {
-        Err(super::DeliveryError::Permanent("not available yet".into()))
+
+    fn failure_type(&self) -> ErrorOutputType {
+        ErrorOutputType::MqttFailed
+    }
+
+    async fn deliver(&self, batch: &Batch) -> Result<(), DeliveryError> {
+        let mut publishes = Vec::with_capacity(batch.records.len());
+        let mut refused = Vec::new();
+        let mut refusal = String::new();
+        for (i, record) in batch.records.iter().enumerate() {
+            if record.data.len() > MAX_RECORD_BYTES {
+                refusal = format!(
+                    "record {i}: {} bytes, more than {MAX_RECORD_BYTES}",
+                    record.data.len()
+                );
+                refused.push(i);
+                continue;
+            }
+            match self.topic.render(&record.partition_key) {
+                Ok(topic) => publishes.push((topic, &record.data)),
+                Err(e) => {
+                    refusal = format!("record {i}: {e}");
+                    refused.push(i);
+                }
+            }
+        }
+        let partial = |refused: Vec<usize>| DeliveryError::Partial {
+            message: format!("records that cannot be published ({refusal})"),
+            failed: refused,
+        };
+        if publishes.is_empty() {
+            return if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(partial(refused))
+            };
+        }
+
+        let mut session = self.session.lock().await;
+        if session.dirty {
+            // The last delivery gave up while connected and asked for a disconnect: wait for it.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), session.events.recv()).await {
+                    Ok(Some(Event::Lost(_))) => break,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(DeliveryError::Unreachable("closed".into())),
+                    Err(_) => {
+                        let _ = self.client.try_disconnect();
+                        return Err(DeliveryError::Unreachable(format!(
+                            "{}: the connection to the broker does not reset",
+                            self.describe
+                        )));
+                    }
+                }
+            }
+            session.dirty = false;
+        }
+        while session.events.try_recv().is_ok() {}
+
+        let start = {
+            let mut phase = self.phase();
+            match *phase {
+                Phase::Idle => {
+                    *phase = Phase::Running;
+                    true
+                }
+                Phase::Running => false,
+                Phase::Closing => return Err(DeliveryError::Unreachable("closed".into())),
+            }
+        };
+        if start {
+            self.shared.wake.notify_one();
+            loop {
+                match tokio::time::timeout(self.stall_timeout, session.events.recv()).await {
+                    Ok(Some(Event::Started)) => break,
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => {
+                        return Err(DeliveryError::Unreachable(format!(
+                            "{}: the MQTT client does not start",
+                            self.describe
+                        )))
+                    }
+                }
+            }
+        }
+
+        let total = publishes.len();
+        let mut next = 0;
+        let mut published = 0;
+        let mut acked = 0;
+        let mut outstanding: HashSet<u16> = HashSet::new();
+        loop {
+            while next < total {
+                let (topic, data) = &publishes[next];
+                match self.client.try_publish(
+                    topic.as_str(),
+                    QoS::AtLeastOnce,
+                    false,
+                    data.to_vec(),
+                ) {
+                    Ok(()) => next += 1,
+                    // The request queue is full: wait for the event loop to take some.
+                    Err(_) => break,
+                }
+            }
+            if published == total && outstanding.is_empty() {
+                break;
+            }
+            match tokio::time::timeout(self.stall_timeout, session.events.recv()).await {
+                Ok(Some(Event::Published(pkid))) => {
+                    published += 1;
+                    outstanding.insert(pkid);
+                }
+                Ok(Some(Event::Acked(pkid))) => {
+                    if outstanding.remove(&pkid) {
+                        acked += 1;
+                    }
+                }
+                Ok(Some(Event::Started)) => {}
+                Ok(Some(Event::Lost(e))) => {
+                    return Err(DeliveryError::Unreachable(format!(
+                        "{}: {e} ({acked} of {total} publishes confirmed)",
+                        self.describe
+                    )))
+                }
+                Ok(None) => {
+                    return Err(DeliveryError::Unreachable(format!(
+                        "{}: the MQTT client stopped",
+                        self.describe
+                    )))
+                }
+                Err(_) => {
+                    session.dirty = true;
+                    let _ = self.client.try_disconnect();
+                    return Err(DeliveryError::Unreachable(format!(
+                        "{}: no progress for {} s ({acked} of {total} publishes confirmed); \
+                         reconnecting",
+                        self.describe,
+                        self.stall_timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(partial(refused))
+        }
+    }
+
+    async fn close(&self) {
+        let was = std::mem::replace(&mut *self.phase(), Phase::Closing);
+        self.shared.wake.notify_one();
+        if was == Phase::Running {
+            let _ = self.client.try_disconnect();
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(mut task) = task {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// The event loop task (see the module doc).
+async fn drive(
+    mut eventloop: EventLoop,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Event>,
+    describe: String,
+) {
+    let set_phase = |to: Phase| -> Phase {
+        let mut phase = shared
+            .phase
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let was = *phase;
+        if was != Phase::Closing {
+            *phase = to;
+        }
+        was
+    };
+    let mut was_connected = false;
+    loop {
+        // Idle until a delivery wants the connection.
+        loop {
+            let phase = *shared
+                .phase
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match phase {
+                Phase::Running => break,
+                Phase::Closing => return,
+                Phase::Idle => shared.wake.notified().await,
+            }
+        }
+        // Requests a failed delivery left behind are not sent now.
+        reset(&mut eventloop);
+        if events.send(Event::Started).await.is_err() {
+            return;
+        }
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if events.send(Event::Published(pkid)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(Packet::PubAck(ack))) => {
+                    if events.send(Event::Acked(ack.pkid)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
+                    if !was_connected {
+                        tracing::info!(broker = %describe, "connected to the MQTT broker");
+                    }
+                    was_connected = true;
+                }
+                Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => {
+                    reset(&mut eventloop);
+                    if set_phase(Phase::Idle) == Phase::Closing {
+                        return;
+                    }
+                    was_connected = false;
+                    let _ = events
+                        .send(Event::Lost("disconnected to reset the connection".into()))
+                        .await;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    reset(&mut eventloop);
+                    if set_phase(Phase::Idle) == Phase::Closing {
+                        return;
+                    }
+                    if was_connected {
+                        tracing::warn!(broker = %describe, error = %e, "lost the MQTT broker");
+                    }
+                    was_connected = false;
+                    let _ = events.send(Event::Lost(e.to_string())).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Drops the connection, every queued request and all session state (packet ids, buffered
+/// events, collisions): what comes next belongs to a new delivery on a clean session.
+fn reset(eventloop: &mut EventLoop) {
+    eventloop.clean();
+    eventloop.pending.clear();
+    eventloop.state = rumqttc::MqttState::new(INFLIGHT, false);
+}
+
+/// A topic template with `{stream}` already filled in.
+struct TopicTemplate {
+    parts: Vec<Part>,
+}
+
+enum Part {
+    Text(String),
+    PartitionKey,
+}
+
+impl TopicTemplate {
+    fn parse(template: &str, stream: &str) -> Result<TopicTemplate, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            text.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| "a `{` without `}`".to_string())?;
+            match &after[..close] {
+                "stream" => text.push_str(stream),
+                "partition_key" => {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                    parts.push(Part::PartitionKey);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown placeholder `{{{other}}}` (known: {{stream}}, {{partition_key}})"
+                    ))
+                }
+            }
+            rest = &after[close + 1..];
+        }
+        text.push_str(rest);
+        parts.push(Part::Text(text));
+        let template = TopicTemplate { parts };
+        // The template's own text must make a valid topic with any harmless key.
+        template.render("k")?;
+        Ok(template)
+    }
+
+    fn render(&self, partition_key: &str) -> Result<String, String> {
+        let mut topic = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => topic.push_str(t),
+                Part::PartitionKey => topic.push_str(partition_key),
+            }
+        }
+        check_topic(&topic)?;
+        Ok(topic)
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("the topic is empty".into());
+    }
+    if topic.len() > 65_535 {
+        return Err(format!(
+            "the topic is {} bytes, at most 65,535",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        let shown: String = topic.chars().take(100).collect();
+        return Err(format!(
+            "topic {shown:?} contains {c:?}, not allowed in a topic name"
+        ));
+    }
+    Ok(())
+}
+
+fn tls_config(config: &MqttDestinationConfig) -> Result<rustls::ClientConfig, BuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = config
+        .ca
+        .as_deref()
+        .unwrap_or_else(|| Path::new(DEFAULT_CA_FILE));
+    let certs = read_certs(ca)?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(build_error(format!(
+            "ca `{}`: no usable certificate",
+            ca.display()
+        )));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| build_error(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => {
+            use rustls_pki_types::pem::PemObject;
+            let chain = read_certs(cert)?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| build_error(format!("key `{}`: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| build_error(format!("cert and key: {e}")))
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err(build_error("cert and key: both or neither".into())),
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, BuildError> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| build_error(format!("`{}`: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| build_error(format!("`{}`: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(build_error(format!(
+            "`{}`: no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn build_error(message: String) -> BuildError {
+    BuildError {
+        kind: KIND,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::process::{Child, Command, Stdio};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::delivery::batch::DeliveryRecord;
+    use crate::delivery::config::Compression;
+    use crate::delivery::destinations::Destination;
+
+    const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+    /// A mosquitto on 127.0.0.1, killed when dropped.
+    struct Broker {
+        child: Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Broker {
+        async fn start(port: u16, extra: &str) -> Broker {
+            let dir = tempfile::tempdir().unwrap();
+            let conf = dir.path().join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\npersistence false\nlog_dest none\nmax_queued_messages 0\n{extra}\n"),
+            )
+            .unwrap();
+            let child = Command::new(MOSQUITTO)
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto (Debian package `mosquitto`) is needed for this test");
+            let broker = Broker { child, _dir: dir };
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return broker;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("mosquitto did not start on port {port}");
+        }
+
+        fn stop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    type Received = Arc<Mutex<Vec<(String, Bytes)>>>;
+
+    /// Subscribes to `filter` and collects what arrives.
+    async fn subscribe(port: u16, filter: &str) -> (Received, JoinHandle<()>) {
+        let mut options =
+            MqttOptions::new(format!("sub-{}", uuid::Uuid::new_v4()), "127.0.0.1", port);
+        options.set_max_packet_size(2 * MIB as usize, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let received: Received = Arc::default();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let sink = Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
+                        sink.lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.clone()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        subscribed_rx.await.unwrap();
+        (received, task)
+    }
+
+    fn context() -> DestinationContext {
+        DestinationContext {
+            delivery_stream: "ds".into(),
+            source_arn: "arn:aws:firehose:eu-west-1:000000000000:deliverystream/ds".into(),
+            data_dir: std::env::temp_dir(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn config(port: u16) -> MqttDestinationConfig {
+        MqttDestinationConfig {
+            url: format!("mqtt://127.0.0.1:{port}"),
+            topic: "up/{stream}/{partition_key}".into(),
+            client_id: format!("kinedge-test-{}", uuid::Uuid::new_v4()),
+            ca: None,
+            cert: None,
+            key: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    fn batch(n: usize, size: usize) -> Batch {
+        Batch {
+            delivery_stream: "ds".into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            created_ms: 1,
+            compression: Compression::None,
+            records: (0..n)
+                .map(|i| {
+                    let mut data = format!("record-{i:06}-").into_bytes();
+                    data.resize(size.max(data.len()), b'x');
+                    DeliveryRecord {
+                        data: Bytes::from(data),
+                        partition_key: format!("dev-{}", i % 5),
+                        sequence_number: i.to_string(),
+                        arrival_ms: 1,
+                        partition_values: Arc::default(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    async fn wait_for(received: &Received, n: usize) {
+        for _ in 0..200 {
+            if received.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn timed<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("test took too long")
+    }
+
+    #[tokio::test]
+    async fn publishes_every_record_and_survives_broker_restarts() {
+        timed(async {
+            let port = free_port();
+            let mut broker = Broker::start(port, "allow_anonymous true").await;
+            let (received, sub) = subscribe(port, "up/#").await;
+            let dest = MqttDestination::new(&config(port), &context())
+                .await
+                .unwrap();
+            assert_eq!(dest.failure_type(), ErrorOutputType::MqttFailed);
+
+            let b = batch(3000, 100);
+            dest.deliver(&b).await.unwrap();
+            wait_for(&received, 3000).await;
+            {
+                let got = received.lock().unwrap();
+                assert_eq!(got.len(), 3000);
+                let sent: BTreeSet<(String, Bytes)> = b
+                    .records
+                    .iter()
+                    .map(|r| (format!("up/ds/{}", r.partition_key), r.data.clone()))
+                    .collect();
+                let got: BTreeSet<(String, Bytes)> = got.iter().cloned().collect();
+                assert_eq!(got, sent);
+            }
+            // The connection is kept for the next batch.
+            dest.deliver(&batch(10, 10)).await.unwrap();
+            wait_for(&received, 3010).await;
+            assert_eq!(received.lock().unwrap().len(), 3010);
+
+            // The broker goes away in the middle of a batch.
+            let big = batch(10_000, 2000);
+            let delivering = dest.deliver(&big);
+            let killing = async {
+                wait_for(&received, 3100).await;
+                broker.stop();
+            };
+            let (result, ()) = tokio::join!(delivering, killing);
+            match result {
+                Err(DeliveryError::Unreachable(m)) => assert!(m.contains("127.0.0.1"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            sub.abort();
+
+            // Down: unreachable, quickly.
+            let started = std::time::Instant::now();
+            match dest.deliver(&batch(5, 10)).await {
+                Err(DeliveryError::Unreachable(_)) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(5));
+
+            // Back: the next delivery reconnects.
+            let _broker = Broker::start(port, "allow_anonymous true").await;
+            let (received, _sub) = subscribe(port, "up/#").await;
+            dest.deliver(&big).await.unwrap();
+            wait_for(&received, 10_000).await;
+            assert_eq!(received.lock().unwrap().len(), 10_000);
+            dest.close().await;
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn records_that_make_no_topic_fail_alone() {
+        timed(async {
+            let port = free_port();
+            let _broker = Broker::start(port, "allow_anonymous true").await;
+            let (received, _sub) = subscribe(port, "up/#").await;
+            let dest = MqttDestination::new(&config(port), &context())
+                .await
+                .unwrap();
+            let mut b = batch(4, 10);
+            b.records[1].partition_key = "a/+/b".into();
+            b.records[3].partition_key = "#".into();
+            match dest.deliver(&b).await {
+                Err(DeliveryError::Partial { failed, message }) => {
+                    assert_eq!(failed, vec![1, 3]);
+                    assert!(message.contains("'#'"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+            wait_for(&received, 2).await;
+            assert_eq!(received.lock().unwrap().len(), 2);
+            assert_eq!(dest.retry_duration(), Some(Duration::ZERO));
+            dest.close().await;
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn logs_in_with_username_and_password() {
+        timed(async {
+            let port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let passwords = dir.path().join("passwords");
+            let status = Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(&passwords)
+                .args(["gateway", "s3cret"])
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(status.success());
+            let _broker = Broker::start(
+                port,
+                &format!(
+                    "allow_anonymous false\npassword_file {}",
+                    passwords.display()
+                ),
+            )
+            .await;
+            let secret = dir.path().join("secret");
+            let mut cfg = config(port);
+            cfg.username = Some("gateway".into());
+
+            std::fs::write(&secret, "wrong\n").unwrap();
+            cfg.password = Some(crate::delivery::config::Secret::File(secret.clone()));
+            let dest = MqttDestination::new(&cfg, &context()).await.unwrap();
+            match dest.deliver(&batch(1, 10)).await {
+                Err(DeliveryError::Unreachable(m)) => assert!(m.contains("refused"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            dest.close().await;
+
+            std::fs::write(&secret, "s3cret\n").unwrap();
+            let dest = MqttDestination::new(&cfg, &context()).await.unwrap();
+            dest.deliver(&batch(20, 10)).await.unwrap();
+            dest.close().await;
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn configuration_is_checked() {
+        let ctx = context();
+        let with = |f: &dyn Fn(&mut MqttDestinationConfig)| {
+            let mut c = config(1883);
+            f(&mut c);
+            c
+        };
+        let bad = [
+            with(&|c| c.url = "http://127.0.0.1:1883".into()),
+            with(&|c| c.topic = "up/{shard}".into()),
+            with(&|c| c.topic = "up/+/{partition_key}".into()),
+            with(&|c| c.topic = "up/{stream".into()),
+            with(&|c| c.client_id = String::new()),
+            with(&|c| c.ca = Some("/tmp/ca.pem".into())),
+            with(&|c| {
+                c.url = "mqtts://127.0.0.1".into();
+                c.ca = Some("/nonexistent/ca.pem".into());
+            }),
+            with(&|c| {
+                c.url = "mqtts://127.0.0.1".into();
+                c.cert = Some("/nonexistent/cert.pem".into());
+            }),
+            with(&|c| c.password = Some(crate::delivery::config::Secret::Env("HOME".into()))),
+        ];
+        for c in bad {
+            assert!(
+                MqttDestination::new(&c, &ctx).await.is_err(),
+                "accepted {c:?}"
+            );
+        }
+        let ok = MqttDestination::new(&config(1883), &ctx).await.unwrap();
+        assert_eq!(
+            ok.describe(),
+            "mqtt://127.0.0.1:1883 topic up/{stream}/{partition_key}"
+        );
+    }
+
+    #[test]
+    fn topics_render() {
+        let t = TopicTemplate::parse("a/{stream}/{partition_key}/x", "ds").unwrap();
+        assert_eq!(t.render("k1").unwrap(), "a/ds/k1/x");
+        assert!(t.render("k+").is_err());
+        assert!(t.render("k\0").is_err());
+        let t = TopicTemplate::parse("{partition_key}", "ds").unwrap();
+        assert!(t.render("").is_err());
+        assert!(TopicTemplate::parse("a/{stream}", "s#").is_err());
     }
 }
