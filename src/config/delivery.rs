@@ -1197,9 +1197,9 @@ fn parse_mqtt_url(s: &str) -> Result<(String, bool), String> {
     Ok((url, tls))
 }
 
-/// An MQTT topic to publish to, with `{stream}`, `{partition_key}` and `{shard}` placeholders.
+/// An MQTT topic to publish to, with `{stream}` and `{partition_key}` placeholders.
 fn check_topic_template(s: &str) -> Result<String, String> {
-    const PLACEHOLDERS: &str = "use {stream}, {partition_key} or {shard}";
+    const PLACEHOLDERS: &str = "use {stream} or {partition_key}";
     if s.is_empty() || s.len() > MAX_MQTT_TOPIC {
         return Err(format!("must be 1..={MAX_MQTT_TOPIC} bytes long"));
     }
@@ -1218,7 +1218,7 @@ fn check_topic_template(s: &str) -> Result<String, String> {
             return Err(format!("`{s}` has an unclosed `{{`: {PLACEHOLDERS}"));
         };
         let name = &after[..close];
-        if !matches!(name, "stream" | "partition_key" | "shard") {
+        if !matches!(name, "stream" | "partition_key") {
             return Err(format!("unknown placeholder {{{name}}}: {PLACEHOLDERS}"));
         }
         rest = &after[close + 1..];

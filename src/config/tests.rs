@@ -1056,7 +1056,7 @@ destination = { type = "firehose", delivery_stream = "up-ds", region = "ap-south
 [[delivery_streams]]
 name = "to-mqtt"
 source = { stream = "telemetry" }
-destination = { type = "mqtt", url = "mqtts://iot.example.com:8883", topic = "gw/{stream}/{partition_key}/{shard}", client_id = "gw1", ca = "/ca.pem", cert = "/c.crt", key = "/c.key", username = "u", password_env = "MQTT_PW" }
+destination = { type = "mqtt", url = "mqtts://iot.example.com:8883", topic = "gw/{stream}/{partition_key}", client_id = "gw1", ca = "/ca.pem", cert = "/c.crt", key = "/c.key", username = "u", password_env = "MQTT_PW" }
 
 [[delivery_streams]]
 name = "to-mqtt-plain"
@@ -1202,7 +1202,7 @@ destination = { type = "directory", path = "/srv/out", prefix = "!{partitionKeyF
             processors: vec![],
             destination: DestinationConfig::Mqtt(MqttDestinationConfig {
                 url: "mqtts://iot.example.com:8883".into(),
-                topic: "gw/{stream}/{partition_key}/{shard}".into(),
+                topic: "gw/{stream}/{partition_key}".into(),
                 client_id: "gw1".into(),
                 ca: Some("/ca.pem".into()),
                 cert: Some("/c.crt".into()),
@@ -1783,7 +1783,7 @@ fn delivery_value_rules() {
         (
             dest("type = \"mqtt\", url = \"mqtt://h:1\", topic = \"a/{device}\""),
             "destination.topic",
-            "unknown placeholder {device}: use {stream}, {partition_key} or {shard}",
+            "unknown placeholder {device}: use {stream} or {partition_key}",
         ),
         (
             dest("type = \"mqtt\", url = \"mqtts://h:1\", topic = \"t\", cert = \"/c\""),

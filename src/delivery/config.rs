@@ -236,7 +236,7 @@ pub struct FirehoseConfig {
 pub struct MqttDestinationConfig {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
     pub url: String,
-    /// Template: `{stream}` (delivery stream), `{partition_key}`, `{shard}` and text.
+    /// Template: `{stream}` (delivery stream), `{partition_key}` and text.
     pub topic: String,
     pub client_id: String,
     /// PEM CA bundle for `mqtts://` (else the system roots).

@@ -104,7 +104,11 @@ pub async fn run(parts: RunnerParts) {
         return;
     };
     let destination: Arc<dyn Destination> = Arc::from(destination);
-    let processors = match Processors::new(&config.processors, context.http.clone()) {
+    let processors = match Processors::new(
+        &config.processors,
+        context.http.clone(),
+        &context.source_arn,
+    ) {
         Ok(p) => Arc::new(p),
         Err(error) => {
             // check-config refuses these; an API-created stream could still carry one.
