@@ -447,6 +447,18 @@ impl Shared {
         });
     }
 
+    /// Keeps an error for status without changing the state.
+    fn note_error(&self, message: &str) {
+        let at_ms = now_ms();
+        self.status.update(|s| {
+            s.last_error = Some(LastError {
+                message: message.to_owned(),
+                at: rfc3339(at_ms),
+                at_ms,
+            });
+        });
+    }
+
     fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
@@ -652,6 +664,12 @@ async fn give_up(
         %error,
         "giving up on a batch; its records go to the error output"
     );
+    shared.note_error(&format!(
+        "{} {}: gave up on {} records after {attempts} attempts: {error}",
+        destination.kind(),
+        destination.describe(),
+        batch.records.len()
+    ));
     let failed: Vec<FailedRecord> = std::mem::take(&mut batch.records)
         .into_iter()
         .map(|record| FailedRecord {
