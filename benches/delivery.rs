@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench delivery` (options after `--`: `--seconds N` for the plain load
 //! generator, `--records N` for the backlog, `--rate N` and `--latency-seconds N` for the live
-//! phase). Four measurements:
+//! phase, `--plain-only` for the receiver alone). Three measurements:
 //! - the receiver alone, fed by a plain load generator with pre-built gzip bodies of kinedge's
 //!   shape (10,000 records of 100 bytes per request, 2 connections): what the receiver takes;
 //! - backlog drain: 1,000,000 records of 100 bytes put into a 4-shard stream before the
@@ -46,6 +46,7 @@ struct Options {
     records: u64,
     rate: u64,
     latency_seconds: u64,
+    plain_only: bool,
 }
 
 fn options() -> Options {
@@ -54,6 +55,7 @@ fn options() -> Options {
         records: 1_000_000,
         rate: 2_000,
         latency_seconds: 10,
+        plain_only: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -64,6 +66,11 @@ fn options() -> Options {
             ("--records", Some(v)) => o.records = v,
             ("--rate", Some(v)) => o.rate = v.max(1),
             ("--latency-seconds", Some(v)) => o.latency_seconds = v,
+            ("--plain-only", _) => {
+                o.plain_only = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1; // cargo passes --bench
                 continue;
@@ -317,8 +324,12 @@ async fn plain_load(rx: &Receiver, seconds: u64) -> f64 {
             }
         }));
     }
-    // warm-up, then measure what the receiver accepts
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // warm-up (bodies built, connections open), then measure what the receiver accepts
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while rx.plain.requests.load(Ordering::Relaxed) < 4 && Instant::now() < ready_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rx.plain.records.load(Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -586,6 +597,10 @@ fn main() {
             .expect("client");
         eprintln!("plain load generator for {} s...", o.seconds);
         let plain_rps = plain_load(&rx, o.seconds).await;
+        if o.plain_only {
+            println!("plain load generator: receiver records/s {plain_rps:.0}");
+            return;
+        }
         eprintln!("loading {} records, then draining...", o.records);
         let mut kinedge = Kinedge::new();
         let d = drain(&rx, &mut kinedge, &http, o.records).await;

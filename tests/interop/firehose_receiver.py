@@ -394,6 +394,13 @@ def _handler_for(rx: FirehoseReceiver):
 
         def _answer(self, status: int, doc: dict, req: Request, accepted: bool = False):
             body = json.dumps(doc).encode()
+            # Recorded before the answer goes out, so that whatever the gateway reports after
+            # seeing the answer is already visible here.
+            with rx._cond:
+                req.status = status
+                req.accepted = accepted
+                req.answered_t = time.time()
+                rx._cond.notify_all()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -402,12 +409,9 @@ def _handler_for(rx: FirehoseReceiver):
                 self.wfile.write(body)
                 self.wfile.flush()
             except OSError:
-                return  # the client gave up: not delivered
-            with rx._cond:
-                req.status = status
-                req.accepted = accepted
-                req.answered_t = time.time()
-                rx._cond.notify_all()
+                with rx._cond:  # the client gave up: not delivered
+                    req.status = None
+                    req.accepted = False
 
         do_POST = _handle
         do_PUT = _handle
