@@ -500,6 +500,13 @@ async fn drain(rx: &Receiver, kinedge: &mut Kinedge, http: &reqwest::Client, tot
     kinedge.start(&extra);
     let deadline = started + Duration::from_secs(600);
     while rx.drain.records.load(Ordering::Relaxed) < total {
+        if let Some(status) = kinedge
+            .child
+            .as_mut()
+            .and_then(|c| c.0.try_wait().ok().flatten())
+        {
+            panic!("kinedge exited during the drain: {status}");
+        }
         assert!(
             Instant::now() < deadline,
             "backlog not drained in 600 s: {} of {total}",
