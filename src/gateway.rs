@@ -13,6 +13,8 @@ use anyhow::Context;
 use crate::api::sigv4::SigV4Verifier;
 use crate::api::{self, ApiState};
 use crate::config::{self, Config};
+use crate::delivery::config::SourceConfig;
+use crate::delivery::{DeliveryService, DeliverySettings};
 use crate::ingest::mqtt::routes::Routes;
 use crate::ingest::mqtt::{DeviceRegistry, MqttServer, MqttShared};
 use crate::storage::{AdminOp, Store, StoreOptions, StreamSpec};
@@ -100,6 +102,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         None
     };
 
+    let deliveries = start_deliveries(&config, store.clone()).await?;
+
     let mut state = ApiState::new(
         store.clone(),
         verifier,
@@ -108,6 +112,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         iterator_ttl_ms,
     );
     state.mqtt = mqtt.as_ref().map(|m| m.shared.clone());
+    state.deliveries = Some(deliveries.clone());
     let state = Arc::new(state);
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);
@@ -134,6 +139,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         mqtt = %mqtt.as_ref().map_or("off".to_string(), |m| m.local_addr.to_string()),
         data_dir = %store.data_dir().display(),
         streams = config.streams.len(),
+        delivery_streams = deliveries.names().len(),
         "kinedge is ready"
     );
 
@@ -159,9 +165,48 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
     }
     maintenance.abort();
+    // Batches on their way get a moment to be confirmed; the rest is sent again after the
+    // restart, from the checkpoints.
+    if tokio::time::timeout(Duration::from_secs(10), deliveries.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("delivery streams still busy after 10 s; their batches will be sent again after the restart");
+    }
     store.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<DeliveryService> {
+    let dead_letter_dir = match &config.delivery.dead_letter_dir {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => store.data_dir().join(dir),
+        None => store
+            .data_dir()
+            .join(config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
+    };
+    let settings = DeliverySettings {
+        max_bandwidth: config.delivery.max_bandwidth,
+        dead_letter_dir,
+    };
+    let catalog = store.catalog();
+    for delivery in &config.delivery_streams {
+        if let SourceConfig::Stream { stream, .. } = &delivery.source {
+            if catalog.stream(stream).is_none() {
+                tracing::warn!(delivery_stream = %delivery.name, %stream, "the source stream does not exist; the delivery stream waits for it");
+            }
+        }
+    }
+    DeliveryService::start(
+        store,
+        config.delivery_streams.clone(),
+        settings,
+        config.api.region.clone(),
+        config.api.account_id.clone(),
+    )
+    .await
+    .context("starting the delivery streams")
 }
 
 async fn start_mqtt(config: &Config, store: Store) -> anyhow::Result<MqttServer> {

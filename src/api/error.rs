@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Serialization,
     UnknownOperation,
     InternalFailure,
+    /// Firehose: the gateway cannot take records now (disk or quota full).
+    ServiceUnavailable,
     /// Authentication errors carry their own type names (see `sigv4`).
     Auth(&'static str),
 }
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::InternalFailure => "InternalFailure",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
             ErrorKind::Auth(name) => name,
         }
     }
@@ -45,6 +48,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -5,6 +5,7 @@
 //! which is why the default listener is loopback only.
 
 pub mod error;
+pub mod firehose;
 pub mod kinesis;
 pub mod protocol;
 pub mod sigv4;
@@ -44,6 +45,7 @@ pub struct ApiState {
     pub body_budget: tokio::sync::Semaphore,
     /// The MQTT listener's state, for `/status`, when it runs.
     pub mqtt: Option<Arc<crate::ingest::mqtt::MqttShared>>,
+    pub deliveries: Option<crate::delivery::DeliveryService>,
 }
 
 impl ApiState {
@@ -63,6 +65,7 @@ impl ApiState {
             read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
             mqtt: None,
+            deliveries: None,
         }
     }
 }
@@ -81,6 +84,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/status", get(status))
+        .route("/deliveries", get(deliveries))
         .with_state(state)
 }
 
@@ -162,10 +166,13 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
             Some(("Kinesis_20131202", operation)) => {
                 kinesis::dispatch(&state, wire, operation, &body).await
             }
+            Some(("Firehose_20150804", operation)) => {
+                firehose::dispatch(&state, wire, operation, &body).await
+            }
             _ => Err(ApiError::new(
                 ErrorKind::UnknownOperation,
                 format!(
-                    "Unknown X-Amz-Target '{}': kinedge serves Kinesis_20131202.*.",
+                    "Unknown X-Amz-Target '{}': kinedge serves Kinesis_20131202.* and Firehose_20150804.*.",
                     target.chars().take(100).collect::<String>()
                 ),
             )),
@@ -226,6 +233,7 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
     let streams: Vec<StatusStream> = catalog
         .streams
         .values()
+        .filter(|s| !crate::streams::validate::is_internal_stream(&s.name))
         .map(|s| StatusStream {
             name: s.name.clone(),
             open_shards: s.open_shard_count(),
@@ -247,8 +255,23 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         "streams": streams,
         "writer": state.store.stats(),
         "mqtt": state.mqtt.as_ref().map(|m| m.status()),
+        "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
     }))
     .into_response()
+}
+
+/// `GET /deliveries`: per delivery stream state, backlog, checkpoints, last error, losses.
+async fn deliveries(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if let Err(error) = authorize(&state, &parts, &[]) {
+        return with_request_id(Wire::Json.error(&error), &request_id());
+    }
+    let list = state
+        .deliveries
+        .as_ref()
+        .map(|d| d.status())
+        .unwrap_or_default();
+    Json(serde_json::json!({ "delivery_streams": list })).into_response()
 }
 
 /// Binds the API listener, with a message that says which key to change on failure.

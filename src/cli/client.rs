@@ -110,9 +110,53 @@ impl KinesisClient {
         Err(ClientError::Api { kind, message })
     }
 
+    /// GETs a JSON path of the gateway (`/deliveries`, `/status`), signed when credentials
+    /// are in the environment.
+    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.endpoint);
+        let mut request = self.http.get(&url);
+        if let Some(credentials) = &self.credentials {
+            for (name, value) in self.sign_method(credentials, "GET", &url, &[], b"")? {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            detail: e.to_string(),
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("HTTP {status}, body is not JSON: {e}")))?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        Err(ClientError::Api {
+            kind: value["__type"]
+                .as_str()
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+                .unwrap_or_else(|| format!("HTTP {status}")),
+            message: value["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
     fn sign(
         &self,
         credentials: &Credentials,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        self.sign_method(credentials, "POST", url, headers, body)
+    }
+
+    fn sign_method(
+        &self,
+        credentials: &Credentials,
+        method: &str,
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
@@ -128,7 +172,7 @@ impl KinesisClient {
             .map_err(|e| ClientError::Signing(e.to_string()))?
             .into();
         let signable = SignableRequest::new(
-            "POST",
+            method,
             url,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             SignableBody::Bytes(body),

@@ -10,6 +10,7 @@
 //! rest onto the `raw` structs (only table/array shape can fail there), and `validate` checks
 //! every value, collecting all issues.
 
+mod delivery;
 mod raw;
 mod size;
 pub(crate) mod spans;
@@ -40,7 +41,27 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[[routes]]`: MQTT topic filter -> stream, in order; the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// `[[delivery_streams]]`, checked (their source streams need not be in `streams`:
+    /// streams can be created through the API, and the delivery runner waits for them).
+    pub delivery_streams: Vec<crate::delivery::config::DeliveryStreamConfig>,
+    /// `[delivery]`: settings shared by all delivery streams.
+    pub delivery: DeliverySettings,
     pub source: ConfigSource,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliverySettings {
+    /// Bytes per second for all uploads together; 0 = unlimited.
+    pub max_bandwidth: u64,
+    /// Where records go whose destination is unreachable for good and that have no error
+    /// output of their own. `None` = `<data_dir>/dead-letter`; a relative path is relative to
+    /// the data directory (both resolved by the caller, which knows the data directory).
+    pub dead_letter_dir: Option<PathBuf>,
+}
+
+impl DeliverySettings {
+    pub const DEFAULT_DEAD_LETTER_DIR: &'static str = "dead-letter";
 }
 
 /// `[mqtt]`: the embedded MQTT broker devices publish to.

@@ -16,6 +16,29 @@ pub(super) struct File {
     pub devices: Option<Devices>,
     pub mqtt: Option<Mqtt>,
     pub routes: Option<Vec<Route>>,
+    pub delivery_streams: Option<Vec<DeliveryStream>>,
+    pub delivery: Option<Delivery>,
+}
+
+/// One `[[delivery_streams]]` entry. `source`, `buffer`, `processors` and `destination` are
+/// kept whole: their keys depend on their `type`, so `super::delivery` checks them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeliveryStream {
+    pub name: Option<Value>,
+    pub source: Option<Value>,
+    pub buffer: Option<Value>,
+    pub compression: Option<Value>,
+    pub priority: Option<Value>,
+    pub processors: Option<Value>,
+    pub destination: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Delivery {
+    pub max_bandwidth: Option<Value>,
+    pub dead_letter_dir: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +212,25 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("format", Shape::Value),
         ]),
     ),
+    (
+        "delivery_streams",
+        Shape::ArrayOfTables(&[
+            ("name", Shape::Value),
+            ("source", Shape::Value),
+            ("buffer", Shape::Value),
+            ("compression", Shape::Value),
+            ("priority", Shape::Value),
+            ("processors", Shape::Value),
+            ("destination", Shape::Value),
+        ]),
+    ),
+    (
+        "delivery",
+        Shape::Table(&[
+            ("max_bandwidth", Shape::Value),
+            ("dead_letter_dir", Shape::Value),
+        ]),
+    ),
 ];
 
 /// A key path and what is wrong there.
@@ -260,7 +302,7 @@ fn prune_item(item: &mut Item, shape: &Shape, path: &str, problems: &mut Vec<Pro
 }
 
 /// `path.key`, quoting `key` when it is not a bare TOML key.
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()

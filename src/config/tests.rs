@@ -1,4 +1,9 @@
 use super::*;
+use crate::delivery::config::{
+    AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
+    DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
+    ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -88,6 +93,31 @@ fn built_in_parses() {
             format: RouteFormat::Raw,
         }]
     );
+    assert_eq!(
+        config.delivery_streams,
+        vec![DeliveryStreamConfig {
+            name: "telemetry-archive".into(),
+            source: SourceConfig::Stream {
+                stream: "telemetry".into(),
+                start: StartPosition::TrimHorizon,
+            },
+            buffer: BufferHints {
+                size_bytes: 5 * MIB,
+                interval_s: 300,
+            },
+            compression: Compression::Gzip,
+            priority: 5,
+            processors: vec![ProcessorConfig::AppendDelimiter {
+                delimiter: "\n".into(),
+            }],
+            destination: DestinationConfig::Directory(DirectoryConfig {
+                path: "deliveries".into(),
+                prefix: None,
+                error_prefix: None,
+            }),
+        }]
+    );
+    assert_eq!(config.delivery, DeliverySettings::default());
 }
 
 #[test]
@@ -97,8 +127,14 @@ fn built_in_commented_examples_are_valid() {
         .lines()
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
-                if rest == "[[api.credentials]]"
-                    || rest == "[mqtt.tls]"
+                if [
+                    "[[api.credentials]]",
+                    "[mqtt.tls]",
+                    "[[delivery_streams]]",
+                    "[[delivery_streams.processors]]",
+                    "[delivery_streams.destination]",
+                ]
+                .contains(&rest)
                     || rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                     }) =>
@@ -120,6 +156,62 @@ fn built_in_commented_examples_are_valid() {
     assert!(config.mqtt.tls.is_some());
     assert!(config.mqtt.websocket_listen.is_some());
     assert_eq!(config.mqtt.connect_timeout_s, 10);
+    let kinds: Vec<&str> = config
+        .delivery_streams
+        .iter()
+        .map(|d| d.destination.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "directory",
+            "s3",
+            "http_endpoint",
+            "kinesis",
+            "firehose",
+            "mqtt"
+        ]
+    );
+    let archive = &config.delivery_streams[0];
+    assert_eq!(archive.priority, 5);
+    let DestinationConfig::Directory(directory) = &archive.destination else {
+        panic!("{archive:?}");
+    };
+    assert!(directory.prefix.is_some() && directory.error_prefix.is_some());
+    let s3 = &config.delivery_streams[1];
+    let processors: Vec<&str> = s3
+        .processors
+        .iter()
+        .map(|p| match p {
+            ProcessorConfig::Filter { .. } => "filter",
+            ProcessorConfig::PartitionKeys { .. } => "partition_keys",
+            ProcessorConfig::HttpTransform { .. } => "http_transform",
+            ProcessorConfig::Metadata => "metadata",
+            ProcessorConfig::AppendDelimiter { .. } => "append_delimiter",
+        })
+        .collect();
+    assert_eq!(
+        processors,
+        [
+            "filter",
+            "partition_keys",
+            "http_transform",
+            "metadata",
+            "append_delimiter"
+        ]
+    );
+    let DestinationConfig::S3(s3) = &s3.destination else {
+        panic!("{s3:?}");
+    };
+    assert_eq!(
+        s3.credentials.secret,
+        Some(Secret::File("/etc/kinedge/s3-secret".into()))
+    );
+    assert_eq!(config.delivery_streams[4].source, SourceConfig::DirectPut);
+    assert_eq!(
+        config.delivery.dead_letter_dir.as_deref(),
+        Some(Path::new("dead-letter"))
+    );
 }
 
 #[test]
@@ -243,7 +335,7 @@ fn unknown_keys_are_named_with_what_is_supported() {
         "[api]\nlisten = \"127.0.0.1:1\"\n\n[video]\nfragment_duration_ms = 2000\n",
         "video",
         4,
-        "unknown key `video` (this version supports storage, api, streams, log, devices, mqtt, routes)",
+        "unknown key `video` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery)",
     );
     assert_issue(
         "[mqtt]\nlisten = \"0.0.0.0:1883\"\nport = 1883\n",
@@ -587,7 +679,7 @@ fn display_is_file_line_key_message() {
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
          test.toml:5: video: unknown key `video` (this version supports storage, api, streams, \
-         log, devices, mqtt, routes)"
+         log, devices, mqtt, routes, delivery_streams, delivery)"
     );
 }
 
@@ -900,5 +992,975 @@ fn mqtt_tls_needs_cert_and_key() {
         "mqtt.tls.key",
         1,
         "private key",
+    );
+}
+
+// ---- [[delivery_streams]] and [delivery] ----
+
+/// A delivery stream `d` reading stream `s`, with `body` after line 3.
+fn delivery(body: &str) -> String {
+    format!("[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\" }}\n{body}\n")
+}
+
+const DIRECTORY: &str = "destination = { type = \"directory\", path = \"out\" }";
+
+#[test]
+fn delivery_full_config_round_trips() {
+    let text = r#"
+[delivery]
+max_bandwidth = "512KiB"
+dead_letter_dir = "/var/lib/kinedge/dead"
+
+[[delivery_streams]]
+name = "to-s3"
+source = { stream = "telemetry", start = "latest" }
+buffer = { size = "128MiB", interval_s = 0 }
+compression = "snappy"
+priority = 1
+processors = [
+  { type = "filter", expression = "select(.temp > 20)" },
+  { type = "partition_keys", keys = { device = ".device", "room_2" = ".room" } },
+  { type = "append_delimiter" },
+  { type = "append_delimiter", delimiter = "\r\n" },
+  { type = "metadata" },
+  { type = "http_transform", url = "http://127.0.0.1:9000/", max_records = 10000, timeout_s = 900, retries = 0 },
+  { type = "http_transform", url = "https://transform.example.com/x" },
+]
+destination = { type = "s3", bucket = "fleet.data-1", region = "eu-west-1", prefix = "p/!{partitionKeyFromQuery:device}/!{partitionKeyFromQuery:room_2}/", error_prefix = "e/!{firehose:error-output-type}/", endpoint = "http://127.0.0.1:5000", access_key_id = "AKIA1", secret_env = "S3_SECRET", force_path_style = true }
+
+[[delivery_streams]]
+name = "to-http"
+source = "direct_put"
+buffer = { size = "64MiB" }
+compression = "gzip"
+[delivery_streams.destination]
+type = "http_endpoint"
+url = "https://receiver.example.com/firehose"
+access_key_file = "/etc/kinedge/http-key"
+common_attributes = { gateway = "gw1", "with space" = "" }
+retry_duration_s = 7200
+
+[[delivery_streams]]
+name = "to-kinesis"
+source = { stream = "telemetry" }
+buffer = { interval_s = 900 }
+compression = "none"
+priority = 10
+destination = { type = "kinesis", stream = "up.stream_1", region = "us-east-1", endpoint = "https://kinesis.example.com", access_key_id = "AKIA2", secret_file = "/s" }
+
+[[delivery_streams]]
+name = "to-firehose"
+source = { stream = "other" }
+destination = { type = "firehose", delivery_stream = "up-ds", region = "ap-south-1" }
+
+[[delivery_streams]]
+name = "to-mqtt"
+source = { stream = "telemetry" }
+destination = { type = "mqtt", url = "mqtts://iot.example.com:8883", topic = "gw/{stream}/{partition_key}/{shard}", client_id = "gw1", ca = "/ca.pem", cert = "/c.crt", key = "/c.key", username = "u", password_env = "MQTT_PW" }
+
+[[delivery_streams]]
+name = "to-mqtt-plain"
+source = { stream = "telemetry" }
+destination = { type = "mqtt", url = "mqtt://127.0.0.1:1884", topic = "t" }
+
+[[delivery_streams]]
+name = "to-dir"
+source = { stream = "telemetry" }
+processors = [{ type = "partition_keys", keys = { k = ".k" } }]
+destination = { type = "directory", path = "/srv/out", prefix = "!{partitionKeyFromQuery:k}/", error_prefix = "err/!{firehose:error-output-type}/" }
+"#;
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.delivery,
+        DeliverySettings {
+            max_bandwidth: 512 * 1024,
+            dead_letter_dir: Some("/var/lib/kinedge/dead".into()),
+        }
+    );
+    let stream = |name: &str| SourceConfig::Stream {
+        stream: name.into(),
+        start: StartPosition::TrimHorizon,
+    };
+    let expected = vec![
+        DeliveryStreamConfig {
+            name: "to-s3".into(),
+            source: SourceConfig::Stream {
+                stream: "telemetry".into(),
+                start: StartPosition::Latest,
+            },
+            buffer: BufferHints {
+                size_bytes: 128 * MIB,
+                interval_s: 0,
+            },
+            compression: Compression::Snappy,
+            priority: 1,
+            processors: vec![
+                ProcessorConfig::Filter {
+                    expression: "select(.temp > 20)".into(),
+                },
+                ProcessorConfig::PartitionKeys {
+                    keys: [("device", ".device"), ("room_2", ".room")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                },
+                ProcessorConfig::AppendDelimiter {
+                    delimiter: "\n".into(),
+                },
+                ProcessorConfig::AppendDelimiter {
+                    delimiter: "\r\n".into(),
+                },
+                ProcessorConfig::Metadata,
+                ProcessorConfig::HttpTransform {
+                    url: "http://127.0.0.1:9000/".into(),
+                    max_records: 10000,
+                    timeout_s: 900,
+                    retries: 0,
+                },
+                ProcessorConfig::HttpTransform {
+                    url: "https://transform.example.com/x".into(),
+                    max_records: 1000,
+                    timeout_s: 60,
+                    retries: 3,
+                },
+            ],
+            destination: DestinationConfig::S3(S3Config {
+                bucket: "fleet.data-1".into(),
+                region: "eu-west-1".into(),
+                prefix: Some(
+                    "p/!{partitionKeyFromQuery:device}/!{partitionKeyFromQuery:room_2}/".into(),
+                ),
+                error_prefix: Some("e/!{firehose:error-output-type}/".into()),
+                endpoint: Some("http://127.0.0.1:5000".into()),
+                credentials: AwsCredentialsConfig {
+                    access_key_id: Some("AKIA1".into()),
+                    secret: Some(Secret::Env("S3_SECRET".into())),
+                },
+                force_path_style: true,
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-http".into(),
+            source: SourceConfig::DirectPut,
+            buffer: BufferHints {
+                size_bytes: 64 * MIB,
+                interval_s: 300,
+            },
+            compression: Compression::Gzip,
+            priority: 5,
+            processors: vec![],
+            destination: DestinationConfig::HttpEndpoint(HttpEndpointConfig {
+                url: "https://receiver.example.com/firehose".into(),
+                access_key: Some(Secret::File("/etc/kinedge/http-key".into())),
+                common_attributes: [("gateway", "gw1"), ("with space", "")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                retry_duration_s: 7200,
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-kinesis".into(),
+            source: stream("telemetry"),
+            buffer: BufferHints {
+                size_bytes: 5 * MIB,
+                interval_s: 900,
+            },
+            compression: Compression::None,
+            priority: 10,
+            processors: vec![],
+            destination: DestinationConfig::Kinesis(KinesisConfig {
+                stream: "up.stream_1".into(),
+                region: "us-east-1".into(),
+                endpoint: Some("https://kinesis.example.com".into()),
+                credentials: AwsCredentialsConfig {
+                    access_key_id: Some("AKIA2".into()),
+                    secret: Some(Secret::File("/s".into())),
+                },
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-firehose".into(),
+            source: stream("other"),
+            buffer: BufferHints::default(),
+            compression: Compression::None,
+            priority: 5,
+            processors: vec![],
+            destination: DestinationConfig::Firehose(FirehoseConfig {
+                delivery_stream: "up-ds".into(),
+                region: "ap-south-1".into(),
+                endpoint: None,
+                credentials: AwsCredentialsConfig::default(),
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-mqtt".into(),
+            source: stream("telemetry"),
+            buffer: BufferHints::default(),
+            compression: Compression::None,
+            priority: 5,
+            processors: vec![],
+            destination: DestinationConfig::Mqtt(MqttDestinationConfig {
+                url: "mqtts://iot.example.com:8883".into(),
+                topic: "gw/{stream}/{partition_key}/{shard}".into(),
+                client_id: "gw1".into(),
+                ca: Some("/ca.pem".into()),
+                cert: Some("/c.crt".into()),
+                key: Some("/c.key".into()),
+                username: Some("u".into()),
+                password: Some(Secret::Env("MQTT_PW".into())),
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-mqtt-plain".into(),
+            source: stream("telemetry"),
+            buffer: BufferHints::default(),
+            compression: Compression::None,
+            priority: 5,
+            processors: vec![],
+            destination: DestinationConfig::Mqtt(MqttDestinationConfig {
+                url: "mqtt://127.0.0.1:1884".into(),
+                topic: "t".into(),
+                client_id: "kinedge-to-mqtt-plain".into(),
+                ca: None,
+                cert: None,
+                key: None,
+                username: None,
+                password: None,
+            }),
+        },
+        DeliveryStreamConfig {
+            name: "to-dir".into(),
+            source: stream("telemetry"),
+            buffer: BufferHints::default(),
+            compression: Compression::None,
+            priority: 5,
+            processors: vec![ProcessorConfig::PartitionKeys {
+                keys: [("k".to_owned(), ".k".to_owned())].into_iter().collect(),
+            }],
+            destination: DestinationConfig::Directory(DirectoryConfig {
+                path: "/srv/out".into(),
+                prefix: Some("!{partitionKeyFromQuery:k}/".into()),
+                error_prefix: Some("err/!{firehose:error-output-type}/".into()),
+            }),
+        },
+    ];
+    assert_eq!(config.delivery_streams, expected);
+    // Source streams need not be in [[streams]], and two delivery streams may share one.
+    assert!(config.streams.is_empty());
+}
+
+#[test]
+fn delivery_defaults() {
+    let config = parse(&delivery(DIRECTORY)).unwrap();
+    assert_eq!(
+        config.delivery_streams,
+        vec![DeliveryStreamConfig {
+            name: "d".into(),
+            source: SourceConfig::Stream {
+                stream: "s".into(),
+                start: StartPosition::TrimHorizon,
+            },
+            buffer: BufferHints {
+                size_bytes: 5 * MIB,
+                interval_s: 300,
+            },
+            compression: Compression::None,
+            priority: 5,
+            processors: vec![],
+            destination: DestinationConfig::Directory(DirectoryConfig {
+                path: "out".into(),
+                prefix: None,
+                error_prefix: None,
+            }),
+        }]
+    );
+    assert_eq!(config.delivery, DeliverySettings::default());
+    assert_eq!(
+        parse("[delivery]\nmax_bandwidth = 1000\n")
+            .unwrap()
+            .delivery
+            .max_bandwidth,
+        1000
+    );
+}
+
+#[test]
+fn delivery_missing_keys_are_named() {
+    assert_issue(
+        &delivery("destination = { type = \"s3\", region = \"eu-west-1\" }"),
+        "delivery_streams[0].destination.bucket",
+        4,
+        "missing: destination type \"s3\" needs a bucket",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"s3\", bucket = \"b-1\" }"),
+        "delivery_streams[0].destination.region",
+        4,
+        "missing: destination type \"s3\" needs the region",
+    );
+    assert_issue(
+        "[[delivery_streams]]\nsource = \"direct_put\"\ndestination = { type = \"directory\", path = \"x\" }\n",
+        "delivery_streams[0].name",
+        1,
+        "missing: every delivery stream needs a name",
+    );
+    assert_issue(
+        &format!("[[delivery_streams]]\nname = \"d\"\n{DIRECTORY}\n"),
+        "delivery_streams[0].source",
+        1,
+        "missing: every delivery stream needs a source",
+    );
+    assert_issue(
+        &delivery(""),
+        "delivery_streams[0].destination",
+        1,
+        "missing: every delivery stream needs a destination, e.g. destination = { type = \
+         \"directory\", path = \"deliveries\" } (types: s3, http_endpoint, kinesis, firehose, \
+         mqtt, directory)",
+    );
+    assert_issue(
+        &delivery("destination = { path = \"x\" }"),
+        "delivery_streams[0].destination.type",
+        4,
+        "missing: every destination needs a type: use \"s3\", \"http_endpoint\", \"kinesis\", \
+         \"firehose\", \"mqtt\" or \"directory\"",
+    );
+    assert_issue(
+        "[[delivery_streams]]\nname = \"d\"\nsource = { start = \"latest\" }\ndestination = { type = \"directory\", path = \"x\" }\n",
+        "delivery_streams[0].source.stream",
+        3,
+        "missing: the name of the stream to read",
+    );
+    assert_issue(
+        &delivery("processors = [{ type = \"filter\" }]\ndestination = { type = \"directory\", path = \"x\" }"),
+        "delivery_streams[0].processors[0].expression",
+        4,
+        "missing: processor type \"filter\" needs a jq expression",
+    );
+    assert_issue(
+        &delivery("processors = [{ expression = \".a\" }]\ndestination = { type = \"directory\", path = \"x\" }"),
+        "delivery_streams[0].processors[0].type",
+        4,
+        "missing: every processor needs a type: use \"filter\", \"partition_keys\", \
+         \"append_delimiter\", \"metadata\" or \"http_transform\"",
+    );
+    assert_issue(
+        &delivery("processors = [{ type = \"partition_keys\" }]\ndestination = { type = \"directory\", path = \"x\" }"),
+        "delivery_streams[0].processors[0].keys",
+        4,
+        "missing: processor type \"partition_keys\" needs keys",
+    );
+    for (kind, key) in [
+        ("http_endpoint", "url"),
+        ("kinesis", "stream"),
+        ("firehose", "delivery_stream"),
+        ("mqtt", "url"),
+        ("directory", "path"),
+    ] {
+        let extra = match kind {
+            "kinesis" | "firehose" => ", region = \"us-east-1\"",
+            "mqtt" => ", topic = \"t\"",
+            _ => "",
+        };
+        assert_issue(
+            &delivery(&format!("destination = {{ type = \"{kind}\"{extra} }}")),
+            &format!("delivery_streams[0].destination.{key}"),
+            4,
+            &format!("missing: destination type \"{kind}\" needs"),
+        );
+    }
+}
+
+#[test]
+fn delivery_wrong_types_are_named() {
+    assert_issue(
+        &delivery(&format!("priority = \"5\"\n{DIRECTORY}")),
+        "delivery_streams[0].priority",
+        4,
+        "expected a whole number, found string \"5\"",
+    );
+    assert_issue(
+        "[[delivery_streams]]\nname = 5\nsource = \"direct_put\"\ndestination = { type = \"directory\", path = \"x\" }\n",
+        "delivery_streams[0].name",
+        2,
+        "expected a string in quotes, found integer 5",
+    );
+    assert_issue(
+        &delivery(&format!("buffer = \"5MiB\"\n{DIRECTORY}")),
+        "delivery_streams[0].buffer",
+        4,
+        "expected a table like { size = \"5MiB\", interval_s = 300 }, found string",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "processors = {{ type = \"metadata\" }}\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].processors",
+        4,
+        "expected an array of tables like [{ type = \"append_delimiter\" }], found table",
+    );
+    assert_issue(
+        &delivery(&format!("processors = [\"metadata\"]\n{DIRECTORY}")),
+        "delivery_streams[0].processors[0]",
+        4,
+        "expected a table like { type = \"append_delimiter\" }, found string",
+    );
+    assert_issue(
+        &delivery("destination = \"s3\""),
+        "delivery_streams[0].destination",
+        4,
+        "expected a table like { type = \"directory\", path = \"deliveries\" }, found string",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"directory\", path = 5 }"),
+        "delivery_streams[0].destination.path",
+        4,
+        "expected a directory path in quotes, found integer 5",
+    );
+    assert_issue(
+        &delivery(
+            "destination = { type = \"s3\", bucket = \"b-1\", region = \"r\", force_path_style = \"yes\" }",
+        ),
+        "delivery_streams[0].destination.force_path_style",
+        4,
+        "expected true or false",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"http_endpoint\", url = \"http://h/\", common_attributes = { a = 1 } }"),
+        "delivery_streams[0].destination.common_attributes.a",
+        4,
+        "expected a string in quotes, found integer 1",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "processors = [{{ type = \"partition_keys\", keys = {{ a = 1 }} }}]\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].processors[0].keys.a",
+        4,
+        "expected a jq expression in quotes, found integer 1",
+    );
+    assert_issue(
+        "delivery_streams = 5\n",
+        "delivery_streams",
+        1,
+        "expected an array of tables",
+    );
+    assert_issue(
+        "[delivery]\nmax_bandwidth = \"fast\"\n",
+        "delivery.max_bandwidth",
+        2,
+        "`fast` is not a size",
+    );
+    assert_issue(
+        "[delivery]\ndead_letter_dir = \"\"\n",
+        "delivery.dead_letter_dir",
+        2,
+        "must not be empty",
+    );
+}
+
+#[test]
+fn delivery_unknown_keys_and_types_list_what_is_supported() {
+    assert_issue(
+        &delivery(&format!("bufer = {{ size = 1 }}\n{DIRECTORY}")),
+        "delivery_streams[0].bufer",
+        4,
+        "unknown key `bufer` (this version supports name, source, buffer, compression, \
+         priority, processors, destination)",
+    );
+    assert_issue(
+        &format!("[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\", from = \"latest\" }}\n{DIRECTORY}\n"),
+        "delivery_streams[0].source.from",
+        3,
+        "unknown key `from` (this version supports stream, start)",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "buffer = {{ size = \"1MiB\", interval = 5 }}\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].buffer.interval",
+        4,
+        "unknown key `interval` (this version supports size, interval_s)",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "processors = [{{ type = \"metadata\" }}, {{ type = \"filter\", expression = \".a\", query = \".b\" }}]\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].processors[1].query",
+        4,
+        "unknown key `query` for processor type \"filter\" (this version supports type, expression)",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "processors = [{{ type = \"http_transform\", url = \"http://h/\", buffer = 1 }}]\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].processors[0].buffer",
+        4,
+        "(this version supports type, url, max_records, timeout_s, retries)",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"directory\", path = \"x\", bucket = \"b\" }"),
+        "delivery_streams[0].destination.bucket",
+        4,
+        "unknown key `bucket` for destination type \"directory\" (this version supports type, \
+         path, prefix, error_prefix)",
+    );
+    let cases = [
+        ("s3", "bucket = \"b-1\", region = \"r\"", "type, bucket, region, prefix, error_prefix, endpoint, access_key_id, secret_env, secret_file, force_path_style"),
+        ("http_endpoint", "url = \"http://h/\"", "type, url, access_key_env, access_key_file, common_attributes, retry_duration_s"),
+        ("kinesis", "stream = \"k\", region = \"r\"", "type, stream, region, endpoint, access_key_id, secret_env, secret_file"),
+        ("firehose", "delivery_stream = \"f\", region = \"r\"", "type, delivery_stream, region, endpoint, access_key_id, secret_env, secret_file"),
+        ("mqtt", "url = \"mqtt://h:1\", topic = \"t\"", "type, url, topic, client_id, ca, cert, key, username, password_env, password_file"),
+    ];
+    for (kind, keys, supported) in cases {
+        assert_issue(
+            &delivery(&format!("destination = {{ type = \"{kind}\", {keys}, colour = 1 }}")),
+            "delivery_streams[0].destination.colour",
+            4,
+            &format!(
+                "unknown key `colour` for destination type \"{kind}\" (this version supports {supported})"
+            ),
+        );
+    }
+    assert_issue(
+        &delivery("destination = { type = \"gcs\", bucket = \"b\" }"),
+        "delivery_streams[0].destination.type",
+        4,
+        "`gcs` is not a destination type: use \"s3\", \"http_endpoint\", \"kinesis\", \
+         \"firehose\", \"mqtt\" or \"directory\"",
+    );
+    assert_issue(
+        &delivery(&format!(
+            "processors = [{{ type = \"lambda\" }}]\n{DIRECTORY}"
+        )),
+        "delivery_streams[0].processors[0].type",
+        4,
+        "`lambda` is not a processor type: use \"filter\", \"partition_keys\", \
+         \"append_delimiter\", \"metadata\" or \"http_transform\"",
+    );
+    assert_issue(
+        &delivery(&format!("compression = \"lz4\"\n{DIRECTORY}")),
+        "delivery_streams[0].compression",
+        4,
+        "`lz4` is not allowed: use \"none\", \"gzip\", \"zstd\" or \"snappy\"",
+    );
+}
+
+#[test]
+fn delivery_plaintext_secrets_are_refused() {
+    let s3 = "type = \"s3\", bucket = \"b-1\", region = \"r\", access_key_id = \"AKIA1\"";
+    for key in ["secret", "secret_access_key", "password", "access_key"] {
+        let text = delivery(&format!("destination = {{ {s3}, {key} = \"hunter2\" }}"));
+        assert_issue(
+            &text,
+            &format!("delivery_streams[0].destination.{key}"),
+            4,
+            "plaintext secrets are not allowed in config: put the secret in a file and set \
+             secret_file, or in an environment variable and set secret_env",
+        );
+        assert!(!issues(&text)[0].2.contains("hunter2"));
+    }
+    assert_issue(
+        &delivery(
+            "destination = { type = \"http_endpoint\", url = \"http://h/\", access_key = \"k\" }",
+        ),
+        "delivery_streams[0].destination.access_key",
+        4,
+        "plaintext secrets are not allowed in config: put the secret in a file and set \
+         access_key_file, or in an environment variable and set access_key_env",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"mqtt\", url = \"mqtts://h:8883\", topic = \"t\", username = \"u\", password = \"pw\" }"),
+        "delivery_streams[0].destination.password",
+        4,
+        "put the secret in a file and set password_file, or in an environment variable and \
+         set password_env",
+    );
+    let text =
+        delivery("destination = { type = \"http_endpoint\", url = \"https://user:hunter2@h/\" }");
+    assert_issue(
+        &text,
+        "delivery_streams[0].destination.url",
+        4,
+        "a URL with a password is not allowed",
+    );
+    assert!(!issues(&text)[0].2.contains("hunter2"));
+}
+
+#[test]
+fn delivery_credentials_rules() {
+    let s3 = |keys: &str| {
+        delivery(&format!(
+            "destination = {{ type = \"s3\", bucket = \"b-1\", region = \"r\", {keys} }}"
+        ))
+    };
+    assert_issue(
+        &s3("access_key_id = \"AKIA1\""),
+        "delivery_streams[0].destination.access_key_id",
+        4,
+        "access_key_id needs its secret: give exactly one of secret_file or secret_env",
+    );
+    assert_issue(
+        &s3("secret_env = \"X\""),
+        "delivery_streams[0].destination.secret_env",
+        4,
+        "a secret without an access_key_id",
+    );
+    assert_issue(
+        &s3("access_key_id = \"AKIA1\", secret_env = \"X\", secret_file = \"/x\""),
+        "delivery_streams[0].destination.secret_env",
+        4,
+        "both secret_file and secret_env are set: give exactly one",
+    );
+    assert_issue(
+        &s3("access_key_id = \"AKIA/1\", secret_env = \"X\""),
+        "delivery_streams[0].destination.access_key_id",
+        4,
+        "not an access key id",
+    );
+    assert_issue(
+        &s3("access_key_id = \"AKIA1\", secret_env = \"\""),
+        "delivery_streams[0].destination.secret_env",
+        4,
+        "not an environment variable name",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"http_endpoint\", url = \"http://h/\", access_key_env = \"A\", access_key_file = \"/a\" }"),
+        "delivery_streams[0].destination.access_key_env",
+        4,
+        "both access_key_file and access_key_env are set",
+    );
+    assert_issue(
+        &delivery("destination = { type = \"mqtt\", url = \"mqtts://h:8883\", topic = \"t\", password_env = \"P\" }"),
+        "delivery_streams[0].destination.password_env",
+        4,
+        "a password needs a username",
+    );
+}
+
+#[test]
+fn delivery_value_rules() {
+    let dest = |d: &str| delivery(&format!("destination = {{ {d} }}"));
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            delivery(&format!("priority = 0\n{DIRECTORY}")),
+            "priority",
+            "0 is out of range: 1..=10",
+        ),
+        (
+            delivery(&format!("priority = 11\n{DIRECTORY}")),
+            "priority",
+            "11 is out of range: 1..=10",
+        ),
+        (
+            delivery(&format!("buffer = {{ size = \"512KiB\" }}\n{DIRECTORY}")),
+            "buffer.size",
+            "512KiB is out of range: 1MiB..=128MiB",
+        ),
+        (
+            delivery(&format!("buffer = {{ interval_s = 901 }}\n{DIRECTORY}")),
+            "buffer.interval_s",
+            "901 is out of range: 0..=900 seconds",
+        ),
+        (
+            delivery("buffer = { size = \"65MiB\" }\ndestination = { type = \"http_endpoint\", url = \"http://h/\" }"),
+            "buffer.size",
+            "65MiB is out of range for destination type \"http_endpoint\": 1MiB..=64MiB",
+        ),
+        (
+            delivery("compression = \"zstd\"\ndestination = { type = \"http_endpoint\", url = \"http://h/\" }"),
+            "compression",
+            "`zstd` is not allowed for destination type \"http_endpoint\": the Firehose HTTP \
+             endpoint contract knows no content encoding but gzip",
+        ),
+        (
+            delivery("compression = \"gzip\"\ndestination = { type = \"kinesis\", stream = \"k\", region = \"r\" }"),
+            "compression",
+            "`gzip` is not allowed for destination type \"kinesis\": it sends every record as a \
+             Kinesis record of its own",
+        ),
+        (
+            delivery("compression = \"snappy\"\ndestination = { type = \"firehose\", delivery_stream = \"f\", region = \"r\" }"),
+            "compression",
+            "not allowed for destination type \"firehose\"",
+        ),
+        (
+            delivery("compression = \"gzip\"\ndestination = { type = \"mqtt\", url = \"mqtt://h:1\", topic = \"t\" }"),
+            "compression",
+            "not allowed for destination type \"mqtt\": it publishes every record as an MQTT message",
+        ),
+        (
+            format!("[[delivery_streams]]\nname = \"d\"\nsource = \"telemetry\"\n{DIRECTORY}\n"),
+            "source",
+            "`telemetry` is not allowed: use source = \"direct_put\", or source = { stream = \
+             \"telemetry\" } to read a stream",
+        ),
+        (
+            format!("[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\", start = \"oldest\" }}\n{DIRECTORY}\n"),
+            "source.start",
+            "`oldest` is not allowed: use \"trim_horizon\"",
+        ),
+        (
+            format!("[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"a b\" }}\n{DIRECTORY}\n"),
+            "source.stream",
+            "`a b` is not a valid stream name",
+        ),
+        (
+            dest("type = \"s3\", bucket = \"Fleet_Data\", region = \"r\""),
+            "destination.bucket",
+            "`Fleet_Data` is not a valid bucket name",
+        ),
+        (
+            dest("type = \"s3\", bucket = \"b-1\", region = \"EU\""),
+            "destination.region",
+            "`EU` is not a region name",
+        ),
+        (
+            dest("type = \"s3\", bucket = \"b-1\", region = \"r\", endpoint = \"localhost:9000\""),
+            "destination.endpoint",
+            "`localhost:9000` is not allowed: use a http:// or https:// URL",
+        ),
+        (
+            dest("type = \"s3\", bucket = \"b-1\", region = \"r\", endpoint = \"not a url\""),
+            "destination.endpoint",
+            "`not a url` is not a URL",
+        ),
+        (
+            dest("type = \"s3\", bucket = \"b-1\", region = \"r\", prefix = \"!{partitionKeyFromQuery:dev}/\""),
+            "destination.prefix",
+            "`!{partitionKeyFromQuery:dev}` needs a partition_keys processor that defines `dev` \
+             (this delivery stream has no partition_keys processor)",
+        ),
+        (
+            delivery("processors = [{ type = \"partition_keys\", keys = { device = \".d\" } }]\ndestination = { type = \"directory\", path = \"x\", prefix = \"!{partitionKeyFromQuery:dev}/\" }"),
+            "destination.prefix",
+            "(this delivery stream defines device)",
+        ),
+        (
+            dest("type = \"http_endpoint\", url = \"ftp://h/\""),
+            "destination.url",
+            "`ftp://h/` is not allowed: use a http:// or https:// URL",
+        ),
+        (
+            dest("type = \"http_endpoint\", url = \"http://h/\", retry_duration_s = 7201"),
+            "destination.retry_duration_s",
+            "7201 is out of range: 0..=7200 seconds",
+        ),
+        (
+            dest(&format!(
+                "type = \"http_endpoint\", url = \"http://h/\", common_attributes = {{ {} }}",
+                (0..51).map(|i| format!("a{i} = \"v\"")).collect::<Vec<_>>().join(", ")
+            )),
+            "destination.common_attributes",
+            "51 attributes are too many: at most 50",
+        ),
+        (
+            dest("type = \"kinesis\", stream = \"a/b\", region = \"r\""),
+            "destination.stream",
+            "`a/b` is not a valid stream name",
+        ),
+        (
+            dest(&format!("type = \"firehose\", delivery_stream = \"{}\", region = \"r\"", "f".repeat(65))),
+            "destination.delivery_stream",
+            "is not a valid delivery stream name: use 1..=64 characters",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtts://h\", topic = \"t\""),
+            "destination.url",
+            "`mqtts://h` has no port",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"https://h:1\", topic = \"t\""),
+            "destination.url",
+            "use a mqtt:// or mqtts:// URL",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtt://h:1\", topic = \"a/#\""),
+            "destination.topic",
+            "must not contain `+`, `#` or NUL",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtt://h:1\", topic = \"a/{device}\""),
+            "destination.topic",
+            "unknown placeholder {device}: use {stream}, {partition_key} or {shard}",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtts://h:1\", topic = \"t\", cert = \"/c\""),
+            "destination.cert",
+            "`cert` without `key`: give both",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtt://h:1\", topic = \"t\", ca = \"/ca\""),
+            "destination.ca",
+            "`ca` is only used with TLS, but url is mqtt://",
+        ),
+        (
+            dest("type = \"mqtt\", url = \"mqtt://h:1\", topic = \"t\", client_id = \"\""),
+            "destination.client_id",
+            "must be 1..=128 bytes",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"filter\", expression = \" \" }}]\n{DIRECTORY}")),
+            "processors[0].expression",
+            "must not be empty: write a jq expression",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"partition_keys\", keys = {{ \"a.b\" = \".x\" }} }}]\n{DIRECTORY}")),
+            "processors[0].keys.\"a.b\"",
+            "`a.b` is not a partition key name",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"partition_keys\", keys = {{}} }}]\n{DIRECTORY}")),
+            "processors[0].keys",
+            "must not be empty",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"partition_keys\", keys = {{ a = \".a\" }} }}, {{ type = \"partition_keys\", keys = {{ a = \".b\" }} }}]\n{DIRECTORY}")),
+            "processors[1].keys.a",
+            "partition key `a` is already defined in delivery_streams[0].processors[0].keys.a",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"append_delimiter\", delimiter = \"\" }}]\n{DIRECTORY}")),
+            "processors[0].delimiter",
+            "must be 1..=64 bytes long",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"http_transform\", url = \"http://h/\", max_records = 0 }}]\n{DIRECTORY}")),
+            "processors[0].max_records",
+            "0 is out of range: 1..=10000",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"http_transform\", url = \"http://h/\", timeout_s = 901 }}]\n{DIRECTORY}")),
+            "processors[0].timeout_s",
+            "901 is out of range: 1..=900 seconds",
+        ),
+        (
+            delivery(&format!("processors = [{{ type = \"http_transform\", url = \"h:80\" }}]\n{DIRECTORY}")),
+            "processors[0].url",
+            "use a http:// or https:// URL",
+        ),
+        (
+            delivery(&format!("processors = [{}]\n{DIRECTORY}", vec!["{ type = \"metadata\" }"; 33].join(", "))),
+            "processors",
+            "33 processors are too many: at most 32",
+        ),
+    ];
+    for (text, key, words) in cases {
+        let found = issues(&text);
+        assert_eq!(found.len(), 1, "{text}: {found:#?}");
+        let (k, _, message) = &found[0];
+        assert_eq!(
+            k,
+            &format!("delivery_streams[0].{key}"),
+            "{text}: {message}"
+        );
+        assert!(
+            message.contains(words),
+            "{text}: `{message}` lacks `{words}`"
+        );
+    }
+}
+
+#[test]
+fn delivery_duplicate_names_and_shared_sources() {
+    let text = format!(
+        "[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\" }}\n{DIRECTORY}\n\n\
+         [[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\" }}\n{DIRECTORY}\n"
+    );
+    assert_issue(
+        &text,
+        "delivery_streams[1].name",
+        7,
+        "duplicate delivery stream name `d` (also in delivery_streams[0])",
+    );
+    let config = parse(&text.replacen("name = \"d\"", "name = \"e\"", 1)).unwrap();
+    assert_eq!(config.delivery_streams.len(), 2);
+    assert_issue(
+        "[[delivery_streams]]\nname = \"a b\"\nsource = \"direct_put\"\ndestination = { type = \"directory\", path = \"x\" }\n",
+        "delivery_streams[0].name",
+        2,
+        "`a b` is not a valid delivery stream name: use 1..=64 characters",
+    );
+}
+
+#[test]
+fn delivery_problems_point_at_their_line() {
+    // Multi-line inline tables (TOML 1.1), an array of inline tables over several lines, and
+    // sub-table headers: every problem is on the line of its own key.
+    let text = r#"[[streams]]
+name = "telemetry"
+
+[[delivery_streams]]
+name = "multi"
+source = {
+  stream = "telemetry",
+  start = "oldest",
+}
+processors = [
+  { type = "metadata" },
+  { type = "partition_keys",
+    keys = { device = ".device", "bad key" = ".x" } },
+  { type = "filter",
+    expression = ".a",
+    colour = "blue" },
+]
+destination = {
+  type = "s3",
+  bucket = "b-1",
+  region = "eu-west-1",
+  secret = "hunter2",
+  prefix = "!{partitionKeyFromQuery:room}/",
+}
+
+[[delivery_streams]]
+name = "tables"
+source = "direct_put"
+compression = "gzip"
+
+[delivery_streams.buffer]
+size = "200MiB"
+
+[delivery_streams.destination]
+type = "kinesis"
+stream = "up"
+region = "eu-west-1"
+access_key_id = "AKIA1"
+
+[delivery]
+max_bandwidth = -5
+"#;
+    let found: Vec<(String, Option<usize>)> = issues(text)
+        .into_iter()
+        .map(|(key, line, _)| (key, line))
+        .collect();
+    let expected = [
+        ("delivery_streams[0].source.start", 8),
+        ("delivery_streams[0].processors[1].keys.\"bad key\"", 13),
+        ("delivery_streams[0].processors[2].colour", 16),
+        ("delivery_streams[0].destination.secret", 22),
+        ("delivery_streams[0].destination.prefix", 23),
+        ("delivery_streams[1].compression", 29),
+        ("delivery_streams[1].buffer.size", 32),
+        ("delivery_streams[1].destination.access_key_id", 38),
+        ("delivery.max_bandwidth", 41),
+    ];
+    let expected: Vec<(String, Option<usize>)> = expected
+        .iter()
+        .map(|(key, line)| (key.to_string(), Some(*line)))
+        .collect();
+    assert_eq!(found, expected);
+    // A key missing from a multi-line inline table points at the table's own key.
+    let text = "[[delivery_streams]]\nname = \"d\"\nsource = \"direct_put\"\ndestination = {\n  type = \"s3\",\n  region = \"r\",\n}\n";
+    assert_issue(text, "delivery_streams[0].destination.bucket", 4, "missing");
+    // Shown as FILE:LINE: KEY: message.
+    let errors = parse(
+        "[[delivery_streams]]\nname = \"d\"\nsource = \"direct_put\"\n\ndestination = { type = \"s3\", region = \"r\" }\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "test.toml:5: delivery_streams[0].destination.bucket: missing: destination type \"s3\" \
+         needs a bucket"
     );
 }

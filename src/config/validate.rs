@@ -28,18 +28,20 @@ pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Pr
         devices: check.devices(file.devices.unwrap_or_default(), &source),
         mqtt: check.mqtt(file.mqtt.unwrap_or_default()),
         routes: check.routes(file.routes.unwrap_or_default()),
+        delivery_streams: check.delivery_streams(file.delivery_streams.unwrap_or_default()),
+        delivery: check.delivery(file.delivery.unwrap_or_default()),
         source,
     };
     (config, check.problems)
 }
 
 #[derive(Default)]
-struct Check {
-    problems: Vec<Problem>,
+pub(super) struct Check {
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Check {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push((key.to_owned(), message.into()));
     }
 
@@ -80,18 +82,7 @@ impl Check {
         let listen = self.string("api.listen", raw.listen, "an address", |s| {
             parse_socket_addr(s, "127.0.0.1:4567")
         });
-        let region = self.string("api.region", raw.region, "a region name", |s| {
-            let valid = !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if valid {
-                Ok(s.to_owned())
-            } else {
-                Err(format!(
-                    "`{s}` is not a region name: use a-z, 0-9 and `-`, e.g. \"eu-west-1\""
-                ))
-            }
-        });
+        let region = self.string("api.region", raw.region, "a region name", parse_region);
         let account_id = self.string("api.account_id", raw.account_id, "a string", |s| {
             if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
                 Ok(s.to_owned())
@@ -133,25 +124,15 @@ impl Check {
     fn credential(&mut self, key: &str, raw: raw::Credential) -> Option<ApiCredential> {
         let id_key = format!("{key}.access_key_id");
         let has_id = raw.access_key_id.is_some();
-        let access_key_id = self.string(&id_key, raw.access_key_id, "a string", |s| {
-            let valid = (1..=128).contains(&s.len())
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if valid {
-                Ok(s.to_owned())
-            } else {
-                Err(format!(
-                    "`{s}` is not an access key id: use 1..=128 characters from A-Z, a-z, 0-9, `_`"
-                ))
-            }
-        });
+        let access_key_id =
+            self.string(&id_key, raw.access_key_id, "a string", parse_access_key_id);
         if !has_id {
             self.problem(&id_key, "missing: every credential needs an access_key_id");
         }
         if raw.secret.is_some() {
             self.problem(
                 &format!("{key}.secret"),
-                "plaintext secrets are not allowed in config: put the secret in a file and set \
-                 secret_file, or in an environment variable and set secret_env",
+                plaintext_secret("secret_file", "secret_env"),
             );
         }
         let file_key = format!("{key}.secret_file");
@@ -165,11 +146,7 @@ impl Check {
                 }
             }),
             (None, Some(env)) => self.string(&env_key, Some(env), "a variable name", |s| {
-                if s.is_empty() || s.contains(['=', '\0']) {
-                    Err(format!("`{s}` is not an environment variable name"))
-                } else {
-                    Ok(SecretSource::Env(s.to_owned()))
-                }
+                parse_env_name(s).map(SecretSource::Env)
             }),
             (Some(_), Some(_)) => {
                 self.problem(
@@ -457,7 +434,7 @@ impl Check {
     }
 
     /// A string value checked by `parse`; `None` when absent or wrong (the problem is noted).
-    fn string<T>(
+    pub(super) fn string<T>(
         &mut self,
         key: &str,
         value: Option<Value>,
@@ -472,7 +449,7 @@ impl Check {
         parse(s).map_err(|message| self.problem(key, message)).ok()
     }
 
-    fn boolean(&mut self, key: &str, value: Option<Value>) -> Option<bool> {
+    pub(super) fn boolean(&mut self, key: &str, value: Option<Value>) -> Option<bool> {
         let value = value?;
         match value.as_bool() {
             Some(b) => Some(b),
@@ -484,7 +461,7 @@ impl Check {
     }
 
     /// A whole number in `range`; `unit` follows the range in messages (" hours").
-    fn integer<T>(
+    pub(super) fn integer<T>(
         &mut self,
         key: &str,
         value: Option<Value>,
@@ -516,7 +493,12 @@ impl Check {
     }
 
     /// A size (bytes or a string with a unit) in `range`.
-    fn size(&mut self, key: &str, value: Option<Value>, range: RangeInclusive<u64>) -> Option<u64> {
+    pub(super) fn size(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+        range: RangeInclusive<u64>,
+    ) -> Option<u64> {
         let bytes = match value? {
             Value::Integer(n) => u64::try_from(n).map_err(|_| format!("{n} is negative")),
             Value::String(s) => parse_size(&s),
@@ -562,7 +544,7 @@ fn check_client_id_pattern(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn wrong_type(expected: &str, found: &Value) -> String {
+pub(super) fn wrong_type(expected: &str, found: &Value) -> String {
     format!("expected {expected}, found {} {found}", found.type_str())
 }
 
@@ -598,7 +580,51 @@ fn check_log_level(s: &str) -> Result<String, String> {
         .map_err(|err| format!("`{s}` is not a valid filter ({err}): {ALLOWED}"))
 }
 
-fn parse_stream_name(s: &str) -> Result<String, String> {
+/// An AWS region name (`eu-west-1`).
+pub(super) fn parse_region(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a region name: use a-z, 0-9 and `-`, e.g. \"eu-west-1\""
+        ))
+    }
+}
+
+/// An access key id: 1..=128 of `[A-Za-z0-9_]`.
+pub(super) fn parse_access_key_id(s: &str) -> Result<String, String> {
+    let valid =
+        (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not an access key id: use 1..=128 characters from A-Z, a-z, 0-9, `_`"
+        ))
+    }
+}
+
+/// The name of an environment variable that holds a secret.
+pub(super) fn parse_env_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['=', '\0']) {
+        Err(format!("`{s}` is not an environment variable name"))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// Why a secret written into the file is refused; `file_key`/`env_key` are the keys to use.
+pub(super) fn plaintext_secret(file_key: &str, env_key: &str) -> String {
+    format!(
+        "plaintext secrets are not allowed in config: put the secret in a file and set \
+         {file_key}, or in an environment variable and set {env_key}"
+    )
+}
+
+pub(super) fn parse_stream_name(s: &str) -> Result<String, String> {
     if StreamConfig::is_valid_name(s) {
         Ok(s.to_owned())
     } else {

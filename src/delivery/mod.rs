@@ -11,8 +11,17 @@
 //! the storage writer), status, the shared bandwidth cap, processors, compression and the
 //! destinations.
 
+mod backoff;
+pub mod bandwidth;
 pub mod batch;
 pub mod compression;
 pub mod config;
+pub mod dead_letter;
 pub mod destinations;
 pub mod processors;
+mod runner;
+mod service;
+mod source;
+pub mod status;
+
+pub use service::{DeliveryService, DeliveryServiceError, DeliverySettings};

@@ -241,6 +241,34 @@ pub fn summarize(key: u64, bytes: &[u8]) -> Result<BlockSummary, CorruptBlock> {
     }
 }
 
+/// Record bytes (data + partition key) a block holds, without copying records out.
+pub fn payload_bytes(key: u64, bytes: &[u8]) -> Result<u64, CorruptBlock> {
+    let mut c = Cursor { bytes, at: 1, key };
+    match bytes.first() {
+        Some(&RECORDS) => {
+            let count = c.varint()?;
+            let _last = c.varint()?;
+            let mut total = 0u64;
+            for _ in 0..count {
+                let _delta = c.varint()?;
+                let key_len = c.varint()?;
+                let data_len = c.varint()?;
+                c.take(key_len)?;
+                c.take(data_len)?;
+                total += key_len + data_len;
+            }
+            Ok(total)
+        }
+        Some(&LARGE) => {
+            let key_len = c.varint()?;
+            c.take(key_len)?;
+            let data_len = c.varint()?;
+            Ok(key_len + data_len)
+        }
+        _ => Err(c.corrupt("unknown block type")),
+    }
+}
+
 /// A decoded block: either records or the head of one large record.
 pub enum Decoded {
     Records(Vec<StoredRecord>),

@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use redb::Database;
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use block::StoredRecord;
 pub use reader::ReadBatch;
-pub use writer::{AdminOp, RetentionChange, StreamSpec};
+pub use schema::{DeliveryCheckpoint, ShardState};
+pub use writer::{AdminOp, DeliveryOp, RetentionChange, StreamSpec};
 
 use crate::streams::{Position, ReshardError, SequenceNumber, StreamMeta};
 
@@ -115,18 +116,16 @@ pub type AppendOutcome = Result<Appended, Rejected>;
 #[derive(Debug)]
 pub struct ShardLive {
     last: AtomicU64,
-    bytes: AtomicU64,
-    records: AtomicU64,
+    state: Mutex<ShardState>,
     notify: watch::Sender<Position>,
 }
 
 impl ShardLive {
-    fn new(last: Position, bytes: u64, records: u64) -> Self {
+    fn new(state: ShardState) -> Self {
         ShardLive {
-            last: AtomicU64::new(last.0),
-            bytes: AtomicU64::new(bytes),
-            records: AtomicU64::new(records),
-            notify: watch::channel(last).0,
+            last: AtomicU64::new(state.last.0),
+            state: Mutex::new(state),
+            notify: watch::channel(state.last).0,
         }
     }
 
@@ -135,12 +134,21 @@ impl ShardLive {
         Position(self.last.load(Ordering::Acquire))
     }
 
+    /// The committed counters of the shard.
+    pub fn state(&self) -> ShardState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, state: ShardState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.state().bytes
     }
 
     pub fn records(&self) -> u64 {
-        self.records.load(Ordering::Relaxed)
+        self.state().records
     }
 }
 
@@ -346,6 +354,54 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.send(writer::WriteOp::Admin { op, reply }).await?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Changes a delivery stream's durable state; returns once it is committed (in the same
+    /// group commit as appends).
+    pub async fn delivery(&self, op: DeliveryOp) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Delivery { op, reply }).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// The committed checkpoints of a delivery stream, by shard storage id. Blocking.
+    pub fn delivery_checkpoints(
+        &self,
+        delivery: &str,
+    ) -> Result<HashMap<u64, DeliveryCheckpoint>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
+        let table = match txn.open_table(schema::DELIVERY_CHECKPOINTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(StoreError::storage(e)),
+        };
+        let mut out = HashMap::new();
+        for entry in table
+            .range((delivery, 0)..=(delivery, u64::MAX))
+            .map_err(StoreError::storage)?
+        {
+            let (key, value) = entry.map_err(StoreError::storage)?;
+            if let Some(checkpoint) = DeliveryCheckpoint::decode(value.value()) {
+                out.insert(key.value().1, checkpoint);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Definitions of delivery streams created through the API (name, JSON). Blocking.
+    pub fn delivery_definitions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
+        let table = match txn.open_table(schema::DELIVERY_STREAMS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::storage(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(StoreError::storage)? {
+            let (name, value) = entry.map_err(StoreError::storage)?;
+            out.push((name.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Applies retention now (the gateway also does this on a timer).

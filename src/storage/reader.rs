@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use redb::{Database, ReadableDatabase, TableError};
 
 use super::block::{self, Decoded, StoredRecord};
-use super::schema;
+use super::schema::{self, ShardState};
 use super::StoreError;
 use crate::streams::Position;
 
@@ -14,6 +14,8 @@ pub struct ReadBatch {
     pub records: Vec<StoredRecord>,
     /// True when the read stopped at the byte or record limit rather than the end of the log.
     pub truncated: bool,
+    /// The shard's committed counters as of this read (same transaction).
+    pub state: ShardState,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -32,6 +34,15 @@ pub(super) fn read(
         return Ok(batch);
     }
     let txn = db.begin_read().map_err(storage)?;
+    match txn.open_table(schema::SHARD_STATE) {
+        Ok(states) => {
+            if let Some(state) = states.get(uid).map_err(storage)? {
+                batch.state = ShardState::decode(state.value()).unwrap_or_default();
+            }
+        }
+        Err(TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(storage(e)),
+    }
     let name = schema::shard_table_name(uid);
     let table = match txn.open_table(schema::shard_table(&name)) {
         Ok(table) => table,

@@ -4,6 +4,11 @@
 //! - `streams`: stream name -> `StreamMeta` (JSON; written only when a stream changes).
 //! - `shard_state`: shard storage id -> last position, bytes and record count (24 bytes),
 //!   written with every commit that touches the shard, so start-up needs no scan.
+//!   Also the shard's lifetime counters: records and record bytes ever appended and ever
+//!   trimmed, and the last trimmed position (delivery streams count what they lost from these).
+//! - `delivery_checkpoints`: (delivery stream, shard storage id) -> `DeliveryCheckpoint`.
+//! - `delivery_streams`: delivery stream name -> its definition (JSON), for delivery streams
+//!   created through the Firehose API.
 //! - `shard.<id>`: one shard log: first position of a block -> block (see `block`).
 //! - `chunks.<id>`: (position, chunk number) -> data of a large record.
 
@@ -14,6 +19,10 @@ use crate::streams::Position;
 pub const SYSTEM: TableDefinition<&str, &[u8]> = TableDefinition::new("system");
 pub const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
 pub const SHARD_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("shard_state");
+
+pub const DELIVERY_CHECKPOINTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("delivery_checkpoints");
+pub const DELIVERY_STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("delivery_streams");
 
 pub const ITERATOR_KEY: &str = "iterator_key";
 pub const NEXT_UID: &str = "next_uid";
@@ -41,20 +50,46 @@ pub struct ShardState {
     pub last: Position,
     /// Bytes of blocks and chunks stored.
     pub bytes: u64,
+    /// Records stored.
     pub records: u64,
+    /// Records ever appended to the shard (never goes down).
+    pub appended: u64,
+    /// Record bytes (data + partition key) ever appended.
+    pub appended_bytes: u64,
+    /// Records ever trimmed by retention or a quota (always the oldest first).
+    pub trimmed: u64,
+    /// Record bytes ever trimmed.
+    pub trimmed_bytes: u64,
+    /// The position of the last record trimmed (zero when none was).
+    pub trimmed_through: Position,
 }
 
+const STATE_V1_BYTES: usize = 24;
+const STATE_BYTES: usize = 64;
+
 impl ShardState {
-    pub fn encode(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        out[..8].copy_from_slice(&self.last.0.to_le_bytes());
-        out[8..16].copy_from_slice(&self.bytes.to_le_bytes());
-        out[16..].copy_from_slice(&self.records.to_le_bytes());
+    pub fn encode(&self) -> [u8; STATE_BYTES] {
+        let words = [
+            self.last.0,
+            self.bytes,
+            self.records,
+            self.appended,
+            self.appended_bytes,
+            self.trimmed,
+            self.trimmed_bytes,
+            self.trimmed_through.0,
+        ];
+        let mut out = [0u8; STATE_BYTES];
+        for (i, word) in words.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
         out
     }
 
+    /// Reads a state row; rows written before the lifetime counters existed count what is
+    /// stored as appended.
     pub fn decode(bytes: &[u8]) -> Option<ShardState> {
-        if bytes.len() != 24 {
+        if bytes.len() != STATE_BYTES && bytes.len() != STATE_V1_BYTES {
             return None;
         }
         let word = |i: usize| {
@@ -62,10 +97,71 @@ impl ShardState {
             b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
             u64::from_le_bytes(b)
         };
-        Some(ShardState {
+        let mut state = ShardState {
             last: Position(word(0)),
             bytes: word(1),
             records: word(2),
+            ..ShardState::default()
+        };
+        if bytes.len() == STATE_BYTES {
+            state.appended = word(3);
+            state.appended_bytes = word(4);
+            state.trimmed = word(5);
+            state.trimmed_bytes = word(6);
+            state.trimmed_through = Position(word(7));
+        } else {
+            state.appended = state.records;
+            state.appended_bytes = state.bytes;
+        }
+        Some(state)
+    }
+}
+
+/// How far a delivery stream has delivered one shard, kept durable by the writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCheckpoint {
+    /// The position of the last record delivered (or skipped as lost); reading resumes after it.
+    pub position: Position,
+    /// Records of the shard up to and including `position` (the shard's `appended` count
+    /// then): backlog = appended now - this.
+    pub records_through: u64,
+    /// Record bytes up to and including `position`.
+    pub bytes_through: u64,
+    /// Records trimmed by retention or a quota before this delivery stream delivered them.
+    pub lost: u64,
+}
+
+impl DeliveryCheckpoint {
+    pub fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, word) in [
+            self.position.0,
+            self.records_through,
+            self.bytes_through,
+            self.lost,
+        ]
+        .iter()
+        .enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<DeliveryCheckpoint> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(b)
+        };
+        Some(DeliveryCheckpoint {
+            position: Position(word(0)),
+            records_through: word(1),
+            bytes_through: word(2),
+            lost: word(3),
         })
     }
 }

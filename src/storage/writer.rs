@@ -16,7 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableError, WriteTransacti
 use tokio::sync::{mpsc, oneshot};
 
 use super::block::{self, PendingRecord};
-use super::schema::{self, ShardState};
+use super::schema::{self, DeliveryCheckpoint, ShardState};
 use super::{
     disk, now_ms, AppendOutcome, Appended, Catalog, NewRecord, Rejected, ShardLive, StoreError,
     StoreOptions, WriterStats,
@@ -84,6 +84,20 @@ pub enum AdminOp {
 
 pub const MAX_TAGS_PER_STREAM: usize = 50;
 
+/// Changes to delivery streams' durable state.
+#[derive(Debug, Clone)]
+pub enum DeliveryOp {
+    /// Moves checkpoints (after the destination confirmed).
+    SaveCheckpoints {
+        delivery: String,
+        checkpoints: Vec<(u64, DeliveryCheckpoint)>,
+    },
+    /// Keeps the definition of a delivery stream created through the API.
+    SaveDefinition { name: String, definition: Vec<u8> },
+    /// Forgets a delivery stream: its definition and its checkpoints.
+    Remove { name: String },
+}
+
 pub(crate) enum WriteOp {
     Append {
         stream: String,
@@ -92,6 +106,10 @@ pub(crate) enum WriteOp {
     },
     Admin {
         op: AdminOp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Delivery {
+        op: DeliveryOp,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Maintain {
@@ -232,12 +250,12 @@ impl Writer {
         }
         // Live entries keep their identity (readers hold receivers) but take committed values.
         for (uid, state) in &self.states {
-            let live = self.live.entry(*uid).or_insert_with(|| {
-                Arc::new(ShardLive::new(state.last, state.bytes, state.records))
-            });
+            let live = self
+                .live
+                .entry(*uid)
+                .or_insert_with(|| Arc::new(ShardLive::new(*state)));
             live.last.store(state.last.0, Ordering::Release);
-            live.bytes.store(state.bytes, Ordering::Relaxed);
-            live.records.store(state.records, Ordering::Relaxed);
+            live.set_state(*state);
         }
         self.publish();
         Ok(())
@@ -310,6 +328,10 @@ impl Writer {
                     WriteOp::Admin { op, reply } => {
                         let outcome = self.apply_admin(&txn, op);
                         catalog_changed |= outcome.is_ok();
+                        replies.push(Reply::Admin(reply, outcome));
+                    }
+                    WriteOp::Delivery { op, reply } => {
+                        let outcome = apply_delivery(&txn, op);
                         replies.push(Reply::Admin(reply, outcome));
                     }
                     WriteOp::Maintain { as_of, reply } => {
@@ -475,15 +497,18 @@ impl Writer {
                 continue;
             };
             touched_streams.insert(owner.clone());
-            total_records += records.len() as u64;
-            total_bytes += records
+            let record_bytes = records
                 .iter()
                 .map(|r| (r.data.len() + r.partition_key.len()) as u64)
                 .sum::<u64>();
+            total_records += records.len() as u64;
+            total_bytes += record_bytes;
             let written = write_blocks(txn, uid, &records)?;
             let state = self.states.entry(uid).or_default();
             state.bytes += written;
             state.records += records.len() as u64;
+            state.appended += records.len() as u64;
+            state.appended_bytes += record_bytes;
         }
         for name in touched_streams {
             self.enforce_quota(txn, &name)?;
@@ -517,12 +542,10 @@ impl Writer {
                 }
             }
             let Some((uid, key)) = oldest else { break };
-            let (bytes, records) = remove_block(txn, uid, key)?;
-            let state = self.states.entry(uid).or_default();
-            state.bytes = state.bytes.saturating_sub(bytes);
-            state.records = state.records.saturating_sub(records);
-            used = used.saturating_sub(bytes);
-            trimmed += records;
+            let removed = remove_block(txn, uid, key)?;
+            self.states.entry(uid).or_default().trim(&removed);
+            used = used.saturating_sub(removed.stored_bytes);
+            trimmed += removed.records;
         }
         if trimmed > 0 {
             self.stats
@@ -551,11 +574,9 @@ impl Writer {
             for uid in uids {
                 let expired = expired_blocks(txn, uid, cutoff)?;
                 for key in expired {
-                    let (bytes, records) = remove_block(txn, uid, key)?;
-                    let state = self.states.entry(uid).or_default();
-                    state.bytes = state.bytes.saturating_sub(bytes);
-                    state.records = state.records.saturating_sub(records);
-                    trimmed += records;
+                    let removed = remove_block(txn, uid, key)?;
+                    self.states.entry(uid).or_default().trim(&removed);
+                    trimmed += removed.records;
                 }
             }
             if trimmed > 0 {
@@ -593,14 +614,8 @@ impl Writer {
     fn write_states(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut table = txn.open_table(schema::SHARD_STATE).map_err(storage)?;
         for (uid, state) in &self.states {
-            let committed = self.live.get(uid).map(|l| {
-                (
-                    l.last(),
-                    l.bytes.load(Ordering::Relaxed),
-                    l.records.load(Ordering::Relaxed),
-                )
-            });
-            if committed != Some((state.last, state.bytes, state.records)) {
+            let committed = self.live.get(uid).map(|l| l.state());
+            if committed != Some(*state) {
                 table
                     .insert(*uid, state.encode().as_slice())
                     .map_err(storage)?;
@@ -620,11 +635,11 @@ impl Writer {
     /// After a commit: publish new positions, wake readers, publish a changed catalog.
     fn after_commit(&mut self, catalog_changed: bool) {
         for (uid, state) in &self.states {
-            let live = self.live.entry(*uid).or_insert_with(|| {
-                Arc::new(ShardLive::new(state.last, state.bytes, state.records))
-            });
-            live.bytes.store(state.bytes, Ordering::Relaxed);
-            live.records.store(state.records, Ordering::Relaxed);
+            let live = self
+                .live
+                .entry(*uid)
+                .or_insert_with(|| Arc::new(ShardLive::new(*state)));
+            live.set_state(*state);
             if live.last() != state.last {
                 live.last.store(state.last.0, Ordering::Release);
                 live.notify.send_replace(state.last);
@@ -991,17 +1006,84 @@ fn expired_blocks(
 }
 
 /// Removes one block (and a large record's chunks); returns (bytes, records) removed.
-fn remove_block(txn: &WriteTransaction, uid: u64, key: u64) -> Result<(u64, u64), StoreError> {
+fn apply_delivery(txn: &WriteTransaction, op: DeliveryOp) -> Result<(), StoreError> {
+    match op {
+        DeliveryOp::SaveCheckpoints {
+            delivery,
+            checkpoints,
+        } => {
+            let mut table = txn
+                .open_table(schema::DELIVERY_CHECKPOINTS)
+                .map_err(storage)?;
+            for (uid, checkpoint) in checkpoints {
+                table
+                    .insert((delivery.as_str(), uid), checkpoint.encode().as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        DeliveryOp::SaveDefinition { name, definition } => {
+            txn.open_table(schema::DELIVERY_STREAMS)
+                .map_err(storage)?
+                .insert(name.as_str(), definition.as_slice())
+                .map_err(storage)?;
+        }
+        DeliveryOp::Remove { name } => {
+            txn.open_table(schema::DELIVERY_STREAMS)
+                .map_err(storage)?
+                .remove(name.as_str())
+                .map_err(storage)?;
+            let mut table = txn
+                .open_table(schema::DELIVERY_CHECKPOINTS)
+                .map_err(storage)?;
+            let uids: Vec<u64> = table
+                .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+                .map_err(storage)?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(storage)?;
+            for uid in uids {
+                table.remove((name.as_str(), uid)).map_err(storage)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What removing a block took away.
+struct RemovedBlock {
+    stored_bytes: u64,
+    records: u64,
+    record_bytes: u64,
+    last: Position,
+}
+
+impl ShardState {
+    fn trim(&mut self, removed: &RemovedBlock) {
+        self.bytes = self.bytes.saturating_sub(removed.stored_bytes);
+        self.records = self.records.saturating_sub(removed.records);
+        self.trimmed += removed.records;
+        self.trimmed_bytes += removed.record_bytes;
+        self.trimmed_through = self.trimmed_through.max(removed.last);
+    }
+}
+
+fn remove_block(txn: &WriteTransaction, uid: u64, key: u64) -> Result<RemovedBlock, StoreError> {
     let name = schema::shard_table_name(uid);
     let mut table = txn
         .open_table(schema::shard_table(&name))
         .map_err(storage)?;
     let Some(value) = table.remove(key).map_err(storage)? else {
-        return Ok((0, 0));
+        return Ok(RemovedBlock {
+            stored_bytes: 0,
+            records: 0,
+            record_bytes: 0,
+            last: Position(key),
+        });
     };
     let bytes = value.value().to_vec();
     drop(value);
     let summary = block::summarize(key, &bytes).map_err(storage)?;
+    let record_bytes = block::payload_bytes(key, &bytes).map_err(storage)?;
     let mut removed = bytes.len() as u64;
     if summary.large {
         let chunk_name = schema::chunk_table_name(uid);
@@ -1014,7 +1096,12 @@ fn remove_block(txn: &WriteTransaction, uid: u64, key: u64) -> Result<(u64, u64)
             index += 1;
         }
     }
-    Ok((removed, summary.records))
+    Ok(RemovedBlock {
+        stored_bytes: removed,
+        records: summary.records,
+        record_bytes,
+        last: summary.last,
+    })
 }
 
 fn drop_shard_tables(txn: &WriteTransaction, uid: u64) -> Result<(), StoreError> {

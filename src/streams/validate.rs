@@ -21,6 +21,13 @@ pub fn is_valid_stream_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// Streams the gateway keeps for itself (a direct-put delivery stream's buffer is
+/// `firehose:<name>`): their names are not valid Kinesis names, so the Kinesis API cannot
+/// reach them, and listings leave them out.
+pub fn is_internal_stream(name: &str) -> bool {
+    name.contains(':')
+}
+
 /// Partition keys: 1-256 Unicode characters.
 pub fn partition_key_chars(key: &str) -> usize {
     key.chars().count()

@@ -187,7 +187,8 @@ pub async fn list_streams(
             after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
             std::ops::Bound::Unbounded,
         ))
-        .map(|(_, meta)| meta);
+        .map(|(_, meta)| meta)
+        .filter(|meta| !crate::streams::validate::is_internal_stream(&meta.name));
     let page: Vec<_> = names.by_ref().take(limit).collect();
     let has_more = names.next().is_some();
     let next_token = if has_more {

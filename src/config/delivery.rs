@@ -1,0 +1,1291 @@
+//! `[[delivery_streams]]` and `[delivery]`: from the raw values to the types of
+//! `crate::delivery::config`, with every mistake under its dotted key path.
+//!
+//! `source`, `buffer`, `processors` and `destination` are (inline) tables whose keys depend on
+//! their `type`, which the schema in `raw` cannot express: their unknown keys are reported
+//! here, in the same words as `raw::prune_unknown_keys`, with the keys that type supports.
+//! Plaintext secrets are refused with where to put them instead; prefixes and jq expressions
+//! are checked by the delivery part's own checks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use toml::Value;
+
+use super::raw::{self, join};
+use super::validate::{
+    parse_access_key_id, parse_env_name, parse_region, parse_stream_name, plaintext_secret,
+    wrong_type, Check,
+};
+use super::{format_size, DeliverySettings};
+use crate::delivery::config::{
+    AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
+    DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
+    ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
+};
+use crate::delivery::destinations::naming::check_prefix;
+use crate::delivery::processors::check_jq;
+
+const PROCESSOR_TYPES: &[&str] = &[
+    "filter",
+    "partition_keys",
+    "append_delimiter",
+    "metadata",
+    "http_transform",
+];
+const DESTINATION_TYPES: &[&str] = &[
+    "s3",
+    "http_endpoint",
+    "kinesis",
+    "firehose",
+    "mqtt",
+    "directory",
+];
+
+const S3_KEYS: &[&str] = &[
+    "type",
+    "bucket",
+    "region",
+    "prefix",
+    "error_prefix",
+    "endpoint",
+    "access_key_id",
+    "secret_env",
+    "secret_file",
+    "force_path_style",
+];
+const HTTP_ENDPOINT_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "access_key_env",
+    "access_key_file",
+    "common_attributes",
+    "retry_duration_s",
+];
+const KINESIS_KEYS: &[&str] = &[
+    "type",
+    "stream",
+    "region",
+    "endpoint",
+    "access_key_id",
+    "secret_env",
+    "secret_file",
+];
+const FIREHOSE_KEYS: &[&str] = &[
+    "type",
+    "delivery_stream",
+    "region",
+    "endpoint",
+    "access_key_id",
+    "secret_env",
+    "secret_file",
+];
+const MQTT_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "topic",
+    "client_id",
+    "ca",
+    "cert",
+    "key",
+    "username",
+    "password_env",
+    "password_file",
+];
+const DIRECTORY_KEYS: &[&str] = &["type", "path", "prefix", "error_prefix"];
+
+/// Where the secret of an AWS access key id is given.
+const AWS_SECRET_KEYS: Option<(&str, &str)> = Some(("secret_file", "secret_env"));
+
+/// Keys that would hold a secret in the file itself: refused with a reason, never echoed.
+const PLAINTEXT_SECRET_KEYS: &[&str] = &["secret", "secret_access_key", "password", "access_key"];
+
+/// Bounds, so that a config cannot ask for unbounded work per record.
+const MAX_PROCESSORS: usize = 32;
+const MAX_PARTITION_KEYS: usize = 50;
+const MAX_PARTITION_KEY_NAME: usize = 64;
+const MAX_DELIMITER_BYTES: usize = 64;
+/// Firehose's limits for HTTP endpoint common attributes.
+const MAX_COMMON_ATTRIBUTES: usize = 50;
+const MAX_ATTRIBUTE_NAME: usize = 256;
+const MAX_ATTRIBUTE_VALUE: usize = 1024;
+const MAX_DELIVERY_STREAM_NAME: usize = 64;
+const MAX_MQTT_CLIENT_ID: usize = 128;
+const MAX_MQTT_TOPIC: usize = 65_535;
+/// Firehose's ranges for a transformation (Lambda) processor.
+const TRANSFORM_MAX_RECORDS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+const TRANSFORM_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u32> = 1..=900;
+const TRANSFORM_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=300;
+
+/// The keys of one table, taken out one by one as they are checked.
+struct Fields {
+    path: String,
+    map: toml::Table,
+}
+
+impl Fields {
+    fn key(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.map.remove(name)
+    }
+}
+
+impl Check {
+    pub(super) fn delivery(&mut self, raw: raw::Delivery) -> DeliverySettings {
+        let max_bandwidth = self
+            .size("delivery.max_bandwidth", raw.max_bandwidth, 0..=u64::MAX)
+            .unwrap_or(0);
+        let dead_letter_dir = self.string(
+            "delivery.dead_letter_dir",
+            raw.dead_letter_dir,
+            "a directory path",
+            parse_path,
+        );
+        DeliverySettings {
+            max_bandwidth,
+            dead_letter_dir,
+        }
+    }
+
+    pub(super) fn delivery_streams(
+        &mut self,
+        raw: Vec<raw::DeliveryStream>,
+    ) -> Vec<DeliveryStreamConfig> {
+        let mut streams = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let key = format!("delivery_streams[{i}]");
+            if let Some(stream) = self.delivery_stream(&key, raw, &mut seen) {
+                streams.push(stream);
+            }
+        }
+        streams
+    }
+
+    fn delivery_stream(
+        &mut self,
+        key: &str,
+        raw: raw::DeliveryStream,
+        seen: &mut HashMap<String, String>,
+    ) -> Option<DeliveryStreamConfig> {
+        let name_key = join(key, "name");
+        if raw.name.is_none() {
+            self.problem(&name_key, "missing: every delivery stream needs a name");
+        }
+        let name = self.string(&name_key, raw.name, "a string", parse_delivery_stream_name);
+        let name = name.filter(|name| match seen.get(name) {
+            Some(first) => {
+                let message = format!("duplicate delivery stream name `{name}` (also in {first})");
+                self.problem(&name_key, message);
+                false
+            }
+            None => {
+                seen.insert(name.clone(), key.to_owned());
+                true
+            }
+        });
+        let source = self.source(&join(key, "source"), raw.source);
+        let (processors, partition_keys) =
+            self.processors(&join(key, "processors"), raw.processors);
+        let (kind, destination) = self.destination(
+            &join(key, "destination"),
+            raw.destination,
+            name.as_deref().unwrap_or_default(),
+            &partition_keys,
+        );
+        let buffer = self.buffer(&join(key, "buffer"), raw.buffer, kind);
+        let compression = self.compression(&join(key, "compression"), raw.compression, kind);
+        let priority = self
+            .integer(
+                &join(key, "priority"),
+                raw.priority,
+                DeliveryStreamConfig::PRIORITY_RANGE,
+                "",
+            )
+            .unwrap_or(DeliveryStreamConfig::DEFAULT_PRIORITY);
+        Some(DeliveryStreamConfig {
+            name: name?,
+            source: source?,
+            buffer,
+            compression,
+            priority,
+            processors,
+            destination: destination?,
+        })
+    }
+
+    /// `source = { stream = "NAME", start = "trim_horizon" }` or `source = "direct_put"`.
+    fn source(&mut self, key: &str, value: Option<Value>) -> Option<SourceConfig> {
+        let Some(value) = value else {
+            self.problem(
+                key,
+                "missing: every delivery stream needs a source: source = { stream = \"NAME\" } \
+                 or source = \"direct_put\"",
+            );
+            return None;
+        };
+        if let Value::String(s) = &value {
+            if s == "direct_put" {
+                return Some(SourceConfig::DirectPut);
+            }
+            let stream = if parse_stream_name(s).is_ok() {
+                s.as_str()
+            } else {
+                "NAME"
+            };
+            self.problem(
+                key,
+                format!(
+                    "`{s}` is not allowed: use source = \"direct_put\", or \
+                     source = {{ stream = \"{stream}\" }} to read a stream"
+                ),
+            );
+            return None;
+        }
+        let mut f = self.table(
+            key,
+            value,
+            "a table like { stream = \"telemetry\" } or \"direct_put\"",
+        )?;
+        self.unknown_keys(&mut f, "", &["stream", "start"], None);
+        let stream = self.required(
+            &mut f,
+            "stream",
+            "a stream name",
+            "the name of the stream to read",
+            parse_stream_name,
+        );
+        let start = self.optional(&mut f, "start", "a string", |s| match s {
+            "trim_horizon" => Ok(StartPosition::TrimHorizon),
+            "latest" => Ok(StartPosition::Latest),
+            _ => Err(format!(
+                "`{s}` is not allowed: use \"trim_horizon\" (from the oldest record kept) or \
+                 \"latest\" (only records that arrive later)"
+            )),
+        });
+        Some(SourceConfig::Stream {
+            stream: stream?,
+            start: start.unwrap_or_default(),
+        })
+    }
+
+    /// `buffer = { size, interval_s }`; a destination may lower the largest size.
+    fn buffer(&mut self, key: &str, value: Option<Value>, kind: Option<&str>) -> BufferHints {
+        let mut hints = BufferHints::default();
+        let Some(value) = value else { return hints };
+        let Some(mut f) = self.table(
+            key,
+            value,
+            "a table like { size = \"5MiB\", interval_s = 300 }",
+        ) else {
+            return hints;
+        };
+        self.unknown_keys(&mut f, "", &["size", "interval_s"], None);
+        let size_key = f.key("size");
+        if let Some(size) = self.size(&size_key, f.take("size"), BufferHints::SIZE_RANGE) {
+            let max = HttpEndpointConfig::MAX_BUFFER_BYTES;
+            if kind == Some("http_endpoint") && size > max {
+                self.problem(
+                    &size_key,
+                    format!(
+                        "{} is out of range for destination type \"http_endpoint\": {}..={} \
+                         (HTTP endpoints take at most {} per request)",
+                        format_size(size),
+                        format_size(*BufferHints::SIZE_RANGE.start()),
+                        format_size(max),
+                        format_size(max),
+                    ),
+                );
+            } else {
+                hints.size_bytes = size;
+            }
+        }
+        let interval_key = f.key("interval_s");
+        if let Some(interval) = self.integer(
+            &interval_key,
+            f.take("interval_s"),
+            BufferHints::INTERVAL_S_RANGE,
+            " seconds",
+        ) {
+            hints.interval_s = interval;
+        }
+        hints
+    }
+
+    fn compression(&mut self, key: &str, value: Option<Value>, kind: Option<&str>) -> Compression {
+        let Some(compression) = self.string(key, value, "a string", |s| match s {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "snappy" => Ok(Compression::Snappy),
+            _ => Err(format!(
+                "`{s}` is not allowed: use \"none\", \"gzip\", \"zstd\" or \"snappy\""
+            )),
+        }) else {
+            return Compression::None;
+        };
+        let why = match (kind, compression) {
+            (_, Compression::None) | (Some("http_endpoint"), Compression::Gzip) => None,
+            (Some("http_endpoint"), _) => Some(
+                "the Firehose HTTP endpoint contract knows no content encoding but gzip; \
+                 use \"none\" or \"gzip\"",
+            ),
+            (Some("kinesis"), _) => Some(
+                "it sends every record as a Kinesis record of its own, not batches as files, \
+                 and readers expect the records as they were; use \"none\"",
+            ),
+            (Some("firehose"), _) => Some(
+                "it sends every record as a Firehose record of its own (the upstream delivery \
+                 stream compresses what it writes); use \"none\"",
+            ),
+            (Some("mqtt"), _) => Some(
+                "it publishes every record as an MQTT message of its own, not batches as \
+                 files, and subscribers expect the records as they were; use \"none\"",
+            ),
+            _ => None,
+        };
+        match (why, kind) {
+            (Some(why), Some(kind)) => {
+                self.problem(
+                    key,
+                    format!(
+                        "`{}` is not allowed for destination type \"{kind}\": {why}",
+                        compression.as_str()
+                    ),
+                );
+                Compression::None
+            }
+            _ => compression,
+        }
+    }
+
+    /// `processors = [{ type = ..., ... }]`, and the partition keys they define.
+    fn processors(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+    ) -> (Vec<ProcessorConfig>, BTreeSet<String>) {
+        let mut processors = Vec::new();
+        // Partition key name -> the key path that defines it.
+        let mut partition_keys: BTreeMap<String, String> = BTreeMap::new();
+        let items = match value {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.problem(
+                    key,
+                    wrong_type(
+                        "an array of tables like [{ type = \"append_delimiter\" }]",
+                        &other,
+                    ),
+                );
+                Vec::new()
+            }
+        };
+        if items.len() > MAX_PROCESSORS {
+            self.problem(
+                key,
+                format!(
+                    "{} processors are too many: at most {MAX_PROCESSORS}",
+                    items.len()
+                ),
+            );
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            let key = format!("{key}[{i}]");
+            let Some(mut f) =
+                self.table(&key, item, "a table like { type = \"append_delimiter\" }")
+            else {
+                continue;
+            };
+            let Some(kind) = self.kind(&mut f, "processor", PROCESSOR_TYPES) else {
+                continue;
+            };
+            if let Some(processor) = self.processor(&mut f, kind, &mut partition_keys) {
+                processors.push(processor);
+            }
+        }
+        (processors, partition_keys.into_keys().collect())
+    }
+
+    fn processor(
+        &mut self,
+        f: &mut Fields,
+        kind: &str,
+        partition_keys: &mut BTreeMap<String, String>,
+    ) -> Option<ProcessorConfig> {
+        let what = format!("processor type \"{kind}\"");
+        match kind {
+            "filter" => {
+                self.unknown_keys(f, &what, &["type", "expression"], None);
+                let expression = self.required(
+                    f,
+                    "expression",
+                    "a jq expression",
+                    &format!(
+                        "{what} needs a jq expression that is true for the records to keep, \
+                         e.g. expression = \".temp > 20\""
+                    ),
+                    parse_jq,
+                );
+                Some(ProcessorConfig::Filter {
+                    expression: expression?,
+                })
+            }
+            "partition_keys" => {
+                self.unknown_keys(f, &what, &["type", "keys"], None);
+                let keys_key = f.key("keys");
+                let Some(value) = f.take("keys") else {
+                    self.problem(
+                        &keys_key,
+                        format!(
+                            "missing: {what} needs keys = {{ NAME = \"JQ EXPRESSION\" }}, \
+                             e.g. keys = {{ device = \".device\" }}"
+                        ),
+                    );
+                    return None;
+                };
+                let mut table =
+                    self.table(&keys_key, value, "a table like { device = \".device\" }")?;
+                let before = self.problems.len();
+                if table.map.is_empty() {
+                    self.problem(
+                        &keys_key,
+                        "must not be empty: give at least one key, e.g. { device = \".device\" }",
+                    );
+                } else if table.map.len() > MAX_PARTITION_KEYS {
+                    self.problem(
+                        &keys_key,
+                        format!(
+                            "{} keys are too many: at most {MAX_PARTITION_KEYS}",
+                            table.map.len()
+                        ),
+                    );
+                }
+                let mut keys = BTreeMap::new();
+                for (name, value) in std::mem::take(&mut table.map) {
+                    let key = table.key(&name);
+                    if let Err(message) = check_partition_key_name(&name) {
+                        self.problem(&key, message);
+                        continue;
+                    }
+                    let Some(expression) =
+                        self.string(&key, Some(value), "a jq expression", parse_jq)
+                    else {
+                        continue;
+                    };
+                    if let Some(first) = partition_keys.get(&name) {
+                        let message =
+                            format!("partition key `{name}` is already defined in {first}");
+                        self.problem(&key, message);
+                        continue;
+                    }
+                    partition_keys.insert(name.clone(), key);
+                    keys.insert(name, expression);
+                }
+                (self.problems.len() == before).then_some(ProcessorConfig::PartitionKeys { keys })
+            }
+            "append_delimiter" => {
+                self.unknown_keys(f, &what, &["type", "delimiter"], None);
+                let delimiter = self.optional(f, "delimiter", "a string", |s| {
+                    if s.is_empty() || s.len() > MAX_DELIMITER_BYTES {
+                        Err(format!(
+                            "must be 1..={MAX_DELIMITER_BYTES} bytes long; leave delimiter out \
+                             for a newline"
+                        ))
+                    } else {
+                        Ok(s.to_owned())
+                    }
+                });
+                Some(ProcessorConfig::AppendDelimiter {
+                    delimiter: delimiter
+                        .unwrap_or_else(|| ProcessorConfig::DEFAULT_DELIMITER.to_owned()),
+                })
+            }
+            "metadata" => {
+                self.unknown_keys(f, &what, &["type"], None);
+                Some(ProcessorConfig::Metadata)
+            }
+            "http_transform" => {
+                self.unknown_keys(
+                    f,
+                    &what,
+                    &["type", "url", "max_records", "timeout_s", "retries"],
+                    None,
+                );
+                let url = self.required(
+                    f,
+                    "url",
+                    "a URL",
+                    &format!(
+                        "{what} needs the url of the transformation service, e.g. \
+                         \"http://127.0.0.1:9000/\""
+                    ),
+                    |s| parse_url(s, &["http", "https"], "http://127.0.0.1:9000/"),
+                );
+                let max_records = self.integer(
+                    &f.key("max_records"),
+                    f.take("max_records"),
+                    TRANSFORM_MAX_RECORDS_RANGE,
+                    "",
+                );
+                let timeout_s = self.integer(
+                    &f.key("timeout_s"),
+                    f.take("timeout_s"),
+                    TRANSFORM_TIMEOUT_S_RANGE,
+                    " seconds",
+                );
+                let retries = self.integer(
+                    &f.key("retries"),
+                    f.take("retries"),
+                    TRANSFORM_RETRIES_RANGE,
+                    "",
+                );
+                Some(ProcessorConfig::HttpTransform {
+                    url: url?,
+                    max_records: max_records
+                        .unwrap_or(ProcessorConfig::DEFAULT_TRANSFORM_MAX_RECORDS),
+                    timeout_s: timeout_s.unwrap_or(ProcessorConfig::DEFAULT_TRANSFORM_TIMEOUT_S),
+                    retries: retries.unwrap_or(ProcessorConfig::DEFAULT_TRANSFORM_RETRIES),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// `destination = { type = ..., ... }`. Returns its type even when some of its keys are
+    /// wrong, so that buffer and compression can still be checked against it.
+    fn destination(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+        name: &str,
+        partition_keys: &BTreeSet<String>,
+    ) -> (Option<&'static str>, Option<DestinationConfig>) {
+        let Some(value) = value else {
+            self.problem(
+                key,
+                format!(
+                    "missing: every delivery stream needs a destination, e.g. destination = \
+                     {{ type = \"directory\", path = \"deliveries\" }} (types: {})",
+                    DESTINATION_TYPES.join(", ")
+                ),
+            );
+            return (None, None);
+        };
+        let Some(mut f) = self.table(
+            key,
+            value,
+            "a table like { type = \"directory\", path = \"deliveries\" }",
+        ) else {
+            return (None, None);
+        };
+        let Some(kind) = self.kind(&mut f, "destination", DESTINATION_TYPES) else {
+            return (None, None);
+        };
+        let f = &mut f;
+        let what = format!("destination type \"{kind}\"");
+        let config = match kind {
+            "s3" => self.s3_destination(f, &what, partition_keys),
+            "http_endpoint" => self.http_endpoint_destination(f, &what),
+            "kinesis" => self.kinesis_destination(f, &what),
+            "firehose" => self.firehose_destination(f, &what),
+            "mqtt" => self.mqtt_destination(f, &what, name),
+            "directory" => self.directory_destination(f, &what, partition_keys),
+            _ => None,
+        };
+        (Some(kind), config)
+    }
+
+    fn s3_destination(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+        partition_keys: &BTreeSet<String>,
+    ) -> Option<DestinationConfig> {
+        let refused = self.unknown_keys(f, what, S3_KEYS, AWS_SECRET_KEYS);
+        let bucket = self.required(
+            f,
+            "bucket",
+            "a bucket name",
+            &format!("{what} needs a bucket"),
+            parse_bucket,
+        );
+        let region = self.region(f, what);
+        let (prefix, error_prefix) = self.prefixes(f, partition_keys);
+        let endpoint = self.endpoint(f);
+        let credentials = self.aws_credentials(f, refused);
+        let force_path_style = self.boolean(&f.key("force_path_style"), f.take("force_path_style"));
+        Some(DestinationConfig::S3(S3Config {
+            bucket: bucket?,
+            region: region?,
+            prefix: prefix?,
+            error_prefix: error_prefix?,
+            endpoint: endpoint?,
+            credentials: credentials?,
+            force_path_style: force_path_style.unwrap_or(false),
+        }))
+    }
+
+    fn http_endpoint_destination(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+    ) -> Option<DestinationConfig> {
+        self.unknown_keys(
+            f,
+            what,
+            HTTP_ENDPOINT_KEYS,
+            Some(("access_key_file", "access_key_env")),
+        );
+        let url = self.required(
+            f,
+            "url",
+            "a URL",
+            &format!(
+                "{what} needs the endpoint's url, e.g. \"https://receiver.example.com/firehose\""
+            ),
+            |s| {
+                parse_url(
+                    s,
+                    &["http", "https"],
+                    "https://receiver.example.com/firehose",
+                )
+            },
+        );
+        let access_key = self.secret(f, "access_key_file", "access_key_env");
+        let common_attributes =
+            self.common_attributes(&f.key("common_attributes"), f.take("common_attributes"));
+        let retry_duration_s = self.integer(
+            &f.key("retry_duration_s"),
+            f.take("retry_duration_s"),
+            0..=HttpEndpointConfig::MAX_RETRY_DURATION_S,
+            " seconds",
+        );
+        Some(DestinationConfig::HttpEndpoint(HttpEndpointConfig {
+            url: url?,
+            access_key: access_key.ok()?.map(|(secret, _)| secret),
+            common_attributes: common_attributes?,
+            retry_duration_s: retry_duration_s
+                .unwrap_or(HttpEndpointConfig::DEFAULT_RETRY_DURATION_S),
+        }))
+    }
+
+    fn kinesis_destination(&mut self, f: &mut Fields, what: &str) -> Option<DestinationConfig> {
+        let refused = self.unknown_keys(f, what, KINESIS_KEYS, AWS_SECRET_KEYS);
+        let stream = self.required(
+            f,
+            "stream",
+            "a stream name",
+            &format!("{what} needs the name of the upstream stream"),
+            parse_stream_name,
+        );
+        let region = self.region(f, what);
+        let endpoint = self.endpoint(f);
+        let credentials = self.aws_credentials(f, refused);
+        Some(DestinationConfig::Kinesis(KinesisConfig {
+            stream: stream?,
+            region: region?,
+            endpoint: endpoint?,
+            credentials: credentials?,
+        }))
+    }
+
+    fn firehose_destination(&mut self, f: &mut Fields, what: &str) -> Option<DestinationConfig> {
+        let refused = self.unknown_keys(f, what, FIREHOSE_KEYS, AWS_SECRET_KEYS);
+        let delivery_stream = self.required(
+            f,
+            "delivery_stream",
+            "a delivery stream name",
+            &format!("{what} needs the name of the upstream delivery stream"),
+            parse_delivery_stream_name,
+        );
+        let region = self.region(f, what);
+        let endpoint = self.endpoint(f);
+        let credentials = self.aws_credentials(f, refused);
+        Some(DestinationConfig::Firehose(FirehoseConfig {
+            delivery_stream: delivery_stream?,
+            region: region?,
+            endpoint: endpoint?,
+            credentials: credentials?,
+        }))
+    }
+
+    fn directory_destination(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+        partition_keys: &BTreeSet<String>,
+    ) -> Option<DestinationConfig> {
+        self.unknown_keys(f, what, DIRECTORY_KEYS, None);
+        let path = self.required(
+            f,
+            "path",
+            "a directory path",
+            &format!(
+                "{what} needs a path (a relative one is under the data directory), e.g. \
+                 \"deliveries\""
+            ),
+            parse_path,
+        );
+        let (prefix, error_prefix) = self.prefixes(f, partition_keys);
+        Some(DestinationConfig::Directory(DirectoryConfig {
+            path: path?,
+            prefix: prefix?,
+            error_prefix: error_prefix?,
+        }))
+    }
+
+    fn mqtt_destination(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+        name: &str,
+    ) -> Option<DestinationConfig> {
+        self.unknown_keys(f, what, MQTT_KEYS, Some(("password_file", "password_env")));
+        let url = self.required(
+            f,
+            "url",
+            "a URL",
+            &format!("{what} needs the broker's url, e.g. \"mqtts://broker.example.com:8883\""),
+            parse_mqtt_url,
+        );
+        let topic = self.required(
+            f,
+            "topic",
+            "a topic template",
+            &format!("{what} needs a topic template, e.g. \"gateways/gw1/{{stream}}\""),
+            check_topic_template,
+        );
+        let client_id = self.optional(f, "client_id", "a string", |s| {
+            if s.is_empty() || s.len() > MAX_MQTT_CLIENT_ID || s.chars().any(char::is_control) {
+                Err(format!(
+                    "must be 1..={MAX_MQTT_CLIENT_ID} bytes without control characters; leave \
+                     client_id out for \"kinedge-<delivery stream name>\""
+                ))
+            } else {
+                Ok(s.to_owned())
+            }
+        });
+        let mut paths = BTreeMap::new();
+        for name in ["ca", "cert", "key"] {
+            let key = f.key(name);
+            let value = f.take(name);
+            let given = value.is_some();
+            let path = self.string(&key, value, "a file path", parse_path);
+            paths.insert(name, (key, given, path));
+        }
+        let given = |name: &str| paths.get(name).is_some_and(|(_, given, _)| *given);
+        for (present, absent) in [("cert", "key"), ("key", "cert")] {
+            if given(present) && !given(absent) {
+                if let Some((key, _, _)) = paths.get(present) {
+                    self.problem(
+                        key,
+                        format!(
+                            "`{present}` without `{absent}`: give both (a PEM client certificate \
+                             and its private key) or neither"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some((_, false)) = url {
+            for (name, (key, given, _)) in &paths {
+                if *given {
+                    self.problem(
+                        key,
+                        format!(
+                            "`{name}` is only used with TLS, but url is mqtt://: use an \
+                             mqtts:// url, or leave {name} out"
+                        ),
+                    );
+                }
+            }
+        }
+        let username_key = f.key("username");
+        let username = self.optional(f, "username", "a string", |s| {
+            if s.is_empty() || s.len() > usize::from(u16::MAX) {
+                Err(format!("must be 1..={} bytes", u16::MAX))
+            } else {
+                Ok(s.to_owned())
+            }
+        });
+        let had_username =
+            username.is_some() || self.problems.iter().any(|(k, _)| *k == username_key);
+        let password = self.secret(f, "password_file", "password_env");
+        if let Ok(Some((_, key))) = &password {
+            if !had_username {
+                self.problem(
+                    key,
+                    "a password needs a username (MQTT sends no password without one): set \
+                     username too",
+                );
+            }
+        }
+        let mut path = |name: &str| paths.remove(name).and_then(|(_, _, path)| path);
+        let (ca, cert, key) = (path("ca"), path("cert"), path("key"));
+        Some(DestinationConfig::Mqtt(MqttDestinationConfig {
+            url: url?.0,
+            topic: topic?,
+            client_id: client_id.unwrap_or_else(|| format!("kinedge-{name}")),
+            ca,
+            cert,
+            key,
+            username,
+            password: password.ok()?.map(|(secret, _)| secret),
+        }))
+    }
+
+    /// `region`, required for AWS destinations.
+    fn region(&mut self, f: &mut Fields, what: &str) -> Option<String> {
+        self.required(
+            f,
+            "region",
+            "a region name",
+            &format!(
+                "{what} needs the region of the upstream, e.g. \"eu-west-1\" (S3- and \
+                 Kinesis-compatible services take any, e.g. \"us-east-1\")"
+            ),
+            parse_region,
+        )
+    }
+
+    /// `endpoint`: `Some(None)` when not given, `None` when wrong.
+    fn endpoint(&mut self, f: &mut Fields) -> Option<Option<String>> {
+        let before = self.problems.len();
+        let endpoint = self.optional(f, "endpoint", "a URL", |s| {
+            parse_url(s, &["http", "https"], "http://127.0.0.1:9000")
+        });
+        (self.problems.len() == before).then_some(endpoint)
+    }
+
+    /// `prefix` and `error_prefix`: each `Some(None)` when not given, `None` when wrong.
+    fn prefixes(
+        &mut self,
+        f: &mut Fields,
+        partition_keys: &BTreeSet<String>,
+    ) -> (Option<Option<String>>, Option<Option<String>>) {
+        let mut prefix = |check: &mut Self, name: &str, error_prefix: bool| {
+            let before = check.problems.len();
+            let value = check.optional(f, name, "a prefix template", |s| {
+                check_template(s, error_prefix, partition_keys)
+            });
+            (check.problems.len() == before).then_some(value)
+        };
+        let normal = prefix(self, "prefix", false);
+        let error = prefix(self, "error_prefix", true);
+        (normal, error)
+    }
+
+    /// `access_key_id` with one of `secret_file` / `secret_env`, or none of them (then the AWS
+    /// environment and shared credentials file are used). `None` when wrong.
+    fn aws_credentials(
+        &mut self,
+        f: &mut Fields,
+        refused_plaintext: bool,
+    ) -> Option<AwsCredentialsConfig> {
+        let before = self.problems.len();
+        let id_key = f.key("access_key_id");
+        let id = f.take("access_key_id");
+        let has_id = id.is_some();
+        let access_key_id = self.string(&id_key, id, "a string", parse_access_key_id);
+        let secret = self.secret(f, "secret_file", "secret_env");
+        match &secret {
+            Ok(None) if has_id && !refused_plaintext => self.problem(
+                &id_key,
+                "access_key_id needs its secret: give exactly one of secret_file or secret_env",
+            ),
+            Ok(Some((_, key))) if !has_id => self.problem(
+                key,
+                "a secret without an access_key_id: give access_key_id too, or neither (then \
+                 the AWS environment variables and shared credentials file are used)",
+            ),
+            _ => {}
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(AwsCredentialsConfig {
+            access_key_id,
+            secret: secret.ok()?.map(|(secret, _)| secret),
+        })
+    }
+
+    /// One of `file_key` (a path) or `env_key` (a variable name), or neither; with the key
+    /// path of the one given. `Err` when wrong (already reported).
+    fn secret(
+        &mut self,
+        f: &mut Fields,
+        file_key: &str,
+        env_key: &str,
+    ) -> Result<Option<(Secret, String)>, ()> {
+        let file_path = f.key(file_key);
+        let env_path = f.key(env_key);
+        match (f.take(file_key), f.take(env_key)) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &env_path,
+                    format!("both {file_key} and {env_key} are set: give exactly one"),
+                );
+                Err(())
+            }
+            (Some(file), None) => self
+                .string(&file_path, Some(file), "a file path", |s| {
+                    parse_path(s).map(Secret::File)
+                })
+                .map(|secret| Some((secret, file_path)))
+                .ok_or(()),
+            (None, Some(env)) => self
+                .string(&env_path, Some(env), "a variable name", |s| {
+                    parse_env_name(s).map(Secret::Env)
+                })
+                .map(|secret| Some((secret, env_path)))
+                .ok_or(()),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `common_attributes = { name = "value" }` of an HTTP endpoint; `None` when wrong.
+    fn common_attributes(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+    ) -> Option<BTreeMap<String, String>> {
+        let mut attributes = BTreeMap::new();
+        let Some(value) = value else {
+            return Some(attributes);
+        };
+        let mut table = self.table(key, value, "a table like { site = \"greenhouse-2\" }")?;
+        let before = self.problems.len();
+        if table.map.len() > MAX_COMMON_ATTRIBUTES {
+            self.problem(
+                key,
+                format!(
+                    "{} attributes are too many: at most {MAX_COMMON_ATTRIBUTES}",
+                    table.map.len()
+                ),
+            );
+        }
+        for (name, value) in std::mem::take(&mut table.map) {
+            let key = table.key(&name);
+            if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME {
+                self.problem(
+                    &key,
+                    format!("attribute names must be 1..={MAX_ATTRIBUTE_NAME} bytes long"),
+                );
+                continue;
+            }
+            let value = self.string(&key, Some(value), "a string", |s| {
+                if s.len() > MAX_ATTRIBUTE_VALUE {
+                    Err(format!(
+                        "is {} bytes long: at most {MAX_ATTRIBUTE_VALUE}",
+                        s.len()
+                    ))
+                } else {
+                    Ok(s.to_owned())
+                }
+            });
+            if let Some(value) = value {
+                attributes.insert(name, value);
+            }
+        }
+        (self.problems.len() == before).then_some(attributes)
+    }
+
+    /// A table value; `expected` describes one in the message when `value` is something else.
+    fn table(&mut self, key: &str, value: Value, expected: &str) -> Option<Fields> {
+        match value {
+            Value::Table(map) => Some(Fields {
+                path: key.to_owned(),
+                map,
+            }),
+            other => {
+                self.problem(key, wrong_type(expected, &other));
+                None
+            }
+        }
+    }
+
+    /// The `type` of a processor or destination: one of `types`.
+    fn kind(&mut self, f: &mut Fields, what: &str, types: &[&'static str]) -> Option<&'static str> {
+        let key = f.key("type");
+        let Some(value) = f.take("type") else {
+            self.problem(
+                &key,
+                format!("missing: every {what} needs a type: {}", one_of(types)),
+            );
+            return None;
+        };
+        self.string(&key, Some(value), "a string", |s| {
+            types
+                .iter()
+                .find(|t| **t == s)
+                .copied()
+                .ok_or_else(|| format!("`{s}` is not a {what} type: {}", one_of(types)))
+        })
+    }
+
+    /// Reports and drops the keys of `f` not in `supported`. `what` names the table's type
+    /// when its keys depend on it. With `secrets` (the file and environment keys of this
+    /// table), plaintext secret keys are refused with where the secret goes instead. Returns
+    /// whether a plaintext secret was refused.
+    fn unknown_keys(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+        supported: &[&str],
+        secrets: Option<(&str, &str)>,
+    ) -> bool {
+        let unknown: Vec<String> = f
+            .map
+            .keys()
+            .filter(|key| !supported.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        let mut refused = false;
+        for name in unknown {
+            f.map.remove(&name);
+            let message = match secrets {
+                Some((file_key, env_key)) if PLAINTEXT_SECRET_KEYS.contains(&name.as_str()) => {
+                    refused = true;
+                    plaintext_secret(file_key, env_key)
+                }
+                _ => {
+                    let for_what = if what.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for {what}")
+                    };
+                    format!(
+                        "unknown key `{name}`{for_what} (this version supports {})",
+                        supported.join(", ")
+                    )
+                }
+            };
+            self.problem(&f.key(&name), message);
+        }
+        refused
+    }
+
+    /// A required string key of `f`; `missing` says what it is for.
+    fn required<T>(
+        &mut self,
+        f: &mut Fields,
+        name: &str,
+        expected: &str,
+        missing: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let key = f.key(name);
+        let value = f.take(name);
+        if value.is_none() {
+            self.problem(&key, format!("missing: {missing}"));
+        }
+        self.string(&key, value, expected, parse)
+    }
+
+    /// An optional string key of `f`.
+    fn optional<T>(
+        &mut self,
+        f: &mut Fields,
+        name: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let key = f.key(name);
+        self.string(&key, f.take(name), expected, parse)
+    }
+}
+
+/// `"a", "b" or "c"` for messages.
+fn one_of(options: &[&str]) -> String {
+    let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("use {} or {last}", rest.join(", ")),
+        Some((last, _)) => format!("use {last}"),
+        None => String::new(),
+    }
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+/// A delivery stream name, as in Firehose: 1..=64 of `[a-zA-Z0-9_.-]`.
+fn parse_delivery_stream_name(s: &str) -> Result<String, String> {
+    let valid = (1..=MAX_DELIVERY_STREAM_NAME).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid delivery stream name: use 1..={MAX_DELIVERY_STREAM_NAME} \
+             characters from a-z, A-Z, 0-9, `_`, `.`, `-`"
+        ))
+    }
+}
+
+/// An S3 bucket name: 3..=63 of `[a-z0-9.-]`, starting and ending with a letter or digit.
+fn parse_bucket(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let valid = (3..=63).contains(&s.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && edge(bytes.first())
+        && edge(bytes.last())
+        && !s.contains("..");
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid bucket name: use 3..=63 characters from a-z, 0-9, `.`, `-`, \
+             starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// A URL with one of `schemes` and a host. URLs with a password are refused without being
+/// repeated (secrets do not belong in the config file).
+fn parse_url(s: &str, schemes: &[&str], example: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s)
+        .map_err(|err| format!("`{s}` is not a URL ({err}): write e.g. \"{example}\""))?;
+    if url.password().is_some() {
+        return Err(
+            "a URL with a password is not allowed: plaintext secrets do not belong in config"
+                .to_owned(),
+        );
+    }
+    if !schemes.contains(&url.scheme()) {
+        let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        return Err(format!(
+            "`{s}` is not allowed: use a {} URL, e.g. \"{example}\"",
+            schemes.join(" or ")
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host: write e.g. \"{example}\""));
+    }
+    Ok(s.to_owned())
+}
+
+/// An MQTT broker URL with its port; also says whether it uses TLS (`mqtts://`).
+fn parse_mqtt_url(s: &str) -> Result<(String, bool), String> {
+    const EXAMPLE: &str = "mqtts://broker.example.com:8883";
+    let url = parse_url(s, &["mqtt", "mqtts"], EXAMPLE)?;
+    let parsed = reqwest::Url::parse(&url).map_err(|err| err.to_string())?;
+    if parsed.port().is_none() {
+        return Err(format!(
+            "`{s}` has no port: write e.g. \"mqtt://broker:1883\" or \"{EXAMPLE}\""
+        ));
+    }
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        return Err(format!(
+            "`{s}` has a path or query: write only mqtt(s)://host:port, e.g. \"{EXAMPLE}\""
+        ));
+    }
+    let tls = parsed.scheme() == "mqtts";
+    Ok((url, tls))
+}
+
+/// An MQTT topic to publish to, with `{stream}`, `{partition_key}` and `{shard}` placeholders.
+fn check_topic_template(s: &str) -> Result<String, String> {
+    const PLACEHOLDERS: &str = "use {stream}, {partition_key} or {shard}";
+    if s.is_empty() || s.len() > MAX_MQTT_TOPIC {
+        return Err(format!("must be 1..={MAX_MQTT_TOPIC} bytes long"));
+    }
+    if s.contains(['+', '#', '\0']) {
+        return Err(format!(
+            "`{s}` is not a topic to publish to: it must not contain `+`, `#` or NUL"
+        ));
+    }
+    let mut rest = s;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest[open..].starts_with('}') {
+            return Err(format!("`{s}` has a `}}` without `{{`: {PLACEHOLDERS}"));
+        }
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("`{s}` has an unclosed `{{`: {PLACEHOLDERS}"));
+        };
+        let name = &after[..close];
+        if !matches!(name, "stream" | "partition_key" | "shard") {
+            return Err(format!("unknown placeholder {{{name}}}: {PLACEHOLDERS}"));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(s.to_owned())
+}
+
+/// A partition key name: 1..=64 of `[A-Za-z0-9_-]`.
+fn check_partition_key_name(name: &str) -> Result<(), String> {
+    let valid = (1..=MAX_PARTITION_KEY_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a partition key name: use 1..={MAX_PARTITION_KEY_NAME} characters \
+             from A-Z, a-z, 0-9, `_`, `-`"
+        ))
+    }
+}
+
+fn parse_jq(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty: write a jq expression, e.g. \".device\"".to_owned());
+    }
+    check_jq(s)
+        .map(|()| s.to_owned())
+        .map_err(|err| format!("`{s}` is not a valid jq expression: {err}"))
+}
+
+/// A prefix template: the delivery part's rules, and every `!{partitionKeyFromQuery:KEY}`
+/// must be defined by a `partition_keys` processor of the same delivery stream.
+fn check_template(
+    s: &str,
+    error_prefix: bool,
+    partition_keys: &BTreeSet<String>,
+) -> Result<String, String> {
+    check_prefix(s, error_prefix)?;
+    for name in partition_key_references(s) {
+        if !partition_keys.contains(name) {
+            let defined = if partition_keys.is_empty() {
+                "this delivery stream has no partition_keys processor".to_owned()
+            } else {
+                let names: Vec<&str> = partition_keys.iter().map(String::as_str).collect();
+                format!("this delivery stream defines {}", names.join(", "))
+            };
+            return Err(format!(
+                "`!{{partitionKeyFromQuery:{name}}}` needs a partition_keys processor that \
+                 defines `{name}` ({defined})"
+            ));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// The KEYs of `!{partitionKeyFromQuery:KEY}` in a template.
+fn partition_key_references(template: &str) -> Vec<&str> {
+    const OPEN: &str = "!{partitionKeyFromQuery:";
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find('}') else { break };
+        names.push(after[..end].trim());
+        rest = &after[end + 1..];
+    }
+    names
+}

@@ -1,0 +1,714 @@
+//! One delivery stream at work: read the source, buffer by size and time, process, deliver,
+//! retry, and move the checkpoints only after the destination confirmed.
+//!
+//! Reading and delivering overlap: while one batch is on its way (or being retried through
+//! an outage), the next one is read and buffered, so a backlog drains at the speed of the
+//! slower of the two. At most two batches are in memory. When the destination is down the
+//! runner stops reading after one buffered batch: the shard log is the buffer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::backoff;
+use super::bandwidth::Bandwidth;
+use super::batch::{Batch, DeliveryRecord, ErrorBatch, ErrorOutputType, FailedRecord};
+use super::config::{DeliveryStreamConfig, SourceConfig, StartPosition};
+use super::dead_letter::DeadLetter;
+use super::destinations::{self, DeliveryError, Destination, DestinationContext};
+use super::processors::Processors;
+use super::source::{Cursor, ShardSource};
+use super::status::{rfc3339, DeliveryState, LastError, ShardProgress, StatusCell};
+use crate::storage::{now_ms, DeliveryOp, Store};
+
+/// How often the runner looks for new shards or a source stream that appeared.
+const REFRESH: Duration = Duration::from_secs(1);
+/// While a problem lasts, a summary line this often (one warning per state change).
+const SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// Everything a runner needs.
+pub struct RunnerParts {
+    pub config: DeliveryStreamConfig,
+    pub store: Store,
+    pub context: DestinationContext,
+    pub bandwidth: Arc<Bandwidth>,
+    pub dead_letter: DeadLetter,
+    pub status: Arc<StatusCell>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// The source stream a delivery stream reads.
+pub fn source_stream(config: &DeliveryStreamConfig) -> (String, StartPosition) {
+    match &config.source {
+        SourceConfig::Stream { stream, start } => (stream.clone(), *start),
+        SourceConfig::DirectPut => (
+            super::config::direct_put_stream_name(&config.name),
+            StartPosition::TrimHorizon,
+        ),
+    }
+}
+
+/// A batch on its way, with the checkpoints to save when it is confirmed.
+struct InFlight {
+    task: JoinHandle<Result<Delivered, Stopped>>,
+    marks: Vec<(u64, Cursor)>,
+    oldest_ms: Option<u64>,
+}
+
+struct Delivered {
+    records: u64,
+    bytes: u64,
+}
+
+/// The gateway is stopping; the batch was not (fully) confirmed.
+struct Stopped;
+
+struct Buffer {
+    records: Vec<DeliveryRecord>,
+    bytes: u64,
+    oldest_ms: Option<u64>,
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        Buffer {
+            records: Vec::new(),
+            bytes: 0,
+            oldest_ms: None,
+        }
+    }
+}
+
+pub async fn run(parts: RunnerParts) {
+    let RunnerParts {
+        config,
+        store,
+        context,
+        bandwidth,
+        dead_letter,
+        status,
+        mut stop,
+    } = parts;
+    let name = config.name.clone();
+    let shared = Shared {
+        name: name.clone(),
+        priority: config.priority,
+        status: status.clone(),
+        bandwidth,
+        dead_letter,
+        stop: stop.clone(),
+    };
+    let Some(destination) = build_destination(&config, &context, &shared).await else {
+        return;
+    };
+    let destination: Arc<dyn Destination> = Arc::from(destination);
+    let processors = match Processors::new(&config.processors, context.http.clone()) {
+        Ok(p) => Arc::new(p),
+        Err(error) => {
+            // check-config refuses these; an API-created stream could still carry one.
+            shared.set_error(DeliveryState::Failing, &format!("processors: {error}"));
+            tracing::error!(delivery_stream = %name, %error, "cannot set up processors; not delivering");
+            return;
+        }
+    };
+    let limits = destination.limits();
+    let max_bytes = config.buffer.size_bytes.min(limits.max_bytes).max(1);
+    let max_records = limits.max_records.max(1);
+    let interval_ms = u64::from(config.buffer.interval_s) * 1000;
+
+    let (stream, start) = source_stream(&config);
+    let mut source = ShardSource::new(store.clone(), stream, start);
+    let mut saved = {
+        let store = store.clone();
+        let key = name.clone();
+        match tokio::task::spawn_blocking(move || store.delivery_checkpoints(&key)).await {
+            Ok(Ok(saved)) => Some(saved),
+            Ok(Err(error)) => {
+                tracing::error!(delivery_stream = %name, %error, "cannot read checkpoints");
+                return;
+            }
+            Err(_) => return,
+        }
+    };
+    let mut buffer = Buffer::new();
+    let mut in_flight: Option<InFlight> = None;
+    let mut last_refresh: Option<Instant> = None;
+    let mut paused_logged = false;
+
+    'run: loop {
+        if *stop.borrow() {
+            break;
+        }
+        if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
+            last_refresh = Some(Instant::now());
+            match source.refresh(&mut saved) {
+                Ok(initial) => {
+                    if paused_logged {
+                        tracing::info!(delivery_stream = %name, stream = source.stream(), "the source stream is there; delivering");
+                        paused_logged = false;
+                        status.update(|s| {
+                            s.state = DeliveryState::Delivering;
+                            s.paused_reason = None;
+                        });
+                    }
+                    if !initial.is_empty() {
+                        let op = DeliveryOp::SaveCheckpoints {
+                            delivery: name.clone(),
+                            checkpoints: initial.clone(),
+                        };
+                        if let Err(error) = store.delivery(op).await {
+                            tracing::warn!(delivery_stream = %name, %error, "cannot save starting checkpoints");
+                            break;
+                        }
+                    }
+                    publish_cursors(&status, &source);
+                }
+                Err(reason) => {
+                    if !paused_logged {
+                        tracing::warn!(delivery_stream = %name, "{reason}; waiting for it");
+                        paused_logged = true;
+                    }
+                    status.update(|s| {
+                        s.state = DeliveryState::Paused;
+                        s.paused_reason = Some(reason);
+                    });
+                }
+            }
+        }
+
+        // Read while there is room.
+        let mut more = false;
+        if buffer.bytes < max_bytes && buffer.records.len() < max_records {
+            let read = source
+                .read(max_records - buffer.records.len(), max_bytes - buffer.bytes)
+                .await;
+            match read {
+                Ok(outcome) => {
+                    more = outcome.more;
+                    for lost in &outcome.lost {
+                        tracing::warn!(
+                            delivery_stream = %name,
+                            stream = source.stream(),
+                            shard = lost.shard_index,
+                            records = lost.records,
+                            after_sequence = %lost.after,
+                            through_sequence = %lost.through,
+                            "retention or a quota trimmed records before they were delivered"
+                        );
+                    }
+                    buffer.bytes += outcome.bytes;
+                    for (_, record) in outcome.records {
+                        buffer.oldest_ms = Some(
+                            buffer
+                                .oldest_ms
+                                .map_or(record.arrival_ms, |o| o.min(record.arrival_ms)),
+                        );
+                        buffer.records.push(record);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(delivery_stream = %name, %error, "cannot read the source");
+                    shared.set_error(
+                        DeliveryState::Failing,
+                        &format!("reading the source: {error}"),
+                    );
+                    if sleep_or_stop(&mut stop, Duration::from_secs(5)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        publish_cursors(&status, &source);
+        publish_pending(&status, &buffer, in_flight.as_ref());
+
+        let full = buffer.bytes >= max_bytes || buffer.records.len() >= max_records;
+        let deadline = buffer.oldest_ms.map(|o| o + interval_ms);
+        let due = !buffer.records.is_empty() && (full || deadline.is_some_and(|d| now_ms() >= d));
+        if due || (!more && source_has_only_losses(&buffer, &source)) {
+            // One batch at a time on the wire: wait for the previous one.
+            if let Some(previous) = in_flight.take() {
+                if !finish(previous, &store, &shared, &mut stop).await {
+                    break 'run;
+                }
+            }
+            let marks = source.take_dirty();
+            let records = std::mem::take(&mut buffer.records);
+            buffer = Buffer::new();
+            let oldest_ms = records.iter().map(|r| r.arrival_ms).min();
+            let batch = Batch {
+                delivery_stream: name.clone(),
+                id: uuid::Uuid::new_v4().to_string(),
+                created_ms: now_ms(),
+                compression: config.compression,
+                records,
+            };
+            let task = tokio::spawn(deliver_batch(
+                batch,
+                processors.clone(),
+                destination.clone(),
+                shared.clone(),
+            ));
+            in_flight = Some(InFlight {
+                task,
+                marks,
+                oldest_ms,
+            });
+            publish_pending(&status, &buffer, in_flight.as_ref());
+            continue;
+        }
+        if more && !full {
+            continue;
+        }
+
+        // Nothing to do until records arrive, the batch in flight ends, the buffer is due,
+        // the refresh tick, or stop.
+        let wait_until = match deadline {
+            Some(d) if !buffer.records.is_empty() => {
+                Duration::from_millis(d.saturating_sub(now_ms())).min(REFRESH)
+            }
+            _ => REFRESH,
+        };
+        let watchers = if full {
+            Some(Vec::new())
+        } else {
+            source.watchers()
+        };
+        let Some(watchers) = watchers else {
+            continue; // records are already waiting
+        };
+        let new_records = async {
+            if watchers.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            let changes = watchers.into_iter().map(|mut rx| {
+                Box::pin(async move {
+                    let _ = rx.changed().await;
+                })
+            });
+            futures_util::future::select_all(changes).await;
+        };
+        match in_flight.as_mut() {
+            Some(flight) => {
+                tokio::select! {
+                    result = &mut flight.task => {
+                        let marks = in_flight.take().map(|f| f.marks).unwrap_or_default();
+                        if !record_outcome(result, marks, &store, &shared).await {
+                            break 'run;
+                        }
+                    }
+                    _ = new_records => {}
+                    _ = tokio::time::sleep(wait_until) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = new_records => {}
+                    _ = tokio::time::sleep(wait_until) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    // Stopping: a batch on its way is given the chance to finish its current attempt;
+    // whatever is not confirmed is read again from the checkpoints next time.
+    if let Some(flight) = in_flight.take() {
+        let _ = finish(flight, &store, &shared, &mut stop).await;
+    }
+    destination.close().await;
+    status.update(|s| {
+        s.state = DeliveryState::Paused;
+        s.paused_reason = Some("stopped".into());
+    });
+}
+
+/// Only lost-record markers moved (no records): save them without waiting for a batch.
+fn source_has_only_losses(buffer: &Buffer, source: &ShardSource) -> bool {
+    buffer.records.is_empty() && source.has_dirty()
+}
+
+/// Waits for a batch in flight and saves its checkpoints. False when stopping.
+async fn finish(
+    flight: InFlight,
+    store: &Store,
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let _ = stop;
+    let InFlight { task, marks, .. } = flight;
+    let result = task.await;
+    record_outcome(result, marks, store, shared).await
+}
+
+async fn record_outcome(
+    result: Result<Result<Delivered, Stopped>, tokio::task::JoinError>,
+    marks: Vec<(u64, Cursor)>,
+    store: &Store,
+    shared: &Shared,
+) -> bool {
+    let delivered = match result {
+        Ok(Ok(delivered)) => delivered,
+        Ok(Err(Stopped)) => return false,
+        Err(error) => {
+            tracing::error!(delivery_stream = %shared.name, %error, "a delivery task failed");
+            return false;
+        }
+    };
+    if !marks.is_empty() {
+        let op = DeliveryOp::SaveCheckpoints {
+            delivery: shared.name.clone(),
+            checkpoints: marks.iter().map(|(uid, c)| (*uid, c.read)).collect(),
+        };
+        if let Err(error) = store.delivery(op).await {
+            tracing::warn!(delivery_stream = %shared.name, %error, "cannot save checkpoints; the batch will be delivered again");
+            return false;
+        }
+    }
+    shared.status.update(|s| {
+        s.delivered_records += delivered.records;
+        s.delivered_bytes += delivered.bytes;
+        if delivered.records > 0 {
+            s.batches += 1;
+        }
+        for (uid, cursor) in &marks {
+            s.shards.insert(
+                *uid,
+                ShardProgress {
+                    shard_index: cursor.shard_index,
+                    checkpoint: cursor.read,
+                    delivered_any: cursor.delivered_any,
+                    read: cursor.read,
+                },
+            );
+        }
+    });
+    true
+}
+
+/// Where reading stands, per shard (the delivered checkpoints are published on confirmation).
+fn publish_cursors(status: &StatusCell, source: &ShardSource) {
+    status.update(|s| {
+        s.shards.retain(|uid, _| source.cursors.contains_key(uid));
+        for (uid, cursor) in &source.cursors {
+            let progress = s.shards.entry(*uid).or_insert(ShardProgress {
+                shard_index: cursor.shard_index,
+                checkpoint: cursor.read,
+                delivered_any: cursor.delivered_any,
+                read: cursor.read,
+            });
+            progress.read = cursor.read;
+        }
+    });
+}
+
+fn publish_pending(status: &StatusCell, buffer: &Buffer, in_flight: Option<&InFlight>) {
+    let oldest = match (buffer.oldest_ms, in_flight.and_then(|f| f.oldest_ms)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    status.update(|s| s.oldest_pending_ms = oldest);
+}
+
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// What the delivery tasks of one stream share.
+#[derive(Clone)]
+struct Shared {
+    name: String,
+    priority: u8,
+    status: Arc<StatusCell>,
+    bandwidth: Arc<Bandwidth>,
+    dead_letter: DeadLetter,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn set_error(&self, state: DeliveryState, message: &str) {
+        let at_ms = now_ms();
+        self.status.update(|s| {
+            s.state = state;
+            s.last_error = Some(LastError {
+                message: message.to_owned(),
+                at: rfc3339(at_ms),
+                at_ms,
+            });
+        });
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn sleep(&self, d: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        sleep_or_stop(&mut stop, d).await
+    }
+}
+
+async fn build_destination(
+    config: &DeliveryStreamConfig,
+    context: &DestinationContext,
+    shared: &Shared,
+) -> Option<Box<dyn Destination>> {
+    let mut attempt = 0u32;
+    loop {
+        match destinations::build(&config.destination, context).await {
+            Ok(d) => {
+                if attempt > 0 {
+                    tracing::info!(delivery_stream = %shared.name, "destination set up");
+                    shared
+                        .status
+                        .update(|s| s.state = DeliveryState::Delivering);
+                }
+                return Some(d);
+            }
+            Err(error) => {
+                attempt += 1;
+                if attempt == 1 {
+                    tracing::warn!(delivery_stream = %shared.name, %error, "cannot set up the destination; retrying, records stay in the shard log");
+                }
+                shared.set_error(DeliveryState::Failing, &error.to_string());
+                if shared.sleep(backoff::after_error(attempt)).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Processes a batch, sends it until confirmed (retrying as its errors say), and routes
+/// failed records to the error output.
+async fn deliver_batch(
+    batch: Batch,
+    processors: Arc<Processors>,
+    destination: Arc<dyn Destination>,
+    shared: Shared,
+) -> Result<Delivered, Stopped> {
+    let read_records = batch.records.len() as u64;
+    let mut batch = batch;
+    if !processors.is_empty() {
+        let records = std::mem::take(&mut batch.records);
+        let processed = processors.apply(records).await;
+        batch.records = processed.records;
+        if processed.dropped > 0 {
+            shared
+                .status
+                .update(|s| s.dropped_records += processed.dropped);
+        }
+        if !processed.failed.is_empty() {
+            let errors = ErrorBatch {
+                delivery_stream: batch.delivery_stream.clone(),
+                id: format!("{}-processing", batch.id),
+                created_ms: batch.created_ms,
+                kind: ErrorOutputType::ProcessingFailed,
+                records: processed.failed,
+            };
+            write_errors(&errors, destination.as_ref(), &shared).await?;
+        }
+    }
+    let delivered_bytes = batch.data_bytes();
+    if batch.records.is_empty() {
+        return Ok(Delivered {
+            records: read_records,
+            bytes: 0,
+        });
+    }
+    let started = Instant::now();
+    let mut errors_since: Option<Instant> = None;
+    let mut error_attempts = 0u32;
+    let mut attempts = 0u32;
+    let mut last_summary = Instant::now();
+    let mut problem: Option<DeliveryState> = None;
+    loop {
+        if shared.stopping() {
+            return Err(Stopped);
+        }
+        shared
+            .bandwidth
+            .acquire(shared.priority, batch.data_bytes())
+            .await;
+        attempts += 1;
+        let result = destination.deliver(&batch).await;
+        let error = match result {
+            Ok(()) => {
+                if let Some(state) = problem {
+                    tracing::info!(
+                        delivery_stream = %shared.name,
+                        after = ?started.elapsed(),
+                        attempts,
+                        "the destination confirmed again (was {}); delivering",
+                        state.as_str()
+                    );
+                }
+                shared
+                    .status
+                    .update(|s| s.state = DeliveryState::Delivering);
+                return Ok(Delivered {
+                    records: read_records,
+                    bytes: delivered_bytes,
+                });
+            }
+            Err(error) => error,
+        };
+        shared.status.update(|s| s.retries += 1);
+        let (state, wait) = match &error {
+            DeliveryError::Unreachable(_) => {
+                (DeliveryState::BackingOff, backoff::while_unreachable())
+            }
+            DeliveryError::Retryable(_) | DeliveryError::Partial { .. } => {
+                error_attempts += 1;
+                let since = *errors_since.get_or_insert_with(Instant::now);
+                let expired = destination
+                    .retry_duration()
+                    .is_some_and(|limit| since.elapsed() >= limit);
+                if expired {
+                    give_up(&mut batch, &error, attempts, destination.as_ref(), &shared).await?;
+                    return Ok(Delivered {
+                        records: read_records,
+                        bytes: delivered_bytes,
+                    });
+                }
+                (DeliveryState::Failing, backoff::after_error(error_attempts))
+            }
+            DeliveryError::Permanent(_) => {
+                give_up(&mut batch, &error, attempts, destination.as_ref(), &shared).await?;
+                return Ok(Delivered {
+                    records: read_records,
+                    bytes: delivered_bytes,
+                });
+            }
+        };
+        if let DeliveryError::Partial { failed, .. } = &error {
+            let keep: std::collections::HashSet<usize> = failed.iter().copied().collect();
+            let records = std::mem::take(&mut batch.records);
+            batch.records = records
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep.contains(i))
+                .map(|(_, r)| r)
+                .collect();
+            if batch.records.is_empty() {
+                continue;
+            }
+        }
+        shared.set_error(
+            state,
+            &format!("{} {}: {error}", destination.kind(), destination.describe()),
+        );
+        if problem != Some(state) {
+            tracing::warn!(
+                delivery_stream = %shared.name,
+                destination = %destination.describe(),
+                %error,
+                "delivery failed ({}); retrying, records stay in the shard log",
+                state.as_str()
+            );
+            problem = Some(state);
+            last_summary = Instant::now();
+        } else if last_summary.elapsed() >= SUMMARY_EVERY {
+            tracing::warn!(
+                delivery_stream = %shared.name,
+                attempts,
+                since = ?started.elapsed(),
+                %error,
+                "still {}",
+                state.as_str()
+            );
+            last_summary = Instant::now();
+        }
+        if shared.sleep(wait).await {
+            return Err(Stopped);
+        }
+    }
+}
+
+/// Sends the batch's records to the error output after the destination gave up on them.
+async fn give_up(
+    batch: &mut Batch,
+    error: &DeliveryError,
+    attempts: u32,
+    destination: &dyn Destination,
+    shared: &Shared,
+) -> Result<(), Stopped> {
+    let code = match error {
+        DeliveryError::Permanent(_) => "Delivery.PermanentFailure",
+        _ => "Delivery.RetriesExhausted",
+    };
+    tracing::warn!(
+        delivery_stream = %shared.name,
+        records = batch.records.len(),
+        %error,
+        "giving up on a batch; its records go to the error output"
+    );
+    let failed: Vec<FailedRecord> = std::mem::take(&mut batch.records)
+        .into_iter()
+        .map(|record| FailedRecord {
+            record,
+            error_code: code.to_owned(),
+            error_message: error.to_string(),
+            attempts,
+        })
+        .collect();
+    let errors = ErrorBatch {
+        delivery_stream: batch.delivery_stream.clone(),
+        id: batch.id.clone(),
+        created_ms: batch.created_ms,
+        kind: destination.failure_type(),
+        records: failed,
+    };
+    write_errors(&errors, destination, shared).await
+}
+
+/// Error output: the destination's own, else the dead-letter directory; retried until one
+/// of them takes the records (they are never dropped).
+async fn write_errors(
+    errors: &ErrorBatch,
+    destination: &dyn Destination,
+    shared: &Shared,
+) -> Result<(), Stopped> {
+    let count = errors.records.len() as u64;
+    let mut attempt = 0u32;
+    loop {
+        let own = match destination.deliver_errors(errors).await {
+            Ok(true) => true,
+            Ok(false) => false,
+            Err(error) => {
+                tracing::warn!(delivery_stream = %shared.name, %error, "the destination's error output failed; using the dead-letter directory");
+                false
+            }
+        };
+        if own {
+            break;
+        }
+        let dead_letter = shared.dead_letter.clone();
+        let copy = errors.clone();
+        let written = tokio::task::spawn_blocking(move || dead_letter.write(&copy, now_ms())).await;
+        match written {
+            Ok(Ok(path)) => {
+                tracing::warn!(delivery_stream = %shared.name, records = count, kind = errors.kind.as_str(), file = %path.display(), "records written to the dead-letter directory");
+                break;
+            }
+            Ok(Err(error)) => {
+                attempt += 1;
+                shared.set_error(
+                    DeliveryState::Failing,
+                    &format!("cannot write the dead-letter directory: {error}"),
+                );
+                if shared.sleep(backoff::after_error(attempt)).await {
+                    return Err(Stopped);
+                }
+            }
+            Err(_) => return Err(Stopped),
+        }
+    }
+    shared.status.update(|s| s.failed_records += count);
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! Reading a delivery stream's source: every shard of a stream, parents before children, from
+//! a cursor per shard that starts at the durable checkpoint. Notices records that retention or
+//! a quota trimmed before they were delivered, counts them and says which range was lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::batch::DeliveryRecord;
+use super::config::StartPosition;
+use crate::storage::{DeliveryCheckpoint, Store, StoreError};
+use crate::streams::{Position, SequenceNumber, StreamMeta};
+
+/// Most records and bytes one read of one shard takes before moving to the next shard, so
+/// that a backlog is drained from all shards alike (oldest first across shards, roughly).
+const READ_CHUNK_RECORDS: usize = 10_000;
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Where reading one shard stands.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    pub shard_index: u64,
+    /// Through the last record read (or skipped as lost); reading resumes after `position`.
+    pub read: DeliveryCheckpoint,
+    /// True once anything of the shard was read or skipped by this delivery stream.
+    pub delivered_any: bool,
+    /// The shard is closed and everything in it was read.
+    pub exhausted: bool,
+}
+
+/// Records trimmed before they were delivered.
+#[derive(Debug, Clone)]
+pub struct LostRange {
+    pub shard_index: u64,
+    pub records: u64,
+    /// Sequence numbers of the range lost (the first is exclusive: the last one read).
+    pub after: String,
+    pub through: String,
+}
+
+/// What one read produced.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Records with the storage id of their shard.
+    pub records: Vec<(u64, DeliveryRecord)>,
+    pub bytes: u64,
+    /// Some shard has more to read right now.
+    pub more: bool,
+    pub lost: Vec<LostRange>,
+}
+
+pub struct ShardSource {
+    store: Store,
+    stream: String,
+    start: StartPosition,
+    stream_uid: Option<u64>,
+    pub cursors: BTreeMap<u64, Cursor>,
+    /// Shards whose cursor moved since the last `take_dirty`.
+    dirty: BTreeSet<u64>,
+    turn: usize,
+    empty_partition_values: Arc<BTreeMap<String, String>>,
+}
+
+impl ShardSource {
+    pub fn new(store: Store, stream: String, start: StartPosition) -> ShardSource {
+        ShardSource {
+            store,
+            stream,
+            start,
+            stream_uid: None,
+            cursors: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            turn: 0,
+            empty_partition_values: Arc::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Matches the cursors with the stream's shards (new shards after resharding, a stream
+    /// that appeared). `saved` are the committed checkpoints (read once at start). Returns
+    /// checkpoints to save now (where a new delivery stream starts), or why reading is paused.
+    pub fn refresh(
+        &mut self,
+        saved: &mut Option<HashMap<u64, DeliveryCheckpoint>>,
+    ) -> Result<Vec<(u64, DeliveryCheckpoint)>, String> {
+        let catalog = self.store.catalog();
+        let Some(meta) = catalog.stream(&self.stream).cloned() else {
+            self.stream_uid = None;
+            self.cursors.clear();
+            return Err(format!("source stream {} does not exist", self.stream));
+        };
+        if self.stream_uid != Some(meta.uid) {
+            // First sight of the stream (or it was deleted and created again).
+            self.cursors.clear();
+            self.stream_uid = Some(meta.uid);
+        }
+        let known: BTreeSet<u64> = meta.shards.iter().map(|s| s.uid).collect();
+        self.cursors.retain(|uid, _| known.contains(uid));
+        let mut initial = Vec::new();
+        let saved_map = saved.get_or_insert_with(HashMap::new);
+        let brand_new = saved_map.keys().all(|uid| !known.contains(uid)) && self.cursors.is_empty();
+        for shard in &meta.shards {
+            if self.cursors.contains_key(&shard.uid) {
+                continue;
+            }
+            let (checkpoint, delivered_any) = match saved_map.remove(&shard.uid) {
+                Some(checkpoint) => (checkpoint, true),
+                None => {
+                    let state = catalog
+                        .live(shard.uid)
+                        .map(|l| l.state())
+                        .unwrap_or_default();
+                    let checkpoint = match (brand_new, self.start) {
+                        // A new delivery stream from the oldest record kept: what was trimmed
+                        // before it existed is not its loss.
+                        (true, StartPosition::TrimHorizon) => DeliveryCheckpoint {
+                            position: state.trimmed_through.max(shard.starting),
+                            records_through: state.trimmed,
+                            bytes_through: state.trimmed_bytes,
+                            lost: 0,
+                        },
+                        (true, StartPosition::Latest) => DeliveryCheckpoint {
+                            position: state.last,
+                            records_through: state.appended,
+                            bytes_through: state.appended_bytes,
+                            lost: 0,
+                        },
+                        // A shard that appeared later (resharding): all of it.
+                        (false, _) => DeliveryCheckpoint {
+                            position: shard.starting,
+                            ..DeliveryCheckpoint::default()
+                        },
+                    };
+                    initial.push((shard.uid, checkpoint));
+                    (checkpoint, false)
+                }
+            };
+            self.cursors.insert(
+                shard.uid,
+                Cursor {
+                    shard_index: shard.index,
+                    read: checkpoint,
+                    delivered_any,
+                    exhausted: false,
+                },
+            );
+        }
+        Ok(initial)
+    }
+
+    /// Shards that may be read now: open or unfinished, with all parents finished.
+    fn readable(&self, meta: &StreamMeta) -> Vec<u64> {
+        let by_index: HashMap<u64, u64> = meta.shards.iter().map(|s| (s.index, s.uid)).collect();
+        let finished = |index: Option<u64>| match index.and_then(|i| by_index.get(&i)) {
+            None => true,
+            Some(uid) => self.cursors.get(uid).is_none_or(|c| c.exhausted),
+        };
+        meta.shards
+            .iter()
+            .filter(|s| self.cursors.get(&s.uid).is_some_and(|c| !c.exhausted))
+            .filter(|s| finished(s.parent) && finished(s.adjacent_parent))
+            .map(|s| s.uid)
+            .collect()
+    }
+
+    /// Receivers that change when any readable shard gets records; `None` when a readable
+    /// shard already has unread records (no need to wait).
+    pub fn watchers(&self) -> Option<Vec<watch::Receiver<Position>>> {
+        let catalog = self.store.catalog();
+        let meta = catalog.stream(&self.stream)?;
+        let mut receivers = Vec::new();
+        for uid in self.readable(meta) {
+            let Some(rx) = self.store.subscribe(uid) else {
+                continue;
+            };
+            let cursor = self.cursors.get(&uid)?;
+            if *rx.borrow() > cursor.read.position {
+                return None;
+            }
+            receivers.push(rx);
+        }
+        Some(receivers)
+    }
+
+    /// Reads up to `max_records` / about `max_bytes` from the readable shards in turn.
+    pub async fn read(
+        &mut self,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<ReadOutcome, StoreError> {
+        let mut outcome = ReadOutcome::default();
+        let catalog = self.store.catalog();
+        let Some(meta) = catalog.stream(&self.stream).cloned() else {
+            return Ok(outcome);
+        };
+        let shards = self.readable(&meta);
+        if shards.is_empty() {
+            return Ok(outcome);
+        }
+        let closed: HashMap<u64, bool> = meta
+            .shards
+            .iter()
+            .map(|s| (s.uid, s.closed.is_some()))
+            .collect();
+        let mut busy: Vec<u64> = shards;
+        let rotate = self.turn % busy.len();
+        busy.rotate_left(rotate);
+        self.turn = self.turn.wrapping_add(1);
+        while !busy.is_empty() {
+            let mut still = Vec::new();
+            for uid in busy {
+                let left_records = max_records.saturating_sub(outcome.records.len());
+                let left_bytes = max_bytes.saturating_sub(outcome.bytes);
+                if left_records == 0 || left_bytes == 0 {
+                    outcome.more = true;
+                    return Ok(outcome);
+                }
+                let Some(cursor) = self.cursors.get(&uid).copied() else {
+                    continue;
+                };
+                let from = cursor.read.position.next();
+                let take_records = left_records.min(READ_CHUNK_RECORDS);
+                let take_bytes = (left_bytes as usize).min(READ_CHUNK_BYTES);
+                let store = self.store.clone();
+                let batch = tokio::task::spawn_blocking(move || {
+                    store.read(uid, from, take_records, take_bytes)
+                })
+                .await
+                .map_err(|e| StoreError::Storage(format!("shard read task failed: {e}")))??;
+                let mut cursor = cursor;
+                if batch.state.trimmed > cursor.read.records_through {
+                    let lost = batch.state.trimmed - cursor.read.records_through;
+                    outcome.lost.push(LostRange {
+                        shard_index: cursor.shard_index,
+                        records: lost,
+                        after: SequenceNumber {
+                            shard_index: cursor.shard_index,
+                            position: cursor.read.position,
+                        }
+                        .to_string(),
+                        through: SequenceNumber {
+                            shard_index: cursor.shard_index,
+                            position: batch.state.trimmed_through,
+                        }
+                        .to_string(),
+                    });
+                    cursor.read.lost += lost;
+                    cursor.read.records_through = batch.state.trimmed;
+                    cursor.read.bytes_through =
+                        cursor.read.bytes_through.max(batch.state.trimmed_bytes);
+                    cursor.read.position = cursor.read.position.max(batch.state.trimmed_through);
+                    cursor.delivered_any = true;
+                    self.dirty.insert(uid);
+                }
+                for record in batch.records {
+                    let size = (record.data.len() + record.partition_key.len()) as u64;
+                    cursor.read.position = record.position;
+                    cursor.read.records_through += 1;
+                    cursor.read.bytes_through += size;
+                    cursor.delivered_any = true;
+                    outcome.bytes += record.data.len() as u64;
+                    outcome.records.push((
+                        uid,
+                        DeliveryRecord {
+                            data: record.data,
+                            sequence_number: SequenceNumber {
+                                shard_index: cursor.shard_index,
+                                position: record.position,
+                            }
+                            .to_string(),
+                            partition_key: record.partition_key,
+                            arrival_ms: record.position.millis(),
+                            partition_values: self.empty_partition_values.clone(),
+                        },
+                    ));
+                    self.dirty.insert(uid);
+                }
+                if batch.truncated {
+                    still.push(uid);
+                } else if closed.get(&uid).copied().unwrap_or(false) {
+                    // Closed before this read and read to its end: children may go now.
+                    cursor.exhausted = true;
+                    outcome.more = true;
+                }
+                self.cursors.insert(uid, cursor);
+            }
+            busy = still;
+        }
+        Ok(outcome)
+    }
+
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Cursors moved since the last call: the checkpoints to save once what was read up to
+    /// now is delivered.
+    pub fn take_dirty(&mut self) -> Vec<(u64, Cursor)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|uid| self.cursors.get(&uid).map(|c| (uid, *c)))
+            .collect()
+    }
+}
