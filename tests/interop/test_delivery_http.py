@@ -116,14 +116,15 @@ def test_413_goes_to_dead_letter_without_retry(gateway_factory, receiver):
     time.sleep(2.5)  # a retry would come after ~1 s
     ids = [r.request_id for r in rx.snapshot()]
     assert len(ids) == len(set(ids)), f"413 is permanent, but a batch was sent again: {rx.snapshot()}"
+    d = delivery(gw, "to-http")
+    assert d["failed_records"] >= 5 and d["last_error"] is not None, d
     rx.set_mode("ok")
     # the delivery stream goes on with new records
     second = put_keyed(c, "s", 5, keys=1, tag="second")
     got = rx.wait_records(5, timeout=15)
     assert got == [d for d, _ in second]
     rx.assert_clean()
-    d = delivery(gw, "to-http")
-    assert d["failed_records"] >= 5 and d["last_error"] is not None, d
+    assert delivery(gw, "to-http")["failed_records"] >= 5
 
 
 @pytest.mark.timeout(90)
