@@ -56,3 +56,31 @@ def client(gw):
 def raw_client(gw):
     """boto3 without client-side parameter validation, for inputs botocore would refuse."""
     return gw.client(validate=False)
+
+
+# ---- delivery streams (issue 4) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """moto's server (S3, Kinesis, Firehose) on a loopback port, shared by the whole session;
+    tests use their own bucket / stream names."""
+    from motoutil import MotoServer
+    m = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def receiver():
+    """receiver(**kw) -> a started FirehoseReceiver (see firehose_receiver.py); all are
+    stopped at the end of the test."""
+    from firehose_receiver import FirehoseReceiver
+    made = []
+
+    def make(**kw):
+        rx = FirehoseReceiver(**kw)
+        made.append(rx)
+        return rx
+
+    yield make
+    for rx in made:
+        rx.close()
