@@ -309,8 +309,9 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
                     p.display().to_string()
                 });
             println!(
-                "{name}: ok ({} streams, {devices} devices in {}, API on {})",
+                "{name}: ok ({} streams, {} delivery streams, {devices} devices in {}, API on {})",
                 config.streams.len(),
+                config.delivery_streams.len(),
                 config.devices.dir.display(),
                 config.api.listen
             );
