@@ -100,6 +100,34 @@ pub async fn run(parts: RunnerParts) {
         dead_letter,
         stop: stop.clone(),
     };
+    let (stream, start) = source_stream(&config);
+    let mut source = ShardSource::new(store.clone(), stream, start);
+    let mut saved = {
+        let store = store.clone();
+        let key = name.clone();
+        match tokio::task::spawn_blocking(move || store.delivery_checkpoints(&key)).await {
+            Ok(Ok(saved)) => Some(saved),
+            Ok(Err(error)) => {
+                tracing::error!(delivery_stream = %name, %error, "cannot read checkpoints");
+                return;
+            }
+            Err(_) => return,
+        }
+    };
+    let mut paused_logged = false;
+    // Checkpoints and backlog show in status even while the destination cannot be set up.
+    if !refresh_source(
+        &name,
+        &mut source,
+        &mut saved,
+        &store,
+        &status,
+        &mut paused_logged,
+    )
+    .await
+    {
+        return;
+    }
     let Some(destination) = build_destination(&config, &context, &shared).await else {
         return;
     };
@@ -122,24 +150,9 @@ pub async fn run(parts: RunnerParts) {
     let max_records = limits.max_records.max(1);
     let interval_ms = u64::from(config.buffer.interval_s) * 1000;
 
-    let (stream, start) = source_stream(&config);
-    let mut source = ShardSource::new(store.clone(), stream, start);
-    let mut saved = {
-        let store = store.clone();
-        let key = name.clone();
-        match tokio::task::spawn_blocking(move || store.delivery_checkpoints(&key)).await {
-            Ok(Ok(saved)) => Some(saved),
-            Ok(Err(error)) => {
-                tracing::error!(delivery_stream = %name, %error, "cannot read checkpoints");
-                return;
-            }
-            Err(_) => return,
-        }
-    };
     let mut buffer = Buffer::new();
     let mut in_flight: Option<InFlight> = None;
-    let mut last_refresh: Option<Instant> = None;
-    let mut paused_logged = false;
+    let mut last_refresh: Option<Instant> = Some(Instant::now());
 
     'run: loop {
         if *stop.borrow() {
@@ -147,38 +160,17 @@ pub async fn run(parts: RunnerParts) {
         }
         if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
             last_refresh = Some(Instant::now());
-            match source.refresh(&mut saved) {
-                Ok(initial) => {
-                    if paused_logged {
-                        tracing::info!(delivery_stream = %name, stream = source.stream(), "the source stream is there; delivering");
-                        paused_logged = false;
-                        status.update(|s| {
-                            s.state = DeliveryState::Delivering;
-                            s.paused_reason = None;
-                        });
-                    }
-                    if !initial.is_empty() {
-                        let op = DeliveryOp::SaveCheckpoints {
-                            delivery: name.clone(),
-                            checkpoints: initial.clone(),
-                        };
-                        if let Err(error) = store.delivery(op).await {
-                            tracing::warn!(delivery_stream = %name, %error, "cannot save starting checkpoints");
-                            break;
-                        }
-                    }
-                    publish_cursors(&status, &source);
-                }
-                Err(reason) => {
-                    if !paused_logged {
-                        tracing::warn!(delivery_stream = %name, "{reason}; waiting for it");
-                        paused_logged = true;
-                    }
-                    status.update(|s| {
-                        s.state = DeliveryState::Paused;
-                        s.paused_reason = Some(reason);
-                    });
-                }
+            if !refresh_source(
+                &name,
+                &mut source,
+                &mut saved,
+                &store,
+                &status,
+                &mut paused_logged,
+            )
+            .await
+            {
+                break;
             }
         }
 
@@ -327,6 +319,52 @@ pub async fn run(parts: RunnerParts) {
         s.state = DeliveryState::Paused;
         s.paused_reason = Some("stopped".into());
     });
+}
+
+/// Matches the cursors with the source's shards and saves where a new delivery stream or a
+/// new shard starts. False when the checkpoints cannot be saved (the gateway is stopping).
+async fn refresh_source(
+    name: &str,
+    source: &mut ShardSource,
+    saved: &mut Option<std::collections::HashMap<u64, crate::storage::DeliveryCheckpoint>>,
+    store: &Store,
+    status: &StatusCell,
+    paused_logged: &mut bool,
+) -> bool {
+    match source.refresh(saved) {
+        Ok(initial) => {
+            if *paused_logged {
+                tracing::info!(delivery_stream = %name, stream = source.stream(), "the source stream is there; delivering");
+                *paused_logged = false;
+                status.update(|s| {
+                    s.state = DeliveryState::Delivering;
+                    s.paused_reason = None;
+                });
+            }
+            if !initial.is_empty() {
+                let op = DeliveryOp::SaveCheckpoints {
+                    delivery: name.to_owned(),
+                    checkpoints: initial,
+                };
+                if let Err(error) = store.delivery(op).await {
+                    tracing::warn!(delivery_stream = %name, %error, "cannot save starting checkpoints");
+                    return false;
+                }
+            }
+            publish_cursors(status, source);
+        }
+        Err(reason) => {
+            if !*paused_logged {
+                tracing::warn!(delivery_stream = %name, "{reason}; waiting for it");
+                *paused_logged = true;
+            }
+            status.update(|s| {
+                s.state = DeliveryState::Paused;
+                s.paused_reason = Some(reason);
+            });
+        }
+    }
+    true
 }
 
 /// Only lost-record markers moved (no records): save them without waiting for a batch.

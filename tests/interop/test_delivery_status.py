@@ -112,3 +112,20 @@ def test_records_lost_to_quota_are_counted(gateway_factory, receiver):
         return [ln for ln in log.splitlines() if "WARN" in ln and "lossy" in ln and re.search(r"\d{20,}", ln)
                 and re.search(r"lost|trim|overwr", ln, re.I)]
     wait_for(warning, timeout=10, what="a warning naming the delivery stream and the lost sequence range")
+
+
+def test_destination_that_cannot_be_set_up_shows_failing_with_its_backlog(gateway_factory):
+    # The secret's variable is not set: the destination cannot be built. Ingest goes on, the
+    # status says why and how much is waiting, and nothing is delivered or thrown away.
+    var = "KINEDGE_TEST_UNSET_SECRET_7f3a"
+    dest = {"type": "s3", "bucket": "gw-bucket", "region": "us-east-1", "endpoint": "http://127.0.0.1:9",
+            "access_key_id": "AKIDTEST", "secret_env": var}
+    env = {k: v for k, v in os.environ.items() if k != var}
+    gw = gateway_factory(stream_toml("s", 2) + delivery_toml("nocreds", dest, source="s"), env=env)
+    put_keyed(gw.client(), "s", 40, keys=4)
+    d = wait_for(lambda: (x := delivery(gw, "nocreds"))["backlog_records"] == 40 and x["state"] == "failing" and x,
+                 timeout=15, what="nocreds: failing with 40 behind")
+    check_shape(d)
+    assert var in d["last_error"]["message"], d["last_error"]
+    assert d["delivered_records"] == 0 and d["records_lost"] == 0, d
+    assert len(d["shards"]) == 2 and all(s["last_delivered_sequence"] is None for s in d["shards"]), d
