@@ -585,10 +585,12 @@ async fn deliver_batch(
         if shared.stopping() {
             return Err(Stopped);
         }
-        shared
-            .bandwidth
-            .acquire(shared.priority, batch.data_bytes())
-            .await;
+        if destination.uses_network() {
+            shared
+                .bandwidth
+                .acquire(shared.priority, batch.data_bytes())
+                .await;
+        }
         attempts += 1;
         let result = destination.deliver(&batch).await;
         let error = match result {
@@ -795,6 +797,7 @@ mod tests {
         answers: Mutex<Vec<Result<(), DeliveryError>>>,
         seen: Mutex<Vec<Vec<String>>>,
         retry: Option<Duration>,
+        network: bool,
     }
 
     #[async_trait]
@@ -813,6 +816,9 @@ mod tests {
         }
         fn retry_duration(&self) -> Option<Duration> {
             self.retry
+        }
+        fn uses_network(&self) -> bool {
+            self.network
         }
         fn failure_type(&self) -> ErrorOutputType {
             ErrorOutputType::KinesisFailed
@@ -893,6 +899,7 @@ mod tests {
             })]),
             seen: Mutex::new(Vec::new()),
             retry: None,
+            network: true,
         });
         let processors = Arc::new(Processors::new(&[], reqwest::Client::new(), "arn").unwrap());
         let delivered = deliver_batch(batch(3), processors, destination.clone(), shared.clone())
@@ -919,6 +926,7 @@ mod tests {
             })]),
             seen: Mutex::new(Vec::new()),
             retry: Some(Duration::ZERO),
+            network: true,
         });
         let processors = Arc::new(Processors::new(&[], reqwest::Client::new(), "arn").unwrap());
         deliver_batch(batch(3), processors, destination.clone(), shared.clone())
@@ -944,6 +952,7 @@ mod tests {
             ),
             seen: Mutex::new(Vec::new()),
             retry: Some(Duration::from_secs(1)),
+            network: true,
         });
         let processors = Arc::new(Processors::new(&[], reqwest::Client::new(), "arn").unwrap());
         // An outage does not use up the retry duration: delivered after 5 refusals.
@@ -981,5 +990,46 @@ mod tests {
         assert_eq!(shared.status.get().state, DeliveryState::BackingOff);
         stop.send(true).unwrap();
         assert!(task.await.unwrap().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bandwidth_cap_holds_back_network_destinations_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let processors = Arc::new(Processors::new(&[], reqwest::Client::new(), "arn").unwrap());
+        for network in [true, false] {
+            let (mut shared, _stop) = shared(dir.path());
+            shared.bandwidth = Arc::new(Bandwidth::new(10)); // 10 bytes/s
+            let destination = Arc::new(Scripted {
+                answers: Mutex::new(Vec::new()),
+                seen: Mutex::new(Vec::new()),
+                retry: None,
+                network,
+            });
+            let started = tokio::time::Instant::now();
+            for _ in 0..3 {
+                // 10 records of 2 bytes: 20 bytes, 2 s of the cap each
+                deliver_batch(
+                    batch(10),
+                    processors.clone(),
+                    destination.clone(),
+                    shared.clone(),
+                )
+                .await
+                .ok()
+                .unwrap();
+            }
+            let took = started.elapsed();
+            if network {
+                assert!(
+                    took >= Duration::from_secs(3),
+                    "network destination: {took:?}"
+                );
+            } else {
+                assert!(
+                    took < Duration::from_millis(100),
+                    "local directory: {took:?}"
+                );
+            }
+        }
     }
 }

@@ -155,6 +155,10 @@ impl super::Destination for DirectoryDestination {
         ErrorOutputType::S3Failed
     }
 
+    fn uses_network(&self) -> bool {
+        false
+    }
+
     /// One file per rendered prefix; records whose prefix is missing a partition key or is not
     /// a safe path go to the error output.
     async fn deliver(&self, batch: &Batch) -> Result<(), DeliveryError> {

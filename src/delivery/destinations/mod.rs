@@ -81,6 +81,12 @@ pub trait Destination: Send + Sync {
         None
     }
 
+    /// False for destinations that write locally (a directory): the shared bandwidth cap is
+    /// for the network link and does not apply to them.
+    fn uses_network(&self) -> bool {
+        true
+    }
+
     /// The error output type for records this destination gave up on.
     fn failure_type(&self) -> super::batch::ErrorOutputType;
 
