@@ -859,6 +859,147 @@ mod tests {
         .await
     }
 
+    /// Runs openssl (a test dependency) in `dir`; panics with its output on failure.
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian package `openssl`) is needed for this test");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate with CN `gw-1`.
+    fn make_certificates(dir: &std::path::Path) {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        );
+        for (name, cn) in [("server", "127.0.0.1"), ("client", "gw-1")] {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                ],
+            );
+            std::fs::write(
+                dir.join(format!("{name}.ext")),
+                if name == "server" {
+                    "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+                } else {
+                    "extendedKeyUsage=clientAuth\n"
+                },
+            )
+            .unwrap();
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-out",
+                    &format!("{name}.crt"),
+                    "-extfile",
+                    &format!("{name}.ext"),
+                ],
+            );
+        }
+        // mosquitto started as root drops to its own user: let it read the files.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_with_a_client_certificate_as_aws_iot_core_wants() {
+        timed(async {
+            let certs = tempfile::tempdir().unwrap();
+            make_certificates(certs.path());
+            let path = |f: &str| certs.path().join(f);
+            let (plain, tls) = (free_port(), free_port());
+            // A TLS listener that requires a client certificate signed by the CA, and a plain
+            // one for the test's subscriber.
+            let extra = format!(
+                "allow_anonymous true\nlistener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+                path("ca.crt").display(),
+                path("server.crt").display(),
+                path("server.key").display(),
+            );
+            let _broker = Broker::start(plain, &extra).await;
+            let (received, _sub) = subscribe(plain, "up/#").await;
+            let mut cfg = config(tls);
+            cfg.url = format!("mqtts://127.0.0.1:{tls}");
+            cfg.ca = Some(path("ca.crt"));
+            cfg.cert = Some(path("client.crt"));
+            cfg.key = Some(path("client.key"));
+            let dest = MqttDestination::new(&cfg, &context()).await.unwrap();
+            dest.deliver(&batch(50, 20)).await.unwrap();
+            wait_for(&received, 50).await;
+            assert_eq!(received.lock().unwrap().len(), 50);
+            dest.close().await;
+
+            // Without the client certificate the broker refuses the handshake: an outage for
+            // the runner (nothing is lost), not a success.
+            let mut no_cert = config(tls);
+            no_cert.url = format!("mqtts://127.0.0.1:{tls}");
+            no_cert.ca = Some(path("ca.crt"));
+            let dest = MqttDestination::new(&no_cert, &context()).await.unwrap();
+            match dest.deliver(&batch(1, 10)).await {
+                Err(DeliveryError::Unreachable(_)) => {}
+                other => panic!("expected Unreachable without a client certificate: {other:?}"),
+            }
+            // A server certificate from another CA is not trusted either.
+            let other = tempfile::tempdir().unwrap();
+            make_certificates(other.path());
+            let mut wrong_ca = cfg.clone();
+            wrong_ca.ca = Some(other.path().join("ca.crt"));
+            let dest = MqttDestination::new(&wrong_ca, &context()).await.unwrap();
+            match dest.deliver(&batch(1, 10)).await {
+                Err(DeliveryError::Unreachable(_)) => {}
+                other => panic!("expected Unreachable with an untrusted server: {other:?}"),
+            }
+            assert_eq!(received.lock().unwrap().len(), 50);
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn records_that_make_no_topic_fail_alone() {
         timed(async {
