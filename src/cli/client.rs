@@ -98,16 +98,7 @@ impl KinesisClient {
         if status.is_success() {
             return Ok(value);
         }
-        let kind = value["__type"]
-            .as_str()
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let message = value["message"]
-            .as_str()
-            .or_else(|| value["Message"].as_str())
-            .unwrap_or("")
-            .to_string();
-        Err(ClientError::Api { kind, message })
+        Err(api_error(status, &value))
     }
 
     /// GETs a JSON path of the gateway (`/deliveries`, `/status`), signed when credentials
@@ -134,13 +125,7 @@ impl KinesisClient {
         if status.is_success() {
             return Ok(value);
         }
-        Err(ClientError::Api {
-            kind: value["__type"]
-                .as_str()
-                .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-                .unwrap_or_else(|| format!("HTTP {status}")),
-            message: value["message"].as_str().unwrap_or("").to_string(),
-        })
+        Err(api_error(status, &value))
     }
 
     fn sign(
@@ -186,4 +171,18 @@ impl KinesisClient {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect())
     }
+}
+
+/// The AWS error in a failed answer: its `__type` (without namespace) and message.
+fn api_error(status: reqwest::StatusCode, value: &Value) -> ClientError {
+    let kind = value["__type"]
+        .as_str()
+        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let message = value["message"]
+        .as_str()
+        .or_else(|| value["Message"].as_str())
+        .unwrap_or("")
+        .to_string();
+    ClientError::Api { kind, message }
 }

@@ -4,12 +4,15 @@
 //! object per line (Firehose's error record shape), written atomically: a temporary file,
 //! fsync, rename, fsync of the folder.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use super::batch::ErrorBatch;
+use super::config::Compression;
+use super::destinations::directory::write_atomically;
+use super::destinations::naming::object_name;
+use super::destinations::DeliveryError;
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -27,29 +30,21 @@ impl DeadLetter {
 
     /// Writes the failed records; returns the file written. Blocking: call from a blocking
     /// context.
-    pub fn write(&self, errors: &ErrorBatch, now_ms: u64) -> std::io::Result<PathBuf> {
+    pub fn write(&self, errors: &ErrorBatch, now_ms: u64) -> Result<PathBuf, DeliveryError> {
         let at: DateTime<Utc> =
             DateTime::from_timestamp_millis(errors.created_ms as i64).unwrap_or_default();
-        let folder = self
+        let path = self
             .dir
             .join(&errors.delivery_stream)
             .join(errors.kind.as_str())
-            .join(at.format("%Y/%m/%d/%H").to_string());
-        std::fs::create_dir_all(&folder)?;
-        let name = format!(
-            "{}-1-{}-{}",
-            errors.delivery_stream,
-            at.format("%Y-%m-%d-%H-%M-%S"),
-            errors.id
-        );
-        let path = folder.join(&name);
-        let tmp = folder.join(format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&errors.to_json_lines(now_ms))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&folder)?.sync_all()?;
+            .join(at.format("%Y/%m/%d/%H").to_string())
+            .join(object_name(
+                &errors.delivery_stream,
+                errors.created_ms,
+                &errors.id,
+                Compression::None,
+            ));
+        write_atomically(&path, &errors.to_json_lines(now_ms))?;
         Ok(path)
     }
 }

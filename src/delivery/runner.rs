@@ -223,10 +223,13 @@ pub async fn run(parts: RunnerParts) {
         let full = buffer.bytes >= max_bytes || buffer.records.len() >= max_records;
         let deadline = buffer.oldest_ms.map(|o| o + interval_ms);
         let due = !buffer.records.is_empty() && (full || deadline.is_some_and(|d| now_ms() >= d));
-        if due || (!more && source_has_only_losses(&buffer, &source)) {
+        // Also a batch of no records when only lost-record markers moved: they are saved
+        // without waiting for records.
+        let only_losses = buffer.records.is_empty() && source.has_dirty();
+        if due || (!more && only_losses) {
             // One batch at a time on the wire: wait for the previous one.
             if let Some(previous) = in_flight.take() {
-                if !finish(previous, &store, &shared, &mut stop).await {
+                if !finish(previous, &store, &shared).await {
                     break 'run;
                 }
             }
@@ -312,7 +315,7 @@ pub async fn run(parts: RunnerParts) {
     // Stopping: a batch on its way is given the chance to finish its current attempt;
     // whatever is not confirmed is read again from the checkpoints next time.
     if let Some(flight) = in_flight.take() {
-        let _ = finish(flight, &store, &shared, &mut stop).await;
+        let _ = finish(flight, &store, &shared).await;
     }
     destination.close().await;
     status.update(|s| {
@@ -367,19 +370,8 @@ async fn refresh_source(
     true
 }
 
-/// Only lost-record markers moved (no records): save them without waiting for a batch.
-fn source_has_only_losses(buffer: &Buffer, source: &ShardSource) -> bool {
-    buffer.records.is_empty() && source.has_dirty()
-}
-
 /// Waits for a batch in flight and saves its checkpoints. False when stopping.
-async fn finish(
-    flight: InFlight,
-    store: &Store,
-    shared: &Shared,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let _ = stop;
+async fn finish(flight: InFlight, store: &Store, shared: &Shared) -> bool {
     let InFlight { task, marks, .. } = flight;
     let result = task.await;
     record_outcome(result, marks, store, shared).await

@@ -112,7 +112,7 @@ fn sync_dir(dir: &Path) -> Result<(), DeliveryError> {
 }
 
 /// `<name>.tmp`, fsync, rename to `<name>`, fsync the folder.
-fn write_atomically(path: &Path, body: &[u8]) -> Result<(), DeliveryError> {
+pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> Result<(), DeliveryError> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(DeliveryError::Permanent(format!(
             "{} names no file",
