@@ -11,3 +11,5 @@ pub mod gateway;
 pub mod ingest;
 pub mod storage;
 pub mod streams;
+#[cfg(feature = "video")]
+pub mod video;

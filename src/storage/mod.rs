@@ -9,7 +9,7 @@
 //! records. Retention by age and byte quotas trim the head of each shard log.
 
 mod block;
-mod disk;
+pub(crate) mod disk;
 mod reader;
 mod schema;
 mod writer;
