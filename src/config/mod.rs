@@ -10,6 +10,7 @@
 //! rest onto the `raw` structs (only table/array shape can fail there), and `validate` checks
 //! every value, collecting all issues.
 
+pub mod camera;
 mod delivery;
 mod raw;
 mod size;
@@ -46,7 +47,37 @@ pub struct Config {
     pub delivery_streams: Vec<crate::delivery::config::DeliveryStreamConfig>,
     /// `[delivery]`: settings shared by all delivery streams.
     pub delivery: DeliverySettings,
+    /// `[video]`: settings shared by all cameras.
+    pub video: VideoConfig,
     pub source: ConfigSource,
+}
+
+/// `[video]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoConfig {
+    /// Where the fragment log lives; `None` = `<data_dir>/video`, a relative path is relative to
+    /// the data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Target fragment duration (fragments are cut at the first keyframe after it).
+    pub fragment_duration_ms: u32,
+    /// Fragments in a live HLS playlist.
+    pub live_segments: u32,
+}
+
+impl VideoConfig {
+    pub const DEFAULT_FRAGMENT_DURATION_MS: u32 = 2000;
+    pub const DEFAULT_LIVE_SEGMENTS: u32 = 5;
+    pub const LIVE_SEGMENTS_RANGE: std::ops::RangeInclusive<u32> = 3..=100;
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            data_dir: None,
+            fragment_duration_ms: Self::DEFAULT_FRAGMENT_DURATION_MS,
+            live_segments: Self::DEFAULT_LIVE_SEGMENTS,
+        }
+    }
 }
 
 /// `[delivery]`.

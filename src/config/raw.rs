@@ -18,6 +18,15 @@ pub(super) struct File {
     pub routes: Option<Vec<Route>>,
     pub delivery_streams: Option<Vec<DeliveryStream>>,
     pub delivery: Option<Delivery>,
+    pub video: Option<Video>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Video {
+    pub data_dir: Option<Value>,
+    pub fragment_duration_ms: Option<Value>,
+    pub live_segments: Option<Value>,
 }
 
 /// One `[[delivery_streams]]` entry. `source`, `buffer`, `processors` and `destination` are
@@ -229,6 +238,14 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[
             ("max_bandwidth", Shape::Value),
             ("dead_letter_dir", Shape::Value),
+        ]),
+    ),
+    (
+        "video",
+        Shape::Table(&[
+            ("data_dir", Shape::Value),
+            ("fragment_duration_ms", Shape::Value),
+            ("live_segments", Shape::Value),
         ]),
     ),
 ];

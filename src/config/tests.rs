@@ -332,10 +332,10 @@ fn every_key_is_accepted() {
 #[test]
 fn unknown_keys_are_named_with_what_is_supported() {
     assert_issue(
-        "[api]\nlisten = \"127.0.0.1:1\"\n\n[video]\nfragment_duration_ms = 2000\n",
-        "video",
+        "[api]\nlisten = \"127.0.0.1:1\"\n\n[analytics]\nqueries = 2\n",
+        "analytics",
         4,
-        "unknown key `video` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery)",
+        "unknown key `analytics` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery, video)",
     );
     assert_issue(
         "[mqtt]\nlisten = \"0.0.0.0:1883\"\nport = 1883\n",
@@ -674,12 +674,13 @@ shards = 0
 
 #[test]
 fn display_is_file_line_key_message() {
-    let errors = parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[video]\n").unwrap_err();
+    let errors =
+        parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[analytics]\n").unwrap_err();
     assert_eq!(
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
-         test.toml:5: video: unknown key `video` (this version supports storage, api, streams, \
-         log, devices, mqtt, routes, delivery_streams, delivery)"
+         test.toml:5: analytics: unknown key `analytics` (this version supports storage, api, \
+         streams, log, devices, mqtt, routes, delivery_streams, delivery, video)"
     );
 }
 

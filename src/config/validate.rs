@@ -14,7 +14,7 @@ use super::raw::{self, Problem};
 use super::{
     format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
     LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, RouteConfig, RouteFormat,
-    SecretSource, StorageConfig, StreamConfig,
+    SecretSource, StorageConfig, StreamConfig, VideoConfig,
 };
 use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
 
@@ -30,6 +30,7 @@ pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Pr
         routes: check.routes(file.routes.unwrap_or_default()),
         delivery_streams: check.delivery_streams(file.delivery_streams.unwrap_or_default()),
         delivery: check.delivery(file.delivery.unwrap_or_default()),
+        video: check.video(file.video.unwrap_or_default()),
         source,
     };
     (config, check.problems)
@@ -415,6 +416,38 @@ impl Check {
             }
         }
         routes
+    }
+
+    fn video(&mut self, raw: raw::Video) -> VideoConfig {
+        let default = VideoConfig::default();
+        VideoConfig {
+            data_dir: self.string("video.data_dir", raw.data_dir, "a directory path", |s| {
+                if s.is_empty() {
+                    Err(
+                        "must not be empty; leave data_dir out to use <storage.data_dir>/video"
+                            .into(),
+                    )
+                } else {
+                    Ok(PathBuf::from(s))
+                }
+            }),
+            fragment_duration_ms: self
+                .integer(
+                    "video.fragment_duration_ms",
+                    raw.fragment_duration_ms,
+                    crate::config::camera::CameraConfig::FRAGMENT_DURATION_MS_RANGE,
+                    " ms",
+                )
+                .unwrap_or(default.fragment_duration_ms),
+            live_segments: self
+                .integer(
+                    "video.live_segments",
+                    raw.live_segments,
+                    VideoConfig::LIVE_SEGMENTS_RANGE,
+                    "",
+                )
+                .unwrap_or(default.live_segments),
+        }
     }
 
     fn log(&mut self, raw: raw::Log) -> LogConfig {

@@ -53,8 +53,8 @@ pub struct Device {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
     pub metadata: BTreeMap<String, toml::Value>,
-    /// The `[camera]` table of a camera, kept as written (the video part reads it).
-    pub camera: Option<toml::Table>,
+    /// The checked `[camera]` table of a camera (the video part reads it).
+    pub camera: Option<crate::config::camera::CameraConfig>,
     pub file: PathBuf,
 }
 
@@ -411,7 +411,9 @@ pub fn parse_device(text: &str, file: &Path) -> Result<Device, Vec<ConfigIssue>>
     };
     let camera = match (table.get("camera"), kind) {
         (None, _) => None,
-        (Some(toml::Value::Table(t)), DeviceKind::Camera) => Some(t.clone()),
+        (Some(toml::Value::Table(t)), DeviceKind::Camera) => {
+            crate::config::camera::parse_camera(t, &mut problem)
+        }
         (Some(_), DeviceKind::Sensor) => {
             problem("camera", "a [camera] table needs kind = \"camera\"".into());
             None
