@@ -1,3 +1,5 @@
 //! Video: cameras (devices of kind `camera`) ingested through GStreamer without transcoding,
 //! cut into fMP4 fragments at keyframes, kept in a fragment log (its own redb file), played back
 //! as HLS, clips and images, and uploaded when the link allows.
+
+pub mod hls;
