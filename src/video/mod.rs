@@ -2,4 +2,8 @@
 //! cut into fMP4 fragments at keyframes, kept in a fragment log (its own redb file), played back
 //! as HLS, clips and images, and uploaded when the link allows.
 
+pub mod clip;
 pub mod hls;
+pub mod mp4;
+#[cfg(test)]
+pub(crate) mod testmedia;
