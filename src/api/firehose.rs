@@ -66,7 +66,9 @@ fn service_error(e: DeliveryServiceError) -> ApiError {
         DeliveryServiceError::Exists(_) | DeliveryServiceError::FromConfig(_) => {
             ErrorKind::ResourceInUse
         }
-        DeliveryServiceError::NotDirectPut(_) => ErrorKind::InvalidArgument,
+        DeliveryServiceError::NotDirectPut(_) | DeliveryServiceError::NotVideo(_) => {
+            ErrorKind::InvalidArgument
+        }
         DeliveryServiceError::Store(s) => return ApiError::from(s.clone()),
         DeliveryServiceError::Definition(_) => ErrorKind::InternalFailure,
     };
@@ -607,6 +609,8 @@ fn stream_type(config: &DeliveryStreamConfig) -> &'static str {
     match config.source {
         SourceConfig::DirectPut => "DirectPut",
         SourceConfig::Stream { .. } => "KinesisStreamAsSource",
+        // Not a Firehose type: camera uploads, defined only in the config file.
+        SourceConfig::Video => "Video",
     }
 }
 

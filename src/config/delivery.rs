@@ -188,16 +188,30 @@ impl Check {
             }
         });
         let source = self.source(&join(key, "source"), raw.source);
-        let (processors, partition_keys) =
-            self.processors(&join(key, "processors"), raw.processors);
+        let video = source == Some(SourceConfig::Video);
+        let (processors, partition_keys) = if video {
+            self.not_for_video(key, "processors", raw.processors.is_some());
+            Default::default()
+        } else {
+            self.processors(&join(key, "processors"), raw.processors)
+        };
         let (kind, destination) = self.destination(
             &join(key, "destination"),
             raw.destination,
             name.as_deref().unwrap_or_default(),
             &partition_keys,
         );
-        let buffer = self.buffer(&join(key, "buffer"), raw.buffer, kind);
-        let compression = self.compression(&join(key, "compression"), raw.compression, kind);
+        if video {
+            self.video_destination(key, kind);
+            self.not_for_video(key, "buffer", raw.buffer.is_some());
+            self.not_for_video(key, "compression", raw.compression.is_some());
+        }
+        let buffer = self.buffer(&join(key, "buffer"), raw.buffer.filter(|_| !video), kind);
+        let compression = self.compression(
+            &join(key, "compression"),
+            raw.compression.filter(|_| !video),
+            kind,
+        );
         let priority = self
             .integer(
                 &join(key, "priority"),
@@ -217,19 +231,22 @@ impl Check {
         })
     }
 
-    /// `source = { stream = "NAME", start = "trim_horizon" }` or `source = "direct_put"`.
+    /// `source = { stream = "NAME", start = "trim_horizon" }`, `source = "direct_put"` or
+    /// `source = "video"`.
     fn source(&mut self, key: &str, value: Option<Value>) -> Option<SourceConfig> {
         let Some(value) = value else {
             self.problem(
                 key,
-                "missing: every delivery stream needs a source: source = { stream = \"NAME\" } \
-                 or source = \"direct_put\"",
+                "missing: every delivery stream needs a source: source = { stream = \"NAME\" }, \
+                 source = \"direct_put\" or source = \"video\"",
             );
             return None;
         };
         if let Value::String(s) = &value {
-            if s == "direct_put" {
-                return Some(SourceConfig::DirectPut);
+            match s.as_str() {
+                "direct_put" => return Some(SourceConfig::DirectPut),
+                "video" => return Some(SourceConfig::Video),
+                _ => {}
             }
             let stream = if parse_stream_name(s).is_ok() {
                 s.as_str()
@@ -239,8 +256,8 @@ impl Check {
             self.problem(
                 key,
                 format!(
-                    "`{s}` is not allowed: use source = \"direct_put\", or \
-                     source = {{ stream = \"{stream}\" }} to read a stream"
+                    "`{s}` is not allowed: use source = \"direct_put\", source = \"video\" \
+                     (camera uploads), or source = {{ stream = \"{stream}\" }} to read a stream"
                 ),
             );
             return None;
@@ -270,6 +287,34 @@ impl Check {
             stream: stream?,
             start: start.unwrap_or_default(),
         })
+    }
+
+    /// A video delivery stream puts objects: only `s3` and `directory` destinations can.
+    fn video_destination(&mut self, key: &str, kind: Option<&str>) {
+        if let Some(kind) = kind.filter(|k| !matches!(*k, "s3" | "directory")) {
+            self.problem(
+                &join(&join(key, "destination"), "type"),
+                format!(
+                    "`{kind}` cannot take video: a delivery stream with source = \"video\" \
+                     uploads camera fragments as objects; use \"s3\" or \"directory\""
+                ),
+            );
+        }
+    }
+
+    /// Reports `name` (given) as a key a video delivery stream does not take.
+    fn not_for_video(&mut self, key: &str, name: &str, given: bool) {
+        let why = match name {
+            "processors" => "camera fragments are uploaded as they are, not as records",
+            "compression" => "video is already compressed",
+            _ => "each camera's upload.segment_minutes sets how much video goes in one object",
+        };
+        if given {
+            self.problem(
+                &join(key, name),
+                format!("not allowed with source = \"video\": {why}; leave {name} out"),
+            );
+        }
     }
 
     /// `buffer = { size, interval_s }`; a destination may lower the largest size.

@@ -1287,6 +1287,63 @@ fn delivery_defaults() {
 }
 
 #[test]
+fn video_delivery_streams() {
+    let text = "[delivery]\nmax_bandwidth = \"1MiB\"\n\n[[delivery_streams]]\nname = \"video-to-s3\"\nsource = \"video\"\npriority = 8\ndestination = { type = \"s3\", bucket = \"cams\", region = \"eu-west-1\", prefix = \"gw1/\" }\n";
+    let config = parse(text).unwrap();
+    let stream = &config.delivery_streams[0];
+    assert_eq!(stream.source, SourceConfig::Video);
+    assert_eq!(stream.priority, 8);
+    assert!(stream.processors.is_empty());
+    assert_eq!(stream.compression, Compression::None);
+    assert!(
+        matches!(&stream.destination, DestinationConfig::S3(s3) if s3.prefix.as_deref() == Some("gw1/"))
+    );
+    let video =
+        |body: &str| format!("[[delivery_streams]]\nname = \"v\"\nsource = \"video\"\n{body}\n");
+    assert!(parse(&video(DIRECTORY)).is_ok());
+    assert_issue(
+        &video("destination = { type = \"http_endpoint\", url = \"http://h/\" }"),
+        "delivery_streams[0].destination.type",
+        4,
+        "`http_endpoint` cannot take video: a delivery stream with source = \"video\" uploads \
+         camera fragments as objects; use \"s3\" or \"directory\"",
+    );
+    assert_issue(
+        &video("destination = { type = \"kinesis\", stream = \"k\", region = \"r\" }"),
+        "delivery_streams[0].destination.type",
+        4,
+        "`kinesis` cannot take video",
+    );
+    assert_issue(
+        &video(&format!(
+            "{DIRECTORY}\nprocessors = [{{ type = \"append_delimiter\" }}]"
+        )),
+        "delivery_streams[0].processors",
+        5,
+        "not allowed with source = \"video\": camera fragments are uploaded as they are",
+    );
+    assert_issue(
+        &video(&format!("compression = \"gzip\"\n{DIRECTORY}")),
+        "delivery_streams[0].compression",
+        4,
+        "not allowed with source = \"video\": video is already compressed",
+    );
+    assert_issue(
+        &video(&format!("{DIRECTORY}\nbuffer = {{ interval_s = 60 }}")),
+        "delivery_streams[0].buffer",
+        5,
+        "segment_minutes",
+    );
+    // Without processors there are no partition keys for a prefix to use.
+    assert_issue(
+        &video("destination = { type = \"directory\", path = \"v\", prefix = \"!{partitionKeyFromQuery:cam}/\" }"),
+        "delivery_streams[0].destination.prefix",
+        4,
+        "needs a partition_keys processor",
+    );
+}
+
+#[test]
 fn delivery_missing_keys_are_named() {
     assert_issue(
         &delivery("destination = { type = \"s3\", region = \"eu-west-1\" }"),
@@ -1694,8 +1751,8 @@ fn delivery_value_rules() {
         (
             format!("[[delivery_streams]]\nname = \"d\"\nsource = \"telemetry\"\n{DIRECTORY}\n"),
             "source",
-            "`telemetry` is not allowed: use source = \"direct_put\", or source = { stream = \
-             \"telemetry\" } to read a stream",
+            "`telemetry` is not allowed: use source = \"direct_put\", source = \"video\" \
+             (camera uploads), or source = { stream = \"telemetry\" } to read a stream",
         ),
         (
             format!("[[delivery_streams]]\nname = \"d\"\nsource = {{ stream = \"s\", start = \"oldest\" }}\n{DIRECTORY}\n"),

@@ -42,6 +42,11 @@ pub enum SourceConfig {
     /// Firehose PutRecord/PutRecordBatch on the API port; records are kept in an internal
     /// stream (see [`direct_put_stream_name`]) until delivered.
     DirectPut,
+    /// Camera fragments: cameras whose device file names this delivery stream in
+    /// `upload = { destination = .. }` put their video as objects to its `s3` or `directory`
+    /// destination (`crate::video::upload`). No record runner reads it; only the config file
+    /// can define one.
+    Video,
 }
 
 /// Where a new delivery stream (one without checkpoints) starts reading its source.

@@ -5,7 +5,8 @@
 //! compresses, and sends batches to one destination. The shard log is the buffer: nothing is
 //! copied into a second queue, and a checkpoint moves only after the destination confirmed.
 //! Through outages it backs off and keeps its place; when the destination answers again it
-//! drains the backlog oldest-first at full speed.
+//! drains the backlog oldest-first at full speed. Video delivery streams carry cameras'
+//! uploads instead (`crate::video::upload`), through the same destinations and bandwidth cap.
 //!
 //! This part owns the delivery runners, their checkpoints (kept in the stream database by
 //! the storage writer), status, the shared bandwidth cap, processors, compression and the
@@ -24,4 +25,4 @@ mod service;
 mod source;
 pub mod status;
 
-pub use service::{DeliveryService, DeliveryServiceError, DeliverySettings};
+pub use service::{DeliveryService, DeliveryServiceError, DeliverySettings, VideoDelivery};

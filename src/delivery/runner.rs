@@ -47,6 +47,8 @@ pub fn source_stream(config: &DeliveryStreamConfig) -> (String, StartPosition) {
             super::config::direct_put_stream_name(&config.name),
             StartPosition::TrimHorizon,
         ),
+        // The service starts no runner for video; a runner would find no such stream and pause.
+        SourceConfig::Video => (String::new(), StartPosition::TrimHorizon),
     }
 }
 

@@ -1,21 +1,27 @@
 //! The delivery streams of a gateway: starts a runner per delivery stream (from the config
 //! file and from those created through the Firehose API, which are kept in the stream
 //! database), creates and deletes them at run time, takes direct puts, and reports status.
+//! Video delivery streams (`source = "video"`) get no runner: the service hands cameras'
+//! uploaders what they need ([`VideoDelivery`]) and shows their upload status.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bandwidth::Bandwidth;
-use super::config::{direct_put_stream_name, DeliveryStreamConfig, SourceConfig};
+use super::config::{
+    direct_put_stream_name, DeliveryStreamConfig, DestinationConfig, SourceConfig,
+};
 use super::dead_letter::DeadLetter;
-use super::destinations::DestinationContext;
+use super::destinations::{self, BuildError, DestinationContext, ObjectStore};
 use super::runner::{self, RunnerParts};
-use super::status::{self, DeliveryStatus, DestinationStatus, ShardStatus, StatusCell};
+use super::status::{
+    self, DeliveryState, DeliveryStatus, DestinationStatus, ShardStatus, StatusCell, UploadStatus,
+};
 use crate::storage::{
     now_ms, AdminOp, AppendOutcome, DeliveryOp, NewRecord, Store, StoreError, StreamSpec,
 };
@@ -45,6 +51,8 @@ pub enum DeliveryServiceError {
     FromConfig(String),
     #[error("Delivery stream {0} is not a DirectPut delivery stream.")]
     NotDirectPut(String),
+    #[error("Delivery stream {0} is not a video delivery stream (source = \"video\").")]
+    NotVideo(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the delivery stream definition cannot be saved: {0}")]
@@ -63,7 +71,28 @@ struct Running {
     info: DeliveryStreamInfo,
     status: Arc<StatusCell>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// `None` for video delivery streams.
+    task: Option<JoinHandle<()>>,
+}
+
+/// What a camera's uploader needs of a video delivery stream.
+#[derive(Clone)]
+pub struct VideoDelivery {
+    pub name: String,
+    /// For the shared bandwidth cap.
+    pub priority: u8,
+    /// `s3` or `directory` (check-config allows no other).
+    pub destination: DestinationConfig,
+    pub context: DestinationContext,
+    /// Shared with the record runners: `[delivery] max_bandwidth`.
+    pub bandwidth: Arc<Bandwidth>,
+}
+
+impl VideoDelivery {
+    /// The destination as an object store; its prefix is empty when none is configured.
+    pub fn object_store(&self) -> Result<Box<dyn ObjectStore>, BuildError> {
+        destinations::object_store(&self.destination, &self.context)
+    }
 }
 
 struct Inner {
@@ -74,6 +103,8 @@ struct Inner {
     region: String,
     account_id: String,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Cameras' upload status, dropped when their uploader ends.
+    uploads: Mutex<Vec<Weak<Mutex<UploadStatus>>>>,
 }
 
 /// Cheap to clone.
@@ -118,6 +149,7 @@ impl DeliveryService {
                 region,
                 account_id,
                 running: Mutex::new(BTreeMap::new()),
+                uploads: Mutex::new(Vec::new()),
             }),
         };
         let created_ms = now_ms();
@@ -180,6 +212,20 @@ impl DeliveryService {
 
     async fn launch(&self, info: DeliveryStreamInfo) -> Result<(), DeliveryServiceError> {
         let name = info.config.name.clone();
+        if let SourceConfig::Video = info.config.source {
+            let status = Arc::new(StatusCell::default());
+            status.update(|s| s.state = DeliveryState::Video);
+            let (stop, _) = watch::channel(false);
+            tracing::info!(delivery_stream = %name, destination = info.config.destination.kind(), "video delivery stream ready");
+            let running = Running {
+                info,
+                status,
+                stop,
+                task: None,
+            };
+            self.lock().insert(name, running);
+            return Ok(());
+        }
         if let SourceConfig::DirectPut = info.config.source {
             self.inner
                 .store
@@ -208,10 +254,52 @@ impl DeliveryService {
                 info,
                 status,
                 stop,
-                task,
+                task: Some(task),
             },
         );
         Ok(())
+    }
+
+    /// What an uploader needs to upload through the video delivery stream `name`.
+    pub fn video_delivery(&self, name: &str) -> Result<VideoDelivery, DeliveryServiceError> {
+        let config = self
+            .get(name)
+            .ok_or_else(|| DeliveryServiceError::NotFound(name.to_owned()))?
+            .config;
+        if !matches!(config.source, SourceConfig::Video) {
+            return Err(DeliveryServiceError::NotVideo(name.to_owned()));
+        }
+        let mut context = self.inner.context.clone();
+        context.delivery_stream = name.to_owned();
+        context.source_arn = self.arn(name);
+        Ok(VideoDelivery {
+            name: config.name,
+            priority: config.priority,
+            destination: config.destination,
+            context,
+            bandwidth: self.inner.bandwidth.clone(),
+        })
+    }
+
+    /// Shows a camera's upload status under its delivery stream (`status.destination`) for as
+    /// long as the uploader keeps it.
+    pub fn register_upload(&self, status: &Arc<Mutex<UploadStatus>>) {
+        let mut uploads = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        uploads.retain(|u| u.strong_count() > 0);
+        uploads.push(Arc::downgrade(status));
+    }
+
+    /// The registered uploads of `delivery_stream`, by camera.
+    fn uploads_of(&self, delivery_stream: &str) -> Vec<UploadStatus> {
+        let uploads = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<UploadStatus> = uploads
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .filter(|s| s.destination == delivery_stream)
+            .collect();
+        found.sort_by(|a, b| a.camera.cmp(&b.camera));
+        found
     }
 
     /// Creates a delivery stream (Firehose CreateDeliveryStream) and keeps its definition.
@@ -256,7 +344,9 @@ impl DeliveryService {
         };
         if let Some(running) = running {
             let _ = running.stop.send(true);
-            let _ = running.task.await;
+            if let Some(task) = running.task {
+                let _ = task.await;
+            }
             self.inner
                 .store
                 .delivery(DeliveryOp::Remove {
@@ -345,6 +435,14 @@ impl DeliveryService {
                         records_lost: shard_lost,
                     });
                 }
+                let uploads = match config.source {
+                    SourceConfig::Video => self.uploads_of(&config.name),
+                    _ => Vec::new(),
+                };
+                for upload in &uploads {
+                    backlog_records += upload.backlog_fragments;
+                    backlog_bytes += upload.backlog_bytes;
+                }
                 let oldest = data.oldest_pending_ms.filter(|_| backlog_records > 0);
                 DeliveryStatus {
                     name: config.name.clone(),
@@ -354,6 +452,7 @@ impl DeliveryService {
                             serde_json::json!({ "stream": stream })
                         }
                         SourceConfig::DirectPut => serde_json::json!("direct_put"),
+                        SourceConfig::Video => serde_json::json!("video"),
                     },
                     destination: DestinationStatus {
                         kind: config.destination.kind().to_owned(),
@@ -373,6 +472,7 @@ impl DeliveryService {
                     last_error: data.last_error,
                     paused_reason: data.paused_reason,
                     shards,
+                    uploads,
                 }
             })
             .collect()
@@ -384,8 +484,8 @@ impl DeliveryService {
         for r in &running {
             let _ = r.stop.send(true);
         }
-        for r in running {
-            let _ = r.task.await;
+        for task in running.into_iter().filter_map(|r| r.task) {
+            let _ = task.await;
         }
     }
 }

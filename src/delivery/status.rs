@@ -22,6 +22,8 @@ pub enum DeliveryState {
     Failing,
     /// Not reading: the source stream does not exist (yet), or the gateway is stopping.
     Paused,
+    /// A `source = "video"` delivery stream: cameras upload through it (see `uploads`).
+    Video,
 }
 
 impl DeliveryState {
@@ -31,6 +33,7 @@ impl DeliveryState {
             DeliveryState::BackingOff => "backing_off",
             DeliveryState::Failing => "failing",
             DeliveryState::Paused => "paused",
+            DeliveryState::Video => "video",
         }
     }
 }
@@ -128,6 +131,39 @@ pub struct DeliveryStatus {
     pub last_error: Option<LastError>,
     pub paused_reason: Option<String>,
     pub shards: Vec<ShardStatus>,
+    /// Video delivery streams: the cameras uploading through it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uploads: Vec<UploadStatus>,
+}
+
+/// What a camera's video upload is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Outside the camera's upload window.
+    WaitingForWindow,
+    Uploading,
+    /// Up to date (or holding back a segment that is still growing).
+    #[default]
+    Idle,
+    /// The destination is unreachable or answers with errors; retrying.
+    Retrying,
+}
+
+/// One camera's video upload (`crate::video::upload`), shown under its delivery stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UploadStatus {
+    pub camera: String,
+    /// The delivery stream.
+    pub destination: String,
+    pub state: UploadState,
+    /// The highest fragment number uploaded (the checkpoint).
+    pub uploaded_through: Option<u64>,
+    pub backlog_fragments: u64,
+    pub backlog_bytes: u64,
+    pub last_error: Option<String>,
+    /// When the destination last confirmed an object (epoch ms).
+    pub last_upload_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

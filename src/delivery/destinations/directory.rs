@@ -195,6 +195,18 @@ impl super::Destination for DirectoryDestination {
     }
 }
 
+#[async_trait::async_trait]
+impl super::ObjectStore for DirectoryDestination {
+    fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// Writes the file atomically; a file has no content type.
+    async fn put_object(&self, key: &str, body: Bytes, _: &str) -> Result<(), DeliveryError> {
+        self.write(key, body).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -3,6 +3,10 @@
 //! HTTP bodies, PutRecords, MQTT publishes), compresses when its kind does, and says whether
 //! the upstream confirmed. It never retries on its own: the delivery runner owns retries,
 //! backoff, checkpoints and status, so every destination behaves the same through outages.
+//!
+//! The `s3` and `directory` destinations are also [`ObjectStore`]s: single objects under keys
+//! the caller chooses (camera video), with the same signing, multipart, atomic writes and
+//! error kinds.
 
 mod aws;
 pub mod directory;
@@ -17,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::batch::{Batch, ErrorBatch};
 use super::config::DestinationConfig;
@@ -103,6 +108,50 @@ pub trait Destination: Send + Sync {
 
     /// Called once when the delivery stream stops (close connections cleanly).
     async fn close(&self) {}
+}
+
+/// A destination that takes single objects under keys its user chooses.
+#[async_trait]
+pub trait ObjectStore: Destination {
+    /// The configured prefix; keys are usually made of it, rendered for the object's time.
+    fn prefix(&self) -> &naming::Prefix;
+
+    /// Puts `body` under `key` (after the root or bucket; the prefix is not added). `Ok` only
+    /// once the upstream confirmed; errors are classified as for [`Destination::deliver`].
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), DeliveryError>;
+}
+
+/// Builds the object store a configuration describes (`s3` or `directory`). Without a
+/// configured prefix the prefix is empty (not Firehose's date folders: callers name their
+/// objects with dates of their own).
+pub fn object_store(
+    config: &DestinationConfig,
+    context: &DestinationContext,
+) -> Result<Box<dyn ObjectStore>, BuildError> {
+    let store: Box<dyn ObjectStore> = match config {
+        DestinationConfig::S3(c) => {
+            let mut c = c.clone();
+            c.prefix.get_or_insert_with(String::new);
+            Box::new(s3::S3Destination::new(&c, context)?)
+        }
+        DestinationConfig::Directory(c) => {
+            let mut c = c.clone();
+            c.prefix.get_or_insert_with(String::new);
+            Box::new(directory::DirectoryDestination::new(&c, context)?)
+        }
+        other => {
+            return Err(BuildError {
+                kind: other.kind(),
+                message: "cannot store objects: use an s3 or directory destination".into(),
+            })
+        }
+    };
+    Ok(store)
 }
 
 /// Why a destination could not be built from its configuration.

@@ -21,6 +21,8 @@ use crate::delivery::config::{Compression, S3Config, MIB};
 const MULTIPART_THRESHOLD: usize = 16 * MIB as usize;
 /// Part size (S3's minimum is 5 MiB, for all parts but the last).
 const PART_SIZE: usize = 8 * MIB as usize;
+/// The content type of batches and error output.
+const BINARY: &str = "application/octet-stream";
 
 pub struct S3Destination {
     client: AwsClient,
@@ -87,11 +89,16 @@ impl S3Destination {
     }
 
     /// Uploads one object, in parts when it is large.
-    async fn upload(&self, key: &str, body: Bytes) -> Result<(), DeliveryError> {
+    async fn upload(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), DeliveryError> {
         if body.len() > MULTIPART_THRESHOLD {
-            return self.multipart(key, body).await;
+            return self.multipart(key, body, content_type).await;
         }
-        let headers = [("content-type", "application/octet-stream".to_string())];
+        let headers = [("content-type", content_type.to_string())];
         self.client
             .send(http::Method::PUT, &self.url(key, ""), &headers, body)
             .await?;
@@ -99,8 +106,13 @@ impl S3Destination {
         Ok(())
     }
 
-    async fn multipart(&self, key: &str, body: Bytes) -> Result<(), DeliveryError> {
-        let headers = [("content-type", "application/octet-stream".to_string())];
+    async fn multipart(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), DeliveryError> {
+        let headers = [("content-type", content_type.to_string())];
         let answer = self
             .client
             .send(
@@ -260,7 +272,8 @@ impl super::Destination for S3Destination {
         );
         for (prefix, indices) in &groups.groups {
             let body = object_body(batch, indices, batch.compression).await?;
-            self.upload(&format!("{prefix}{name}"), body).await?;
+            self.upload(&format!("{prefix}{name}"), body, BINARY)
+                .await?;
         }
         if !groups.failed.is_empty() {
             self.deliver_errors(&naming::unroutable_errors(batch, &groups.failed))
@@ -271,7 +284,23 @@ impl super::Destination for S3Destination {
 
     async fn deliver_errors(&self, errors: &ErrorBatch) -> Result<bool, DeliveryError> {
         let (key, body) = error_object(&self.error_prefix, errors)?;
-        self.upload(&key, Bytes::from(body)).await?;
+        self.upload(&key, Bytes::from(body), BINARY).await?;
         Ok(true)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ObjectStore for S3Destination {
+    fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), DeliveryError> {
+        self.upload(key, body, content_type).await
     }
 }
