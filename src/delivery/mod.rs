@@ -12,7 +12,7 @@
 //! the storage writer), status, the shared bandwidth cap, processors, compression and the
 //! destinations.
 
-mod backoff;
+pub mod backoff;
 pub mod bandwidth;
 pub mod batch;
 pub mod compression;

@@ -8,3 +8,4 @@ pub mod log;
 pub mod mp4;
 #[cfg(test)]
 pub(crate) mod testmedia;
+pub mod upload;
