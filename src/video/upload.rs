@@ -284,14 +284,19 @@ impl Uploader {
             return Ok(false);
         }
         self.update_status(|s, _| s.state = UploadState::Uploading);
+        let backlog = objects.len() > 1;
+        let mut window_closed = false;
         for object in objects {
             if !in_window(self.upload.window, local_minute()) {
+                window_closed = true;
                 break;
             }
             self.upload_object(object).await?;
             self.write_playlists(false).await?;
         }
-        self.write_playlists(true).await?;
+        // At the end of a backlog, or of the window, the playlists show it at once; objects
+        // that trickle in one by one (a live camera) show within PLAYLIST_EVERY.
+        self.write_playlists(backlog || window_closed).await?;
         Ok(true)
     }
 
@@ -439,11 +444,12 @@ impl Uploader {
     }
 
     /// Rewrites the playlists of days with new objects, and once those of days that ended
-    /// since; unless `now`, at most every [`PLAYLIST_EVERY`].
+    /// since; at most every [`PLAYLIST_EVERY`] unless `now` (and there are new objects). Also
+    /// called while idle, so that the last objects of a trickle show.
     async fn write_playlists(&mut self, now: bool) -> Result<(), Stopped> {
-        if !(now && !self.dirty_days.is_empty())
-            && self.playlists_written.elapsed() < PLAYLIST_EVERY
-        {
+        let due = self.playlists_written.elapsed() >= PLAYLIST_EVERY;
+        let wanted_now = now && !self.dirty_days.is_empty();
+        if !(due || wanted_now) {
             return Ok(());
         }
         let dir = self.manifest.clone();
