@@ -113,14 +113,20 @@ pub async fn serve(
         .await
 }
 
-/// With `api.credentials` configured, a request must carry a valid SigV4 signature.
-fn authorize(state: &ApiState, parts: &http::request::Parts, body: &[u8]) -> Result<(), ApiError> {
-    if let Some(verifier) = &state.verifier {
-        verifier
+/// With `api.credentials` configured, a request must carry a valid SigV4 signature; the
+/// signing access key id is returned (`None` without credentials).
+fn authorize(
+    state: &ApiState,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
+    match &state.verifier {
+        Some(verifier) => verifier
             .verify(parts, body, SystemTime::now())
-            .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
+            .map(Some)
+            .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string())),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 fn request_id() -> String {

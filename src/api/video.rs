@@ -99,19 +99,73 @@ impl IntoResponse for VideoError {
 type VideoResult = Result<Response, VideoError>;
 
 /// The video service, after the request's signature is checked (when credentials are set).
-fn video(state: &ApiState, parts: &http::request::Parts) -> Result<VideoService, Box<Response>> {
-    if let Err(error) = super::authorize(state, parts, &[]) {
-        return Err(Box::new(super::with_request_id(
-            super::protocol::Wire::Json.error(&error),
-            &super::request_id(),
-        )));
-    }
-    state.video.clone().ok_or_else(|| {
+fn video(
+    state: &ApiState,
+    parts: &http::request::Parts,
+) -> Result<(VideoService, Option<Access>), Box<Response>> {
+    let key = match super::authorize(state, parts, &[]) {
+        Ok(key) => key,
+        Err(error) => {
+            return Err(Box::new(super::with_request_id(
+                super::protocol::Wire::Json.error(&error),
+                &super::request_id(),
+            )))
+        }
+    };
+    let access = key.map(|key| Access {
+        key,
+        host: parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    });
+    let video = state.video.clone().ok_or_else(|| {
         Box::new(
             VideoError::not_found("video is not running on this gateway (no cameras configured)")
                 .into_response(),
         )
-    })
+    })?;
+    Ok((video, access))
+}
+
+/// The credentials a request was signed with: playlists sign the URIs they list with them, so
+/// that a player given one presigned playlist URL can fetch its segments.
+struct Access {
+    key: String,
+    host: String,
+}
+
+/// How long the URIs in a playlist stay valid.
+const LIVE_URI_EXPIRES_S: u64 = 3600;
+const VOD_URI_EXPIRES_S: u64 = 12 * 3600;
+
+/// `relative` (under `/video/<camera>/`) with a presigned query when the playlist request was
+/// signed.
+fn sign_uri(
+    state: &ApiState,
+    access: Option<&Access>,
+    camera: &str,
+    relative: String,
+    expires_s: u64,
+) -> String {
+    let (Some(access), Some(verifier)) = (access, state.verifier.as_ref()) else {
+        return relative;
+    };
+    let path = format!("/video/{camera}/{relative}");
+    match verifier.presign_get(
+        &access.key,
+        &state.region,
+        "kinesisvideo",
+        &access.host,
+        &path,
+        expires_s,
+        std::time::SystemTime::now(),
+    ) {
+        Some(query) => format!("{relative}?{query}"),
+        None => relative,
+    }
 }
 
 fn camera_log(video: &VideoService, camera: &str) -> Result<FragmentLog, VideoError> {
@@ -146,7 +200,7 @@ fn respond(result: VideoResult) -> Response {
 }
 
 async fn cameras(State(state): State<Arc<ApiState>>, request: Request) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         blocking(move || Ok(video.status()))
             .await
@@ -214,7 +268,7 @@ fn playlist_response(text: String) -> Response {
 
 /// Playlist segments for consecutive fragments: a new init segment or a gap starts a
 /// discontinuity.
-fn segments(fragments: &[FragmentMeta]) -> Vec<hls::Segment> {
+fn segments(fragments: &[FragmentMeta], sign: impl Fn(String) -> String) -> Vec<hls::Segment> {
     let mut previous: Option<&FragmentMeta> = None;
     fragments
         .iter()
@@ -229,10 +283,10 @@ fn segments(fragments: &[FragmentMeta]) -> Vec<hls::Segment> {
             });
             previous = Some(f);
             hls::Segment {
-                uri: format!("fragments/{}.m4s", f.number),
+                uri: sign(format!("fragments/{}.m4s", f.number)),
                 duration_ms: f.duration_ms,
                 program_date_time_ms: f.producer_ms,
-                map_uri: format!("init/{}.mp4", f.init_id),
+                map_uri: sign(format!("init/{}.mp4", f.init_id)),
                 discontinuity,
             }
         })
@@ -244,13 +298,14 @@ async fn live_playlist(
     Path(camera): Path<String>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, access) = guard!(state, request);
     let count = video.settings().live_segments as usize;
     respond(
         async {
             let log = camera_log(&video, &camera)?;
+            let name = camera.clone();
             let fragments =
-                blocking(move || log.latest(&camera, count).map_err(VideoError::internal)).await?;
+                blocking(move || log.latest(&name, count).map_err(VideoError::internal)).await?;
             let Some(first) = fragments.first() else {
                 return Err(VideoError::not_found(
                     "no fragments yet: the camera has not delivered video",
@@ -258,7 +313,9 @@ async fn live_playlist(
             };
             let playlist = hls::Playlist {
                 media_sequence: first.number,
-                segments: segments(&fragments),
+                segments: segments(&fragments, |uri| {
+                    sign_uri(&state, access.as_ref(), &camera, uri, LIVE_URI_EXPIRES_S)
+                }),
                 ended: false,
                 playlist_type_vod: false,
             };
@@ -274,13 +331,14 @@ async fn vod_playlist(
     Query(range): Query<Range>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, access) = guard!(state, request);
     respond(
         async {
             let (start, end) = range.required(None)?;
             let log = camera_log(&video, &camera)?;
+            let name = camera.clone();
             let fragments = blocking(move || {
-                log.fragments(&camera, start, end, MAX_VOD_FRAGMENTS)
+                log.fragments(&name, start, end, MAX_VOD_FRAGMENTS)
                     .map_err(VideoError::internal)
             })
             .await?;
@@ -289,7 +347,9 @@ async fn vod_playlist(
             };
             let playlist = hls::Playlist {
                 media_sequence: first.number,
-                segments: segments(&fragments),
+                segments: segments(&fragments, |uri| {
+                    sign_uri(&state, access.as_ref(), &camera, uri, VOD_URI_EXPIRES_S)
+                }),
                 ended: true,
                 playlist_type_vod: true,
             };
@@ -311,7 +371,7 @@ async fn init_segment(
     Path((camera, file)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let id = numbered(&file, ".mp4")?;
@@ -332,7 +392,7 @@ async fn fragment(
     Path((camera, file)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let number = numbered(&file, ".m4s")?;
@@ -377,7 +437,7 @@ async fn list_fragments(
     Query(range): Query<Range>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let start = match range.start.as_deref() {
@@ -421,7 +481,7 @@ async fn clip_mp4(
     Query(range): Query<Range>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let (start, end) = range.required(None)?;
@@ -524,7 +584,7 @@ async fn one_image(
     request: Request,
     format: ImageFormat,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let at = match query.at.as_deref() {
@@ -568,7 +628,7 @@ async fn images(
     Query(query): Query<ImagesQuery>,
     request: Request,
 ) -> Response {
-    let video = guard!(state, request);
+    let (video, _) = guard!(state, request);
     respond(
         async {
             let range = Range {

@@ -325,3 +325,58 @@ def test_check_config_names_camera_mistakes(tmp_path):
     assert "cam9.toml:5: camera.source" in out and "plaintext" in out, out
     assert "cam9.toml:6: camera.retention_hours" in out, out
     assert "cam9.toml:7: camera.on_full" in out, out
+
+
+def test_with_credentials_playlists_carry_presigned_uris(gateway_factory):
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from kutil import TEST_KEY, TEST_SECRET_ENV
+
+    def presign(url):
+        req = AWSRequest(method="GET", url=url)
+        SigV4QueryAuth(Credentials(TEST_KEY, "secret"), "kinesisvideo", "us-east-1", expires=300).add_auth(req)
+        return req.url
+
+    with videoutil.camera(key_int=30) as url:
+        gw = gateway_factory(extra_config=VIDEO_CONFIG, credentials=True, start=False,
+                             env={TEST_SECRET_ENV: "secret"})
+        camera_file(gw, "cam", url)
+        gw.start()
+        # Unsigned: refused like the rest of the API.
+        r = requests.get(f"{gw.url}/video/cam/live.m3u8", timeout=10)
+        assert r.status_code in (400, 403), r.text
+        assert "MissingAuthenticationToken" in r.text, r.text
+
+        def ready():
+            r = requests.get(presign(f"{gw.url}/video/cam/live.m3u8"), timeout=10)
+            return r if r.status_code == 200 else None
+        playlist = wait_for("a signed live playlist", ready)
+        uris = [l for l in playlist.text.splitlines() if l and not l.startswith("#")]
+        assert uris and all("X-Amz-Signature=" in u for u in uris), playlist.text
+        seg = requests.get(f"{gw.url}/video/cam/{uris[-1]}", timeout=10)
+        assert seg.status_code == 200 and len(seg.content) > 1000
+        # A signature is for its own path only.
+        other = "init/1.mp4?" + uris[-1].split("?", 1)[1]
+        assert requests.get(f"{gw.url}/video/cam/{other}", timeout=10).status_code in (400, 403)
+        # A player handed one presigned URL plays it (GStreamer's HLS client).
+        info = videoutil.discover(presign(f"{gw.url}/video/cam/live.m3u8"))
+        assert info["codec"] == "h264"
+
+
+def test_h265_camera_is_stored_as_h265(gateway_factory, tmp_path):
+    with videoutil.camera(codec="h265", width=320, height=240, key_int=30) as url:
+        gw = gateway_factory(extra_config=VIDEO_CONFIG, start=False)
+        camera_file(gw, "hevc", url)
+        gw.start()
+        cam = wait_fragments(gw, "hevc", 3)
+        assert cam["codec"] == "h265" and (cam["width"], cam["height"]) == (320, 240)
+        listed = fragments(gw, "hevc")["fragments"]
+        clip = get(gw, "/video/hevc/clip.mp4", start=listed[0]["producer_ms"], end=listed[2]["producer_ms"])
+        assert clip.status_code == 200, clip.text
+        path = tmp_path / "hevc.mp4"
+        path.write_bytes(clip.content)
+        info = videoutil.discover(path)
+        assert info["codec"] == "h265" and (info["width"], info["height"]) == (320, 240)
+        image = get(gw, "/video/hevc/image.jpg", at=listed[1]["producer_ms"] + 100)
+        assert videoutil.jpeg_size(image.content) == (320, 240)
