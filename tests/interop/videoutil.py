@@ -137,7 +137,10 @@ def srt_sender(mode: str = "listener", port: int | None = None, width: int = 640
         "gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "pattern=ball", "!",
         f"video/x-raw,format=I420,width={width},height={height},framerate={fps}/1", "!",
         "x264enc", f"key-int-max={key_int}", "tune=zerolatency", "speed-preset=ultrafast",
-        f"bitrate={bitrate_kbps}", "!", "h264parse", "!", "mpegtsmux", "!",
+        # As SRT cameras do: SPS/PPS with every keyframe (a receiver can join at any time) and
+        # 7 TS packets per SRT message (1316 bytes; larger messages do not fit one SRT packet).
+        f"bitrate={bitrate_kbps}", "!", "h264parse", "config-interval=-1", "!",
+        "mpegtsmux", "alignment=7", "!",
         "srtsink", f"uri=srt://{HOST}:{port}?mode={mode}", f"latency={latency_ms}",
     ]
     source = (f"srt://{HOST}:{port}" if mode == "listener"
