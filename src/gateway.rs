@@ -96,8 +96,15 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ITERATOR_TTL_MS);
+    let devices = DeviceRegistry::load(&config.devices.dir).map_err(|errors| {
+        anyhow::anyhow!(
+            "the device files have mistakes (kinedge check-config lists them):\n{errors}"
+        )
+    })?;
+    #[cfg(feature = "video")]
+    let video = start_video(&config, &store, &devices).await?;
     let mqtt = if config.mqtt.enabled {
-        Some(start_mqtt(&config, store.clone()).await?)
+        Some(start_mqtt(&config, store.clone(), devices).await?)
     } else {
         None
     };
@@ -113,6 +120,10 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     );
     state.mqtt = mqtt.as_ref().map(|m| m.shared.clone());
     state.deliveries = Some(deliveries.clone());
+    #[cfg(feature = "video")]
+    {
+        state.video = video.clone();
+    }
     let state = Arc::new(state);
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);
@@ -165,6 +176,16 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
     }
     maintenance.abort();
+    // Each camera stores the fragment it was recording.
+    #[cfg(feature = "video")]
+    if let Some(video) = &video {
+        if tokio::time::timeout(Duration::from_secs(10), video.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cameras still stopping after 10 s");
+        }
+    }
     // Batches on their way get a moment to be confirmed; the rest is sent again after the
     // restart, from the checkpoints.
     if tokio::time::timeout(Duration::from_secs(10), deliveries.shutdown())
@@ -209,12 +230,40 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
     .context("starting the delivery streams")
 }
 
-async fn start_mqtt(config: &Config, store: Store) -> anyhow::Result<MqttServer> {
-    let devices = DeviceRegistry::load(&config.devices.dir).map_err(|errors| {
-        anyhow::anyhow!(
-            "the device files have mistakes (kinedge check-config lists them):\n{errors}"
-        )
-    })?;
+/// Starts the cameras of the device registry; `None` when there are none.
+#[cfg(feature = "video")]
+async fn start_video(
+    config: &Config,
+    store: &Store,
+    devices: &DeviceRegistry,
+) -> anyhow::Result<Option<crate::video::VideoService>> {
+    let cameras: Vec<_> = devices
+        .devices()
+        .into_iter()
+        .filter(|d| d.camera.is_some())
+        .cloned()
+        .collect();
+    if cameras.is_empty() {
+        return Ok(None);
+    }
+    let dir = crate::video::service::video_dir(&config.video, store.data_dir());
+    let video = crate::video::VideoService::start(
+        config.video.clone(),
+        dir.clone(),
+        config.storage.min_free_disk,
+        cameras,
+    )
+    .await
+    .context("starting video")?;
+    tracing::info!(cameras = video.camera_names().len(), dir = %dir.display(), "video started");
+    Ok(Some(video))
+}
+
+async fn start_mqtt(
+    config: &Config,
+    store: Store,
+    devices: DeviceRegistry,
+) -> anyhow::Result<MqttServer> {
     let catalog = store.catalog();
     for route in &config.routes {
         if catalog.stream(&route.stream).is_none() {

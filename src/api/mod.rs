@@ -9,6 +9,8 @@ pub mod firehose;
 pub mod kinesis;
 pub mod protocol;
 pub mod sigv4;
+#[cfg(feature = "video")]
+pub mod video;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +48,12 @@ pub struct ApiState {
     /// The MQTT listener's state, for `/status`, when it runs.
     pub mqtt: Option<Arc<crate::ingest::mqtt::MqttShared>>,
     pub deliveries: Option<crate::delivery::DeliveryService>,
+    /// Cameras and their fragment log, when video runs.
+    #[cfg(feature = "video")]
+    pub video: Option<crate::video::VideoService>,
+    /// Image requests decoded at once (decoding is the heaviest thing video does here).
+    #[cfg(feature = "video")]
+    pub image_slots: tokio::sync::Semaphore,
 }
 
 impl ApiState {
@@ -66,6 +74,10 @@ impl ApiState {
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
             mqtt: None,
             deliveries: None,
+            #[cfg(feature = "video")]
+            video: None,
+            #[cfg(feature = "video")]
+            image_slots: tokio::sync::Semaphore::new(1),
         }
     }
 }
@@ -79,13 +91,15 @@ pub const BODY_BUDGET_KIB: usize = 32 * 1024;
 
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", post(handle_api))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/status", get(status))
-        .route("/deliveries", get(deliveries))
-        .with_state(state)
+        .route("/deliveries", get(deliveries));
+    #[cfg(feature = "video")]
+    let router = router.merge(video::routes());
+    router.with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.
@@ -99,14 +113,20 @@ pub async fn serve(
         .await
 }
 
-/// With `api.credentials` configured, a request must carry a valid SigV4 signature.
-fn authorize(state: &ApiState, parts: &http::request::Parts, body: &[u8]) -> Result<(), ApiError> {
-    if let Some(verifier) = &state.verifier {
-        verifier
+/// With `api.credentials` configured, a request must carry a valid SigV4 signature; the
+/// signing access key id is returned (`None` without credentials).
+fn authorize(
+    state: &ApiState,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
+    match &state.verifier {
+        Some(verifier) => verifier
             .verify(parts, body, SystemTime::now())
-            .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
+            .map(Some)
+            .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string())),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 fn request_id() -> String {
@@ -229,6 +249,7 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
     if let Err(error) = authorize(&state, &parts, &[]) {
         return with_request_id(Wire::Json.error(&error), &request_id());
     }
+    let cameras = camera_status(&state).await;
     let catalog = state.store.catalog();
     let streams: Vec<StatusStream> = catalog
         .streams
@@ -256,8 +277,21 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         "writer": state.store.stats(),
         "mqtt": state.mqtt.as_ref().map(|m| m.status()),
         "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
+        "cameras": cameras,
     }))
     .into_response()
+}
+
+/// Every camera's status (empty without video).
+async fn camera_status(state: &ApiState) -> serde_json::Value {
+    #[cfg(feature = "video")]
+    if let Some(video) = state.video.clone() {
+        return tokio::task::spawn_blocking(move || serde_json::json!(video.status()))
+            .await
+            .unwrap_or_default();
+    }
+    let _ = state;
+    serde_json::json!([])
 }
 
 /// `GET /deliveries`: per delivery stream state, backlog, checkpoints, last error, losses.

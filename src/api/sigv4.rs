@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const TERMINATOR: &str = "aws4_request";
-const SERVICES: [&str; 2] = ["kinesis", "firehose"];
+const SERVICES: [&str; 3] = ["kinesis", "firehose", "kinesisvideo"];
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const CONTENT_SHA256: &str = "x-amz-content-sha256";
 const ONE_MECHANISM: &str = "Only one authentication mechanism allowed: either the \
@@ -157,6 +157,55 @@ impl SigV4Verifier {
         } else {
             Err(AuthError::SignatureMismatch)
         }
+    }
+}
+
+impl SigV4Verifier {
+    /// A presigned query string (`X-Amz-Algorithm=..&..&X-Amz-Signature=..`) for `GET path`
+    /// on `host`, valid for `expires_s`, signed with `access_key`'s secret: what a playlist
+    /// hands its player so that segment requests carry the playlist request's credentials.
+    /// `None` when the key is unknown.
+    #[allow(clippy::too_many_arguments)]
+    pub fn presign_get(
+        &self,
+        access_key: &str,
+        region: &str,
+        service: &str,
+        host: &str,
+        path: &str,
+        expires_s: u64,
+        now: SystemTime,
+    ) -> Option<String> {
+        let secret = self.secrets.get(access_key)?;
+        let when: chrono::DateTime<chrono::Utc> = now.into();
+        let amz_date = when.format("%Y%m%dT%H%M%SZ").to_string();
+        let scope = format!("{}/{region}/{service}/{TERMINATOR}", &amz_date[..8]);
+        let query: Vec<(Vec<u8>, Vec<u8>)> = [
+            ("X-Amz-Algorithm", ALGORITHM.to_string()),
+            ("X-Amz-Credential", format!("{access_key}/{scope}")),
+            ("X-Amz-Date", amz_date.clone()),
+            (
+                "X-Amz-Expires",
+                expires_s.min(MAX_PRESIGN_EXPIRES).to_string(),
+            ),
+            ("X-Amz-SignedHeaders", "host".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+        .collect();
+        let canonical_query = canonical_query(&query, true);
+        let request = format!(
+            "GET\n{}\n{canonical_query}\nhost:{}\n\nhost\n{UNSIGNED_PAYLOAD}",
+            canonical_uri(path),
+            host.trim()
+        );
+        let string_to_sign = format!(
+            "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+            hex::encode(Sha256::digest(request.as_bytes()))
+        );
+        let key = generate_signing_key(secret, now, region, service);
+        let signature = calculate_signature(&key, string_to_sign.as_bytes());
+        Some(format!("{canonical_query}&X-Amz-Signature={signature}"))
     }
 }
 
@@ -663,6 +712,50 @@ mod tests {
             (None, None) => Vec::new(),
         };
         (builder.body(()).unwrap().into_parts().0, body)
+    }
+
+    #[test]
+    fn presigned_get_verifies_and_only_for_its_path() {
+        let verifier = SigV4Verifier::new(vec![("AKIDVIDEO".into(), "s3cret".into())]);
+        let now = at(1_790_000_000);
+        let query = verifier
+            .presign_get(
+                "AKIDVIDEO",
+                "eu-west-1",
+                "kinesisvideo",
+                "127.0.0.1:4567",
+                "/video/cam/fragments/7.m4s",
+                3600,
+                now,
+            )
+            .unwrap();
+        let get = |path: &str| {
+            http::Request::get(format!("{path}?{query}"))
+                .header("host", "127.0.0.1:4567")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        assert_eq!(
+            verifier
+                .verify(&get("/video/cam/fragments/7.m4s"), &[], now)
+                .unwrap(),
+            "AKIDVIDEO"
+        );
+        assert!(verifier
+            .verify(&get("/video/cam/fragments/8.m4s"), &[], now)
+            .is_err());
+        assert!(verifier
+            .verify(
+                &get("/video/cam/fragments/7.m4s"),
+                &[],
+                now + Duration::from_secs(3601)
+            )
+            .is_err());
+        assert!(verifier
+            .presign_get("nobody", "eu-west-1", "kinesisvideo", "h", "/", 60, now)
+            .is_none());
     }
 
     #[test]

@@ -302,14 +302,19 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
                 }
                 return ExitCode::from(2);
             }
-            let devices = devices.map(|d| d.len()).unwrap_or(0);
+            let (devices, cameras) = devices
+                .map(|d| {
+                    let cameras = d.devices().iter().filter(|d| d.camera.is_some()).count();
+                    (d.len(), cameras)
+                })
+                .unwrap_or_default();
             let name = file
                 .as_ref()
                 .map_or("built-in configuration".to_string(), |p| {
                     p.display().to_string()
                 });
             println!(
-                "{name}: ok ({} streams, {} delivery streams, {devices} devices in {}, API on {})",
+                "{name}: ok ({} streams, {} delivery streams, {devices} devices ({cameras} cameras) in {}, API on {})",
                 config.streams.len(),
                 config.delivery_streams.len(),
                 config.devices.dir.display(),

@@ -72,6 +72,9 @@ pub struct FragmentMeta {
     /// Bytes of fragment data.
     pub size: u64,
     pub keyframe: bool,
+    /// The first fragment of a new recording run (the camera reconnected or the gateway
+    /// restarted): its stream timestamps do not continue the previous fragment's.
+    pub discontinuity: bool,
     /// "h264" or "h265".
     pub codec: String,
     pub width: u32,
@@ -86,6 +89,7 @@ pub struct NewFragment {
     pub producer_ms: i64,
     pub duration_ms: u32,
     pub keyframe: bool,
+    pub discontinuity: bool,
     pub codec: String,
     pub width: u32,
     pub height: u32,
@@ -787,6 +791,7 @@ impl<'txn> Tables<'txn> {
             duration_ms: fragment.duration_ms,
             size,
             keyframe: fragment.keyframe,
+            discontinuity: fragment.discontinuity,
             codec: fragment.codec,
             width: fragment.width,
             height: fragment.height,

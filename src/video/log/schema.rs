@@ -96,6 +96,7 @@ impl CameraState {
 
 const META_VERSION: u8 = 1;
 const KEYFRAME: u8 = 1;
+const DISCONTINUITY: u8 = 2;
 
 /// version, producer_ms, server_ms, duration_ms, size, flags, width, height, init_id,
 /// codec length, codec (the number is in the key).
@@ -107,7 +108,11 @@ pub fn encode_meta(meta: &FragmentMeta) -> Vec<u8> {
     out.extend_from_slice(&meta.server_ms.to_le_bytes());
     out.extend_from_slice(&meta.duration_ms.to_le_bytes());
     out.extend_from_slice(&meta.size.to_le_bytes());
-    out.push(if meta.keyframe { KEYFRAME } else { 0 });
+    let mut flags = if meta.keyframe { KEYFRAME } else { 0 };
+    if meta.discontinuity {
+        flags |= DISCONTINUITY;
+    }
+    out.push(flags);
     out.extend_from_slice(&meta.width.to_le_bytes());
     out.extend_from_slice(&meta.height.to_le_bytes());
     out.extend_from_slice(&meta.init_id.to_le_bytes());
@@ -143,6 +148,7 @@ pub fn decode_meta(number: u64, bytes: &[u8]) -> Option<FragmentMeta> {
         duration_ms,
         size,
         keyframe: flags & KEYFRAME != 0,
+        discontinuity: flags & DISCONTINUITY != 0,
         codec: codec.to_string(),
         width,
         height,
@@ -202,6 +208,7 @@ mod tests {
             duration_ms: 2000,
             size: 1 << 20,
             keyframe: true,
+            discontinuity: true,
             codec: "h265".into(),
             width: 1920,
             height: 1080,
