@@ -293,6 +293,7 @@ impl Parts {
                 producer_ms,
                 duration_ms,
                 keyframe: true,
+                discontinuity: i == 0,
                 codec: "h264".into(),
                 width: 640,
                 height: 360,

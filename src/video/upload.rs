@@ -117,6 +117,9 @@ struct ObjectEntry {
     start_ms: i64,
     end_ms: i64,
     duration_ms: u32,
+    /// The first fragment starts a new recording run.
+    #[serde(default)]
+    discontinuity: bool,
 }
 
 /// An uploaded init segment, as the manifest keeps it.
@@ -362,6 +365,7 @@ impl Uploader {
             start_ms: first.producer_ms,
             end_ms: end_ms(last),
             duration_ms: fragments.iter().map(|f| f.duration_ms).sum(),
+            discontinuity: first.discontinuity,
         };
         let size = body.len() as u64;
         let uploaded = !body.is_empty();
@@ -624,9 +628,9 @@ fn end_ms(fragment: &FragmentMeta) -> i64 {
 }
 
 /// Splits fragments (ascending by number) into objects: one per fragment, or with
-/// `segment_minutes` runs of consecutive fragments with the same init segment and no gap
-/// (see [`hls::discontinuity_between`]), spanning at most that many minutes and
-/// [`MAX_OBJECT_BYTES`].
+/// `segment_minutes` runs of consecutive fragments of one recording run with the same init
+/// segment and no gap (see [`hls::discontinuity_between`]), spanning at most that many minutes
+/// and [`MAX_OBJECT_BYTES`].
 fn group(fragments: &[FragmentMeta], segment_minutes: u32) -> Vec<&[FragmentMeta]> {
     let span_ms = i64::from(segment_minutes) * 60_000;
     let mut objects = Vec::new();
@@ -637,6 +641,7 @@ fn group(fragments: &[FragmentMeta], segment_minutes: u32) -> Vec<&[FragmentMeta
             let joins = segment_minutes > 0
                 && f.init_id == first.init_id
                 && f.number == prev.number + 1
+                && !f.discontinuity
                 && !hls::discontinuity_between(end_ms(prev), f.producer_ms)
                 && end_ms(f) - first.producer_ms <= span_ms
                 && bytes + f.size <= MAX_OBJECT_BYTES;
@@ -737,7 +742,8 @@ fn playlist_text(dir: &str, entries: &[ObjectEntry], ended: bool) -> String {
     let segments = entries
         .iter()
         .map(|e| {
-            let discontinuity = prev_end.is_some_and(|p| hls::discontinuity_between(p, e.start_ms));
+            let discontinuity = prev_end
+                .is_some_and(|p| e.discontinuity || hls::discontinuity_between(p, e.start_ms));
             prev_end = Some(e.end_ms);
             Segment {
                 uri: relative_uri(dir, &e.key),
@@ -882,6 +888,7 @@ mod tests {
             duration_ms,
             size: 100,
             keyframe: true,
+            discontinuity: false,
             codec: "h264".into(),
             width: 640,
             height: 360,
@@ -930,6 +937,13 @@ mod tests {
         assert!(!may_grow(last, 1, last[5].server_ms + 11_000));
         assert!(!may_grow(objects[2], 1, last[5].server_ms));
         assert!(!may_grow(last, 0, last[5].server_ms));
+        // A new recording run (the camera reconnected) starts a new object, even on time.
+        fragments[36].discontinuity = true;
+        let objects = group(&fragments, 1);
+        assert_eq!(
+            numbers(&objects[3..]),
+            vec![vec![35, 36], (37..=40).collect()]
+        );
     }
 
     #[test]
@@ -972,6 +986,7 @@ mod tests {
             start_ms,
             end_ms: start_ms + 2000,
             duration_ms: 2000,
+            discontinuity: false,
         };
         let entries = [
             entry(1, NOON, 1),
@@ -988,6 +1003,15 @@ mod tests {
              #EXTINF:2.000,\n12/1-1714564800000.m4s\n#EXTINF:2.000,\n12/2-1714564802000.m4s\n\
              #EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:01:00.000Z\n\
              #EXTINF:2.000,\n12/3-1714564860000.m4s\n"
+        );
+        let mut restarted = entries.clone();
+        restarted[1].discontinuity = true;
+        let text = playlist_text("cam/2024/05/01/", &restarted, false);
+        assert!(
+            text.contains(
+                "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:02.000Z\n"
+            ),
+            "{text}"
         );
         let ended = playlist_text("cam/2024/05/01/", &entries, true);
         assert!(ended.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
@@ -1006,6 +1030,7 @@ mod tests {
             start_ms: NOON,
             end_ms: NOON,
             duration_ms: 0,
+            discontinuity: false,
         };
         append_line(&file, &json_line(&entry(2, "b"))).unwrap();
         append_line(&file, &json_line(&entry(1, "a"))).unwrap();
