@@ -510,7 +510,9 @@ async fn window_that_excludes_now_uploads_nothing() {
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(std::fs::read_dir(out.path()).map_or(true, |mut d| d.next().is_none()));
-    assert_eq!(handle.status().uploaded_through, None);
+    let status = handle.status();
+    assert_eq!(status.uploaded_through, None);
+    assert_eq!((status.backlog_fragments, status.backlog_bytes), (2, 200));
     parts.stop(handle).await;
 
     // A window around now (wrapping past midnight when it must) uploads.

@@ -248,6 +248,7 @@ impl Uploader {
             }
             if !in_window(self.upload.window, local_minute()) {
                 self.update_status(|s, _| s.state = UploadState::WaitingForWindow);
+                self.pending().await?;
                 let wait = until_window(self.upload.window).min(Duration::from_secs(60));
                 unless_shutdown(&mut self.shutdown, tokio::time::sleep(wait)).await?;
                 continue;
@@ -268,14 +269,7 @@ impl Uploader {
     /// Uploads the objects after the checkpoint, oldest first; false when there was nothing
     /// ready to go.
     async fn round(&mut self) -> Result<bool, Stopped> {
-        let (camera, after) = (self.camera.clone(), self.checkpoint.unwrap_or(0));
-        let pending = self
-            .blocking("list fragments", move |log| {
-                log.fragments_after(&camera, after, ROUND_FRAGMENTS)
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
-        self.count_backlog(&pending).await?;
+        let pending = self.pending().await?;
         let mut objects = group(&pending, self.upload.segment_minutes);
         if objects
             .last()
@@ -301,6 +295,19 @@ impl Uploader {
         // that trickle in one by one (a live camera) show within PLAYLIST_EVERY.
         self.write_playlists(backlog || window_closed).await?;
         Ok(true)
+    }
+
+    /// The fragments after the checkpoint (the first [`ROUND_FRAGMENTS`]); sets the backlog.
+    async fn pending(&mut self) -> Result<Vec<FragmentMeta>, Stopped> {
+        let (camera, after) = (self.camera.clone(), self.checkpoint.unwrap_or(0));
+        let pending = self
+            .blocking("list fragments", move |log| {
+                log.fragments_after(&camera, after, ROUND_FRAGMENTS)
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        self.count_backlog(&pending).await?;
+        Ok(pending)
     }
 
     /// Sets the backlog from the listed fragments (estimated beyond a full listing).
