@@ -102,7 +102,12 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         )
     })?;
     #[cfg(feature = "video")]
-    let video = start_video(&config, &store, &devices).await?;
+    let cameras: Vec<_> = devices
+        .devices()
+        .into_iter()
+        .filter(|d| d.camera.is_some())
+        .cloned()
+        .collect();
     let mqtt = if config.mqtt.enabled {
         Some(start_mqtt(&config, store.clone(), devices).await?)
     } else {
@@ -110,6 +115,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     };
 
     let deliveries = start_deliveries(&config, store.clone()).await?;
+    #[cfg(feature = "video")]
+    let video = start_video(&config, &store, &cameras, &deliveries).await?;
 
     let mut state = ApiState::new(
         store.clone(),
@@ -235,14 +242,9 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
 async fn start_video(
     config: &Config,
     store: &Store,
-    devices: &DeviceRegistry,
+    cameras: &[crate::ingest::mqtt::Device],
+    deliveries: &DeliveryService,
 ) -> anyhow::Result<Option<crate::video::VideoService>> {
-    let cameras: Vec<_> = devices
-        .devices()
-        .into_iter()
-        .filter(|d| d.camera.is_some())
-        .cloned()
-        .collect();
     if cameras.is_empty() {
         return Ok(None);
     }
@@ -251,7 +253,8 @@ async fn start_video(
         config.video.clone(),
         dir.clone(),
         config.storage.min_free_disk,
-        cameras,
+        cameras.to_vec(),
+        Some(deliveries),
     )
     .await
     .context("starting video")?;

@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
 use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
 use super::pipeline::PipelineSpec;
+use super::upload::{UploadHandle, UploadStatus, Uploader};
 use crate::config::camera::{CameraConfig, CameraOnFull};
 use crate::config::{SecretSource, VideoConfig};
+use crate::delivery::DeliveryService;
 use crate::ingest::mqtt::devices::Device;
 
 /// How often age retention runs.
@@ -47,6 +49,8 @@ pub struct CameraStatus {
     pub evicted_fragments: u64,
     pub retention_hours: u32,
     pub max_bytes: Option<u64>,
+    /// The camera's uploads, when it has `upload`.
+    pub upload: Option<UploadStatus>,
 }
 
 /// Cheap to clone.
@@ -61,15 +65,18 @@ struct Inner {
     settings: VideoConfig,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    uploads: std::sync::Mutex<BTreeMap<String, UploadHandle>>,
 }
 
 impl VideoService {
-    /// Opens the fragment log in `dir` and starts every camera among `devices`.
+    /// Opens the fragment log in `dir` and starts every camera among `devices`, and the
+    /// uploads of those with `upload` (through `delivery`'s `source = "video"` streams).
     pub async fn start(
         settings: VideoConfig,
         dir: PathBuf,
         min_free_disk: u64,
         devices: Vec<Device>,
+        delivery: Option<&DeliveryService>,
     ) -> Result<VideoService, VideoServiceError> {
         tokio::task::spawn_blocking(super::pipeline::init)
             .await
@@ -133,8 +140,37 @@ impl VideoService {
                 settings,
                 shutdown,
                 tasks: std::sync::Mutex::new(Vec::new()),
+                uploads: std::sync::Mutex::new(BTreeMap::new()),
             }),
         };
+        let mut uploads = BTreeMap::new();
+        for (name, (_, config)) in &service.inner.cameras {
+            let Some(upload) = &config.upload else {
+                continue;
+            };
+            let Some(delivery) = delivery else {
+                continue;
+            };
+            match Uploader::start(
+                name.clone(),
+                upload.clone(),
+                service.inner.log.clone(),
+                delivery,
+                dir.join("uploads"),
+                service.inner.shutdown.subscribe(),
+            ) {
+                Ok(handle) => {
+                    tracing::info!(camera = %name, destination = %upload.destination, "camera upload started");
+                    uploads.insert(name.clone(), handle);
+                }
+                Err(error) => {
+                    tracing::error!(camera = %name, %error, "the camera records without uploading")
+                }
+            }
+        }
+        if let Ok(mut slot) = service.inner.uploads.lock() {
+            *slot = uploads;
+        }
         let mut tasks = Vec::new();
         for (name, (camera, config)) in &service.inner.cameras {
             tracing::info!(camera = %name, source = %config.source.display(), retention_hours = config.retention_hours, "starting camera");
@@ -185,6 +221,12 @@ impl VideoService {
                     evicted_fragments: usage.evicted_fragments,
                     retention_hours: config.retention_hours,
                     max_bytes: config.max_bytes,
+                    upload: self
+                        .inner
+                        .uploads
+                        .lock()
+                        .ok()
+                        .and_then(|u| u.get(name).map(UploadHandle::status)),
                 }
             })
             .collect()
@@ -231,6 +273,15 @@ impl VideoService {
             .unwrap_or_default();
         for task in tasks {
             let _ = task.await;
+        }
+        let uploads = self
+            .inner
+            .uploads
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default();
+        for (_, upload) in uploads {
+            upload.join().await;
         }
     }
 }

@@ -380,3 +380,38 @@ def test_h265_camera_is_stored_as_h265(gateway_factory, tmp_path):
         assert info["codec"] == "h265" and (info["width"], info["height"]) == (320, 240)
         image = get(gw, "/video/hevc/image.jpg", at=listed[1]["producer_ms"] + 100)
         assert videoutil.jpeg_size(image.content) == (320, 240)
+
+
+def test_upload_to_a_directory_then_delete_after_upload(gateway_factory, tmp_path):
+    out = tmp_path / "uploaded"
+    config = VIDEO_CONFIG + (
+        '\n[[delivery_streams]]\nname = "video-out"\nsource = "video"\n'
+        f'destination = {{ type = "directory", path = "{out}", prefix = "gw1/" }}\n')
+    with videoutil.camera(key_int=30) as url:
+        gw = gateway_factory(extra_config=config, start=False)
+        camera_file(gw, "cam", url,
+                    'upload = { destination = "video-out", delete_after_upload = true }\n')
+        gw.start()
+
+        def uploaded():
+            up = cameras(gw)["cam"].get("upload")
+            return up if up and (up.get("uploaded_through") or 0) >= 4 else None
+        status = wait_for("4 fragments uploaded", uploaded, timeout=60)
+        assert status["destination"] == "video-out"
+    # Objects: one init segment, fragments, a day playlist that plays them.
+    inits = list(out.glob("gw1/cam/init-*.mp4"))
+    segments = sorted(out.glob("gw1/cam/*/*/*/*/*.m4s"))
+    assert len(inits) == 1 and len(segments) >= 4, list(out.rglob("*"))
+    # The day's playlist is written after a backlog, else at most every 30 s.
+    playlist = wait_for("the playlist of the uploads", lambda: next(
+        (p for p in out.glob("gw1/cam/*/*/*/playlist.m3u8") if p.read_text().count("#EXTINF") >= 4),
+        None), timeout=45)
+    assert "#EXT-X-MAP:URI=" in playlist.read_text()
+    whole = tmp_path / "uploaded.mp4"
+    whole.write_bytes(inits[0].read_bytes() + b"".join(p.read_bytes() for p in segments[:4]))
+    assert videoutil.discover(whole)["codec"] == "h264"
+    # Uploaded fragments are gone from the gateway; the rest stays.
+    listed = fragments(gw, "cam")["fragments"]
+    assert all(f["number"] > status["uploaded_through"] for f in listed) or not listed
+    deliveries = requests.get(f"{gw.url}/deliveries", timeout=10).json()["delivery_streams"]
+    assert [d["state"] for d in deliveries if d["name"] == "video-out"] == ["video"]
