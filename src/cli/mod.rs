@@ -293,6 +293,10 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
                 .collect::<Vec<_>>();
             // Every device file is part of the configuration.
             let devices = DeviceRegistry::load(&config.devices.dir);
+            let mut credentials = credentials;
+            if let Ok(registry) = &devices {
+                credentials.extend(camera_upload_problems(&config, registry));
+            }
             if !credentials.is_empty() || devices.is_err() {
                 for problem in credentials {
                     eprintln!("{problem}");
@@ -327,6 +331,32 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A camera's `upload.destination` must name a `source = "video"` delivery stream.
+fn camera_upload_problems(config: &Config, registry: &DeviceRegistry) -> Vec<String> {
+    use crate::delivery::config::SourceConfig;
+    registry
+        .devices()
+        .into_iter()
+        .filter_map(|device| {
+            let upload = device.camera.as_ref()?.upload.as_ref()?;
+            let found = config
+                .delivery_streams
+                .iter()
+                .find(|d| d.name == upload.destination);
+            let problem = match found {
+                Some(d) if d.source == SourceConfig::Video => return None,
+                Some(_) => "is not a video delivery stream (it needs source = \"video\")",
+                None => "names no [[delivery_streams]] entry (one with source = \"video\")",
+            };
+            Some(format!(
+                "{}: camera.upload.destination: `{}` {problem}",
+                device.file.display(),
+                upload.destination
+            ))
+        })
+        .collect()
 }
 
 async fn run_client(command: Command) -> anyhow::Result<()> {

@@ -325,6 +325,15 @@ def test_check_config_names_camera_mistakes(tmp_path):
     assert "cam9.toml:5: camera.source" in out and "plaintext" in out, out
     assert "cam9.toml:6: camera.retention_hours" in out, out
     assert "cam9.toml:7: camera.on_full" in out, out
+    # A good camera whose upload names no video delivery stream.
+    (tmp_path / "devices" / "cam9.toml").write_text(
+        'id = "cam9"\nkind = "camera"\n\n[camera]\nsource = "rtsp://192.0.2.1/live"\n'
+        'upload = { destination = "video-to-s3" }\n')
+    rc, out = check("")
+    assert rc != 0 and "camera.upload.destination: `video-to-s3` names no [[delivery_streams]]" in out, out
+    rc, out = check('[[delivery_streams]]\nname = "video-to-s3"\nsource = "video"\n'
+                    'destination = { type = "directory", path = "/tmp/x" }\n')
+    assert rc == 0 and "1 cameras" in out, out
 
 
 def test_with_credentials_playlists_carry_presigned_uris(gateway_factory):
