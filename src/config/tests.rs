@@ -169,8 +169,13 @@ fn built_in_commented_examples_are_valid() {
             "http_endpoint",
             "kinesis",
             "firehose",
-            "mqtt"
+            "mqtt",
+            "s3"
         ]
+    );
+    assert_eq!(
+        config.delivery_streams.last().map(|d| &d.source),
+        Some(&crate::delivery::config::SourceConfig::Video)
     );
     let archive = &config.delivery_streams[0];
     assert_eq!(archive.priority, 5);
