@@ -144,6 +144,7 @@ const VOD_URI_EXPIRES_S: u64 = 12 * 3600;
 /// `relative` (under `/video/<camera>/`) with a presigned query when the playlist request was
 /// signed.
 fn sign_uri(
+    now: std::time::SystemTime,
     state: &ApiState,
     access: Option<&Access>,
     camera: &str,
@@ -161,7 +162,7 @@ fn sign_uri(
         &access.host,
         &path,
         expires_s,
-        std::time::SystemTime::now(),
+        now,
     ) {
         Some(query) => format!("{relative}?{query}"),
         None => relative,
@@ -266,22 +267,16 @@ fn playlist_response(text: String) -> Response {
         .into_response()
 }
 
-/// Playlist segments for consecutive fragments: a new init segment or a gap starts a
+/// Playlist segments for consecutive fragments: a new recording run or init segment starts a
 /// discontinuity.
 fn segments(fragments: &[FragmentMeta], sign: impl Fn(String) -> String) -> Vec<hls::Segment> {
-    let mut previous: Option<&FragmentMeta> = None;
     fragments
         .iter()
-        .map(|f| {
-            let discontinuity = previous.is_some_and(|p| {
-                f.discontinuity
-                    || p.init_id != f.init_id
-                    || hls::discontinuity_between(
-                        p.producer_ms + i64::from(p.duration_ms),
-                        f.producer_ms,
-                    )
-            });
-            previous = Some(f);
+        .enumerate()
+        .map(|(i, f)| {
+            // Each flagged fragment counts in the discontinuity sequence, so only those are
+            // tagged (a camera flags every new recording run and every new init segment).
+            let discontinuity = i > 0 && f.discontinuity;
             hls::Segment {
                 uri: sign(format!("fragments/{}.m4s", f.number)),
                 duration_ms: f.duration_ms,
@@ -311,10 +306,20 @@ async fn live_playlist(
                     "no fragments yet: the camera has not delivered video",
                 ));
             };
+            // One signing time for the whole playlist, so each URI is signed alike.
+            let now = std::time::SystemTime::now();
             let playlist = hls::Playlist {
                 media_sequence: first.number,
+                discontinuity_sequence: first.discontinuity_sequence,
                 segments: segments(&fragments, |uri| {
-                    sign_uri(&state, access.as_ref(), &camera, uri, LIVE_URI_EXPIRES_S)
+                    sign_uri(
+                        now,
+                        &state,
+                        access.as_ref(),
+                        &camera,
+                        uri,
+                        LIVE_URI_EXPIRES_S,
+                    )
                 }),
                 ended: false,
                 playlist_type_vod: false,
@@ -345,10 +350,20 @@ async fn vod_playlist(
             let Some(first) = fragments.first() else {
                 return Err(VideoError::not_found("no fragments in this time range"));
             };
+            // One signing time for the whole playlist, so each URI is signed alike.
+            let now = std::time::SystemTime::now();
             let playlist = hls::Playlist {
                 media_sequence: first.number,
+                discontinuity_sequence: first.discontinuity_sequence,
                 segments: segments(&fragments, |uri| {
-                    sign_uri(&state, access.as_ref(), &camera, uri, VOD_URI_EXPIRES_S)
+                    sign_uri(
+                        now,
+                        &state,
+                        access.as_ref(),
+                        &camera,
+                        uri,
+                        VOD_URI_EXPIRES_S,
+                    )
                 }),
                 ended: true,
                 playlist_type_vod: true,

@@ -339,7 +339,8 @@ impl Camera {
             producer_ms,
             duration_ms,
             keyframe: fragment.keyframe,
-            discontinuity: run.fragments == 0,
+            // A new run's timestamps start afresh; a new init segment is a new stream.
+            discontinuity: run.fragments == 0 || run.last_init != Some(init_id),
             codec: init.codec.to_string(),
             width: init.width,
             height: init.height,
@@ -354,6 +355,7 @@ impl Camera {
         {
             Ok(outcome) => {
                 run.fragments += 1;
+                run.last_init = Some(init_id);
                 *previous_end = Some(producer_ms + i64::from(duration_ms));
                 if outcome.evicted_fragments > 0 {
                     tracing::debug!(camera = %self.name, fragments = outcome.evicted_fragments, bytes = outcome.evicted_bytes, "oldest fragments deleted to make room");
@@ -415,6 +417,8 @@ impl Camera {
 #[derive(Default)]
 struct Run {
     init: Option<(u64, StreamInit)>,
+    /// The init segment of the last stored fragment.
+    last_init: Option<u64>,
     fragments: u64,
     /// (wall-clock ms, stream pts) of the anchor fragment.
     anchor: Option<(i64, gst::ClockTime)>,

@@ -26,6 +26,9 @@ pub struct Segment {
 pub struct Playlist {
     /// Media sequence number of the first segment.
     pub media_sequence: u64,
+    /// Discontinuities before the first segment's (`EXT-X-DISCONTINUITY-SEQUENCE`): a live
+    /// window counts those that slid out of it, so players keep their timelines apart.
+    pub discontinuity_sequence: u64,
     pub segments: Vec<Segment>,
     /// No more segments will be added (`EXT-X-ENDLIST`).
     pub ended: bool,
@@ -57,6 +60,13 @@ pub fn render(playlist: &Playlist) -> String {
     text.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
     let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target_duration}");
     let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{}", playlist.media_sequence);
+    if playlist.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            text,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            playlist.discontinuity_sequence
+        );
+    }
     text.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if playlist.playlist_type_vod {
         text.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
@@ -128,6 +138,7 @@ mod tests {
         gap.discontinuity = true;
         let playlist = Playlist {
             media_sequence: 10,
+            discontinuity_sequence: 0,
             segments: vec![
                 segment("f/10.m4s", 2002, NOON, "init/1.mp4"),
                 segment("f/11.m4s", 1999, NOON + 2002, "init/1.mp4"),
@@ -169,6 +180,7 @@ f/13.m4s
     fn live_playlist_has_no_type_nor_end() {
         let playlist = Playlist {
             media_sequence: 0,
+            discontinuity_sequence: 0,
             segments: vec![segment("a.m4s", 40, NOON + 5, "i.mp4")],
             ended: false,
             playlist_type_vod: false,

@@ -75,6 +75,9 @@ pub struct FragmentMeta {
     /// The first fragment of a new recording run (the camera reconnected or the gateway
     /// restarted): its stream timestamps do not continue the previous fragment's.
     pub discontinuity: bool,
+    /// Fragments with `discontinuity` set so far, this one included: an HLS playlist whose
+    /// first segment is this fragment has this `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: u64,
     /// "h264" or "h265".
     pub codec: String,
     pub width: u32,
@@ -792,6 +795,7 @@ impl<'txn> Tables<'txn> {
             size,
             keyframe: fragment.keyframe,
             discontinuity: fragment.discontinuity,
+            discontinuity_sequence: state.discontinuities + u64::from(fragment.discontinuity),
             codec: fragment.codec,
             width: fragment.width,
             height: fragment.height,
@@ -804,6 +808,7 @@ impl<'txn> Tables<'txn> {
         state.evicted_fragments += evicted_fragments;
         state.evicted_bytes += evicted_bytes;
         state.max_duration_ms = state.max_duration_ms.max(u64::from(meta.duration_ms));
+        state.discontinuities = meta.discontinuity_sequence;
         self.save_state(camera, &state)?;
         Ok(Ok(AppendOutcome {
             meta,

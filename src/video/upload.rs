@@ -763,6 +763,7 @@ fn playlist_text(dir: &str, entries: &[ObjectEntry], ended: bool) -> String {
         .collect();
     let text = hls::render(&Playlist {
         media_sequence: 0,
+        discontinuity_sequence: 0,
         segments,
         ended,
         playlist_type_vod: ended,
@@ -896,6 +897,7 @@ mod tests {
             size: 100,
             keyframe: true,
             discontinuity: false,
+            discontinuity_sequence: 0,
             codec: "h264".into(),
             width: 640,
             height: 360,

@@ -228,6 +228,11 @@ def test_camera_restart_resumes_with_a_recorded_gap(gateway_factory):
     time.sleep(2)
     with videoutil.camera(port=port, key_int=30):
         wait_fragments(gw, "cam", before + 3, timeout=90)
+        # Once the live window is past the restart, the discontinuity it had slid out:
+        # the discontinuity sequence counts it (the first run's start counts 1).
+        wait_fragments(gw, "cam", before + 7, timeout=90)
+        live = get(gw, "/video/cam/live.m3u8").text
+        assert "#EXT-X-DISCONTINUITY-SEQUENCE:2" in live and "#EXT-X-DISCONTINUITY\n" not in live, live
     listed = fragments(gw, "cam")
     assert listed["gaps"], listed
     gap = listed["gaps"][-1]

@@ -50,10 +50,12 @@ pub struct CameraState {
     pub max_duration_ms: u64,
     /// Gap rows stored.
     pub gaps: u64,
+    /// Fragments ever appended with `discontinuity` set.
+    pub discontinuities: u64,
 }
 
 const STATE_VERSION: u8 = 1;
-const STATE_WORDS: usize = 8;
+const STATE_WORDS: usize = 9;
 const STATE_BYTES: usize = 1 + STATE_WORDS * 8;
 
 impl CameraState {
@@ -67,6 +69,7 @@ impl CameraState {
             self.denied_fragments,
             self.max_duration_ms,
             self.gaps,
+            self.discontinuities,
         ];
         let mut out = [0u8; STATE_BYTES];
         out[0] = STATE_VERSION;
@@ -90,6 +93,7 @@ impl CameraState {
             denied_fragments: reader.u64()?,
             max_duration_ms: reader.u64()?,
             gaps: reader.u64()?,
+            discontinuities: reader.u64()?,
         })
     }
 }
@@ -99,10 +103,10 @@ const KEYFRAME: u8 = 1;
 const DISCONTINUITY: u8 = 2;
 
 /// version, producer_ms, server_ms, duration_ms, size, flags, width, height, init_id,
-/// codec length, codec (the number is in the key).
+/// discontinuity sequence, codec length, codec (the number is in the key).
 pub fn encode_meta(meta: &FragmentMeta) -> Vec<u8> {
     let codec = meta.codec.as_bytes();
-    let mut out = Vec::with_capacity(47 + codec.len());
+    let mut out = Vec::with_capacity(55 + codec.len());
     out.push(META_VERSION);
     out.extend_from_slice(&meta.producer_ms.to_le_bytes());
     out.extend_from_slice(&meta.server_ms.to_le_bytes());
@@ -116,6 +120,7 @@ pub fn encode_meta(meta: &FragmentMeta) -> Vec<u8> {
     out.extend_from_slice(&meta.width.to_le_bytes());
     out.extend_from_slice(&meta.height.to_le_bytes());
     out.extend_from_slice(&meta.init_id.to_le_bytes());
+    out.extend_from_slice(&meta.discontinuity_sequence.to_le_bytes());
     // The append refuses codec names longer than a byte can count.
     out.push(codec.len() as u8);
     out.extend_from_slice(codec);
@@ -136,6 +141,7 @@ pub fn decode_meta(number: u64, bytes: &[u8]) -> Option<FragmentMeta> {
     let width = reader.u32()?;
     let height = reader.u32()?;
     let init_id = reader.u64()?;
+    let discontinuity_sequence = reader.u64()?;
     let codec_len = usize::from(reader.take(1)?[0]);
     let codec = std::str::from_utf8(reader.take(codec_len)?).ok()?;
     if !reader.is_empty() {
@@ -149,6 +155,7 @@ pub fn decode_meta(number: u64, bytes: &[u8]) -> Option<FragmentMeta> {
         size,
         keyframe: flags & KEYFRAME != 0,
         discontinuity: flags & DISCONTINUITY != 0,
+        discontinuity_sequence,
         codec: codec.to_string(),
         width,
         height,
@@ -209,6 +216,7 @@ mod tests {
             size: 1 << 20,
             keyframe: true,
             discontinuity: true,
+            discontinuity_sequence: 3,
             codec: "h265".into(),
             width: 1920,
             height: 1080,
@@ -230,6 +238,7 @@ mod tests {
             denied_fragments: 1,
             max_duration_ms: 2100,
             gaps: 3,
+            discontinuities: 2,
         };
         assert_eq!(CameraState::decode(&state.encode()), Some(state));
         assert_eq!(CameraState::decode(&state.encode()[..10]), None);

@@ -89,6 +89,7 @@ fn one_megabyte_round_trip_in_chunks_below_256_kib() {
         size: 1 << 20,
         keyframe: true,
         discontinuity: false,
+        discontinuity_sequence: 0,
         codec: "h265".into(),
         width: 1280,
         height: 720,
@@ -682,4 +683,39 @@ fn appended_fragments_survive_sigkill() {
         .append("cam", fragment(1, 0, 2000, vec![1]), &keep_all(), 0)
         .unwrap();
     assert!(next.meta.number > last);
+}
+
+#[test]
+fn discontinuities_are_counted_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("video.redb");
+    let flags = [true, false, false, true, false];
+    let mut sequences = Vec::new();
+    {
+        let log = FragmentLog::open(&path).unwrap();
+        let init = log.put_init("cam", b"init").unwrap();
+        for (i, flag) in flags.iter().enumerate() {
+            let mut new = fragment(init, i as i64 * 2_000, 2_000, data(i as u64, 10));
+            new.discontinuity = *flag;
+            sequences.push(
+                log.append("cam", new, &keep_all(), 0)
+                    .unwrap()
+                    .meta
+                    .discontinuity_sequence,
+            );
+        }
+    }
+    assert_eq!(sequences, [1, 1, 1, 2, 2]);
+    let log = FragmentLog::open(&path).unwrap();
+    let init = log.put_init("cam", b"init").unwrap();
+    let mut new = fragment(init, 20_000, 2_000, data(9, 10));
+    new.discontinuity = true;
+    assert_eq!(
+        log.append("cam", new, &keep_all(), 0)
+            .unwrap()
+            .meta
+            .discontinuity_sequence,
+        3
+    );
+    assert!(log.fragment("cam", 4).unwrap().unwrap().discontinuity);
 }
