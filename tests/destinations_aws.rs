@@ -8,11 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -23,112 +20,15 @@ use kinedge::delivery::config::{
 };
 use kinedge::delivery::destinations::{build, DeliveryError, Destination, DestinationContext};
 
-const REGION: &str = "us-east-1";
+use common::moto::REGION;
 const SECRET_VAR: &str = "KINEDGE_TEST_AWS_SECRET";
 // 2024-03-05T07:08:09.012Z
 const T: u64 = 1_709_622_489_012;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A moto server, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINEDGE_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
+mod common;
+use common::moto::{free_port, Moto};
 
 impl Moto {
-    async fn start() -> Moto {
-        let python = python();
-        let port = free_port();
-        let fail = |why: String| -> ! {
-            panic!(
-                "moto could not be started with {} ({why}); run scripts/install-deps --test \
-                 (or set KINEDGE_PYTHON to a python with moto[server])",
-                python.display()
-            )
-        };
-        let child = Command::new(&python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| fail(e.to_string()));
-        let mut moto = Moto {
-            child,
-            port,
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                fail(format!("it exited with {status}"));
-            }
-            let answer = moto
-                .http
-                .get(moto.url("/moto-api/"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if answer.is_ok() {
-                return moto;
-            }
-            if Instant::now() > deadline {
-                fail("no answer within 30 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn endpoint(&self) -> Option<String> {
-        Some(self.url(""))
-    }
-
-    /// An Authorization header that only tells moto which service a request is for (moto
-    /// does not check signatures).
-    fn auth(service: &str) -> String {
-        format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20240305/{REGION}/{service}/aws4_request, \
-             SignedHeaders=host, Signature=00"
-        )
-    }
-
     /// A JSON API call; the Authorization header only tells moto which service it is for.
     async fn call(
         &self,
@@ -153,62 +53,9 @@ impl Moto {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
-    async fn create_bucket(&self, bucket: &str) {
-        let answer = self
-            .http
-            .put(self.url(&format!("/{bucket}")))
-            .header("authorization", Moto::auth("s3"))
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "{answer:?}");
-    }
-
-    /// The bucket's keys, sorted.
-    async fn keys(&self, bucket: &str) -> Vec<String> {
-        let xml = self
-            .http
-            .get(self.url(&format!("/{bucket}?list-type=2")))
-            .header("authorization", Moto::auth("s3"))
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut keys: Vec<String> = xml
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(|k| k.replace("&amp;", "&"))
-            .collect();
-        keys.sort();
-        keys
-    }
-
+    /// An object's body and ETag.
     async fn object(&self, bucket: &str, key: &str) -> (Vec<u8>, String) {
-        let answer = self
-            .http
-            .get(self.url(&format!("/{bucket}/{key}")))
-            .header("authorization", Moto::auth("s3"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            answer.status().is_success(),
-            "GET {key}: {}",
-            answer.status()
-        );
-        let etag = answer
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        (answer.bytes().await.unwrap().to_vec(), etag)
+        self.object_and_header(bucket, key, "etag").await
     }
 }
 

@@ -8,9 +8,7 @@
 //! `KINEDGE_PYTHON` picks the interpreter. Without it the S3 tests fail, they never skip.
 #![cfg(feature = "video")]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,157 +24,32 @@ use kinedge::video::log::{FragmentLog, NewFragment, RetentionPolicy};
 use kinedge::video::upload::{UploadError, UploadHandle, UploadState, Uploader};
 use tokio::sync::watch;
 
-const REGION: &str = "us-east-1";
+use common::moto::REGION;
 const BUCKET: &str = "cams";
 const CAMERA: &str = "cam-1";
 const STREAM: &str = "video-up";
 // 2024-05-01T12:00:00Z
 const NOON: i64 = 1_714_564_800_000;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+mod common;
+use common::moto::{free_port, Moto};
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINEDGE_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
-/// A moto server, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The camera bucket on moto.
 impl Moto {
     /// Starts moto on `port` with the bucket created.
-    async fn start(port: u16) -> Moto {
-        let python = python();
-        let fail = |why: String| -> ! {
-            panic!(
-                "moto could not be started with {} ({why}); run scripts/install-deps --test \
-                 (or set KINEDGE_PYTHON to a python with moto[server])",
-                python.display()
-            )
-        };
-        let child = Command::new(&python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| fail(e.to_string()));
-        let mut moto = Moto {
-            child,
-            port,
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                fail(format!("it exited with {status}"));
-            }
-            let bucket = moto
-                .request(reqwest::Method::PUT, &format!("/{BUCKET}"))
-                .send()
-                .await;
-            if bucket.is_ok_and(|a| a.status().is_success()) {
-                return moto;
-            }
-            if Instant::now() > deadline {
-                fail("no answer within 30 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    async fn with_bucket(port: u16) -> Moto {
+        let moto = Moto::start_on(port).await;
+        moto.create_bucket(BUCKET).await;
+        moto
     }
 
-    /// A request; the Authorization header only tells moto it is for S3.
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("http://127.0.0.1:{}{path}", self.port))
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20240501/{REGION}/s3/aws4_request, \
-                     SignedHeaders=host, Signature=00"
-                ),
-            )
-            .timeout(Duration::from_secs(20))
-    }
-
-    /// The bucket's keys, sorted.
-    async fn keys(&self) -> Vec<String> {
-        let xml = self
-            .request(reqwest::Method::GET, &format!("/{BUCKET}?list-type=2"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut keys: Vec<String> = xml
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(str::to_string)
-            .collect();
-        keys.sort();
-        keys
+    async fn camera_keys(&self) -> Vec<String> {
+        self.keys(BUCKET).await
     }
 
     /// An object's body and content type.
-    async fn object(&self, key: &str) -> (Vec<u8>, String) {
-        let answer = self
-            .request(reqwest::Method::GET, &format!("/{BUCKET}/{key}"))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            answer.status().is_success(),
-            "GET {key}: {}",
-            answer.status()
-        );
-        let content_type = answer
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        (answer.bytes().await.unwrap().to_vec(), content_type)
-    }
-
-    async fn delete(&self, key: &str) {
-        let answer = self
-            .request(reqwest::Method::DELETE, &format!("/{BUCKET}/{key}"))
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "DELETE {key}");
+    async fn camera_object(&self, key: &str) -> (Vec<u8>, String) {
+        self.object_and_header(BUCKET, key, "content-type").await
     }
 }
 
@@ -341,7 +214,7 @@ fn segment_key(prefix: &str, number: u64, start_ms: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_objects_playlist_checkpoint_and_restart() {
-    let moto = Moto::start(free_port()).await;
+    let moto = Moto::with_bucket(free_port()).await;
     let parts = Parts::new(s3(moto.port, "gw1/"), 0).await;
     // 1-3 with init A, 4-5 with init B after a gap of a minute.
     parts.append(b"init-A", NOON, 3, 2000, 1000);
@@ -350,7 +223,7 @@ async fn s3_objects_playlist_checkpoint_and_restart() {
     handle.notify(5);
     let playlist_key = format!("gw1/{CAMERA}/2024/05/01/playlist.m3u8");
     until("the playlist", async || {
-        moto.keys().await.contains(&playlist_key)
+        moto.camera_keys().await.contains(&playlist_key)
     })
     .await;
 
@@ -362,20 +235,22 @@ async fn s3_objects_playlist_checkpoint_and_restart() {
     expected.push(format!("gw1/{CAMERA}/init-1.mp4"));
     expected.push(format!("gw1/{CAMERA}/init-2.mp4"));
     expected.sort();
-    assert_eq!(moto.keys().await, expected);
+    assert_eq!(moto.camera_keys().await, expected);
     for n in 1..=5u64 {
         let (body, content_type) = moto
-            .object(&segment_key("gw1/", n, starts[n as usize - 1]))
+            .camera_object(&segment_key("gw1/", n, starts[n as usize - 1]))
             .await;
         assert_eq!(body, fragment_bytes(n, 1000), "fragment {n}");
         assert_eq!(content_type, "video/iso.segment");
     }
     assert_eq!(
-        moto.object(&format!("gw1/{CAMERA}/init-2.mp4")).await.0,
+        moto.camera_object(&format!("gw1/{CAMERA}/init-2.mp4"))
+            .await
+            .0,
         b"init-B"
     );
 
-    let (playlist, _) = moto.object(&playlist_key).await;
+    let (playlist, _) = moto.camera_object(&playlist_key).await;
     let playlist = String::from_utf8(playlist).unwrap();
     assert!(
         playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"),
@@ -422,13 +297,13 @@ async fn s3_objects_playlist_checkpoint_and_restart() {
 
     // Restart: only the new fragments go up (what is in the bucket is removed to tell), and
     // the playlist still lists everything.
-    for key in moto.keys().await {
-        moto.delete(&key).await;
+    for key in moto.camera_keys().await {
+        moto.delete_object(BUCKET, &key).await;
     }
     parts.append(b"init-B", NOON + 64_000, 2, 2000, 1000);
     let handle = parts.start(upload(0)).unwrap();
     until("the playlist again", async || {
-        moto.keys().await.contains(&playlist_key)
+        moto.camera_keys().await.contains(&playlist_key)
     })
     .await;
     let mut expected = vec![
@@ -437,8 +312,8 @@ async fn s3_objects_playlist_checkpoint_and_restart() {
         playlist_key.clone(),
     ];
     expected.sort();
-    assert_eq!(moto.keys().await, expected);
-    let playlist = String::from_utf8(moto.object(&playlist_key).await.0).unwrap();
+    assert_eq!(moto.camera_keys().await, expected);
+    let playlist = String::from_utf8(moto.camera_object(&playlist_key).await.0).unwrap();
     assert_eq!(
         playlist.lines().filter(|l| l.ends_with(".m4s")).count(),
         7,
@@ -559,14 +434,14 @@ async fn unreachable_destination_keeps_the_backlog_and_recovers() {
     assert_eq!(parts.usage(), 3, "nothing is deleted before it is uploaded");
     assert_eq!(parts.log.upload_checkpoint(CAMERA, STREAM).unwrap(), None);
 
-    let moto = Moto::start(port).await;
+    let moto = Moto::with_bucket(port).await;
     until("the upload", async || {
         handle.status().uploaded_through == Some(3)
     })
     .await;
     assert_eq!(parts.usage(), 0);
     assert_eq!(
-        moto.object(&segment_key("", 3, NOON + 4000)).await.0,
+        moto.camera_object(&segment_key("", 3, NOON + 4000)).await.0,
         fragment_bytes(3, 100)
     );
     parts.stop(handle).await;
@@ -574,7 +449,7 @@ async fn unreachable_destination_keeps_the_backlog_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_cap_slows_the_upload() {
-    let moto = Moto::start(free_port()).await;
+    let moto = Moto::with_bucket(free_port()).await;
     // 100 kB/s, a burst of one second, and the last send may go when the bucket is not in
     // debt: 10 x 30 kB take at least (300 - 100 - 30) / 100 = 1.7 s.
     let parts = Parts::new(s3(moto.port, ""), 100_000).await;
