@@ -256,13 +256,38 @@ impl Range {
     }
 }
 
-fn playlist_response(text: String) -> Response {
+/// A live (`ended = false`) or on-demand playlist of `fragments` (not empty), its URIs
+/// presigned when the request was signed.
+fn playlist(
+    state: &ApiState,
+    access: Option<&Access>,
+    camera: &str,
+    fragments: &[FragmentMeta],
+    ended: bool,
+) -> Response {
+    let expires_s = if ended {
+        VOD_URI_EXPIRES_S
+    } else {
+        LIVE_URI_EXPIRES_S
+    };
+    // One signing time for the whole playlist, so each URI is signed alike.
+    let now = std::time::SystemTime::now();
+    let first = &fragments[0];
+    let playlist = hls::Playlist {
+        media_sequence: first.number,
+        discontinuity_sequence: first.discontinuity_sequence,
+        segments: segments(fragments, |uri| {
+            sign_uri(now, state, access, camera, uri, expires_s)
+        }),
+        ended,
+        playlist_type_vod: ended,
+    };
     (
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        text,
+        hls::render(&playlist),
     )
         .into_response()
 }
@@ -301,30 +326,18 @@ async fn live_playlist(
             let name = camera.clone();
             let fragments =
                 blocking(move || log.latest(&name, count).map_err(VideoError::internal)).await?;
-            let Some(first) = fragments.first() else {
+            if fragments.is_empty() {
                 return Err(VideoError::not_found(
                     "no fragments yet: the camera has not delivered video",
                 ));
-            };
-            // One signing time for the whole playlist, so each URI is signed alike.
-            let now = std::time::SystemTime::now();
-            let playlist = hls::Playlist {
-                media_sequence: first.number,
-                discontinuity_sequence: first.discontinuity_sequence,
-                segments: segments(&fragments, |uri| {
-                    sign_uri(
-                        now,
-                        &state,
-                        access.as_ref(),
-                        &camera,
-                        uri,
-                        LIVE_URI_EXPIRES_S,
-                    )
-                }),
-                ended: false,
-                playlist_type_vod: false,
-            };
-            Ok(playlist_response(hls::render(&playlist)))
+            }
+            Ok(playlist(
+                &state,
+                access.as_ref(),
+                &camera,
+                &fragments,
+                false,
+            ))
         }
         .await,
     )
@@ -347,28 +360,10 @@ async fn vod_playlist(
                     .map_err(VideoError::internal)
             })
             .await?;
-            let Some(first) = fragments.first() else {
+            if fragments.is_empty() {
                 return Err(VideoError::not_found("no fragments in this time range"));
-            };
-            // One signing time for the whole playlist, so each URI is signed alike.
-            let now = std::time::SystemTime::now();
-            let playlist = hls::Playlist {
-                media_sequence: first.number,
-                discontinuity_sequence: first.discontinuity_sequence,
-                segments: segments(&fragments, |uri| {
-                    sign_uri(
-                        now,
-                        &state,
-                        access.as_ref(),
-                        &camera,
-                        uri,
-                        VOD_URI_EXPIRES_S,
-                    )
-                }),
-                ended: true,
-                playlist_type_vod: true,
-            };
-            Ok(playlist_response(hls::render(&playlist)))
+            }
+            Ok(playlist(&state, access.as_ref(), &camera, &fragments, true))
         }
         .await,
     )
