@@ -116,7 +116,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
 
     let deliveries = start_deliveries(&config, store.clone()).await?;
     #[cfg(feature = "video")]
-    let video = start_video(&config, &store, &cameras, &deliveries).await?;
+    let video = start_video(&config, &store, cameras, &deliveries).await?;
 
     let mut state = ApiState::new(
         store.clone(),
@@ -129,7 +129,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     state.deliveries = Some(deliveries.clone());
     #[cfg(feature = "video")]
     {
-        state.video = video.clone();
+        state.video = Some(video.clone());
     }
     let state = Arc::new(state);
     let listener = api::bind(config.api.listen).await?;
@@ -161,20 +161,19 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         "kinedge is ready"
     );
 
-    let reload = mqtt.as_ref().map(|m| {
-        let shared = m.shared.clone();
-        let dir = config.devices.dir.clone();
-        tokio::spawn(watch_devices(dir, shared))
-    });
+    let reload = tokio::spawn(watch_devices(
+        config.devices.dir.clone(),
+        mqtt.as_ref().map(|m| m.shared.clone()),
+        #[cfg(feature = "video")]
+        video.clone(),
+    ));
 
     shutdown_signal().await;
     tracing::info!("stopping: finishing requests in flight");
     if let Some(mqtt) = &mqtt {
         mqtt.stop_accepting();
     }
-    if let Some(reload) = reload {
-        reload.abort();
-    }
+    reload.abort();
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(20), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -185,13 +184,11 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     maintenance.abort();
     // Each camera stores the fragment it was recording.
     #[cfg(feature = "video")]
-    if let Some(video) = &video {
-        if tokio::time::timeout(Duration::from_secs(10), video.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("cameras still stopping after 10 s");
-        }
+    if tokio::time::timeout(Duration::from_secs(10), video.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("cameras still stopping after 10 s");
     }
     // Batches on their way get a moment to be confirmed; the rest is sent again after the
     // restart, from the checkpoints.
@@ -237,29 +234,26 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
     .context("starting the delivery streams")
 }
 
-/// Starts the cameras of the device registry; `None` when there are none.
+/// Starts the cameras of the device registry (and later ones as device files appear).
 #[cfg(feature = "video")]
 async fn start_video(
     config: &Config,
     store: &Store,
-    cameras: &[crate::ingest::mqtt::Device],
+    cameras: Vec<crate::ingest::mqtt::Device>,
     deliveries: &DeliveryService,
-) -> anyhow::Result<Option<crate::video::VideoService>> {
-    if cameras.is_empty() {
-        return Ok(None);
-    }
+) -> anyhow::Result<crate::video::VideoService> {
     let dir = crate::video::service::video_dir(&config.video, store.data_dir());
     let video = crate::video::VideoService::start(
         config.video.clone(),
         dir.clone(),
         config.storage.min_free_disk,
-        cameras.to_vec(),
-        Some(deliveries),
+        cameras,
+        Some(deliveries.clone()),
     )
     .await
     .context("starting video")?;
     tracing::info!(cameras = video.camera_names().len(), dir = %dir.display(), "video started");
-    Ok(Some(video))
+    Ok(video)
 }
 
 async fn start_mqtt(
@@ -280,8 +274,13 @@ async fn start_mqtt(
 }
 
 /// Reloads the device registry on SIGHUP and when the devices directory changes (checked
-/// every few seconds), keeping the old registry when the new files have mistakes.
-async fn watch_devices(dir: PathBuf, shared: Arc<MqttShared>) {
+/// every few seconds), keeping the old registry when the new files have mistakes: MQTT
+/// logins and ACLs follow it, and cameras are started, restarted or stopped.
+async fn watch_devices(
+    dir: PathBuf,
+    mqtt: Option<Arc<MqttShared>>,
+    #[cfg(feature = "video")] video: crate::video::VideoService,
+) {
     let mut last = fingerprint(&dir);
     let mut tick = tokio::time::interval(Duration::from_secs(3));
     #[cfg(unix)]
@@ -314,7 +313,22 @@ async fn watch_devices(dir: PathBuf, shared: Arc<MqttShared>) {
         })
         .await;
         match loaded {
-            Ok(Ok(registry)) => shared.reload_devices(registry),
+            Ok(Ok(registry)) => {
+                #[cfg(feature = "video")]
+                video
+                    .reload(
+                        registry
+                            .devices()
+                            .into_iter()
+                            .filter(|d| d.camera.is_some())
+                            .cloned()
+                            .collect(),
+                    )
+                    .await;
+                if let Some(shared) = &mqtt {
+                    shared.reload_devices(registry);
+                }
+            }
             Ok(Err(errors)) => tracing::error!(
                 "device files have mistakes; keeping the previous registry:\n{errors}"
             ),

@@ -1,13 +1,14 @@
 //! The video service: the fragment log, one supervisor per camera, retention and uploads.
 //!
 //! Owns starting the cameras of the device registry (devices of kind `camera` with a
-//! `[camera]` table), the periodic retention pass (age; size is applied with every append),
-//! the uploaders of cameras with `upload`, the cameras' status, and an orderly stop in which
-//! every camera stores the fragment it was recording.
+//! `[camera]` table) and following it when the device files change (a camera added, changed
+//! or removed is started, restarted or stopped), the periodic retention pass (age; size is
+//! applied with every append), the uploaders of cameras with `upload`, the cameras' status,
+//! and an orderly stop in which every camera stores the fragment it was recording.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -32,8 +33,6 @@ pub enum VideoServiceError {
         path: PathBuf,
         source: VideoLogError,
     },
-    #[error("GStreamer: {0}")]
-    Gstreamer(#[from] super::pipeline::PipelineError),
 }
 
 /// A camera's status as `/video/cameras` and `/status` show it.
@@ -61,26 +60,53 @@ pub struct VideoService {
 
 struct Inner {
     log: FragmentLog,
-    cameras: BTreeMap<String, (Arc<Camera>, CameraConfig)>,
+    dir: PathBuf,
     settings: VideoConfig,
+    min_free_disk: u64,
+    delivery: Option<DeliveryService>,
+    cameras: Mutex<BTreeMap<String, Running>>,
+    /// Stops the retention pass.
     shutdown: watch::Sender<bool>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    uploads: std::sync::Mutex<BTreeMap<String, UploadHandle>>,
+    retention: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A camera that runs: its supervisor and, with `upload`, its uploader.
+struct Running {
+    camera: Arc<Camera>,
+    config: CameraConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    upload: Option<UploadHandle>,
+}
+
+impl Running {
+    /// Stops the camera (it stores the fragment it was recording) and its uploader.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Some(upload) = self.upload {
+            upload.join().await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl VideoService {
     /// Opens the fragment log in `dir` and starts every camera among `devices`, and the
     /// uploads of those with `upload` (through `delivery`'s `source = "video"` streams).
+    /// GStreamer itself is initialised by the first camera.
     pub async fn start(
         settings: VideoConfig,
         dir: PathBuf,
         min_free_disk: u64,
         devices: Vec<Device>,
-        delivery: Option<&DeliveryService>,
+        delivery: Option<DeliveryService>,
     ) -> Result<VideoService, VideoServiceError> {
-        tokio::task::spawn_blocking(super::pipeline::init)
-            .await
-            .map_err(|e| super::pipeline::PipelineError::Init(e.to_string()))??;
         let path = dir.join("video.redb");
         let opened = {
             let path = path.clone();
@@ -93,96 +119,118 @@ impl VideoService {
             })?
             .map_err(|source| VideoServiceError::Open { path, source })?;
         let (shutdown, _) = watch::channel(false);
-        let mut cameras = BTreeMap::new();
-        for device in devices {
-            let Some(config) = device.camera.clone() else {
-                continue;
-            };
-            let password = match &config.password {
-                Some(source) => match read_secret(source) {
-                    Ok(secret) => Some(secret),
-                    Err(error) => {
-                        tracing::error!(camera = %device.id, %error, "cannot read the camera's password; connecting without it");
-                        None
-                    }
-                },
-                None => None,
-            };
-            let fragment_duration = Duration::from_millis(u64::from(
-                config
-                    .fragment_duration_ms
-                    .unwrap_or(settings.fragment_duration_ms),
-            ));
-            let spec = PipelineSpec {
-                source: config.source.clone(),
-                username: config.username.clone(),
-                password,
-                fragment_duration,
-                encoder: config.encoder,
-                width: config.width,
-                height: config.height,
-                framerate: config.framerate,
-                queue: HANDOFF_QUEUE,
-            };
-            let camera = Arc::new(Camera::new(
-                device.id.clone(),
-                spec,
-                retention_policy(&config, min_free_disk),
-                Duration::from_secs(u64::from(config.no_data_timeout_s)),
-                log.clone(),
-            ));
-            cameras.insert(device.id.clone(), (camera, config));
-        }
         let service = VideoService {
             inner: Arc::new(Inner {
                 log,
-                cameras,
+                dir,
                 settings,
+                min_free_disk,
+                delivery,
+                cameras: Mutex::new(BTreeMap::new()),
                 shutdown,
-                tasks: std::sync::Mutex::new(Vec::new()),
-                uploads: std::sync::Mutex::new(BTreeMap::new()),
+                retention: Mutex::new(None),
             }),
         };
-        let mut uploads = BTreeMap::new();
-        for (name, (_, config)) in &service.inner.cameras {
-            let Some(upload) = &config.upload else {
-                continue;
-            };
-            let Some(delivery) = delivery else {
-                continue;
-            };
-            match Uploader::start(
-                name.clone(),
+        service.reload(devices).await;
+        *lock(&service.inner.retention) = Some(tokio::spawn(service.clone().retention()));
+        Ok(service)
+    }
+
+    /// Follows the device registry: starts new cameras, restarts changed ones, stops removed
+    /// ones; cameras whose `[camera]` table did not change keep running undisturbed.
+    pub async fn reload(&self, devices: Vec<Device>) {
+        let wanted: BTreeMap<String, CameraConfig> = devices
+            .into_iter()
+            .filter_map(|d| d.camera.map(|c| (d.id, c)))
+            .collect();
+        let stopping: Vec<(String, Running)> = {
+            let mut cameras = lock(&self.inner.cameras);
+            let gone: Vec<String> = cameras
+                .iter()
+                .filter(|(name, running)| wanted.get(*name) != Some(&running.config))
+                .map(|(name, _)| name.clone())
+                .collect();
+            gone.into_iter()
+                .filter_map(|name| cameras.remove(&name).map(|r| (name, r)))
+                .collect()
+        };
+        for (name, running) in stopping {
+            tracing::info!(camera = %name, "stopping camera (its device file changed or was removed)");
+            running.stop().await;
+        }
+        let mut cameras = lock(&self.inner.cameras);
+        for (name, config) in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = cameras.entry(name) {
+                let running = self.launch(slot.key(), config);
+                slot.insert(running);
+            }
+        }
+    }
+
+    fn launch(&self, name: &str, config: CameraConfig) -> Running {
+        let password = match &config.password {
+            Some(source) => match read_secret(source) {
+                Ok(secret) => Some(secret),
+                Err(error) => {
+                    tracing::error!(camera = %name, %error, "cannot read the camera's password; connecting without it");
+                    None
+                }
+            },
+            None => None,
+        };
+        let fragment_duration = Duration::from_millis(u64::from(
+            config
+                .fragment_duration_ms
+                .unwrap_or(self.inner.settings.fragment_duration_ms),
+        ));
+        let spec = PipelineSpec {
+            source: config.source.clone(),
+            username: config.username.clone(),
+            password,
+            fragment_duration,
+            encoder: config.encoder,
+            width: config.width,
+            height: config.height,
+            framerate: config.framerate,
+            queue: HANDOFF_QUEUE,
+        };
+        let camera = Arc::new(Camera::new(
+            name.to_string(),
+            spec,
+            retention_policy(&config, self.inner.min_free_disk),
+            Duration::from_secs(u64::from(config.no_data_timeout_s)),
+            self.inner.log.clone(),
+        ));
+        tracing::info!(camera = %name, source = %config.source.display(), retention_hours = config.retention_hours, "starting camera");
+        let (stop, _) = watch::channel(false);
+        let task = tokio::spawn(camera.clone().run(stop.subscribe()));
+        let upload = match (&config.upload, &self.inner.delivery) {
+            (Some(upload), Some(delivery)) => match Uploader::start(
+                name.to_string(),
                 upload.clone(),
-                service.inner.log.clone(),
+                self.inner.log.clone(),
                 delivery,
-                dir.join("uploads"),
-                service.inner.shutdown.subscribe(),
+                self.inner.dir.join("uploads"),
+                stop.subscribe(),
             ) {
                 Ok(handle) => {
                     tracing::info!(camera = %name, destination = %upload.destination, "camera upload started");
-                    uploads.insert(name.clone(), handle);
+                    Some(handle)
                 }
                 Err(error) => {
-                    tracing::error!(camera = %name, %error, "the camera records without uploading")
+                    tracing::error!(camera = %name, %error, "the camera records without uploading");
+                    None
                 }
-            }
+            },
+            _ => None,
+        };
+        Running {
+            camera,
+            config,
+            stop,
+            task,
+            upload,
         }
-        if let Ok(mut slot) = service.inner.uploads.lock() {
-            *slot = uploads;
-        }
-        let mut tasks = Vec::new();
-        for (name, (camera, config)) in &service.inner.cameras {
-            tracing::info!(camera = %name, source = %config.source.display(), retention_hours = config.retention_hours, "starting camera");
-            tasks.push(tokio::spawn(
-                camera.clone().run(service.inner.shutdown.subscribe()),
-            ));
-        }
-        tasks.push(tokio::spawn(service.clone().retention()));
-        if let Ok(mut slot) = service.inner.tasks.lock() {
-            *slot = tasks;
-        }
-        Ok(service)
     }
 
     pub fn log(&self) -> &FragmentLog {
@@ -193,26 +241,35 @@ impl VideoService {
         &self.inner.settings
     }
 
-    pub fn camera(&self, name: &str) -> Option<&Arc<Camera>> {
-        self.inner.cameras.get(name).map(|(camera, _)| camera)
+    pub fn camera(&self, name: &str) -> Option<Arc<Camera>> {
+        lock(&self.inner.cameras)
+            .get(name)
+            .map(|r| r.camera.clone())
     }
 
     pub fn camera_names(&self) -> Vec<String> {
-        self.inner.cameras.keys().cloned().collect()
+        lock(&self.inner.cameras).keys().cloned().collect()
     }
 
     /// Every camera's status (reads the fragment log: call off the async runtime).
     pub fn status(&self) -> Vec<CameraStatus> {
-        self.inner
-            .cameras
-            .iter()
-            .map(|(name, (camera, config))| {
-                let usage = self.inner.log.usage(name).unwrap_or_else(|error| {
+        let cameras: Vec<(String, Arc<Camera>, CameraConfig, Option<UploadStatus>)> =
+            lock(&self.inner.cameras)
+                .iter()
+                .map(|(name, r)| {
+                    let upload = r.upload.as_ref().map(UploadHandle::status);
+                    (name.clone(), r.camera.clone(), r.config.clone(), upload)
+                })
+                .collect();
+        cameras
+            .into_iter()
+            .map(|(name, camera, config, upload)| {
+                let usage = self.inner.log.usage(&name).unwrap_or_else(|error| {
                     tracing::warn!(camera = %name, %error, "cannot read the camera's usage");
                     CameraUsage::default()
                 });
                 CameraStatus {
-                    name: name.clone(),
+                    name,
                     source: config.source.display(),
                     live: camera.live(),
                     fragments: usage.fragments,
@@ -221,12 +278,7 @@ impl VideoService {
                     evicted_fragments: usage.evicted_fragments,
                     retention_hours: config.retention_hours,
                     max_bytes: config.max_bytes,
-                    upload: self
-                        .inner
-                        .uploads
-                        .lock()
-                        .ok()
-                        .and_then(|u| u.get(name).map(UploadHandle::status)),
+                    upload,
                 }
             })
             .collect()
@@ -240,10 +292,12 @@ impl VideoService {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            for (name, (camera, _)) in &self.inner.cameras {
+            let policies: Vec<(String, RetentionPolicy)> = lock(&self.inner.cameras)
+                .iter()
+                .map(|(name, r)| (name.clone(), r.camera.policy.clone()))
+                .collect();
+            for (name, policy) in policies {
                 let log = self.inner.log.clone();
-                let name = name.clone();
-                let policy = camera.policy.clone();
                 let trimmed = tokio::task::spawn_blocking(move || {
                     let outcome = log.trim(&name, &policy, now_ms());
                     (name, outcome)
@@ -262,26 +316,16 @@ impl VideoService {
         }
     }
 
-    /// Stops every camera; each stores the fragment it was recording first.
+    /// Stops every camera at once; each stores the fragment it was recording first.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
-        let tasks = self
-            .inner
-            .tasks
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
-        for task in tasks {
+        let running: Vec<Running> = std::mem::take(&mut *lock(&self.inner.cameras))
+            .into_values()
+            .collect();
+        futures_util::future::join_all(running.into_iter().map(Running::stop)).await;
+        let retention = lock(&self.inner.retention).take();
+        if let Some(task) = retention {
             let _ = task.await;
-        }
-        let uploads = self
-            .inner
-            .uploads
-            .lock()
-            .map(|mut u| std::mem::take(&mut *u))
-            .unwrap_or_default();
-        for (_, upload) in uploads {
-            upload.join().await;
         }
     }
 }

@@ -429,3 +429,22 @@ def test_upload_to_a_directory_then_delete_after_upload(gateway_factory, tmp_pat
     assert all(f["number"] > status["uploaded_through"] for f in listed) or not listed
     deliveries = requests.get(f"{gw.url}/deliveries", timeout=10).json()["delivery_streams"]
     assert [d["state"] for d in deliveries if d["name"] == "video-out"] == ["video"]
+
+
+def test_cameras_follow_the_device_files(gateway_factory):
+    with videoutil.camera(key_int=30) as url:
+        gw = gateway_factory(extra_config=VIDEO_CONFIG)
+        assert cameras(gw) == {}
+        # A camera file appears: the camera starts without a restart.
+        camera_file(gw, "late", url)
+        wait_fragments(gw, "late", 2, timeout=30)
+        # Changed: restarted with the new settings, recording goes on with a recorded gap.
+        camera_file(gw, "late", url, "retention_hours = 48\n")
+        wait_for("the new settings", lambda: cameras(gw)["late"]["retention_hours"] == 48, timeout=30)
+        count = cameras(gw)["late"]["fragments"]
+        wait_fragments(gw, "late", count + 2, timeout=30)
+        # Removed: stopped, and its fragments are no longer served.
+        (gw.dir / "devices" / "late.toml").unlink()
+        wait_for("the camera gone", lambda: "late" not in cameras(gw), timeout=30)
+        error_of(get(gw, "/video/late/live.m3u8"), 404, "ResourceNotFoundException")
+        assert gw.proc.poll() is None
