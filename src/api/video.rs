@@ -450,24 +450,34 @@ async fn list_fragments(
     let (video, _) = guard!(state, request);
     respond(
         async {
-            let start = match range.start.as_deref() {
-                Some(s) => parse_time("start", s)?,
-                None => 0,
+            // Without a range: the newest fragments (a cheap read, however much is kept).
+            let range = match (range.start.as_deref(), range.end.as_deref()) {
+                (None, None) => None,
+                (start, end) => {
+                    let start = start.map_or(Ok(0), |s| parse_time("start", s))?;
+                    let end = end.map_or(Ok(i64::MAX), |s| parse_time("end", s))?;
+                    if end <= start {
+                        return Err(VideoError::invalid("end must be after start"));
+                    }
+                    Some((start, end))
+                }
             };
-            let end = match range.end.as_deref() {
-                Some(s) => parse_time("end", s)?,
-                None => i64::MAX,
-            };
-            if end <= start {
-                return Err(VideoError::invalid("end must be after start"));
-            }
             let log = camera_log(&video, &camera)?;
             let list = blocking(move || {
-                let mut fragments = log
-                    .fragments(&camera, start, end, MAX_LIST_FRAGMENTS + 1)
-                    .map_err(VideoError::internal)?;
+                let mut fragments = match range {
+                    Some((start, end)) => {
+                        log.fragments(&camera, start, end, MAX_LIST_FRAGMENTS + 1)
+                    }
+                    None => log.latest(&camera, MAX_LIST_FRAGMENTS + 1),
+                }
+                .map_err(VideoError::internal)?;
                 let truncated = fragments.len() > MAX_LIST_FRAGMENTS;
+                if range.is_none() && truncated {
+                    fragments.remove(0);
+                }
                 fragments.truncate(MAX_LIST_FRAGMENTS);
+                let (start, end) =
+                    range.unwrap_or((fragments.first().map_or(0, |f| f.producer_ms), i64::MAX));
                 let gaps = log
                     .gaps(&camera, start, end)
                     .map_err(VideoError::internal)?;
