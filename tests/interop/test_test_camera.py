@@ -1,6 +1,7 @@
 """The loopback test camera itself (examples/test_camera.rs), judged by GStreamer's own tools:
 it serves what it is asked for, refuses clients without the right credentials, and loops a
-file in real time. Also the helpers the video tests rely on (discover, jpeg_size)."""
+file in real time. Also the other helpers the video tests rely on (SRT sender, discover,
+jpeg_size)."""
 
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from videoutil import camera, discover, jpeg_size
+from videoutil import camera, discover, jpeg_size, srt_sender
 
 if shutil.which("gst-launch-1.0") is None:
     pytest.skip("GStreamer tools are not installed", allow_module_level=True)
@@ -77,6 +78,13 @@ def test_missing_file_is_refused(tmp_path):
     with pytest.raises(AssertionError, match="is not a file"):
         with camera(file=tmp_path / "absent.ts"):
             pass
+
+
+@pytest.mark.parametrize("mode", ["listener", "caller"])
+def test_srt_sender(mode):
+    with srt_sender(mode=mode, width=320, height=240) as sender:
+        info = discover(sender.source)
+    assert (info["codec"], info["width"], info["height"]) == ("h264", 320, 240), info["output"]
 
 
 def test_jpeg_size(tmp_path):
