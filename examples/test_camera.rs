@@ -60,7 +60,7 @@ struct Args {
     #[arg(long)]
     key_int: Option<u32>,
     /// Serve this pre-encoded MPEG-TS file (in --codec) instead of encoding: no encoder runs,
-    /// the file loops forever and is paced in real time.
+    /// the file loops forever and is paced in real time; each client gets it from the start.
     #[arg(long)]
     file: Option<PathBuf>,
     /// Require RTSP basic authentication with this user name (needs --password).
@@ -154,8 +154,11 @@ fn serve(args: &Args) -> Result<(), String> {
     server.set_service(&args.port.to_string());
     let factory = gst_rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(&launch);
-    // One pipeline for all clients: a test reader and the gateway see the same stream.
-    factory.set_shared(true);
+    // A live source: one pipeline for all clients, so a test reader and the gateway see the
+    // same stream. A file: one pipeline per client, from the start of the file. Shared, a file's
+    // media is not live, so a second client's PLAY (npt=0-) seeks it; the seek fails (a looping
+    // source) and leaves the media in error for every client (503).
+    factory.set_shared(args.file.is_none());
     if let (Some(user), Some(password)) = (&args.user, &args.password) {
         require_basic_auth(&server, &factory, user, password);
     }
