@@ -4,8 +4,11 @@
 //! `cargo bench --features test-camera --bench video` (options after `--`: `--cameras 1,4`,
 //! `--seconds 60`, `--skip-peer`, `--peer-only`). Each camera is the test camera
 //! (examples/test_camera.rs) serving a pre-encoded 1080p30 H.264 4 Mbit/s CBR MPEG-TS file
-//! (made once with x264 and kept under target/tmp), looped in real time, so no camera encodes
-//! and the cameras' own CPU, in their own processes, is not counted. For each N:
+//! (made once with x264 and kept under target/tmp) in real time to each client from its start,
+//! so no camera encodes and the cameras' own CPU, in their own processes, is not counted. The
+//! file is 30 s longer than the window (at least 90 s): the camera would loop it, but a
+//! looping demuxer now and then hands on a frame without a timestamp at the wrap, which stops
+//! the GStreamer recorder. For each N:
 //! - the peer: one `gst-launch-1.0 rtspsrc ! rtph264depay ! h264parse ! splitmuxsink` per
 //!   camera (2 s MP4 files);
 //! - kinedge (release build, or `KINEDGE_BIN`) with one device file per camera and 2 s
@@ -14,10 +17,12 @@
 //!   (utime + stime from /proc/PID/stat), VmRSS and VmHWM; kinedge also per camera (less the
 //!   idle gateway, measured alone first), fragments stored and dropped (`GET /video/cameras`)
 //!   and the HLS live latency: the live playlist is polled every 100 ms and each new segment's
-//!   latency is now - (its EXT-X-PROGRAM-DATE-TIME + its EXTINF duration).
+//!   latency is now - (its EXT-X-PROGRAM-DATE-TIME + its EXTINF duration). kinedge dates
+//!   fragments by the stream's clock anchored at the arrival of the first one, so this is the
+//!   delay from a fragment's end to its playlist entry, not the camera-to-gateway delay.
 //!
 //! The test camera is `KINEDGE_TEST_CAMERA` or the example built (debug) into this target
-//! directory. With the defaults a run takes about 2.5 minutes, plus about a minute the first
+//! directory. With the defaults a run takes about 2.5 minutes, plus about 1.5 minutes the first
 //! time for the file.
 
 mod common;
@@ -32,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 const FRAGMENT_MS: u64 = 2000;
-const FILE_SECONDS: u64 = 60;
+/// The shortest camera file, in seconds.
+const MIN_FILE_SECONDS: u64 = 90;
 const FILE_BITRATE_KBPS: u64 = 4000;
 const POLL: Duration = Duration::from_millis(100);
 
@@ -105,21 +111,26 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 // ---- inputs: the camera file and the camera binary -------------------------------------------
 
-/// The 1080p30 H.264 4 Mbit/s CBR MPEG-TS file the cameras serve; made once (x264 encodes
-/// 1,800 frames of noise, which takes a while) and kept under target/tmp.
-fn camera_file() -> PathBuf {
+/// The 1080p30 H.264 4 Mbit/s CBR MPEG-TS file the cameras serve, at least 30 s longer than
+/// `window_seconds` (in steps of 30 s); made once per length (x264 encodes noise, which takes
+/// about as long as it plays here) and kept under target/tmp.
+fn camera_file(window_seconds: u64) -> PathBuf {
+    let seconds = (window_seconds + 30)
+        .div_ceil(30)
+        .max(MIN_FILE_SECONDS / 30)
+        * 30;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("video-bench");
     let file = dir.join(format!(
-        "1080p30-h264-{FILE_BITRATE_KBPS}kbps-{FILE_SECONDS}s.ts"
+        "1080p30-h264-{FILE_BITRATE_KBPS}kbps-{seconds}s.ts"
     ));
     if file.exists() {
         return file;
     }
     std::fs::create_dir_all(&dir).expect("create the camera file directory");
     let partial = file.with_extension("ts.partial");
-    let expected_mb = (FILE_BITRATE_KBPS * FILE_SECONDS) as f64 / 8.0 / 1000.0;
+    let expected_mb = (FILE_BITRATE_KBPS * seconds) as f64 / 8.0 / 1000.0;
     eprintln!(
-        "making the camera file {} ({FILE_SECONDS} s of 1080p30 noise, x264 at {FILE_BITRATE_KBPS} kbit/s CBR; once)...",
+        "making the camera file {} ({seconds} s of 1080p30 noise, x264 at {FILE_BITRATE_KBPS} kbit/s CBR; once)...",
         file.display()
     );
     let pipeline = format!(
@@ -129,7 +140,7 @@ fn camera_file() -> PathBuf {
          ! video/x-h264,profile=constrained-baseline ! h264parse ! mpegtsmux \
          ! filesink location={}",
         partial.display(),
-        frames = FILE_SECONDS * 30,
+        frames = seconds * 30,
     );
     let mut child = common::Process(
         command("gst-launch-1.0")
@@ -457,6 +468,8 @@ struct CameraStatus {
     #[serde(default)]
     dropped_fragments: u64,
     #[serde(default)]
+    refused_fragments: u64,
+    #[serde(default)]
     reconnects: u64,
     #[serde(default)]
     gaps: u64,
@@ -474,17 +487,21 @@ struct Segment {
     duration_ms: f64,
 }
 
-/// The media segments of an HLS playlist, with the EXT-X-PROGRAM-DATE-TIME and EXTINF that
-/// come before each URI.
+/// The media segments of an HLS playlist with their wall-clock start: an
+/// EXT-X-PROGRAM-DATE-TIME dates the segment after it, and those that follow it without one
+/// start where the previous one ended (RFC 8216, 4.3.2.6); after an EXT-X-DISCONTINUITY
+/// without a date the start is unknown.
 fn parse_playlist(text: &str) -> Vec<Segment> {
     let mut segments = Vec::new();
-    let mut start_ms = None;
+    let mut next_start_ms: Option<f64> = None;
     let mut duration_ms = None;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(time) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-            start_ms = chrono::DateTime::parse_from_rfc3339(time)
+            next_start_ms = chrono::DateTime::parse_from_rfc3339(time)
                 .ok()
                 .map(|t| t.timestamp_micros() as f64 / 1000.0);
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            next_start_ms = None;
         } else if let Some(info) = line.strip_prefix("#EXTINF:") {
             duration_ms = info
                 .split(',')
@@ -492,11 +509,13 @@ fn parse_playlist(text: &str) -> Vec<Segment> {
                 .and_then(|d| d.trim().parse::<f64>().ok())
                 .map(|s| s * 1000.0);
         } else if !line.starts_with('#') {
+            let duration_ms = duration_ms.take().unwrap_or(0.0);
             segments.push(Segment {
                 uri: line.to_string(),
-                start_ms: start_ms.take(),
-                duration_ms: duration_ms.take().unwrap_or(0.0),
+                start_ms: next_start_ms,
+                duration_ms,
             });
+            next_start_ms = next_start_ms.map(|start| start + duration_ms);
         }
     }
     segments
@@ -573,6 +592,7 @@ struct KinedgeRun {
     usage: Usage,
     fragments_per_camera: f64,
     dropped_per_camera: f64,
+    refused: u64,
     reconnects: u64,
     gaps: u64,
     /// Sorted HLS live latencies, ms.
@@ -674,6 +694,7 @@ async fn run(o: &Options, http: &reqwest::Client, camera_bin: &Path, file: &Path
                 usage: kinedge_usage.unwrap_or_default(),
                 fragments_per_camera: delta(|c| c.fragments) as f64 / n as f64,
                 dropped_per_camera: delta(|c| c.dropped_fragments) as f64 / n as f64,
+                refused: delta(|c| c.refused_fragments),
                 reconnects: delta(|c| c.reconnects),
                 gaps: delta(|c| c.gaps),
                 latencies,
@@ -806,10 +827,10 @@ fn print_report(o: &Options, idle: Option<Usage>, runs: &[Run]) {
                 max / fragment
             )
         );
-        if k.playlist_failures > 0 {
+        if k.playlist_failures > 0 || k.refused > 0 {
             println!(
-                "  N={}: {} live playlist requests failed",
-                r.cameras, k.playlist_failures
+                "  N={}: {} live playlist requests failed, {} fragments refused by the log",
+                r.cameras, k.playlist_failures, k.refused
             );
         }
     }
@@ -817,7 +838,7 @@ fn print_report(o: &Options, idle: Option<Usage>, runs: &[Run]) {
 
 fn main() {
     let o = options();
-    let file = camera_file();
+    let file = camera_file(o.seconds);
     let camera_bin = camera_binary();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
