@@ -6,6 +6,7 @@ jpeg_size)."""
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -16,18 +17,25 @@ if shutil.which("gst-launch-1.0") is None:
 
 
 def gst_launch(*pipeline: str, timeout: float = 20) -> None:
-    subprocess.run(["gst-launch-1.0", "-q", *pipeline], check=True, capture_output=True,
-                   timeout=timeout)
+    out = subprocess.run(["gst-launch-1.0", "-q", *pipeline], capture_output=True, timeout=timeout)
+    assert out.returncode == 0, (
+        f"gst-launch-1.0 {' '.join(pipeline)}:\n{(out.stdout + out.stderr).decode(errors='replace')}")
 
 
 def record(url: str, path, frames: int) -> float:
     """Records `frames` frames of `url` (H.264 over RTSP/TCP) into an MP4; returns the wall
-    time it took."""
+    time it took. The MP4 is for discover() to judge: rtspsrc sometimes reports an error while
+    it shuts down after the end of stream (the server closes the connection after TEARDOWN
+    while rtspsrc still sends a PAUSE), so the exit status says nothing about the recording."""
     started = time.monotonic()
-    gst_launch("rtspsrc", f"location={url}", "protocols=tcp", "!", "rtph264depay", "!",
-               "h264parse", "!", "identity", f"eos-after={frames}", "!", "mp4mux", "!",
-               "filesink", f"location={path}")
-    return time.monotonic() - started
+    out = subprocess.run(
+        ["gst-launch-1.0", "-q", "rtspsrc", f"location={url}", "protocols=tcp", "!",
+         "rtph264depay", "!", "h264parse", "!", "identity", f"eos-after={frames}", "!", "mp4mux",
+         "!", "filesink", f"location={path}"],
+        capture_output=True, timeout=20)
+    wall = time.monotonic() - started
+    assert path.exists() and path.stat().st_size > 0, (out.stdout + out.stderr).decode(errors="replace")
+    return wall
 
 
 def test_serves_h264_at_the_asked_size():
@@ -72,6 +80,21 @@ def test_file_loops_in_real_time(tmp_path):
     # timestamps went on increasing across the loops, at the pace of the clock
     assert 4.4 <= info["duration_s"] <= 4.7, info["duration_s"]
     assert wall >= info["duration_s"] - 0.3, (wall, info["duration_s"])
+
+
+def test_file_serves_clients_that_come_at_once(tmp_path):
+    ts = tmp_path / "clip.ts"
+    gst_launch("videotestsrc", "num-buffers=40", "pattern=ball", "!",
+               "video/x-raw,format=I420,width=320,height=240,framerate=20/1", "!",
+               "x264enc", "key-int-max=10", "tune=zerolatency", "speed-preset=ultrafast", "!",
+               "h264parse", "!", "mpegtsmux", "!", "filesink", f"location={ts}")
+    with camera(file=ts) as url, ThreadPoolExecutor(3) as pool:
+        # every client gets the file from its start: none is turned away while another plays
+        results = list(pool.map(lambda i: record(url, tmp_path / f"{i}.mp4", frames=20), range(3)))
+    assert len(results) == 3
+    for i in range(3):
+        info = discover(tmp_path / f"{i}.mp4")
+        assert (info["codec"], info["width"], info["height"]) == ("h264", 320, 240), info["output"]
 
 
 def test_missing_file_is_refused(tmp_path):
