@@ -47,9 +47,10 @@ use schema::{CameraState, CHUNK_BYTES};
 const TRIM_BATCH: usize = 200;
 /// Gap rows kept per camera; recording more drops the oldest.
 pub const MAX_GAPS_PER_CAMERA: u64 = 1_000;
-/// redb's page cache for the video file: video is written once and read rarely, so the cache
-/// stays small (redb's default is 1 GiB).
-const CACHE_BYTES: usize = 32 << 20;
+/// redb's page cache for the video file: video is written once and read rarely (the OS page
+/// cache serves live playback), so the cache stays small; each camera's resident memory
+/// counts it (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 4 << 20;
 /// The longest codec name a fragment may carry ("h264", "h265").
 const MAX_CODEC_LEN: usize = 32;
 
