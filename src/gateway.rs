@@ -1,8 +1,10 @@
 //! Builds the gateway from a configuration, runs it, and shuts it down in order.
 //!
-//! Start: open the stream store, create the configured streams, start the API. Stop (SIGTERM
-//! or Ctrl-C): stop accepting requests, let in-flight requests finish (their records are
-//! committed and acknowledged), then stop the writer after its last commit.
+//! Start: open the stream store, create the configured streams, start MQTT, delivery streams,
+//! cameras and the API, then tell systemd READY=1. Stop (SIGTERM or Ctrl-C): STOPPING=1, stop
+//! accepting connections and requests, let in-flight requests finish (their records are
+//! committed and acknowledged), store each camera's last fragment, give delivery streams a
+//! moment, then stop the writer after its last commit.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +62,8 @@ fn stream_spec(stream: &config::StreamConfig) -> StreamSpec {
 
 /// Runs the gateway until SIGTERM or Ctrl-C.
 pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let starting = crate::systemd::StartingUp::begin();
+    crate::systemd::status("opening the stream store");
     let data_dir = resolve_data_dir(&config, data_dir);
     let mut options = StoreOptions::new(&data_dir);
     options.cache_size = config.storage.cache_size;
@@ -132,6 +136,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         state.video = Some(video.clone());
     }
     let state = Arc::new(state);
+    let api_state = state.clone();
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);
 
@@ -160,6 +165,15 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         delivery_streams = deliveries.names().len(),
         "kinedge is ready"
     );
+    drop(starting);
+    crate::systemd::ready(&format!(
+        "serving: API {listen}, MQTT {}, {} streams, {} delivery streams",
+        mqtt.as_ref()
+            .map_or("off".to_string(), |m| m.local_addr.to_string()),
+        store.catalog().streams.len(),
+        deliveries.names().len(),
+    ));
+    let watchdog = crate::systemd::spawn_watchdog(store.clone());
 
     let reload = tokio::spawn(watch_devices(
         config.devices.dir.clone(),
@@ -169,6 +183,10 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     ));
 
     shutdown_signal().await;
+    crate::systemd::stopping();
+    api_state
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("stopping: finishing requests in flight");
     if let Some(mqtt) = &mqtt {
         mqtt.stop_accepting();
@@ -199,6 +217,9 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         tracing::warn!("delivery streams still busy after 10 s; their batches will be sent again after the restart");
     }
     store.shutdown().await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The HTTP API (axum): the Kinesis-compatible API on `POST /`, plus health and status.
+//! The HTTP API (axum): the Kinesis-compatible API on `POST /`, plus health, readiness,
+//! status and metrics.
 //!
 //! Every request gets an `x-amzn-RequestId`. When `api.credentials` are configured, every
 //! API request must carry a valid SigV4 signature; without them any signature is accepted,
@@ -54,6 +55,12 @@ pub struct ApiState {
     /// Image requests decoded at once (decoding is the heaviest thing video does here).
     #[cfg(feature = "video")]
     pub image_slots: tokio::sync::Semaphore,
+    /// API requests and errors, for `/metrics`.
+    pub counters: crate::metrics::ApiCounters,
+    /// Set when a stop begins: `/ready` answers 503 from then on.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// When the gateway started serving.
+    pub started: std::time::Instant,
 }
 
 impl ApiState {
@@ -78,6 +85,9 @@ impl ApiState {
             video: None,
             #[cfg(feature = "video")]
             image_slots: tokio::sync::Semaphore::new(1),
+            counters: Default::default(),
+            stopping: Default::default(),
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -96,6 +106,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/deliveries", get(deliveries));
     #[cfg(feature = "video")]
     let router = router.merge(video::routes());
@@ -144,6 +155,7 @@ fn request_id() -> String {
 
 async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let id = request_id();
+    state.counters.request();
     let (parts, body) = request.into_parts();
     let wire = Wire::from_headers(&parts.headers);
     let answer_wire = *wire.as_ref().unwrap_or(&Wire::Json);
@@ -202,6 +214,7 @@ async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Res
     let response = match result {
         Ok(response) => response,
         Err(error) => {
+            state.counters.error(error.kind.aws_type());
             if error.kind == ErrorKind::InternalFailure {
                 tracing::error!(request_id = %id, %error, "API request failed");
             } else {
@@ -224,10 +237,85 @@ async fn health() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
-async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    // The store answers when its writer is alive.
-    let _ = state.store.catalog();
-    (StatusCode::OK, "ready\n")
+/// How long `/ready` waits for the stream writer to answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What is not ready, if anything: stopping, a stream writer that does not answer, an MQTT
+/// listener that stopped accepting. The API is up (it answers this).
+async fn not_ready(state: &ApiState) -> Vec<String> {
+    use std::sync::atomic::Ordering;
+    let mut problems = Vec::new();
+    if state.stopping.load(Ordering::Relaxed) {
+        problems.push("stopping".to_string());
+    }
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => problems.push(format!("storage: {error}")),
+        Err(_) => problems.push(format!(
+            "storage: the stream writer did not answer within {} s",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+    if let Some(mqtt) = &state.mqtt {
+        if !mqtt.is_accepting() {
+            problems.push("mqtt: the listener does not accept connections".to_string());
+        }
+    }
+    problems
+}
+
+/// `GET /ready`: 200 when storage, the MQTT broker and the API are up; 503 with the reasons
+/// otherwise (also while stopping, so that a load balancer stops sending).
+async fn ready(State(state): State<Arc<ApiState>>) -> Response {
+    let problems = not_ready(&state).await;
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format. Like `/status`, it needs a signed request when
+/// `api.credentials` are configured.
+async fn metrics(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if let Err(error) = authorize(&state, &parts, &[]) {
+        return with_request_id(Wire::Json.error(&error), &request_id());
+    }
+    let ready = not_ready(&state).await.is_empty();
+    let rendered = tokio::task::spawn_blocking(move || {
+        crate::metrics::render(&crate::metrics::Sources {
+            store: &state.store,
+            mqtt: state.mqtt.as_deref(),
+            deliveries: state.deliveries.as_ref(),
+            #[cfg(feature = "video")]
+            video: state.video.as_ref(),
+            api: &state.counters,
+            ready,
+        })
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Ok(Err(error)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {error}\n"),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics task failed: {error}\n"),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -250,6 +338,7 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         return with_request_id(Wire::Json.error(&error), &request_id());
     }
     let cameras = camera_status(&state).await;
+    let not_ready = not_ready(&state).await;
     let catalog = state.store.catalog();
     let streams: Vec<StatusStream> = catalog
         .streams
@@ -270,9 +359,17 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
             max_bytes: s.max_bytes,
         })
         .collect();
+    let data_dir = state.store.data_dir();
+    let process = crate::metrics::ProcessStats::read();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "data_dir": state.store.data_dir(),
+        "ready": not_ready.is_empty(),
+        "not_ready": not_ready,
+        "uptime_s": state.started.elapsed().as_secs(),
+        "memory_bytes": process.resident_memory_bytes,
+        "data_dir": data_dir,
+        "storage_file_bytes": std::fs::metadata(data_dir.join(crate::storage::STREAMS_DB)).map(|m| m.len()).ok(),
+        "disk_free_bytes": crate::storage::disk::free_bytes(data_dir).ok(),
         "streams": streams,
         "writer": state.store.stats(),
         "mqtt": state.mqtt.as_ref().map(|m| m.status()),

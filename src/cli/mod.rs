@@ -4,6 +4,7 @@
 
 mod client;
 mod records;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -98,6 +99,15 @@ enum Command {
     Deliveries {
         #[command(subcommand)]
         action: DeliveriesAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// One screen summing up the running gateway: readiness, storage, streams, MQTT,
+    /// delivery streams, cameras.
+    Status {
+        /// Print the full JSON of GET /status instead.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         endpoint: Endpoint,
     },
@@ -428,6 +438,19 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", deliveries_table(&status));
+            }
+            Ok(())
+        }
+        Command::Status { json, endpoint } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            let status = client.get_json("/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!(
+                    "{}",
+                    status::render(&status, crate::storage::now_ms() as i64)
+                );
             }
             Ok(())
         }

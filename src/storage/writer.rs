@@ -117,6 +117,8 @@ pub(crate) enum WriteOp {
         as_of: Option<u64>,
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
+    /// Answered as soon as the writer takes it from the queue (no commit): liveness.
+    Ping(oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -285,15 +287,25 @@ impl Writer {
         tracing::debug!("stream writer started");
         while let Some(first) = ops.blocking_recv() {
             let mut weight = first.weight();
-            let mut group = vec![first];
-            while weight < self.options.max_commit_bytes {
-                match ops.try_recv() {
-                    Ok(op) => {
-                        weight += op.weight();
-                        group.push(op);
+            let mut group = Vec::new();
+            let mut next = Some(first);
+            while let Some(op) = next.take() {
+                match op {
+                    WriteOp::Ping(reply) => {
+                        let _ = reply.send(());
                     }
-                    Err(_) => break,
+                    op => group.push(op),
                 }
+                if weight >= self.options.max_commit_bytes {
+                    break;
+                }
+                if let Ok(op) = ops.try_recv() {
+                    weight += op.weight();
+                    next = Some(op);
+                }
+            }
+            if group.is_empty() {
+                continue;
             }
             if self.process(group) {
                 break;
@@ -339,6 +351,10 @@ impl Writer {
                         maintain_replies.extend(reply);
                     }
                     WriteOp::Shutdown => shutdown = true,
+                    // Taken out of the group by `run`.
+                    WriteOp::Ping(reply) => {
+                        let _ = reply.send(());
+                    }
                 }
             }
             let (records, bytes) = self.flush(&txn, staged)?;
@@ -359,9 +375,12 @@ impl Writer {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.records.fetch_add(records, Ordering::Relaxed);
                 stats.record_bytes.fetch_add(bytes, Ordering::Relaxed);
+                let elapsed = started.elapsed();
                 stats
                     .commit_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+                stats.commit_seconds.observe(elapsed.as_secs_f64());
+                stats.records_per_commit.observe(records as f64);
                 for reply in replies {
                     reply.send(None);
                 }
@@ -551,6 +570,9 @@ impl Writer {
             self.stats
                 .trimmed_records
                 .fetch_add(trimmed, Ordering::Relaxed);
+            self.stats
+                .trimmed_by_size
+                .fetch_add(trimmed, Ordering::Relaxed);
             tracing::debug!(
                 stream = name,
                 records = trimmed,
@@ -582,6 +604,9 @@ impl Writer {
             if trimmed > 0 {
                 self.stats
                     .trimmed_records
+                    .fetch_add(trimmed, Ordering::Relaxed);
+                self.stats
+                    .trimmed_by_age
                     .fetch_add(trimmed, Ordering::Relaxed);
                 tracing::info!(stream = %name, records = trimmed, "retention trimmed records older than {} hours", stream.retention_hours);
             }

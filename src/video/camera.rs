@@ -46,6 +46,10 @@ pub struct CameraLive {
     /// Bits per second of the last fragments (smoothed).
     pub bitrate_bps: u64,
     pub connected_since_ms: Option<i64>,
+    /// Fragments stored since the gateway started.
+    pub recorded_fragments: u64,
+    /// Bytes of those fragments.
+    pub recorded_bytes: u64,
     pub dropped_fragments: u64,
     /// Fragments refused by the log (on_full = "deny_new", or the disk's minimum free space).
     pub refused_fragments: u64,
@@ -66,6 +70,8 @@ impl Default for CameraLive {
             height: 0,
             bitrate_bps: 0,
             connected_since_ms: None,
+            recorded_fragments: 0,
+            recorded_bytes: 0,
             dropped_fragments: 0,
             refused_fragments: 0,
             reconnects: 0,
@@ -368,6 +374,8 @@ impl Camera {
                     } else {
                         (l.bitrate_bps * 3 + bitrate) / 4
                     };
+                    l.recorded_fragments += 1;
+                    l.recorded_bytes += size;
                     l.last_fragment = Some(outcome.meta);
                 });
                 let _ = self.latest.send(number);

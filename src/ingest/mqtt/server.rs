@@ -66,9 +66,16 @@ pub struct MqttShared {
     /// Password checks (Argon2, deliberately slow) run at most this many at once.
     pub auth_slots: Semaphore,
     pub stats: MqttStats,
+    /// True while the listeners accept connections (false once a stop began).
+    accepting: std::sync::atomic::AtomicBool,
 }
 
 impl MqttShared {
+    /// Whether the listeners accept new connections (for `/ready`).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn device(&self, id: &str) -> Option<Arc<Device>> {
         self.devices.borrow().get(id).map(|d| Arc::new(d.clone()))
     }
@@ -139,6 +146,7 @@ impl MqttServer {
             settings,
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
+            accepting: std::sync::atomic::AtomicBool::new(true),
         });
         let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
         let mut accept = vec![tokio::spawn(accept_loop(
@@ -188,6 +196,9 @@ impl MqttServer {
 
     /// Stops accepting new connections.
     pub fn stop_accepting(&self) {
+        self.shared
+            .accepting
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         for task in &self.accept {
             task.abort();
         }
