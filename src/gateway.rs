@@ -188,17 +188,26 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("stopping: finishing requests in flight");
-    if let Some(mqtt) = &mqtt {
-        mqtt.stop_accepting();
-    }
     reload.abort();
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(20), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "API server stopped with an error"),
-        Ok(Err(error)) => tracing::warn!(%error, "API server task failed"),
-        Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
-    }
+    // MQTT sessions and API requests finish what they received (committed, acknowledged)
+    // at the same time; the store stays open until both are done.
+    let mqtt_drained = async {
+        if let Some(mqtt) = &mqtt {
+            if !mqtt.shutdown(Duration::from_secs(15)).await {
+                tracing::warn!("MQTT sessions still open after 15 s; stopping anyway");
+            }
+        }
+    };
+    let api_drained = async {
+        match tokio::time::timeout(Duration::from_secs(20), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "API server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "API server task failed"),
+            Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
+        }
+    };
+    tokio::join!(mqtt_drained, api_drained);
     maintenance.abort();
     // Each camera stores the fragment it was recording.
     #[cfg(feature = "video")]

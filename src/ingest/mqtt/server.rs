@@ -68,6 +68,8 @@ pub struct MqttShared {
     pub stats: MqttStats,
     /// True while the listeners accept connections (false once a stop began).
     accepting: std::sync::atomic::AtomicBool,
+    /// Set when the gateway stops: sessions acknowledge what they received and close.
+    pub stopping: watch::Sender<bool>,
 }
 
 impl MqttShared {
@@ -113,6 +115,8 @@ pub struct MqttServer {
     pub tls_addr: Option<SocketAddr>,
     pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
+    /// One permit per connection that may be open; all are back once every session ended.
+    connection_slots: Arc<Semaphore>,
 }
 
 impl MqttServer {
@@ -147,8 +151,10 @@ impl MqttServer {
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
             accepting: std::sync::atomic::AtomicBool::new(true),
+            stopping: watch::channel(false).0,
         });
         let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
+        let connection_slots = slots.clone();
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
             Transport::Tcp,
@@ -182,7 +188,7 @@ impl MqttServer {
                 listener,
                 Transport::Tls(acceptor),
                 shared.clone(),
-                slots,
+                slots.clone(),
             )));
         }
         Ok(MqttServer {
@@ -191,7 +197,19 @@ impl MqttServer {
             tls_addr,
             websocket_addr,
             accept,
+            connection_slots,
         })
+    }
+
+    /// Stops: no new connections; each session commits and acknowledges what it received,
+    /// then closes. Returns once every session ended, or after `timeout` (false then).
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.stop_accepting();
+        self.shared.stopping.send_replace(true);
+        let all = u32::try_from(self.shared.settings.max_connections).unwrap_or(u32::MAX);
+        tokio::time::timeout(timeout, self.connection_slots.acquire_many(all))
+            .await
+            .is_ok()
     }
 
     /// Stops accepting new connections.

@@ -24,7 +24,7 @@ use rumqttd::protocol::{
 };
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
@@ -484,6 +484,7 @@ impl Session {
         let grace = |k: u16| Duration::from_millis(u64::from(k) * 1500);
         let mut deadline = keep_alive.map(|k| Instant::now() + grace(k));
         let mut devices = self.shared.devices.subscribe();
+        let mut stopping = self.shared.stopping.subscribe();
         // Packets already read together with the CONNECT.
         if self.handle_input(rbuf, will).await? {
             return Ok(());
@@ -534,6 +535,20 @@ impl Session {
                 }
                 _ = sleep_until(deadline) => {
                     return Err(SessionError::KeepAlive);
+                }
+                _ = stop_requested(&mut stopping) => {
+                    // The gateway stops: read nothing more, commit and acknowledge what was
+                    // received, then close (MQTT 5: DISCONNECT "server shutting down").
+                    while !self.inflight.is_empty() {
+                        let result = head_commit(&mut self.inflight).await;
+                        self.complete(result).await?;
+                    }
+                    if self.codec.version() == Version::V5 {
+                        let _ = self.codec.write(Packet::Disconnect(Disconnect { reason_code: DisconnectReasonCode::ServerShuttingDown }, None), &mut self.out);
+                    }
+                    self.flush(stream).await?;
+                    tracing::debug!(device = self.identity.name(), "closed for the stop");
+                    return Ok(());
                 }
             }
             self.flush(stream).await?;
@@ -936,6 +951,13 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves once the gateway begins to stop.
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    if stopping.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
