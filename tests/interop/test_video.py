@@ -109,6 +109,22 @@ def test_fragments_are_numbered_timed_and_described(recording):
     assert [c["name"] for c in status["cameras"]] == ["cam1"]
 
 
+def test_camera_metrics(recording):
+    from prometheus_client.parser import text_string_to_metric_families
+    r = requests.get(f"{recording.url}/metrics", timeout=10)
+    assert r.status_code == 200
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+    cam = (("camera", "cam1"),)
+    assert samples[("kinedge_camera_fragments_total", cam)] >= 8
+    assert samples[("kinedge_camera_fragment_bytes_total", cam)] > 8000
+    assert 100_000 < samples[("kinedge_camera_bitrate_bps", cam)] < 5_000_000
+    assert samples[("kinedge_camera_connected", cam)] == 1
+    assert samples[("kinedge_camera_gaps_total", cam)] >= 0
+    assert samples[("kinedge_camera_reconnects_total", cam)] == 0
+    assert samples[("kinedge_camera_stored_fragments", cam)] >= 8
+
+
 def parse_playlist(text):
     lines = text.strip().splitlines()
     assert lines[0] == "#EXTM3U", text
