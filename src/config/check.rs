@@ -171,15 +171,13 @@ fn secret(source: &SecretSource) -> Vec<Finding> {
                 }
                 Err(err) => return vec![Finding::Error(unreadable(path, &err))],
             };
-            let mut found = Vec::new();
             if bytes.iter().all(|b| matches!(b, b'\n' | b'\r')) {
-                found.push(Finding::Error(format!(
+                return vec![Finding::Error(format!(
                     "`{}` is empty: write the secret into it",
                     path.display()
-                )));
+                ))];
             }
-            found.extend(readable_by_all(path).map(Finding::Warning));
-            found
+            readable_by_all(path).map(Finding::Warning).into_iter().collect()
         }
         SecretSource::Env(var) => match std::env::var(var) {
             Ok(value) if value.is_empty() => {
