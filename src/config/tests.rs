@@ -2460,3 +2460,30 @@ fn check_of_a_file_that_is_not_there() {
         ["kinedge.toml:0: : cannot read the config file: No such file or directory (os error 2)"]
     );
 }
+
+#[test]
+fn devices_dir_is_relative_to_the_config_file() {
+    let installed = |text: &str| {
+        let source = ConfigSource::File(PathBuf::from("/etc/kinedge/kinedge.toml"));
+        Config::parse(text, source).unwrap().devices.dir
+    };
+    // As installed under systemd: /etc/kinedge/devices, whatever the working directory.
+    assert_eq!(
+        installed(DEFAULT_CONFIG_TOML),
+        Path::new("/etc/kinedge/devices")
+    );
+    assert_eq!(installed(""), Path::new("/etc/kinedge/devices"));
+    assert_eq!(
+        installed("[devices]\ndir = \"../shared/devices\"\n"),
+        Path::new("/etc/kinedge/../shared/devices")
+    );
+    assert_eq!(
+        installed("[devices]\ndir = \"/srv/devices\"\n"),
+        Path::new("/srv/devices")
+    );
+    // A config file named without a folder: its folder is the working directory.
+    let here = Config::parse("", ConfigSource::File(PathBuf::from("kinedge.toml"))).unwrap();
+    assert_eq!(here.devices.dir, Path::new("devices"));
+    // No file: ./devices in the working directory.
+    assert_eq!(Config::built_in().devices.dir, Path::new("devices"));
+}
