@@ -177,7 +177,10 @@ fn secret(source: &SecretSource) -> Vec<Finding> {
                     path.display()
                 ))];
             }
-            readable_by_all(path).map(Finding::Warning).into_iter().collect()
+            readable_by_all(path)
+                .map(Finding::Warning)
+                .into_iter()
+                .collect()
         }
         SecretSource::Env(var) => match std::env::var(var) {
             Ok(value) if value.is_empty() => {
@@ -398,4 +401,3 @@ fn unreadable_reason(err: &std::io::Error) -> String {
         _ => format!("cannot be read: {err}"),
     }
 }
-

@@ -1004,7 +1004,10 @@ impl Check {
             (Some(file), None) => {
                 let path = self.string(&file_path, Some(file), "a file path", parse_path);
                 let path = path.ok_or(())?;
-                self.reference(&file_path, Reference::Secret(SecretSource::File(path.clone())));
+                self.reference(
+                    &file_path,
+                    Reference::Secret(SecretSource::File(path.clone())),
+                );
                 Ok(Some((Secret::File(path), file_path)))
             }
             (None, Some(env)) => {

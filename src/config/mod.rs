@@ -465,7 +465,9 @@ impl Parsed {
         match raw::deserialize(&pruned) {
             Ok(raw) => {
                 let (config, findings) = validate::validate(raw, source);
-                parsed.issues.extend(findings.problems.into_iter().map(issue));
+                parsed
+                    .issues
+                    .extend(findings.problems.into_iter().map(issue));
                 parsed.warnings = findings.warnings.into_iter().map(issue).collect();
                 parsed.references = findings
                     .references
@@ -477,7 +479,9 @@ impl Parsed {
             Err(problem) => parsed.issues.push(issue(problem)),
         }
         parsed.issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
-        parsed.warnings.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
+        parsed
+            .warnings
+            .sort_by_key(|i| i.line.unwrap_or(usize::MAX));
         parsed
     }
 }

@@ -2082,11 +2082,20 @@ fn listeners_cannot_share_a_port() {
     parse("[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nlisten = \"127.0.0.2:1883\"\n").unwrap();
     parse("[api]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     parse("[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nenabled = false\n").unwrap();
+    // IPv4 and IPv6: only [::] takes the port for both.
+    parse("[api]\nlisten = \"[::1]:1883\"\n").unwrap();
+    assert_issue(
+        "[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nlisten = \"[::]:1883\"\n",
+        "mqtt.listen",
+        4,
+        "is the port of api.listen",
+    );
 }
 
 #[test]
 fn shards_of_all_streams_fit_the_gateway() {
-    let text = "[[streams]]\nname = \"a\"\nshards = 1000\n\n[[streams]]\nname = \"b\"\nshards = 24\n\n\
+    let text =
+        "[[streams]]\nname = \"a\"\nshards = 1000\n\n[[streams]]\nname = \"b\"\nshards = 24\n\n\
                 [[streams]]\nname = \"c\"\nshards = 1\n\n[[streams]]\nname = \"d\"\nshards = 1\n";
     assert_issue(
         text,
@@ -2282,7 +2291,10 @@ destination = { type = "http_endpoint", url = "https://example.com/", access_key
     let lines = shown(&report);
     assert!(!report.is_ok() && report.summary.is_none());
     assert_has(&lines, "kinedge.toml:6: api.credentials[0].secret_file: `");
-    assert!(lines[0].contains("missing.secret` does not exist"), "{lines:#?}");
+    assert!(
+        lines[0].contains("missing.secret` does not exist"),
+        "{lines:#?}"
+    );
     assert_has(&lines, "kinedge.toml:10: api.credentials[1].secret_file: `");
     assert!(lines[1].ends_with("empty.secret` is empty: write the secret into it"));
     assert_has(
@@ -2330,7 +2342,8 @@ client_ca = "{DIR}/missing-ca.crt"
     assert!(
         lines
             .iter()
-            .any(|l| l.ends_with("holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)")),
+            .any(|l| l
+                .ends_with("holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)")),
         "{lines:#?}"
     );
     assert_has(&lines, "kinedge.toml:8: mqtt.tls.client_ca: `");
@@ -2435,7 +2448,15 @@ destination = { type = "directory", path = "out" }
         .collect();
     assert_eq!(
         files,
-        ["bad.toml", "cam1.toml", "cam1.toml", "cam2.toml", "cam2.toml", "cam3.toml", "other.toml"]
+        [
+            "bad.toml",
+            "cam1.toml",
+            "cam1.toml",
+            "cam2.toml",
+            "cam2.toml",
+            "cam3.toml",
+            "other.toml"
+        ]
     );
 }
 

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use toml::Value;
 
 use super::raw::{self, Problem};
-use super::{Reference, 
+use super::{
     format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
-    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, RouteConfig, RouteFormat,
+    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig, RouteFormat,
     SecretSource, StorageConfig, StreamConfig, VideoConfig,
 };
 use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
@@ -92,14 +92,22 @@ impl Check {
                 listeners.push(("mqtt.tls.listen", tls.listen));
             }
         }
+        // Same port and: the same address, or an unspecified one of the same family, or `[::]`
+        // (which Linux binds for IPv4 too).
+        let overlap = |a: &SocketAddr, b: &SocketAddr| {
+            let dual_stack = |x: &SocketAddr| x.is_ipv6() && x.ip().is_unspecified();
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip()
+                    || (a.is_ipv4() == b.is_ipv4()
+                        && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+                    || dual_stack(a)
+                    || dual_stack(b))
+        };
         for (i, (key, addr)) in listeners.iter().enumerate() {
-            let clash = listeners[..i].iter().find(|(_, other)| {
-                addr.port() != 0
-                    && other.port() == addr.port()
-                    && (other.ip() == addr.ip()
-                        || other.ip().is_unspecified()
-                        || addr.ip().is_unspecified())
-            });
+            let clash = listeners[..i]
+                .iter()
+                .find(|(_, other)| overlap(addr, other));
             if let Some((other_key, other)) = clash {
                 self.problem(
                     key,
