@@ -284,89 +284,17 @@ fn limit_malloc_arenas() {
 }
 
 fn check_config(file: Option<PathBuf>) -> ExitCode {
-    let result = match &file {
-        Some(path) => Config::load(path),
-        None => Ok(Config::built_in()),
-    };
-    match result {
-        Ok(config) => {
-            let credentials = config
-                .api
-                .credentials
-                .iter()
-                .map(|c| {
-                    c.load_secret()
-                        .map(|_| ())
-                        .map_err(|e| format!("api.credentials ({}): {e:#}", c.access_key_id))
-                })
-                .filter_map(Result::err)
-                .collect::<Vec<_>>();
-            // Every device file is part of the configuration.
-            let devices = DeviceRegistry::load(&config.devices.dir);
-            let mut credentials = credentials;
-            if let Ok(registry) = &devices {
-                credentials.extend(camera_upload_problems(&config, registry));
-            }
-            if !credentials.is_empty() || devices.is_err() {
-                for problem in credentials {
-                    eprintln!("{problem}");
-                }
-                if let Err(errors) = &devices {
-                    eprintln!("{errors}");
-                }
-                return ExitCode::from(2);
-            }
-            let (devices, cameras) = devices
-                .map(|d| {
-                    let cameras = d.devices().iter().filter(|d| d.camera.is_some()).count();
-                    (d.len(), cameras)
-                })
-                .unwrap_or_default();
-            let name = file
-                .as_ref()
-                .map_or("built-in configuration".to_string(), |p| {
-                    p.display().to_string()
-                });
-            println!(
-                "{name}: ok ({} streams, {} delivery streams, {devices} devices ({cameras} cameras) in {}, API on {})",
-                config.streams.len(),
-                config.delivery_streams.len(),
-                config.devices.dir.display(),
-                config.api.listen
-            );
+    let report = crate::config::check::check(file.as_deref());
+    for issue in report.all() {
+        eprintln!("{issue}");
+    }
+    match &report.summary {
+        Some(summary) if report.is_ok() => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            eprintln!("{errors}");
-            ExitCode::from(2)
-        }
+        _ => ExitCode::from(2),
     }
-}
-
-/// A camera's `upload.destination` must name a `source = "video"` delivery stream.
-fn camera_upload_problems(config: &Config, registry: &DeviceRegistry) -> Vec<String> {
-    use crate::delivery::config::SourceConfig;
-    registry
-        .devices()
-        .into_iter()
-        .filter_map(|device| {
-            let upload = device.camera.as_ref()?.upload.as_ref()?;
-            let found = config
-                .delivery_streams
-                .iter()
-                .find(|d| d.name == upload.destination);
-            let problem = match found {
-                Some(d) if d.source == SourceConfig::Video => return None,
-                Some(_) => "is not a video delivery stream (it needs source = \"video\")",
-                None => "names no [[delivery_streams]] entry (one with source = \"video\")",
-            };
-            Some(format!(
-                "{}: camera.upload.destination: `{}` {problem}",
-                device.file.display(),
-                upload.destination
-            ))
-        })
-        .collect()
 }
 
 async fn run_client(command: Command) -> anyhow::Result<()> {

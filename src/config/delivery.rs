@@ -17,7 +17,7 @@ use super::validate::{
     parse_access_key_id, parse_env_name, parse_region, parse_stream_name, plaintext_secret,
     wrong_type, Check,
 };
-use super::{format_size, DeliverySettings};
+use super::{format_size, DeliverySettings, Reference, SecretSource};
 use crate::delivery::config::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
@@ -144,6 +144,7 @@ impl Check {
             "a directory path",
             parse_path,
         );
+        self.absolute_directory("delivery.dead_letter_dir", dead_letter_dir.as_ref());
         DeliverySettings {
             max_bandwidth,
             dead_letter_dir,
@@ -283,8 +284,19 @@ impl Check {
                  \"latest\" (only records that arrive later)"
             )),
         });
+        let stream = stream?;
+        if !self.stream_names.contains(&stream) {
+            self.warning(
+                &join(key, "stream"),
+                format!(
+                    "stream `{stream}` is not in [[streams]]: this delivery stream waits until \
+                     it is created through the API (add a [[streams]] entry to have it created \
+                     at start)"
+                ),
+            );
+        }
         Some(SourceConfig::Stream {
-            stream: stream?,
+            stream,
             start: start.unwrap_or_default(),
         })
     }
@@ -776,6 +788,7 @@ impl Check {
             ),
             parse_path,
         );
+        self.absolute_directory(&f.key("path"), path.as_ref());
         let (prefix, error_prefix) = self.prefixes(f, partition_keys);
         Some(DestinationConfig::Directory(DirectoryConfig {
             path: path?,
@@ -821,6 +834,14 @@ impl Check {
             let value = f.take(name);
             let given = value.is_some();
             let path = self.string(&key, value, "a file path", parse_path);
+            if let Some(path) = &path {
+                let reference = if name == "key" {
+                    Reference::PrivateKey(path.clone())
+                } else {
+                    Reference::Certificates(path.clone())
+                };
+                self.reference(&key, reference);
+            }
             paths.insert(name, (key, given, path));
         }
         let given = |name: &str| paths.get(name).is_some_and(|(_, given, _)| *given);
@@ -953,6 +974,9 @@ impl Check {
         if self.problems.len() != before {
             return None;
         }
+        if !has_id && matches!(secret, Ok(None)) {
+            self.reference(&f.path, Reference::AwsEnvironment);
+        }
         Some(AwsCredentialsConfig {
             access_key_id,
             secret: secret.ok()?.map(|(secret, _)| secret),
@@ -977,18 +1001,21 @@ impl Check {
                 );
                 Err(())
             }
-            (Some(file), None) => self
-                .string(&file_path, Some(file), "a file path", |s| {
-                    parse_path(s).map(Secret::File)
-                })
-                .map(|secret| Some((secret, file_path)))
-                .ok_or(()),
-            (None, Some(env)) => self
-                .string(&env_path, Some(env), "a variable name", |s| {
-                    parse_env_name(s).map(Secret::Env)
-                })
-                .map(|secret| Some((secret, env_path)))
-                .ok_or(()),
+            (Some(file), None) => {
+                let path = self.string(&file_path, Some(file), "a file path", parse_path);
+                let path = path.ok_or(())?;
+                self.reference(
+                    &file_path,
+                    Reference::Secret(SecretSource::File(path.clone())),
+                );
+                Ok(Some((Secret::File(path), file_path)))
+            }
+            (None, Some(env)) => {
+                let var = self.string(&env_path, Some(env), "a variable name", parse_env_name);
+                let var = var.ok_or(())?;
+                self.reference(&env_path, Reference::Secret(SecretSource::Env(var.clone())));
+                Ok(Some((Secret::Env(var), env_path)))
+            }
             (None, None) => Ok(None),
         }
     }
@@ -1038,6 +1065,20 @@ impl Check {
             }
         }
         (self.problems.len() == before).then_some(attributes)
+    }
+
+    /// An absolute directory path for `check-config` to look at; relative ones are under the
+    /// data directory, which is only known at run time.
+    fn absolute_directory(&mut self, key: &str, path: Option<&PathBuf>) {
+        if let Some(path) = path.filter(|p| p.is_absolute()) {
+            self.reference(
+                key,
+                Reference::Directory {
+                    path: path.clone(),
+                    must_exist: false,
+                },
+            );
+        }
     }
 
     /// A table value; `expected` describes one in the message when `value` is something else.

@@ -8,9 +8,11 @@
 //! How a file is checked: a span-keeping `toml_edit` document gives syntax errors and lines;
 //! unknown keys are all reported (and pruned) against the schema in `raw`; serde then maps the
 //! rest onto the `raw` structs (only table/array shape can fail there), and `validate` checks
-//! every value, collecting all issues.
+//! every value, collecting all issues. `check` (the `check-config` command) adds what only the
+//! machine can tell: secret files and variables, certificates, directories and device files.
 
 pub mod camera;
+pub mod check;
 mod delivery;
 mod raw;
 mod size;
@@ -407,19 +409,48 @@ impl Config {
 
     /// Parses and checks config text; `source` is used in messages and kept in the result.
     pub fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigErrors> {
+        let parsed = Parsed::new(text, source);
+        match parsed.config {
+            Some(config) if parsed.issues.is_empty() => Ok(config),
+            _ => Err(ConfigErrors {
+                issues: parsed.issues,
+            }),
+        }
+    }
+}
+
+/// Everything parsing a file found, for `check-config`: the configuration even when some
+/// values were wrong (each replaced by its default), and the warnings and references that
+/// `Config::parse` does not report.
+pub(crate) struct Parsed {
+    /// `None` when the file is not TOML or its tables have the wrong shape.
+    pub config: Option<Config>,
+    /// Sorted by line.
+    pub issues: Vec<ConfigIssue>,
+    pub warnings: Vec<ConfigIssue>,
+    pub references: Vec<(ConfigIssue, Reference)>,
+}
+
+impl Parsed {
+    pub(crate) fn new(text: &str, source: ConfigSource) -> Parsed {
         let file = source.to_string();
+        let mut parsed = Parsed {
+            config: None,
+            issues: Vec::new(),
+            warnings: Vec::new(),
+            references: Vec::new(),
+        };
         let doc = match toml_edit::Document::parse(text) {
             Ok(doc) => doc,
             Err(err) => {
                 let line = err.span().map(|span| spans::line_at(text, span.start));
-                return Err(ConfigErrors {
-                    issues: vec![ConfigIssue {
-                        file,
-                        line,
-                        key: String::new(),
-                        message: format!("invalid TOML: {}", err.message()),
-                    }],
+                parsed.issues.push(ConfigIssue {
+                    file,
+                    line,
+                    key: String::new(),
+                    message: format!("invalid TOML: {}", err.message()),
                 });
+                return parsed;
             }
         };
         let issue = |(key, message): (String, String)| ConfigIssue {
@@ -430,20 +461,46 @@ impl Config {
         };
 
         let (pruned, unknown) = raw::prune_unknown_keys(&doc);
-        let mut issues: Vec<ConfigIssue> = unknown.into_iter().map(issue).collect();
+        parsed.issues.extend(unknown.into_iter().map(issue));
         match raw::deserialize(&pruned) {
             Ok(raw) => {
-                let (config, problems) = validate::validate(raw, source);
-                issues.extend(problems.into_iter().map(issue));
-                if issues.is_empty() {
-                    return Ok(config);
-                }
+                let (config, findings) = validate::validate(raw, source);
+                parsed
+                    .issues
+                    .extend(findings.problems.into_iter().map(issue));
+                parsed.warnings = findings.warnings.into_iter().map(issue).collect();
+                parsed.references = findings
+                    .references
+                    .into_iter()
+                    .map(|(key, reference)| (issue((key, String::new())), reference))
+                    .collect();
+                parsed.config = Some(config);
             }
-            Err(problem) => issues.push(issue(problem)),
+            Err(problem) => parsed.issues.push(issue(problem)),
         }
-        issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
-        Err(ConfigErrors { issues })
+        parsed.issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
+        parsed
+            .warnings
+            .sort_by_key(|i| i.line.unwrap_or(usize::MAX));
+        parsed
     }
+}
+
+/// A file, directory or environment variable that the configuration names. `Config::parse`
+/// checks only how it is written (the gateway may be configured on another machine);
+/// `check-config` checks that it is there and usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reference {
+    /// A secret in a file or variable: readable and not empty.
+    Secret(SecretSource),
+    /// PEM certificates (a chain or a CA bundle).
+    Certificates(PathBuf),
+    /// A PEM private key.
+    PrivateKey(PathBuf),
+    /// A directory: a directory if it exists; `must_exist` when the gateway only reads it.
+    Directory { path: PathBuf, must_exist: bool },
+    /// An AWS destination without `access_key_id`: its credentials come from the environment.
+    AwsEnvironment,
 }
 
 impl ApiCredential {

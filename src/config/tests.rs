@@ -2027,3 +2027,484 @@ max_bandwidth = -5
          needs a bucket"
     );
 }
+
+// ---- what only `check-config` looks at ----
+
+/// Warnings of `text` (which must parse), as (key, line, message).
+fn warnings(text: &str) -> Vec<(String, Option<usize>, String)> {
+    let parsed = Parsed::new(text, ConfigSource::File(PathBuf::from("test.toml")));
+    assert!(parsed.issues.is_empty(), "{:#?}", parsed.issues);
+    parsed
+        .warnings
+        .into_iter()
+        .map(|i| (i.key, i.line, i.message))
+        .collect()
+}
+
+#[test]
+fn streams_that_are_not_configured_are_warnings() {
+    let text = "[[streams]]\nname = \"telemetry\"\n\n[[routes]]\ntopic = \"a/#\"\nstream = \"telemetry\"\n\n\
+                [[routes]]\ntopic = \"b/#\"\nstream = \"telemtry\"\n\n[[delivery_streams]]\nname = \"d\"\n\
+                source = { stream = \"other\" }\ndestination = { type = \"directory\", path = \"x\" }\n";
+    // Legal (streams can be created through the API) ...
+    parse(text).unwrap();
+    // ... but check-config points at them.
+    let found = warnings(text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1),
+        ("routes[1].stream", Some(10))
+    );
+    assert!(found[0].2.contains("`telemtry` is not in [[streams]]"));
+    assert_eq!(
+        (found[1].0.as_str(), found[1].1),
+        ("delivery_streams[0].source.stream", Some(14))
+    );
+    assert!(found[1].2.contains("`other` is not in [[streams]]"));
+    assert!(warnings(DEFAULT_CONFIG_TOML).is_empty());
+}
+
+#[test]
+fn listeners_cannot_share_a_port() {
+    assert_issue(
+        "[api]\nlisten = \"127.0.0.1:8883\"\n\n[mqtt.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        "mqtt.tls.listen",
+        4,
+        "`0.0.0.0:8883` is the port of api.listen (`127.0.0.1:8883`): two listeners cannot share a port",
+    );
+    assert_issue(
+        "[mqtt]\nlisten = \"127.0.0.1:1883\"\nwebsocket_listen = \"127.0.0.1:1883\"\n",
+        "mqtt.websocket_listen",
+        3,
+        "is the port of mqtt.listen",
+    );
+    // Different addresses on one port, port 0 (any free port) twice, a disabled broker: fine.
+    parse("[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nlisten = \"127.0.0.2:1883\"\n").unwrap();
+    parse("[api]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    parse("[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nenabled = false\n").unwrap();
+    // IPv4 and IPv6: only [::] takes the port for both.
+    parse("[api]\nlisten = \"[::1]:1883\"\n").unwrap();
+    assert_issue(
+        "[api]\nlisten = \"127.0.0.1:1883\"\n[mqtt]\nlisten = \"[::]:1883\"\n",
+        "mqtt.listen",
+        4,
+        "is the port of api.listen",
+    );
+}
+
+#[test]
+fn shards_of_all_streams_fit_the_gateway() {
+    let text =
+        "[[streams]]\nname = \"a\"\nshards = 1000\n\n[[streams]]\nname = \"b\"\nshards = 24\n\n\
+                [[streams]]\nname = \"c\"\nshards = 1\n\n[[streams]]\nname = \"d\"\nshards = 1\n";
+    assert_issue(
+        text,
+        "streams[2].shards",
+        11,
+        "the streams up to this one have 1025 shards: a gateway holds at most 1024 open shards",
+    );
+    parse(&text.replace("shards = 24", "shards = 22")).unwrap();
+}
+
+#[test]
+fn references_are_collected_with_their_lines() {
+    let text = r#"[storage]
+data_dir = "/var/lib/kinedge"
+
+[[api.credentials]]
+access_key_id = "AKIA1"
+secret_file = "/etc/kinedge/api.secret"
+
+[mqtt.tls]
+cert = "/etc/kinedge/tls/server.crt"
+key = "/etc/kinedge/tls/server.key"
+client_ca = "/etc/kinedge/tls/ca.crt"
+
+[devices]
+dir = "devices"
+
+[[delivery_streams]]
+name = "up"
+source = "direct_put"
+destination = { type = "kinesis", stream = "s", region = "eu-west-1", access_key_id = "AKIA2", secret_env = "UP_SECRET" }
+
+[[delivery_streams]]
+name = "ambient"
+source = "direct_put"
+destination = { type = "s3", bucket = "b-1", region = "eu-west-1" }
+
+[[delivery_streams]]
+name = "files"
+source = "direct_put"
+destination = { type = "directory", path = "/srv/out" }
+
+[[delivery_streams]]
+name = "relative"
+source = "direct_put"
+destination = { type = "directory", path = "out" }
+"#;
+    let parsed = Parsed::new(
+        text,
+        ConfigSource::File(PathBuf::from("/etc/kinedge/kinedge.toml")),
+    );
+    assert!(parsed.issues.is_empty(), "{:#?}", parsed.issues);
+    let found: Vec<(&str, Option<usize>, &Reference)> = parsed
+        .references
+        .iter()
+        .map(|(at, r)| (at.key.as_str(), at.line, r))
+        .collect();
+    let file = |p: &str| Reference::Secret(SecretSource::File(p.into()));
+    let dir = |p: &str, must_exist| Reference::Directory {
+        path: p.into(),
+        must_exist,
+    };
+    let expected = [
+        ("storage.data_dir", Some(2), dir("/var/lib/kinedge", false)),
+        (
+            "api.credentials[0].secret_file",
+            Some(6),
+            file("/etc/kinedge/api.secret"),
+        ),
+        ("devices.dir", Some(14), dir("/etc/kinedge/devices", true)),
+        (
+            "mqtt.tls.cert",
+            Some(9),
+            Reference::Certificates("/etc/kinedge/tls/server.crt".into()),
+        ),
+        (
+            "mqtt.tls.key",
+            Some(10),
+            Reference::PrivateKey("/etc/kinedge/tls/server.key".into()),
+        ),
+        (
+            "mqtt.tls.client_ca",
+            Some(11),
+            Reference::Certificates("/etc/kinedge/tls/ca.crt".into()),
+        ),
+        (
+            "delivery_streams[0].destination.secret_env",
+            Some(19),
+            Reference::Secret(SecretSource::Env("UP_SECRET".into())),
+        ),
+        (
+            "delivery_streams[1].destination",
+            Some(24),
+            Reference::AwsEnvironment,
+        ),
+        (
+            "delivery_streams[2].destination.path",
+            Some(29),
+            dir("/srv/out", false),
+        ),
+    ];
+    let expected: Vec<(&str, Option<usize>, &Reference)> =
+        expected.iter().map(|(k, l, r)| (*k, *l, r)).collect();
+    assert_eq!(found, expected);
+    // The built-in configuration's devices folder may be missing (it is ./devices).
+    let built_in = Parsed::new(DEFAULT_CONFIG_TOML, ConfigSource::BuiltIn);
+    assert!(built_in.references.iter().all(|(_, r)| !matches!(
+        r,
+        Reference::Directory {
+            must_exist: true,
+            ..
+        }
+    )));
+}
+
+/// `check::check` on `config` (`{DIR}` = a fresh folder with `devices/`), after `setup`.
+fn check_in(config: &str, setup: impl FnOnce(&Path)) -> (check::Report, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("devices")).unwrap();
+    setup(dir.path());
+    let file = dir.path().join("kinedge.toml");
+    let config = config.replace("{DIR}", &dir.path().display().to_string());
+    std::fs::write(&file, config).unwrap();
+    (check::check(Some(&file)), dir)
+}
+
+/// The errors and warnings of a report as `FILE:LINE: KEY: message` with the file's name only.
+fn shown(report: &check::Report) -> Vec<String> {
+    report
+        .all()
+        .into_iter()
+        .map(|i| {
+            let file = Path::new(&i.file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{file}:{}: {}: {}", i.line.unwrap_or(0), i.key, i.message)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_has(lines: &[String], expected: &str) {
+    assert!(
+        lines.iter().any(|l| l.starts_with(expected)),
+        "no line starts with `{expected}`:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn check_finds_missing_and_empty_secrets() {
+    let config = r#"[api]
+listen = "127.0.0.1:4999"
+
+[[api.credentials]]
+access_key_id = "AKIA1"
+secret_file = "{DIR}/missing.secret"
+
+[[api.credentials]]
+access_key_id = "AKIA2"
+secret_file = "{DIR}/empty.secret"
+
+[[api.credentials]]
+access_key_id = "AKIA3"
+secret_env = "KINEDGE_TEST_SURELY_UNSET_7c1d"
+
+[[api.credentials]]
+access_key_id = "AKIA4"
+secret_file = "{DIR}/open.secret"
+
+[[api.credentials]]
+access_key_id = "AKIA5"
+secret_file = "{DIR}/good.secret"
+
+[[delivery_streams]]
+name = "h"
+source = "direct_put"
+destination = { type = "http_endpoint", url = "https://example.com/", access_key_file = "{DIR}/devices" }
+"#;
+    let (report, _dir) = check_in(config, |dir| {
+        std::fs::write(dir.join("empty.secret"), "\n").unwrap();
+        std::fs::write(dir.join("open.secret"), "s3cret\n").unwrap();
+        std::fs::write(dir.join("good.secret"), "s3cret\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode;
+            std::fs::set_permissions(dir.join("open.secret"), mode(0o644)).unwrap();
+            std::fs::set_permissions(dir.join("good.secret"), mode(0o600)).unwrap();
+        }
+    });
+    let lines = shown(&report);
+    assert!(!report.is_ok() && report.summary.is_none());
+    assert_has(&lines, "kinedge.toml:6: api.credentials[0].secret_file: `");
+    assert!(
+        lines[0].contains("missing.secret` does not exist"),
+        "{lines:#?}"
+    );
+    assert_has(&lines, "kinedge.toml:10: api.credentials[1].secret_file: `");
+    assert!(lines[1].ends_with("empty.secret` is empty: write the secret into it"));
+    assert_has(
+        &lines,
+        "kinedge.toml:14: api.credentials[2].secret_env: the environment variable \
+         `KINEDGE_TEST_SURELY_UNSET_7c1d` is not set",
+    );
+    #[cfg(unix)]
+    assert_has(
+        &lines,
+        "kinedge.toml:18: api.credentials[3].secret_file: warning: `",
+    );
+    assert_has(
+        &lines,
+        "kinedge.toml:27: delivery_streams[0].destination.access_key_file: cannot read `",
+    );
+    // Warnings do not fail a check, errors do; the good secret gives neither.
+    assert_eq!(report.errors.len(), 4, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains(":22:")), "{lines:#?}");
+}
+
+#[test]
+fn check_finds_files_that_are_no_certificates_or_keys() {
+    let config = r#"[mqtt]
+listen = "127.0.0.1:0"
+
+[mqtt.tls]
+listen = "127.0.0.1:0"
+cert = "{DIR}/server.crt"
+key = "{DIR}/server.key"
+client_ca = "{DIR}/missing-ca.crt"
+"#;
+    let (report, _dir) = check_in(config, |dir| {
+        std::fs::write(dir.join("server.crt"), "not a certificate\n").unwrap();
+        std::fs::write(
+            dir.join("server.key"),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+    });
+    let lines = shown(&report);
+    assert_has(&lines, "kinedge.toml:6: mqtt.tls.cert: `");
+    assert!(lines[0].ends_with("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    assert_has(&lines, "kinedge.toml:7: mqtt.tls.key: `");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .ends_with("holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)")),
+        "{lines:#?}"
+    );
+    assert_has(&lines, "kinedge.toml:8: mqtt.tls.client_ca: `");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("missing-ca.crt` does not exist")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn check_finds_directories() {
+    let config = r#"[storage]
+data_dir = "{DIR}/a-file"
+
+[devices]
+dir = "no-such-devices"
+"#;
+    let (report, _dir) = check_in(config, |dir| {
+        std::fs::write(dir.join("a-file"), "").unwrap();
+    });
+    let lines = shown(&report);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_has(&lines, "kinedge.toml:2: storage.data_dir: `");
+    assert!(lines[0].ends_with("a-file` is not a directory"));
+    assert_has(&lines, "kinedge.toml:5: devices.dir: `");
+    assert!(lines[1].contains("no-such-devices` does not exist: create it"));
+
+    // A devices folder that is there, relative to the config file; a data dir to be created.
+    let (report, _dir) = check_in(
+        "[storage]\ndata_dir = \"{DIR}/data\"\n[devices]\ndir = \"devices\"\n\
+         [api]\nlisten = \"127.0.0.1:4999\"\n",
+        |_| {},
+    );
+    assert!(report.is_ok(), "{:#?}", shown(&report));
+    let summary = report.summary.unwrap();
+    assert!(
+        summary.contains(": ok (0 streams, 0 delivery streams, 0 devices (0 cameras) in "),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("/devices, API on 127.0.0.1:4999)"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn check_covers_every_device_file_and_what_it_names() {
+    let config = r#"[api]
+listen = "127.0.0.1:4999"
+
+[[delivery_streams]]
+name = "telemetry-out"
+source = "direct_put"
+destination = { type = "directory", path = "out" }
+"#;
+    let (report, _dir) = check_in(config, |dir| {
+        let devices = dir.join("devices");
+        let write = |name: &str, text: &str| std::fs::write(devices.join(name), text).unwrap();
+        write("bad.toml", "id = \"bad\"\nkind = \"toaster\"\n");
+        write("other.toml", "id = \"not-other\"\n");
+        write(
+            "cam1.toml",
+            &format!(
+                "id = \"cam1\"\nkind = \"camera\"\n\n[camera]\nsource = \"rtsp://192.0.2.10/s\"\n\
+                 username = \"viewer\"\npassword_file = \"{}/cam1.secret\"\n\
+                 upload = {{ destination = \"telemetry-out\" }}\n",
+                dir.display()
+            ),
+        );
+        write(
+            "cam2.toml",
+            "id = \"cam2\"\nkind = \"camera\"\n\n[camera]\nsource = \"file:///nonexistent/v.ts\"\n\
+             upload = { destination = \"nowhere\" }\n",
+        );
+        write(
+            "cam3.toml",
+            "id = \"cam3\"\nkind = \"camera\"\n\n[camera]\nsource = \"rtsp://192.0.2.11/s\"\n\
+             username = \"viewer\"\npassword_env = \"KINEDGE_TEST_SURELY_UNSET_9e0b\"\n",
+        );
+    });
+    let lines = shown(&report);
+    let expected = [
+        "bad.toml:2: kind: `toaster` is not a kind",
+        "cam1.toml:7: camera.password_file: `",
+        "cam1.toml:8: camera.upload.destination: `telemetry-out` is not a video delivery stream",
+        "cam2.toml:5: camera.source: `/nonexistent/v.ts` does not exist",
+        "cam2.toml:6: camera.upload.destination: `nowhere` names no [[delivery_streams]] entry",
+        "cam3.toml:7: camera.password_env: the environment variable \
+         `KINEDGE_TEST_SURELY_UNSET_9e0b` is not set",
+        "other.toml:1: id: the id `not-other` differs from the file name",
+    ];
+    for line in expected {
+        assert_has(&lines, line);
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    // Device files in name order, each by line.
+    let files: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "bad.toml",
+            "cam1.toml",
+            "cam1.toml",
+            "cam2.toml",
+            "cam2.toml",
+            "cam3.toml",
+            "other.toml"
+        ]
+    );
+}
+
+#[test]
+fn check_of_the_built_in_configuration() {
+    let report = check::check(None);
+    // ./devices (the tests run in the package's folder) holds no device file of its own.
+    assert!(report.is_ok(), "{:#?}", shown(&report));
+    assert!(report.warnings.is_empty(), "{:#?}", shown(&report));
+    let summary = report.summary.unwrap_or_default();
+    assert!(
+        summary.starts_with("built-in configuration: ok (1 streams, 1 delivery streams"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn check_of_a_file_that_is_not_there() {
+    let report = check::check(Some(Path::new("/nonexistent/kinedge.toml")));
+    assert_eq!(
+        shown(&report),
+        ["kinedge.toml:0: : cannot read the config file: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn devices_dir_is_relative_to_the_config_file() {
+    let installed = |text: &str| {
+        let source = ConfigSource::File(PathBuf::from("/etc/kinedge/kinedge.toml"));
+        Config::parse(text, source).unwrap().devices.dir
+    };
+    // As installed under systemd: /etc/kinedge/devices, whatever the working directory.
+    assert_eq!(
+        installed(DEFAULT_CONFIG_TOML),
+        Path::new("/etc/kinedge/devices")
+    );
+    assert_eq!(installed(""), Path::new("/etc/kinedge/devices"));
+    assert_eq!(
+        installed("[devices]\ndir = \"../shared/devices\"\n"),
+        Path::new("/etc/kinedge/../shared/devices")
+    );
+    assert_eq!(
+        installed("[devices]\ndir = \"/srv/devices\"\n"),
+        Path::new("/srv/devices")
+    );
+    // A config file named without a folder: its folder is the working directory.
+    let here = Config::parse("", ConfigSource::File(PathBuf::from("kinedge.toml"))).unwrap();
+    assert_eq!(here.devices.dir, Path::new("devices"));
+    // No file: ./devices in the working directory.
+    assert_eq!(Config::built_in().devices.dir, Path::new("devices"));
+}

@@ -2,7 +2,7 @@
 //! problem, each under its dotted key path. A value with a problem is replaced by its default
 //! so that checking can go on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -13,17 +13,32 @@ use toml::Value;
 use super::raw::{self, Problem};
 use super::{
     format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
-    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, RouteConfig, RouteFormat,
+    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig, RouteFormat,
     SecretSource, StorageConfig, StreamConfig, VideoConfig,
 };
 use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
+use crate::streams::SHARD_LIMIT;
 
-pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Problem>) {
+/// What checking a file found besides the configuration itself.
+#[derive(Default)]
+pub(super) struct Findings {
+    /// Mistakes: the file is refused.
+    pub problems: Vec<Problem>,
+    /// Legal but probably not meant (a route to a stream that is not configured).
+    pub warnings: Vec<Problem>,
+    /// Files, directories and variables the configuration names, under their keys; only
+    /// `check-config` looks at them (see `super::check`).
+    pub references: Vec<(String, Reference)>,
+}
+
+pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Findings) {
     let mut check = Check::default();
+    let streams = check.streams(file.streams.unwrap_or_default());
+    check.stream_names = streams.iter().map(|s| s.name.clone()).collect();
     let config = Config {
         storage: check.storage(file.storage.unwrap_or_default()),
         api: check.api(file.api.unwrap_or_default()),
-        streams: check.streams(file.streams.unwrap_or_default()),
+        streams,
         log: check.log(file.log.unwrap_or_default()),
         devices: check.devices(file.devices.unwrap_or_default(), &source),
         mqtt: check.mqtt(file.mqtt.unwrap_or_default()),
@@ -33,17 +48,76 @@ pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Vec<Pr
         video: check.video(file.video.unwrap_or_default()),
         source,
     };
-    (config, check.problems)
+    check.listeners(&config);
+    let findings = Findings {
+        problems: check.problems,
+        warnings: check.warnings,
+        references: check.references,
+    };
+    (config, findings)
 }
 
 #[derive(Default)]
 pub(super) struct Check {
     pub(super) problems: Vec<Problem>,
+    pub(super) warnings: Vec<Problem>,
+    pub(super) references: Vec<(String, Reference)>,
+    /// The names in `[[streams]]`, for routes and delivery sources.
+    pub(super) stream_names: HashSet<String>,
 }
 
 impl Check {
     pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push((key.to_owned(), message.into()));
+    }
+
+    pub(super) fn warning(&mut self, key: &str, message: impl Into<String>) {
+        self.warnings.push((key.to_owned(), message.into()));
+    }
+
+    /// Notes a file, directory or variable that `check-config` should look at.
+    pub(super) fn reference(&mut self, key: &str, reference: Reference) {
+        self.references.push((key.to_owned(), reference));
+    }
+
+    /// Two listeners on one port (and overlapping addresses) would fail to bind at start.
+    fn listeners(&mut self, config: &Config) {
+        let mut listeners = vec![("api.listen", config.api.listen)];
+        if config.mqtt.enabled {
+            listeners.push(("mqtt.listen", config.mqtt.listen));
+            if let Some(addr) = config.mqtt.websocket_listen {
+                listeners.push(("mqtt.websocket_listen", addr));
+            }
+            if let Some(tls) = &config.mqtt.tls {
+                listeners.push(("mqtt.tls.listen", tls.listen));
+            }
+        }
+        // Same port and: the same address, or an unspecified one of the same family, or `[::]`
+        // (which Linux binds for IPv4 too).
+        let overlap = |a: &SocketAddr, b: &SocketAddr| {
+            let dual_stack = |x: &SocketAddr| x.is_ipv6() && x.ip().is_unspecified();
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip()
+                    || (a.is_ipv4() == b.is_ipv4()
+                        && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+                    || dual_stack(a)
+                    || dual_stack(b))
+        };
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            let clash = listeners[..i]
+                .iter()
+                .find(|(_, other)| overlap(addr, other));
+            if let Some((other_key, other)) = clash {
+                self.problem(
+                    key,
+                    format!(
+                        "`{addr}` is the port of {other_key} (`{other}`): two listeners cannot \
+                         share a port; pick another"
+                    ),
+                );
+            }
+        }
     }
 
     fn storage(&mut self, raw: raw::Storage) -> StorageConfig {
@@ -54,6 +128,15 @@ impl Check {
                 Ok(PathBuf::from(s))
             }
         });
+        if let Some(path) = &data_dir {
+            self.reference(
+                "storage.data_dir",
+                Reference::Directory {
+                    path: path.clone(),
+                    must_exist: false,
+                },
+            );
+        }
         StorageConfig {
             data_dir,
             min_free_disk: self
@@ -139,16 +222,20 @@ impl Check {
         let file_key = format!("{key}.secret_file");
         let env_key = format!("{key}.secret_env");
         let secret = match (raw.secret_file, raw.secret_env) {
-            (Some(file), None) => self.string(&file_key, Some(file), "a file path", |s| {
-                if s.is_empty() {
-                    Err("must not be empty".into())
-                } else {
-                    Ok(SecretSource::File(PathBuf::from(s)))
-                }
-            }),
-            (None, Some(env)) => self.string(&env_key, Some(env), "a variable name", |s| {
-                parse_env_name(s).map(SecretSource::Env)
-            }),
+            (Some(file), None) => self
+                .string(&file_key, Some(file), "a file path", |s| {
+                    if s.is_empty() {
+                        Err("must not be empty".into())
+                    } else {
+                        Ok(SecretSource::File(PathBuf::from(s)))
+                    }
+                })
+                .inspect(|secret| self.reference(&file_key, Reference::Secret(secret.clone()))),
+            (None, Some(env)) => self
+                .string(&env_key, Some(env), "a variable name", |s| {
+                    parse_env_name(s).map(SecretSource::Env)
+                })
+                .inspect(|secret| self.reference(&env_key, Reference::Secret(secret.clone()))),
             (Some(_), Some(_)) => {
                 self.problem(
                     &env_key,
@@ -174,6 +261,7 @@ impl Check {
 
     fn streams(&mut self, raw: Vec<raw::Stream>) -> Vec<StreamConfig> {
         let mut streams = Vec::new();
+        let mut open_shards = 0u32;
         let mut seen: HashMap<String, String> = HashMap::new();
         for (i, raw) in raw.into_iter().enumerate() {
             let key = format!("streams[{i}]");
@@ -223,6 +311,18 @@ impl Check {
                         )),
                     },
                 );
+            if let Some(shards) = shards {
+                open_shards += shards;
+                if open_shards > SHARD_LIMIT && open_shards - shards <= SHARD_LIMIT {
+                    self.problem(
+                        &format!("{key}.shards"),
+                        format!(
+                            "the streams up to this one have {open_shards} shards: a gateway \
+                             holds at most {SHARD_LIMIT} open shards"
+                        ),
+                    );
+                }
+            }
             if let Some(name) = name {
                 streams.push(StreamConfig {
                     name,
@@ -238,6 +338,7 @@ impl Check {
     }
 
     fn devices(&mut self, raw: raw::Devices, source: &ConfigSource) -> DevicesConfig {
+        let given = raw.dir.is_some();
         let dir = self
             .string("devices.dir", raw.dir, "a directory path", |s| {
                 if s.is_empty() {
@@ -254,6 +355,15 @@ impl Check {
                 .map_or(dir.clone(), |parent| parent.join(&dir)),
             _ => dir,
         };
+        // A devices folder named in a file must be there: a typo would leave every device
+        // unable to log in. The built-in default (./devices) may be missing.
+        self.reference(
+            "devices.dir",
+            Reference::Directory {
+                path: dir.clone(),
+                must_exist: given && matches!(source, ConfigSource::File(_)),
+            },
+        );
         DevicesConfig { dir }
     }
 
@@ -348,6 +458,15 @@ impl Check {
         let cert = path(self, "mqtt.tls.cert", raw.cert, true);
         let key = path(self, "mqtt.tls.key", raw.key, true);
         let client_ca = path(self, "mqtt.tls.client_ca", raw.client_ca, false);
+        if let Some(cert) = &cert {
+            self.reference("mqtt.tls.cert", Reference::Certificates(cert.clone()));
+        }
+        if let Some(key) = &key {
+            self.reference("mqtt.tls.key", Reference::PrivateKey(key.clone()));
+        }
+        if let Some(ca) = &client_ca {
+            self.reference("mqtt.tls.client_ca", Reference::Certificates(ca.clone()));
+        }
         Some(MqttTlsConfig {
             listen,
             cert: cert?,
@@ -405,6 +524,14 @@ impl Check {
                     _ => Err(format!("`{s}` is not allowed: use \"raw\" or \"envelope\"")),
                 },
             );
+            if let Some(stream) = stream.as_ref().filter(|s| !self.stream_names.contains(*s)) {
+                let message = format!(
+                    "stream `{stream}` is not in [[streams]]: publishes to this route are \
+                     refused until it is created through the API (add a [[streams]] entry to \
+                     have it created at start)"
+                );
+                self.warning(&stream_key, message);
+            }
             if let (Some(topic), Some(stream)) = (topic, stream) {
                 routes.push(RouteConfig {
                     topic,
@@ -420,17 +547,24 @@ impl Check {
 
     fn video(&mut self, raw: raw::Video) -> VideoConfig {
         let default = VideoConfig::default();
+        let data_dir = self.string("video.data_dir", raw.data_dir, "a directory path", |s| {
+            if s.is_empty() {
+                Err("must not be empty; leave data_dir out to use <storage.data_dir>/video".into())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
+        if let Some(path) = data_dir.as_ref().filter(|p| p.is_absolute()) {
+            self.reference(
+                "video.data_dir",
+                Reference::Directory {
+                    path: path.clone(),
+                    must_exist: false,
+                },
+            );
+        }
         VideoConfig {
-            data_dir: self.string("video.data_dir", raw.data_dir, "a directory path", |s| {
-                if s.is_empty() {
-                    Err(
-                        "must not be empty; leave data_dir out to use <storage.data_dir>/video"
-                            .into(),
-                    )
-                } else {
-                    Ok(PathBuf::from(s))
-                }
-            }),
+            data_dir,
             fragment_duration_ms: self
                 .integer(
                     "video.fragment_duration_ms",

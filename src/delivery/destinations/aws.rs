@@ -33,7 +33,7 @@ const PERMANENT_CODES: &[&str] = &["EntityTooLarge", "RequestEntityTooLarge"];
 
 /// Resolves credentials: the config's `access_key_id` + secret, else the environment, else
 /// the shared credentials file. `env` looks up an environment variable.
-pub(super) fn resolve_credentials(
+pub(crate) fn resolve_credentials(
     config: &AwsCredentialsConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, String> {

@@ -8,7 +8,7 @@
 //! the caller chooses (camera video), with the same signing, multipart, atomic writes and
 //! error kinds.
 
-mod aws;
+pub(crate) mod aws;
 pub mod directory;
 pub mod firehose;
 pub mod http_endpoint;

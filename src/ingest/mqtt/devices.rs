@@ -132,22 +132,27 @@ impl std::error::Error for DeviceErrors {}
 impl DeviceRegistry {
     /// Loads every `*.toml` file of `dir`. A missing directory is an empty registry.
     pub fn load(dir: &Path) -> Result<DeviceRegistry, DeviceErrors> {
+        let (registry, issues) = DeviceRegistry::load_all(dir);
+        if issues.is_empty() {
+            Ok(registry)
+        } else {
+            Err(DeviceErrors { issues })
+        }
+    }
+
+    /// Loads the good files of `dir` and reports every mistake in the others (for
+    /// `check-config`, which goes on to check what the good ones refer to).
+    pub fn load_all(dir: &Path) -> (DeviceRegistry, Vec<ConfigIssue>) {
         let mut registry = DeviceRegistry {
             devices: HashMap::new(),
             dir: dir.to_path_buf(),
         };
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (registry, Vec::new()),
             Err(e) => {
-                return Err(DeviceErrors {
-                    issues: vec![issue(
-                        dir,
-                        None,
-                        "",
-                        format!("cannot read the devices directory: {e}"),
-                    )],
-                })
+                let message = format!("cannot read the devices directory: {e}");
+                return (registry, vec![issue(dir, None, "", message)]);
             }
         };
         let mut files: Vec<PathBuf> = entries
@@ -158,34 +163,37 @@ impl DeviceRegistry {
         files.sort();
         let mut issues = Vec::new();
         for file in files {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => match parse_device(&text, &file) {
-                    Ok(device) => {
-                        if let Some(other) = registry.devices.get(&device.id) {
-                            issues.push(issue(
-                                &file,
-                                Some(1),
-                                "id",
-                                format!(
-                                    "device id `{}` is also used by {}",
-                                    device.id,
-                                    other.file.display()
-                                ),
-                            ));
-                        } else {
-                            registry.devices.insert(device.id.clone(), device);
-                        }
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    issues.push(issue(&file, None, "", format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            match parse_device(&text, &file) {
+                Ok(device) => {
+                    if let Some(other) = registry.devices.get(&device.id) {
+                        let line = Document::parse(text.as_str())
+                            .ok()
+                            .and_then(|doc| line_of(&doc, &text, "id"));
+                        issues.push(issue(
+                            &file,
+                            line,
+                            "id",
+                            format!(
+                                "device id `{}` is also used by {}",
+                                device.id,
+                                other.file.display()
+                            ),
+                        ));
+                    } else {
+                        registry.devices.insert(device.id.clone(), device);
                     }
-                    Err(mut found) => issues.append(&mut found),
-                },
-                Err(e) => issues.push(issue(&file, None, "", format!("cannot read: {e}"))),
+                }
+                Err(mut found) => issues.append(&mut found),
             }
         }
-        if issues.is_empty() {
-            Ok(registry)
-        } else {
-            Err(DeviceErrors { issues })
-        }
+        (registry, issues)
     }
 
     pub fn dir(&self) -> &Path {

@@ -11,7 +11,7 @@ pub mod devices;
 pub mod routes;
 mod server;
 mod session;
-mod tls;
+pub(crate) mod tls;
 pub mod topics;
 
 pub use devices::{Device, DeviceErrors, DeviceKind, DeviceRegistry};
