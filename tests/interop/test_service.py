@@ -304,8 +304,12 @@ def test_unit_file_is_valid(tmp_path):
     problems = [line for line in (r.stdout + r.stderr).splitlines()
                 if "kinedge.service" in line and "Failed to" not in line]
     assert not problems, "\n".join(problems)
-    # What ExecStartPre runs must accept what the package installs.
-    r = subprocess.run([str(KINEDGE_BIN), "check-config", str(REPO_ROOT / "config" / "kinedge.toml")],
+    # What ExecStartPre runs must accept what the package installs: /etc/kinedge/kinedge.toml
+    # next to the devices/ folder that kinedge.tmpfiles creates.
+    etc = tmp_path / "etc-kinedge"
+    (etc / "devices").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "config" / "kinedge.toml", etc / "kinedge.toml")
+    r = subprocess.run([str(KINEDGE_BIN), "check-config", str(etc / "kinedge.toml")],
                        capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
 
