@@ -207,8 +207,8 @@ def test_tmpfiles_make_the_directories(deb, root):
         run("systemd-sysusers", f"--root={root}", "kinedge.conf")
     run("systemd-tmpfiles", "--create", f"--root={root}", "kinedge.conf")
     _, _, uid, gid, *_ = passwd_entry(root, "kinedge")
-    for path, mode, owner, group in [("etc/kinedge", 0o750, "0", gid),
-                                     ("etc/kinedge/devices", 0o750, "0", gid),
+    for path, mode, owner, group in [("etc/kinedge", 0o2750, "0", gid),
+                                     ("etc/kinedge/devices", 0o2750, "0", gid),
                                      ("var/lib/kinedge", 0o750, uid, gid)]:
         st = (root / path).stat()
         assert (st.st_mode & 0o7777, str(st.st_uid), str(st.st_gid)) == (mode, owner, group), \
