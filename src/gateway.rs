@@ -131,6 +131,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     );
     state.mqtt = mqtt.as_ref().map(|m| m.shared.clone());
     state.deliveries = Some(deliveries.clone());
+    state.open_metrics = config.api.open_metrics;
     #[cfg(feature = "video")]
     {
         state.video = Some(video.clone());

@@ -61,6 +61,8 @@ pub struct ApiState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// When the gateway started serving.
     pub started: std::time::Instant,
+    /// `api.open_metrics`: `/metrics` without a signature.
+    pub open_metrics: bool,
 }
 
 impl ApiState {
@@ -88,6 +90,7 @@ impl ApiState {
             counters: Default::default(),
             stopping: Default::default(),
             started: std::time::Instant::now(),
+            open_metrics: false,
         }
     }
 }
@@ -280,11 +283,13 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format. Like `/status`, it needs a signed request when
-/// `api.credentials` are configured.
+/// `api.credentials` are configured, unless `api.open_metrics` is set.
 async fn metrics(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(error) = authorize(&state, &parts, &[]) {
-        return with_request_id(Wire::Json.error(&error), &request_id());
+    if !state.open_metrics {
+        if let Err(error) = authorize(&state, &parts, &[]) {
+            return with_request_id(Wire::Json.error(&error), &request_id());
+        }
     }
     let ready = not_ready(&state).await.is_empty();
     let rendered = tokio::task::spawn_blocking(move || {

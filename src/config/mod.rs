@@ -256,6 +256,9 @@ pub struct ApiConfig {
     pub account_id: String,
     /// `[[api.credentials]]`; empty = requests are not authenticated.
     pub credentials: Vec<ApiCredential>,
+    /// `GET /metrics` without a signature even when credentials are configured (Prometheus
+    /// cannot sign requests). Metrics carry names and counts, never record data.
+    pub open_metrics: bool,
 }
 
 /// One `[[api.credentials]]` entry. Holds where the secret is, never the secret itself.
@@ -344,6 +347,7 @@ impl Default for ApiConfig {
             region: Self::DEFAULT_REGION.to_owned(),
             account_id: Self::DEFAULT_ACCOUNT_ID.to_owned(),
             credentials: Vec::new(),
+            open_metrics: false,
         }
     }
 }

@@ -101,6 +101,7 @@ pub(super) struct Api {
     pub region: Option<Value>,
     pub account_id: Option<Value>,
     pub credentials: Option<Vec<Credential>>,
+    pub open_metrics: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +163,7 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("listen", Shape::Value),
             ("region", Shape::Value),
             ("account_id", Shape::Value),
+            ("open_metrics", Shape::Value),
             (
                 "credentials",
                 Shape::ArrayOfTables(&[

@@ -2508,3 +2508,20 @@ fn devices_dir_is_relative_to_the_config_file() {
     // No file: ./devices in the working directory.
     assert_eq!(Config::built_in().devices.dir, Path::new("devices"));
 }
+
+#[test]
+fn open_metrics_is_off_unless_asked_for() {
+    assert!(!parse("").unwrap().api.open_metrics);
+    assert!(
+        parse("[api]\nopen_metrics = true\n")
+            .unwrap()
+            .api
+            .open_metrics
+    );
+    assert_issue(
+        "[api]\nopen_metrics = \"yes\"\n",
+        "api.open_metrics",
+        2,
+        "true or false",
+    );
+}

@@ -176,6 +176,9 @@ impl Check {
                 ))
             }
         });
+        let open_metrics = self
+            .boolean("api.open_metrics", raw.open_metrics)
+            .unwrap_or(false);
         let mut credentials = Vec::new();
         let mut seen = HashMap::new();
         for (i, raw) in raw.credentials.unwrap_or_default().into_iter().enumerate() {
@@ -202,6 +205,7 @@ impl Check {
             region: region.unwrap_or_else(|| ApiConfig::DEFAULT_REGION.to_owned()),
             account_id: account_id.unwrap_or_else(|| ApiConfig::DEFAULT_ACCOUNT_ID.to_owned()),
             credentials,
+            open_metrics,
         }
     }
 

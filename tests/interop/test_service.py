@@ -232,6 +232,20 @@ def test_metrics_need_a_signature_with_credentials(gateway_factory):
     assert requests.get(f"{gw.url}/ready", timeout=5).status_code == 200
 
 
+def test_open_metrics_lets_prometheus_scrape_without_a_signature(gateway_factory):
+    gw = gateway_factory(credentials=True, env={kutil.TEST_SECRET_ENV: "secret"}, start=False)
+    text = gw.config_path.read_text().replace("[api]\n", "[api]\nopen_metrics = true\n", 1)
+    gw.config_path.write_text(text)
+    gw.start()
+    r = requests.get(f"{gw.url}/metrics", timeout=5)
+    assert r.status_code == 200, r.text
+    assert metric_samples(r.text)
+    # Only /metrics: the API and /status still need a signature.
+    kutil.assert_raw_error(requests.get(f"{gw.url}/status", timeout=5),
+                           "MissingAuthenticationTokenException")
+    kutil.assert_raw_error(gw.raw("ListStreams", {}, sign=False), "MissingAuthenticationTokenException")
+
+
 def test_status_command_fits_one_screen(module_gateway_factory):
     gw = module_gateway_factory(name="status", extra_config='''
 [[streams]]
