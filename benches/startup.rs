@@ -136,7 +136,8 @@ fn main() {
             }
             notes.push(
                 "after SIGKILL redb checks the whole file before it opens (storage.quick_repair = \
-                 false, the default); the systemd unit allows TimeoutStartSec=90s",
+                 false, the default); meanwhile the gateway extends systemd's start timeout \
+                 (EXTEND_TIMEOUT_USEC)",
             );
         }
     }
