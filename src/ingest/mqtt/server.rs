@@ -66,16 +66,15 @@ pub struct MqttShared {
     /// Password checks (Argon2, deliberately slow) run at most this many at once.
     pub auth_slots: Semaphore,
     pub stats: MqttStats,
-    /// True while the listeners accept connections (false once a stop began).
-    accepting: std::sync::atomic::AtomicBool,
-    /// Set when the gateway stops: sessions acknowledge what they received and close.
+    /// Set when the gateway stops: the listeners accept no more connections, and sessions
+    /// acknowledge what they received and close.
     pub stopping: watch::Sender<bool>,
 }
 
 impl MqttShared {
     /// Whether the listeners accept new connections (for `/ready`).
     pub fn is_accepting(&self) -> bool {
-        self.accepting.load(std::sync::atomic::Ordering::Relaxed)
+        !*self.stopping.borrow()
     }
 
     pub fn device(&self, id: &str) -> Option<Arc<Device>> {
@@ -150,7 +149,6 @@ impl MqttServer {
             settings,
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
-            accepting: std::sync::atomic::AtomicBool::new(true),
             stopping: watch::channel(false).0,
         });
         let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
@@ -204,22 +202,14 @@ impl MqttServer {
     /// Stops: no new connections; each session commits and acknowledges what it received,
     /// then closes. Returns once every session ended, or after `timeout` (false then).
     pub async fn shutdown(&self, timeout: Duration) -> bool {
-        self.stop_accepting();
         self.shared.stopping.send_replace(true);
+        for task in &self.accept {
+            task.abort();
+        }
         let all = u32::try_from(self.shared.settings.max_connections).unwrap_or(u32::MAX);
         tokio::time::timeout(timeout, self.connection_slots.acquire_many(all))
             .await
             .is_ok()
-    }
-
-    /// Stops accepting new connections.
-    pub fn stop_accepting(&self) {
-        self.shared
-            .accepting
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        for task in &self.accept {
-            task.abort();
-        }
     }
 }
 
