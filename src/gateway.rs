@@ -69,6 +69,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     options.cache_size = config.storage.cache_size;
     options.min_free_disk = config.storage.min_free_disk;
     options.max_commit_bytes = config.storage.max_commit_bytes;
+    options.commit_interval_ms = config.storage.commit_interval_ms;
     options.quick_repair = config.storage.quick_repair;
     let store = tokio::task::spawn_blocking(move || Store::open(options))
         .await

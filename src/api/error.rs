@@ -95,6 +95,17 @@ impl ApiError {
     }
 }
 
+/// What a client reads when the gateway's disk refuses: the cause and that a retry will do.
+pub fn disk_message(fault: &crate::storage::StorageFault) -> String {
+    use crate::storage::FaultKind;
+    let what = match fault.kind {
+        FaultKind::NoSpace => "the gateway's disk is full",
+        FaultKind::Unavailable => "the gateway is reopening its stream database after a disk error",
+        _ => "the gateway's disk failed",
+    };
+    format!("Records cannot be stored now: {what} ({fault}). Nothing in this request was stored; retry later.")
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let kind = match &e {
@@ -105,6 +116,14 @@ impl From<StoreError> for ApiError {
             StoreError::Reshard(ReshardError::ShardLimit { .. }) => ErrorKind::LimitExceeded,
             StoreError::Reshard(_) | StoreError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             StoreError::LimitExceeded(_) => ErrorKind::LimitExceeded,
+            StoreError::InvalidRecord(_) => ErrorKind::InvalidArgument,
+            // A full disk or a database being reopened: retryable, as throttling is.
+            StoreError::Storage(fault) if e.is_retryable() => {
+                return ApiError::new(
+                    ErrorKind::ProvisionedThroughputExceeded,
+                    disk_message(fault),
+                )
+            }
             StoreError::Storage(_) | StoreError::ShuttingDown => ErrorKind::InternalFailure,
         };
         if kind == ErrorKind::InternalFailure {

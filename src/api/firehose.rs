@@ -69,10 +69,19 @@ fn service_error(e: DeliveryServiceError) -> ApiError {
         DeliveryServiceError::NotDirectPut(_) | DeliveryServiceError::NotVideo(_) => {
             ErrorKind::InvalidArgument
         }
+        DeliveryServiceError::Store(crate::storage::StoreError::Storage(fault))
+            if e_is_retryable(&e) =>
+        {
+            return ApiError::new(ErrorKind::ServiceUnavailable, super::error::disk_message(fault))
+        }
         DeliveryServiceError::Store(s) => return ApiError::from(s.clone()),
         DeliveryServiceError::Definition(_) => ErrorKind::InternalFailure,
     };
     ApiError::new(kind, e.to_string())
+}
+
+fn e_is_retryable(e: &DeliveryServiceError) -> bool {
+    matches!(e, DeliveryServiceError::Store(s) if s.is_retryable())
 }
 
 fn check_name(name: Option<&str>) -> Result<String, ApiError> {

@@ -377,11 +377,20 @@ async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         "disk_free_bytes": crate::storage::disk::free_bytes(data_dir).ok(),
         "streams": streams,
         "writer": state.store.stats(),
+        "writes_suspended": state.store.writes_suspended().map(|f| serde_json::json!({"kind": f.kind, "error": f.to_string()})),
+        "storage_writes_per_day_bytes": writes_per_day(state.store.stats().bytes_written, state.started.elapsed()),
         "mqtt": state.mqtt.as_ref().map(|m| m.status()),
         "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
         "cameras": cameras,
     }))
     .into_response()
+}
+
+/// Bytes written into the stream database per day at the rate since start: what the SD card
+/// is asked to write (compare with its endurance, e.g. TBW / 365 / years).
+fn writes_per_day(bytes_written: u64, uptime: std::time::Duration) -> u64 {
+    let seconds = uptime.as_secs_f64().max(1.0);
+    (bytes_written as f64 / seconds * 86_400.0) as u64
 }
 
 /// Every camera's status (empty without video).

@@ -111,6 +111,11 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+    /// Offline maintenance of the stream database (the gateway must be stopped).
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
     /// Follow new records live (Ctrl-C to stop).
     Tail {
         stream: String,
@@ -171,6 +176,20 @@ enum StreamsAction {
     },
 }
 
+#[derive(Subcommand)]
+enum StorageAction {
+    /// Give the free pages inside streams.redb back to the file system (after deleting
+    /// streams or lowering retention). Stop the gateway first.
+    Compact {
+        /// Configuration whose `storage.data_dir` to use (default: the built-in).
+        #[arg(long, env = "KINEDGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration and $STATE_DIRECTORY).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -182,6 +201,7 @@ pub fn main() -> ExitCode {
             config,
             dir,
         } => devices_command(action, config, dir),
+        Command::Storage { action } => storage_command(action),
         client_command => {
             init_logging(None, LogFormat::Auto, "warn");
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -226,6 +246,36 @@ fn init_logging(level: Option<&str>, format: LogFormat, default: &str) {
         LogFormat::Text => builder.with_ansi(false).try_init(),
         LogFormat::Auto => builder.with_ansi(terminal).try_init(),
     };
+}
+
+fn storage_command(action: StorageAction) -> ExitCode {
+    let StorageAction::Compact { config, data_dir } = action;
+    let config = match &config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(errors) => {
+                eprintln!("error: the configuration has mistakes:\n{errors}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::built_in(),
+    };
+    let dir = crate::gateway::resolve_data_dir(&config, data_dir);
+    match crate::storage::compact(&dir) {
+        Ok(done) => {
+            println!(
+                "compacted {}: {} -> {} bytes",
+                dir.join(crate::storage::STREAMS_DB).display(),
+                done.bytes_before,
+                done.bytes_after
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_gateway(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> ExitCode {
@@ -382,7 +432,10 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::Devices { .. } => Ok(()),
+        Command::Run { .. }
+        | Command::CheckConfig { .. }
+        | Command::Devices { .. }
+        | Command::Storage { .. } => Ok(()),
     }
 }
 

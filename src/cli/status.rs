@@ -120,6 +120,21 @@ fn header(out: &mut String, status: &Value) {
         count(u(&w["rejected_disk"])),
         count(u(&w["trimmed_records"])),
     );
+    let _ = writeln!(
+        out,
+        "disk writes: {} in {} syncs · ~{}/day at this rate",
+        human_bytes(u(&w["bytes_written"])),
+        count(u(&w["syncs"])),
+        human_bytes(u(&status["storage_writes_per_day_bytes"])),
+    );
+    if let Some(fault) = status["writes_suspended"].as_object() {
+        let _ = writeln!(
+            out,
+            "WRITES SUSPENDED ({}): {}",
+            s(&fault["kind"]),
+            s(&fault["error"]),
+        );
+    }
 }
 
 fn streams(out: &mut String, status: &Value) {

@@ -241,6 +241,8 @@ pub struct StorageConfig {
     pub cache_size: u64,
     /// Group commit cap per write transaction, bytes.
     pub max_commit_bytes: u64,
+    /// The writer commits at most this often (ms) unless a big group waits.
+    pub commit_interval_ms: u64,
     /// Save redb's allocator state with every commit, so that opening after a crash needs
     /// no scan of the file; costs bytes written per commit that grow with the file size.
     pub quick_repair: bool,
@@ -317,6 +319,8 @@ impl StorageConfig {
     pub const MIN_CACHE_SIZE: u64 = MIB;
     pub const DEFAULT_MAX_COMMIT_BYTES: u64 = 8 * MIB;
     pub const MAX_COMMIT_BYTES_RANGE: std::ops::RangeInclusive<u64> = MIB..=128 * MIB;
+    pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = crate::storage::DEFAULT_COMMIT_INTERVAL_MS;
+    pub const COMMIT_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=1000;
 }
 
 impl Default for StorageConfig {
@@ -326,6 +330,7 @@ impl Default for StorageConfig {
             min_free_disk: Self::DEFAULT_MIN_FREE_DISK,
             cache_size: Self::DEFAULT_CACHE_SIZE,
             max_commit_bytes: Self::DEFAULT_MAX_COMMIT_BYTES,
+            commit_interval_ms: Self::DEFAULT_COMMIT_INTERVAL_MS,
             quick_repair: false,
         }
     }

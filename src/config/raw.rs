@@ -91,6 +91,7 @@ pub(super) struct Storage {
     pub min_free_disk: Option<Value>,
     pub cache_size: Option<Value>,
     pub max_commit_bytes: Option<Value>,
+    pub commit_interval_ms: Option<Value>,
     pub quick_repair: Option<Value>,
 }
 
@@ -154,6 +155,7 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("min_free_disk", Shape::Value),
             ("cache_size", Shape::Value),
             ("max_commit_bytes", Shape::Value),
+            ("commit_interval_ms", Shape::Value),
             ("quick_repair", Shape::Value),
         ]),
     ),

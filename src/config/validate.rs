@@ -156,6 +156,14 @@ impl Check {
                     StorageConfig::MAX_COMMIT_BYTES_RANGE,
                 )
                 .unwrap_or(StorageConfig::DEFAULT_MAX_COMMIT_BYTES),
+            commit_interval_ms: self
+                .integer(
+                    "storage.commit_interval_ms",
+                    raw.commit_interval_ms,
+                    StorageConfig::COMMIT_INTERVAL_MS_RANGE,
+                    " ms",
+                )
+                .unwrap_or(StorageConfig::DEFAULT_COMMIT_INTERVAL_MS),
             quick_repair: self
                 .boolean("storage.quick_repair", raw.quick_repair)
                 .unwrap_or(false),

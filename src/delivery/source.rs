@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::batch::DeliveryRecord;
 use super::config::StartPosition;
-use crate::storage::{DeliveryCheckpoint, Store, StoreError};
+use crate::storage::{DeliveryCheckpoint, FaultKind, StorageFault, Store, StoreError};
 use crate::streams::{Position, SequenceNumber, StreamMeta};
 
 /// Most records and bytes one read of one shard takes before moving to the next shard, so
@@ -230,7 +230,9 @@ impl ShardSource {
                     store.read(uid, from, take_records, take_bytes)
                 })
                 .await
-                .map_err(|e| StoreError::Storage(format!("shard read task failed: {e}")))??;
+                .map_err(|e| {
+                    StoreError::Storage(StorageFault::new(FaultKind::Other, "shard read task", e))
+                })??;
                 let mut cursor = cursor;
                 if batch.state.trimmed > cursor.read.records_through {
                     let lost = batch.state.trimmed - cursor.read.records_through;

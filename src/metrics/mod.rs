@@ -294,6 +294,30 @@ impl Snapshot {
                 (vec![("reason", "disk".into())], n(&stats.rejected_disk)),
             ],
         );
+        let file = store.file_counters();
+        self.counter(
+            "kinedge_storage_bytes_written",
+            "Bytes written into the stream database file (what the SD card is asked to write).",
+            one(n(&file.bytes_written)),
+        );
+        self.counter(
+            "kinedge_storage_syncs",
+            "fdatasync calls on the stream database file (one per durable commit).",
+            one(n(&file.syncs)),
+        );
+        self.counter(
+            "kinedge_storage_failed_commits",
+            "Commits that failed, by kind of fault (no_space, io, corrupted, unavailable, other); nothing in them was acknowledged.",
+            crate::storage::FAULT_KINDS
+                .iter()
+                .map(|k| (vec![("kind", k.as_str().into())], stats.faults(*k)))
+                .collect(),
+        );
+        self.gauge(
+            "kinedge_storage_writes_suspended",
+            "1 while writes are suspended after a disk error (a full disk), else 0.",
+            gauge1(if store.writes_suspended().is_some() { 1.0 } else { 0.0 }),
+        );
         let db = store.data_dir().join(crate::storage::STREAMS_DB);
         if let Ok(meta) = std::fs::metadata(&db) {
             self.gauge(

@@ -114,7 +114,7 @@ async fn shard_counters_follow_appends_and_reads() {
 }
 
 #[tokio::test]
-async fn ping_answers_without_a_commit() {
+async fn ping_answers_through_the_writer_without_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreOptions::new(dir.path())).unwrap();
     let before = store.stats().commits;

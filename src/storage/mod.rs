@@ -8,10 +8,18 @@
 //! transactions, never block the writer, and can wait on a per-shard notification for new
 //! records. Retention by age and byte quotas trim the head of each shard log.
 
+mod admin;
+mod append;
 mod block;
+mod compact;
+mod database;
 pub mod disk;
+mod error;
+mod file;
+mod log;
 mod reader;
 mod schema;
+mod stats;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,16 +28,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use redb::{Database, ReadableDatabase, ReadableTable};
-use tokio::sync::{mpsc, oneshot, watch};
+use redb::ReadableTable;
+use tokio::sync::{oneshot, watch};
 
 pub use block::StoredRecord;
 pub use reader::ReadBatch;
 pub use schema::{DeliveryCheckpoint, ShardState};
-pub use writer::{AdminOp, DeliveryOp, RetentionChange, StreamSpec};
+pub use admin::{AdminOp, DeliveryOp, RetentionChange, StreamSpec};
+pub use compact::{compact, Compacted};
+pub use error::{FaultKind, StorageFault, StoreError};
+pub use file::FileCounters;
+pub use stats::{WriterStats, WriterStatsSnapshot, FAULT_KINDS};
+pub use writer::WriterHealth;
 
-use crate::streams::{Position, ReshardError, SequenceNumber, StreamMeta};
+use crate::streams::{Position, SequenceNumber, StreamMeta};
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -41,6 +53,9 @@ pub struct StoreOptions {
     pub min_free_disk: u64,
     /// Most record bytes one write transaction takes before it commits.
     pub max_commit_bytes: u64,
+    /// The writer commits at most this often (ms) unless a big group is waiting: at sensor
+    /// rates one fsync then covers many messages. 0 commits as soon as a request arrives.
+    pub commit_interval_ms: u64,
     /// Save redb's allocator state with each commit so that opening after a crash is
     /// immediate instead of a full scan of the file. Off by default: the state covers the
     /// whole file, so every commit would write more as the file grows.
@@ -54,38 +69,24 @@ impl StoreOptions {
             cache_size: 16 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             max_commit_bytes: 8 * 1024 * 1024,
+            commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             quick_repair: false,
         }
     }
 }
 
+/// The default `storage.commit_interval_ms`: at most 20 commits (fsyncs) a second at sensor
+/// rates, and an acknowledgement within ~50 ms plus the fsync.
+pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 50;
+
+/// Most bytes of data and partition key in one record (Kinesis' limit, for every producer).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Most characters in a partition key (Kinesis' limit).
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+
 /// File name of the stream database inside the data directory.
 pub const STREAMS_DB: &str = "streams.redb";
-
-/// Why a storage request failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("Stream {0} not found.")]
-    StreamNotFound(String),
-    #[error("Stream {0} already exists.")]
-    StreamExists(String),
-    #[error(transparent)]
-    Reshard(#[from] ReshardError),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    LimitExceeded(String),
-    #[error("storage failure: {0}")]
-    Storage(String),
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
-}
-
-impl StoreError {
-    fn storage(e: impl std::fmt::Display) -> StoreError {
-        StoreError::Storage(e.to_string())
-    }
-}
 
 /// A record handed to the store by a producer, already routed to a hash key.
 #[derive(Debug, Clone)]
@@ -214,62 +215,10 @@ impl Catalog {
     }
 }
 
-/// Counters the writer keeps, for status and metrics.
-#[derive(Debug)]
-pub struct WriterStats {
-    pub commits: AtomicU64,
-    pub records: AtomicU64,
-    pub record_bytes: AtomicU64,
-    pub commit_micros: AtomicU64,
-    pub rejected_quota: AtomicU64,
-    pub rejected_disk: AtomicU64,
-    pub trimmed_records: AtomicU64,
-    /// Records trimmed because they were older than the stream's retention.
-    pub trimmed_by_age: AtomicU64,
-    /// Records trimmed to keep an `overwrite_oldest` stream within `max_bytes`.
-    pub trimmed_by_size: AtomicU64,
-    /// Seconds from the start of a group commit to its durable end.
-    pub commit_seconds: Histogram,
-    /// Records stored by one group commit.
-    pub records_per_commit: Histogram,
-}
-
-impl Default for WriterStats {
-    fn default() -> Self {
-        WriterStats {
-            commits: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            record_bytes: AtomicU64::new(0),
-            commit_micros: AtomicU64::new(0),
-            rejected_quota: AtomicU64::new(0),
-            rejected_disk: AtomicU64::new(0),
-            trimmed_records: AtomicU64::new(0),
-            trimmed_by_age: AtomicU64::new(0),
-            trimmed_by_size: AtomicU64::new(0),
-            // 0.5 ms .. 4 s: an fsync on an SD card takes milliseconds, a slow card seconds.
-            commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
-            // 1 .. 16384 records.
-            records_per_commit: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
-        }
-    }
-}
-
-/// A snapshot of [`WriterStats`].
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct WriterStatsSnapshot {
-    pub commits: u64,
-    pub records: u64,
-    pub record_bytes: u64,
-    pub records_per_commit: f64,
-    pub mean_commit_micros: f64,
-    pub rejected_quota: u64,
-    pub rejected_disk: u64,
-    pub trimmed_records: u64,
-}
-
 struct Inner {
-    db: Arc<Database>,
-    ops: mpsc::Sender<writer::WriteOp>,
+    db: Arc<database::DbSlot>,
+    ops: flume::Sender<writer::WriteOp>,
+    health: Arc<WriterHealth>,
     catalog: Arc<RwLock<Arc<Catalog>>>,
     iterator_key: [u8; 32],
     stats: Arc<WriterStats>,
@@ -290,19 +239,22 @@ impl Store {
     /// Opens (or creates) the stream database in `options.data_dir` and starts the writer.
     pub fn open(options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(&options.data_dir).map_err(|e| {
-            StoreError::Storage(format!(
-                "cannot create data directory {}: {e}",
-                options.data_dir.display()
-            ))
+            let context = format!("cannot create data directory {}", options.data_dir.display());
+            StorageFault::new(FaultKind::of_io(&e), context, e)
         })?;
         let path = options.data_dir.join(STREAMS_DB);
-        let db = open_database(&path, options.cache_size)?;
-        let db = Arc::new(db);
+        let db = Arc::new(database::DbSlot::open(&path, options.cache_size)?);
         let catalog = Arc::new(RwLock::new(Arc::new(Catalog::default())));
         let stats = Arc::new(WriterStats::default());
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let (writer, iterator_key) =
-            writer::Writer::start(db.clone(), options.clone(), catalog.clone(), stats.clone())?;
+        let health = Arc::new(WriterHealth::default());
+        let (tx, rx) = flume::bounded(WRITE_QUEUE);
+        let (writer, iterator_key) = writer::Writer::start(
+            db.clone(),
+            options.clone(),
+            catalog.clone(),
+            stats.clone(),
+            health.clone(),
+        )?;
         let handle = std::thread::Builder::new()
             .name("kinedge-writer".into())
             .spawn(move || {
@@ -314,11 +266,12 @@ impl Store {
                     std::process::abort();
                 }
             })
-            .map_err(StoreError::storage)?;
+            .map_err(|e| error::other("cannot start the stream writer", e))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 ops: tx,
+                health,
                 catalog,
                 iterator_key,
                 stats,
@@ -369,7 +322,20 @@ impl Store {
             rejected_quota: s.rejected_quota.load(Ordering::Relaxed),
             rejected_disk: s.rejected_disk.load(Ordering::Relaxed),
             trimmed_records: s.trimmed_records.load(Ordering::Relaxed),
+            bytes_written: self.file_counters().bytes_written.load(Ordering::Relaxed),
+            syncs: self.file_counters().syncs.load(Ordering::Relaxed),
+            failed_commits: FAULT_KINDS.iter().map(|k| s.faults(*k)).sum(),
         }
+    }
+
+    /// What the database file has been asked to write and sync since the gateway started.
+    pub fn file_counters(&self) -> &FileCounters {
+        &self.inner.db.counters
+    }
+
+    /// Why writes are suspended (a full disk, a failing card), while they are.
+    pub fn writes_suspended(&self) -> Option<StorageFault> {
+        self.inner.health.suspended()
     }
 
     /// Appends records to a stream. Returns once they are committed to disk, with one
@@ -391,6 +357,7 @@ impl Store {
         stream: &str,
         records: Vec<NewRecord>,
     ) -> Result<oneshot::Receiver<Result<Vec<AppendOutcome>, StoreError>>, StoreError> {
+        check_records(&records)?;
         let (reply, rx) = oneshot::channel();
         self.send(writer::WriteOp::Append {
             stream: stream.to_string(),
@@ -422,18 +389,18 @@ impl Store {
         &self,
         delivery: &str,
     ) -> Result<HashMap<u64, DeliveryCheckpoint>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
+        let txn = self.inner.db.begin_read()?;
         let table = match txn.open_table(schema::DELIVERY_CHECKPOINTS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-            Err(e) => return Err(StoreError::storage(e)),
+            Err(e) => return Err(error::storage(e)),
         };
         let mut out = HashMap::new();
         for entry in table
             .range((delivery, 0)..=(delivery, u64::MAX))
-            .map_err(StoreError::storage)?
+            .map_err(error::storage)?
         {
-            let (key, value) = entry.map_err(StoreError::storage)?;
+            let (key, value) = entry.map_err(error::storage)?;
             if let Some(checkpoint) = DeliveryCheckpoint::decode(value.value()) {
                 out.insert(key.value().1, checkpoint);
             }
@@ -443,15 +410,15 @@ impl Store {
 
     /// Definitions of delivery streams created through the API (name, JSON). Blocking.
     pub fn delivery_definitions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
+        let txn = self.inner.db.begin_read()?;
         let table = match txn.open_table(schema::DELIVERY_STREAMS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::storage(e)),
+            Err(e) => return Err(error::storage(e)),
         };
         let mut out = Vec::new();
-        for entry in table.iter().map_err(StoreError::storage)? {
-            let (name, value) = entry.map_err(StoreError::storage)?;
+        for entry in table.iter().map_err(error::storage)? {
+            let (name, value) = entry.map_err(error::storage)?;
             out.push((name.value().to_owned(), value.value().to_vec()));
         }
         Ok(out)
@@ -477,7 +444,7 @@ impl Store {
     async fn send(&self, op: writer::WriteOp) -> Result<(), StoreError> {
         self.inner
             .ops
-            .send(op)
+            .send_async(op)
             .await
             .map_err(|_| StoreError::ShuttingDown)
     }
@@ -504,12 +471,13 @@ impl Store {
         &self.inner.stats
     }
 
-    /// Answers once the writer has taken this request from its queue: a writer that is
-    /// stuck (a commit that never ends) does not answer.
+    /// Goes through the writer's commit path: answers with the outcome of the group the
+    /// ping joins (`Err` while writes fail, e.g. on a full disk); a writer that is stuck (a
+    /// commit that never ends) does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.send(writer::WriteOp::Ping(reply)).await?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// A receiver that changes whenever records are committed to the shard; its value is the
@@ -518,9 +486,19 @@ impl Store {
         self.catalog().live(shard_uid).map(|l| l.notify.subscribe())
     }
 
-    /// Stops the writer after everything already queued is committed and answered.
+    /// Stops the writer after everything already queued is committed and answered, and
+    /// closes the database cleanly. Waits at most `SHUTDOWN_WAIT` (a writer stuck in an
+    /// fsync on a failing card must not keep the gateway from stopping).
     pub async fn shutdown(&self) {
-        let _ = self.inner.ops.send(writer::WriteOp::Shutdown).await;
+        let sent = tokio::time::timeout(
+            SHUTDOWN_WAIT,
+            self.inner.ops.send_async(writer::WriteOp::Shutdown),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!("the stream writer did not take the shutdown request");
+            return;
+        }
         let handle = self
             .inner
             .writer
@@ -528,27 +506,40 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            let joined =
+                tokio::time::timeout(SHUTDOWN_WAIT, tokio::task::spawn_blocking(move || handle.join()))
+                    .await;
+            if joined.is_err() {
+                tracing::warn!(
+                    waited_s = SHUTDOWN_WAIT.as_secs(),
+                    "the stream writer did not stop in time; exiting without it (the next start repairs the database)"
+                );
+            }
         }
     }
 }
 
-fn open_database(path: &Path, cache_size: u64) -> Result<Database, StoreError> {
-    let mut builder = Database::builder();
-    builder.set_cache_size(usize::try_from(cache_size).unwrap_or(usize::MAX));
-    builder.set_repair_callback(|session| {
-        let progress = session.progress();
-        tracing::warn!(
-            progress = format!("{:.0}%", progress * 100.0),
-            "repairing the stream database after an unclean shutdown"
-        );
-    });
-    builder.create(path).map_err(|e| {
-        StoreError::Storage(format!(
-            "cannot open stream database {}: {e}",
-            path.display()
-        ))
-    })
+/// How long `Store::shutdown` waits for the writer.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The ingest boundary every producer passes (Kinesis, MQTT, Firehose, analytics): a record
+/// holds at most 1 MiB of data and partition key, and its key has 1 to 256 characters.
+fn check_records(records: &[NewRecord]) -> Result<(), StoreError> {
+    for (i, record) in records.iter().enumerate() {
+        let chars = record.partition_key.chars().count();
+        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+            return Err(StoreError::InvalidRecord(format!(
+                "Record {i} has a partition key of {chars} characters; a partition key has 1 to {MAX_PARTITION_KEY_CHARS}."
+            )));
+        }
+        let size = record.data.len() + record.partition_key.len();
+        if size > MAX_RECORD_BYTES {
+            return Err(StoreError::InvalidRecord(format!(
+                "Record {i} has {size} bytes of data and partition key; a record holds at most {MAX_RECORD_BYTES} bytes (1 MiB)."
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn now_ms() -> u64 {
@@ -557,3 +548,7 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,12 @@
 //! Reading shard logs: short read transactions that never block the writer.
 
 use bytes::BytesMut;
-use redb::{Database, ReadableDatabase, TableError};
+use redb::TableError;
 
 use super::block::{self, Decoded, StoredRecord};
 use super::schema::{self, ShardState};
+use super::database::DbSlot;
+use super::error::{corrupted, storage};
 use super::StoreError;
 use crate::streams::Position;
 
@@ -18,12 +20,8 @@ pub struct ReadBatch {
     pub state: ShardState,
 }
 
-fn storage(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage(e.to_string())
-}
-
 pub(super) fn read(
-    db: &Database,
+    db: &DbSlot,
     uid: u64,
     from: Position,
     max_records: usize,
@@ -33,7 +31,7 @@ pub(super) fn read(
     if max_records == 0 {
         return Ok(batch);
     }
-    let txn = db.begin_read().map_err(storage)?;
+    let txn = db.begin_read()?;
     match txn.open_table(schema::SHARD_STATE) {
         Ok(states) => {
             if let Some(state) = states.get(uid).map_err(storage)? {
@@ -61,7 +59,8 @@ pub(super) fn read(
     'blocks: for entry in table.range(start..).map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         let key = key.value();
-        match block::decode(key, value.value(), from).map_err(storage)? {
+        match block::decode(key, value.value(), from)
+            .map_err(|e| corrupted(format!("shard log {uid}"), e))? {
             Decoded::Records(records) => {
                 for record in records {
                     let size = record.data.len() + record.partition_key.len();
@@ -96,11 +95,15 @@ pub(super) fn read(
                     .map_err(storage)?;
                 let mut data = BytesMut::with_capacity(data_len as usize);
                 for i in 0..chunk_count {
-                    let index = u32::try_from(i).map_err(storage)?;
+                    let index = u32::try_from(i)
+                        .map_err(|e| corrupted(format!("shard log {uid}: chunk count"), e))?;
                     let chunk = chunks.get((key, index)).map_err(storage)?.ok_or_else(|| {
-                        StoreError::Storage(format!(
-                            "shard log {uid}: chunk {i} of the record at {key} is missing"
-                        ))
+                        corrupted(
+                            format!("shard log {uid}"),
+                            std::io::Error::other(format!(
+                                "chunk {i} of the record at {key} is missing"
+                            )),
+                        )
                     })?;
                     data.extend_from_slice(chunk.value());
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::task::JoinHandle;
 
-use crate::storage::Store;
+use crate::storage::{Store, StoreError};
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(states) {
@@ -75,14 +75,27 @@ pub fn spawn_watchdog(store: Store) -> Option<JoinHandle<()>> {
     );
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut failing = false;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             match tokio::time::timeout(timeout, store.ping()).await {
-                Ok(Ok(())) => send(&[NotifyState::Watchdog]),
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "the stream writer is gone; watchdog pings stop");
+                Ok(Ok(())) => {
+                    failing = false;
+                    send(&[NotifyState::Watchdog]);
+                }
+                Ok(Err(StoreError::ShuttingDown)) => {
+                    tracing::info!("the stream writer stopped; watchdog pings stop");
                     return;
+                }
+                // The writer answered through its commit path, so it is alive; that writes
+                // fail (a full disk) is for /ready to say, and a restart would not help.
+                Ok(Err(error)) => {
+                    if !failing {
+                        tracing::warn!(%error, "the stream writer answers but cannot write; watchdog pings go on");
+                    }
+                    failing = true;
+                    send(&[NotifyState::Watchdog]);
                 }
                 Err(_) => tracing::error!(
                     waited_ms = timeout.as_millis() as u64,

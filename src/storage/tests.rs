@@ -1,0 +1,200 @@
+//! The writer under disk faults, with writes failing as a full file system fails them
+//! (ENOSPC from the file backend): groups fail whole, reads go on, pings tell the truth,
+//! writes resume by themselves, and shutdown always finishes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::streams::{hash_key_of, OnFull, StreamMode};
+
+fn spec(name: &str, shards: u32) -> StreamSpec {
+    StreamSpec {
+        name: name.into(),
+        shards,
+        retention_hours: 24,
+        max_bytes: None,
+        on_full: OnFull::OverwriteOldest,
+        mode: StreamMode::Provisioned,
+        tags: BTreeMap::new(),
+    }
+}
+
+fn record(key: &str, data: &[u8]) -> NewRecord {
+    NewRecord {
+        partition_key: key.into(),
+        hash_key: hash_key_of(key),
+        data: Bytes::copy_from_slice(data),
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    let mut options = StoreOptions::new(dir);
+    options.min_free_disk = 0;
+    options.commit_interval_ms = 0;
+    Store::open(options).unwrap()
+}
+
+/// Fills the disk: from now on the database file cannot grow.
+fn fill_disk(store: &Store, dir: &Path) {
+    let len = std::fs::metadata(dir.join(STREAMS_DB)).unwrap().len();
+    store.file_counters().full_at.store(len, Ordering::Relaxed);
+}
+
+fn free_disk(store: &Store) {
+    store.file_counters().full_at.store(0, Ordering::Relaxed);
+}
+
+fn stored(store: &Store, stream: &str) -> usize {
+    let catalog = store.catalog();
+    let meta = catalog.stream(stream).unwrap();
+    meta.shards
+        .iter()
+        .map(|s| {
+            store
+                .read(s.uid, Position::ZERO, 1_000_000, usize::MAX)
+                .unwrap()
+                .records
+                .len()
+        })
+        .sum()
+}
+
+async fn wait_until_writable(store: &Store) {
+    for _ in 0..200 {
+        if store.ping().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("writes did not resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_group_then_reads_go_on_and_writes_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.admin(AdminOp::CreateStream(spec("s", 2))).await.unwrap();
+    let records: Vec<_> = (0..10).map(|i| record(&format!("k{i}"), b"ok")).collect();
+    store.append("s", records).await.unwrap();
+    store.ping().await.unwrap();
+
+    fill_disk(&store, dir.path());
+    let failed = store
+        .append("s", vec![record("k", &[1; 300_000])])
+        .await;
+    let error = failed.expect_err("a commit on a full disk must fail");
+    assert_eq!(error.fault_kind(), Some(FaultKind::NoSpace), "{error}");
+    assert!(error.is_retryable());
+    // Suspended: refused at once, the ping says why, reads go on.
+    let refused = store.append("s", vec![record("k", b"no")]).await.unwrap_err();
+    assert_eq!(refused.fault_kind(), Some(FaultKind::NoSpace));
+    let ping = store.ping().await.unwrap_err();
+    assert_eq!(ping.fault_kind(), Some(FaultKind::NoSpace));
+    assert!(store.writes_suspended().is_some());
+    assert_eq!(stored(&store, "s"), 10);
+
+    free_disk(&store);
+    wait_until_writable(&store).await;
+    assert!(store.writes_suspended().is_none());
+    store.append("s", vec![record("k", b"back")]).await.unwrap();
+    assert_eq!(stored(&store, "s"), 11);
+    assert_eq!(store.writer_stats().faults(FaultKind::NoSpace), 1);
+    store.shutdown().await;
+
+    // Nothing acknowledged was lost, nothing refused was stored.
+    let store = open(dir.path());
+    assert_eq!(stored(&store, "s"), 11);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_in_a_failed_group_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.admin(AdminOp::CreateStream(spec("gone", 4))).await.unwrap();
+    store.admin(AdminOp::CreateStream(spec("other", 1))).await.unwrap();
+    let records: Vec<_> = (0..40).map(|i| record(&format!("k{i}"), &[7; 300])).collect();
+    store.append("gone", records).await.unwrap();
+    let records: Vec<_> = (40..80).map(|i| record(&format!("k{i}"), &[7; 300])).collect();
+    store.append("gone", records).await.unwrap();
+
+    // The delete and an append share a group whose commit fails: neither happens.
+    fill_disk(&store, dir.path());
+    let (delete, append) = tokio::join!(
+        store.admin(AdminOp::DeleteStream {
+            name: "gone".into()
+        }),
+        store.append("other", vec![record("x", &[1; 300_000])]),
+    );
+    assert!(delete.is_err(), "the delete must fail with its group");
+    assert!(append.is_err());
+    free_disk(&store);
+    wait_until_writable(&store).await;
+    assert_eq!(stored(&store, "gone"), 80);
+    assert_eq!(stored(&store, "other"), 0);
+    store.shutdown().await;
+    let store = open(dir.path());
+    assert_eq!(stored(&store, "gone"), 80);
+    store
+        .admin(AdminOp::DeleteStream {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap();
+    assert!(store.catalog().stream("gone").is_none());
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_while_writes_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.admin(AdminOp::CreateStream(spec("s", 1))).await.unwrap();
+    fill_disk(&store, dir.path());
+    assert!(store
+        .append("s", vec![record("k", &[1; 300_000])])
+        .await
+        .is_err());
+    let pending = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append("s", vec![record("k", b"y")]).await })
+    };
+    tokio::time::timeout(Duration::from_secs(20), store.shutdown())
+        .await
+        .expect("shutdown must finish while writes fail");
+    // Every request got an answer (an error), none was dropped silently.
+    let answer = pending.await.unwrap();
+    assert!(answer.is_err());
+}
+
+#[tokio::test]
+async fn records_over_the_limits_are_refused_for_every_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.admin(AdminOp::CreateStream(spec("s", 1))).await.unwrap();
+    let big = NewRecord {
+        partition_key: "k".into(),
+        hash_key: hash_key_of("k"),
+        data: Bytes::from(vec![0u8; MAX_RECORD_BYTES]),
+    };
+    let error = store.append("s", vec![big]).await.unwrap_err();
+    assert!(matches!(error, StoreError::InvalidRecord(_)), "{error}");
+    let exact = NewRecord {
+        partition_key: "k".into(),
+        hash_key: hash_key_of("k"),
+        data: Bytes::from(vec![0u8; MAX_RECORD_BYTES - 1]),
+    };
+    store.append("s", vec![exact]).await.unwrap();
+    let long_key = "k".repeat(MAX_PARTITION_KEY_CHARS + 1);
+    let error = store
+        .append("s", vec![record(&long_key, b"x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidRecord(_)), "{error}");
+    assert!(store.append("s", vec![record("", b"x")]).await.is_err());
+    store.shutdown().await;
+}
