@@ -8,7 +8,7 @@
 //! transactions, never block the writer, and can wait on a per-shard notification for new
 //! records. Retention by age and byte quotas trim the head of each shard log.
 
-mod block;
+pub(crate) mod block;
 pub mod disk;
 mod reader;
 mod schema;
