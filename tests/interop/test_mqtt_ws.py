@@ -148,11 +148,26 @@ def test_registry_reloads_on_change_and_sighup(ws_gw):
     c, rc = ws_client(ws_gw, "late-1")
     assert rc.is_failure, "a removed device could log in again"
     c.loop_stop()
-    # SIGHUP reloads at once (well before the directory poll would).
+    # SIGHUP reloads even a change the directory poll cannot see (same names, sizes and
+    # modification times): late-2's secret is replaced by another of the same length.
     add_device(ws_gw, "late-2")
+    c = try_login(ws_gw, "late-2", 30)
+    assert c is not None, "a device added at run time never got in"
+    c.disconnect()
+    c.loop_stop()
+    spare = ws_gw.dir / "spare-devices"
+    spare.mkdir(exist_ok=True)
+    out = subprocess.run([str(KINEDGE_BIN), "devices", "add", "late-2", "--dir", str(spare)],
+                         capture_output=True, check=True, timeout=30)
+    path = ws_gw.devices_dir / "late-2.toml"
+    before = path.stat()
+    replacement = (spare / "late-2.toml").read_bytes()
+    assert len(replacement) == before.st_size, "the two device files should differ only in the hash"
+    path.write_bytes(replacement)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    ws_gw.secrets["late-2"] = out.stdout.decode().strip()
     os.kill(ws_gw.proc.pid, signal.SIGHUP)
-    time.sleep(0.5)
-    c = try_login(ws_gw, "late-2", 2)
+    c = try_login(ws_gw, "late-2", 30)
     assert c is not None, "SIGHUP did not reload the registry"
     c.disconnect()
     c.loop_stop()
