@@ -199,3 +199,31 @@ fn write_fuzz_seeds() {
         }
     }
 }
+
+/// Found by the block_decode fuzzer (docs/fuzzing.md): a records block whose header puts its
+/// last position past u64::MAX decoded (0 records) although summarize refused it.
+#[test]
+fn regression_block_with_overflowing_last_position() {
+    let mut input = 0xffff_ffff_ffff_ff00u64.to_le_bytes().to_vec();
+    input.extend_from_slice(&[0x03, 0x01, 0x00, 0xac, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    input.extend_from_slice(&[0xff, 0xff, 0x03, 0x02, 0x00]);
+    block_decode(&input);
+    let key = 0xffff_ffff_ffff_ff00;
+    assert!(block::summarize(key, &input[9..]).is_err());
+    assert!(block::decode(key, &input[9..], Position(0)).is_err());
+}
+
+/// A large-record head claiming u64::MAX data bytes: the payload sum overflowed (a panic in
+/// debug builds, a wrapped count in release) instead of refusing the block.
+#[test]
+fn regression_large_head_with_overflowing_length() {
+    let mut head = vec![2u8, 1, b'k'];
+    head.extend_from_slice(&[0xff; 9]);
+    head.extend_from_slice(&[0x01, 0x01]);
+    assert!(block::payload_bytes(7, &head).is_err());
+    assert!(block::decode(7, &head, Position(0)).is_err());
+    let mut input = 7u64.to_le_bytes().to_vec();
+    input.push(0);
+    input.extend_from_slice(&head);
+    block_decode(&input);
+}
