@@ -50,10 +50,11 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            text = data.decode()
-            self.messages.append((time.monotonic(), text))
+            at, text = time.monotonic(), data.decode()
             if "READY=1" in text.splitlines() and self.on_ready and self.ready_check is None:
                 self.ready_check = self.on_ready()
+            # Published after the check, so that wait_for("READY=1") sees its result.
+            self.messages.append((at, text))
 
     def lines(self) -> list[str]:
         return [line for _, text in self.messages for line in text.splitlines()]
