@@ -2,13 +2,14 @@
 
 The crash loop (test_crash_loop_http_and_mqtt) kills the gateway KINEDGE_CRASH_CYCLES times
 (default 10) under combined boto3 PutRecords/PutRecord and paho-mqtt QoS 1 load. As a bench,
-100 cycles (about 10 minutes on a 2-core machine with a debug build):
+100 cycles (17 minutes with a debug build on a shared 2-core machine at load ~12):
 
     KINEDGE_CRASH_CYCLES=100 KINEDGE_BIN=$PWD/target/debug/kinedge \
         python -m pytest tests/interop/test_crash.py -k crash_loop -q -s -p no:cacheprovider
 
 It prints one line of figures (acknowledged, stored, lost, restart times); KINEDGE_CRASH_SEED
-replays the kill times of a run.
+replays the kill times of a run. Measured 2026-12-06 (seed 34030956): cycles=100 acked=123946
+(http=64270 mqtt=59676) stored=128574 lost=0 restart_s max=5.32 mean=1.63 wall_s=1023.
 """
 
 import os
