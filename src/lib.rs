@@ -7,6 +7,10 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+/// Entry points for the fuzz targets in fuzz/ and their property tests; not an API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod ingest;
 pub mod metrics;

@@ -689,3 +689,27 @@ fn describe(service: &DeliveryService, input: NameInput) -> Result<serde_json::V
     }
     Ok(serde_json::json!({ "DeliveryStreamDescription": description }))
 }
+
+/// Decodes `body` as every Firehose operation's input and checks the S3 settings of a
+/// CreateDeliveryStream as the handler does: the fuzz targets' view of this API.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_inputs(wire: Wire, body: &[u8]) {
+    let _ = wire.decode::<NameInput>(body);
+    let _ = wire.decode::<PutRecordInput>(body);
+    let _ = wire.decode::<PutRecordBatchInput>(body);
+    let _ = wire.decode::<ListInput>(body);
+    if let Ok(input) = wire.decode::<CreateInput>(body) {
+        for s3 in [
+            input.s3_destination_configuration,
+            input.extended_s3_destination_configuration,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = s3_from_api(s3, "us-east-1");
+        }
+        if let Some(http) = input.http_endpoint_destination_configuration {
+            let _ = buffer_hints(http.buffering_hints, 64);
+        }
+    }
+}

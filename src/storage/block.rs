@@ -263,7 +263,9 @@ pub fn payload_bytes(key: u64, bytes: &[u8]) -> Result<u64, CorruptBlock> {
             let key_len = c.varint()?;
             c.take(key_len)?;
             let data_len = c.varint()?;
-            Ok(key_len + data_len)
+            key_len
+                .checked_add(data_len)
+                .ok_or_else(|| c.corrupt("length overflow"))
         }
         _ => Err(c.corrupt("unknown block type")),
     }
@@ -285,7 +287,10 @@ pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, Corrupt
     match bytes.first() {
         Some(&RECORDS) => {
             let count = c.varint()?;
-            let _last = c.varint()?;
+            // Refused as summarize refuses it: a block that one reader accepts and the other
+            // does not would be readable but not indexable.
+            key.checked_add(c.varint()?)
+                .ok_or_else(|| c.corrupt("position overflow"))?;
             // One shared buffer for the whole block; records are slices of it.
             let shared = Bytes::copy_from_slice(bytes);
             let mut records = Vec::with_capacity(count.min(100_000) as usize);
@@ -312,6 +317,9 @@ pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, Corrupt
             let key_len = c.varint()?;
             let partition_key = c.string(key_len)?;
             let data_len = c.varint()?;
+            key_len
+                .checked_add(data_len)
+                .ok_or_else(|| c.corrupt("length overflow"))?;
             let chunk_count = c.varint()?;
             Ok(Decoded::Large {
                 partition_key,

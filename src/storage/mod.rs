@@ -10,7 +10,7 @@
 
 mod admin;
 mod append;
-mod block;
+pub(crate) mod block;
 mod compact;
 mod database;
 pub mod disk;

@@ -147,6 +147,22 @@ def health_ok(gw) -> None:
     assert r.status_code == 200, f"/health answered {r.status_code}: {r.text[:200]}"
 
 
+def wait_for(pred, timeout: float, what: str, interval: float = 0.05):
+    """Polls `pred` until it is true; fails naming `what` after `timeout` s. For tests that
+    would otherwise sleep a fixed time and hope (a busy machine makes any fixed time short)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        time.sleep(interval)
+
+
+def mqtt_connected(gw) -> int:
+    """The MQTT sessions the gateway counts as connected (/status)."""
+    import requests
+    return int(requests.get(f"{gw.url}/status", timeout=10).json()["mqtt"]["connected"])
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -2,7 +2,9 @@
 
 import json
 import os
+import queue
 import subprocess
+import threading
 import time
 
 import pytest
@@ -83,17 +85,30 @@ def test_tail_follows_new_records(gw, client):
     env = dict(os.environ, KINEDGE_ENDPOINT=gw.url)
     proc = subprocess.Popen([str(KINEDGE_BIN), "tail", "cli-tail"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(json.loads(line)) for line in proc.stdout],
+                     daemon=True).start()
     try:
-        time.sleep(1.0)  # let tail take its LATEST iterators
+        # Sentinel instead of a sleep: probes until tail prints one, so its LATEST iterators
+        # (all taken before its first read) are in place however slow the machine is.
+        seen = []
+        deadline = time.time() + 30
+        while not any(r["data"].startswith("probe") for r in seen) and time.time() < deadline:
+            client.put_record(StreamName="cli-tail", PartitionKey="probe", Data=b"probe")
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                pass
+        assert any(r["data"].startswith("probe") for r in seen), "tail printed no probe in 30 s"
         for i in range(5):
             client.put_record(StreamName="cli-tail", PartitionKey=f"k{i}", Data=f"live {i}".encode())
-        seen = []
         deadline = time.time() + 20
-        while len(seen) < 5 and time.time() < deadline:
-            line = proc.stdout.readline()
-            if line:
-                seen.append(json.loads(line))
-        assert sorted(r["data"] for r in seen) == [f"live {i}" for i in range(5)]
+        while sum(r["data"].startswith("live") for r in seen) < 5 and time.time() < deadline:
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                pass
+        assert sorted(r["data"] for r in seen if r["data"].startswith("live")) == [f"live {i}" for i in range(5)]
         assert all(r["data"] != "before tail" for r in seen)
     finally:
         proc.kill()

@@ -1,5 +1,19 @@
-"""Durability: graceful restart keeps everything; SIGKILL loses nothing that was acknowledged."""
+"""Durability: graceful restart keeps everything; SIGKILL loses nothing that was acknowledged.
 
+The crash loop (test_crash_loop_http_and_mqtt) kills the gateway KINEDGE_CRASH_CYCLES times
+(default 10) under combined boto3 PutRecords/PutRecord and paho-mqtt QoS 1 load. As a bench,
+100 cycles (17 minutes with a debug build on a shared 2-core machine at load ~12):
+
+    KINEDGE_CRASH_CYCLES=100 KINEDGE_BIN=$PWD/target/debug/kinedge \
+        python -m pytest tests/interop/test_crash.py -k crash_loop -q -s -p no:cacheprovider
+
+It prints one line of figures (acknowledged, stored, lost, restart times); KINEDGE_CRASH_SEED
+replays the kill times of a run. Measured 2026-12-06 (seed 34030956): cycles=100 acked=123946
+(http=64270 mqtt=59676) stored=128574 lost=0 restart_s max=5.32 mean=1.63 wall_s=1023.
+"""
+
+import os
+import random
 import threading
 import time
 
@@ -94,9 +108,10 @@ def _parse(data):
 
 
 class Producer(threading.Thread):
-    def __init__(self, pid, port, rnd, stop, acked):
+    def __init__(self, pid, port, rnd, stop, acked, stream=STREAM):
         super().__init__(daemon=True, name=f"producer-{pid}")
         self.pid, self.port, self.rnd, self.stop_ev, self.acked = pid, port, rnd, stop, acked
+        self.stream = stream
         self.n = 0
         self.errors = []      # (monotonic time, repr)
         self.throttled = 0    # entries refused inside a 200 PutRecords
@@ -112,7 +127,7 @@ class Producer(threading.Thread):
                     for _ in range(BATCH):
                         batch.append({"Data": _payload(self.pid, self.rnd, self.n), "PartitionKey": _key(self.pid, self.n)})
                         self.n += 1
-                    resp = c.put_records(StreamName=STREAM, Records=batch)
+                    resp = c.put_records(StreamName=self.stream, Records=batch)
                     assert len(resp["Records"]) == len(batch)
                     for req, res in zip(batch, resp["Records"]):
                         if "ErrorCode" in res:
@@ -122,7 +137,7 @@ class Producer(threading.Thread):
                 else:
                     data, key = _payload(self.pid, self.rnd, self.n), _key(self.pid, self.n)
                     self.n += 1
-                    res = c.put_record(StreamName=STREAM, Data=data, PartitionKey=key)
+                    res = c.put_record(StreamName=self.stream, Data=data, PartitionKey=key)
                     self.acked.append((data, key, res["ShardId"], res["SequenceNumber"]))
             except Exception as e:  # connection errors once the gateway is killed
                 self.errors.append((time.monotonic(), repr(e)[:300]))
@@ -183,6 +198,10 @@ def test_sigkill_loses_no_acknowledged_record(gateway_factory):
         before = sum(len(v) for v in acked_by_pid.values())
         for p in producers:
             p.start()
+        # ~2 s of load once every producer has had an answer (a sentinel, not a fixed time).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(p.calls > 1 for p in producers):
+            time.sleep(0.02)
         time.sleep(2.0)
         kill_time = time.monotonic()
         gw.kill()
@@ -193,7 +212,7 @@ def test_sigkill_loses_no_acknowledged_record(gateway_factory):
         early = [e for p in producers for t, e in p.errors if t < kill_time]
         assert not early, f"round {rnd}: requests failed while the gateway was up: {early[:3]}"
         acked_now = sum(len(v) for v in acked_by_pid.values()) - before
-        assert acked_now > 0, f"round {rnd}: nothing acknowledged in 2 s"
+        assert acked_now > 0, f"round {rnd}: nothing acknowledged"
 
         t0 = time.monotonic()
         gw.start()
@@ -206,3 +225,192 @@ def test_sigkill_loses_no_acknowledged_record(gateway_factory):
                           throttled=sum(p.throttled for p in producers), restart_s=round(restart_s, 2)))
     print("crash test stats:", stats)
     gw.stop()
+
+
+# ---- crash loop: HTTP and MQTT at once ---------------------------------------------------------
+LOOP_STREAM = "loop"
+LOOP_HTTP_PRODUCERS = 2
+LOOP_DEVICES = 3
+LOOP_INFLIGHT = 20
+LOOP_MAX_PER_CYCLE = 60000          # below paho's 16-bit packet id space
+CRASH_CYCLES = int(os.environ.get("KINEDGE_CRASH_CYCLES", "10"))
+LOOP_STREAMS = f"""
+[[streams]]
+name = "{LOOP_STREAM}"
+shards = 4
+"""
+LOOP_ROUTES = f"""
+[[routes]]
+topic = "devices/+/telemetry"
+stream = "{LOOP_STREAM}"
+partition_key = "{{device}}"
+format = "raw"
+"""
+
+
+def _mqtt_payload(dev, cycle, n):
+    return f"C{dev}|R{cycle}|{n:08d}|".encode().ljust(PAYLOAD, b"y")
+
+
+class MqttProducer(threading.Thread):
+    """paho-mqtt QoS 1 (3.1.1 or 5) with up to LOOP_INFLIGHT publishes in flight; keeps the
+    payload numbers whose PUBACK arrived with a success code, in PUBACK order."""
+
+    def __init__(self, gw, dev, cycle, stop, version):
+        from mqttutil import Paho
+        super().__init__(daemon=True, name=f"mqtt-{dev}")
+        self.dev, self.cycle, self.stop_ev = dev, cycle, stop
+        self.sem = threading.Semaphore(LOOP_INFLIGHT)
+        self.mid_to_n: dict[int, list[int]] = {}
+        self.ack_mids: list[tuple[int, int]] = []     # (mid, reason) in PUBACK order
+        self.ack_lock = threading.Lock()
+        self.sent = 0
+        self.c = Paho(gw, f"dev-{dev}", version=version, max_inflight=LOOP_INFLIGHT, connect=False)
+        self.c.publish_hook = self._acked
+        self.c.connect(timeout=30)
+
+    def _acked(self, mid, reason):
+        with self.ack_lock:
+            self.ack_mids.append((mid, reason))
+        self.sem.release()
+
+    def run(self):
+        import paho.mqtt.client as paho_client
+        topic = f"devices/dev-{self.dev}/telemetry"
+        try:
+            while not self.stop_ev.is_set() and self.sent < LOOP_MAX_PER_CYCLE:
+                if not self.sem.acquire(timeout=0.1):
+                    continue
+                n = self.sent
+                # No lock of ours around publish(): paho calls on_publish under its own mutex.
+                info = self.c.c.publish(topic, _mqtt_payload(self.dev, self.cycle, n), qos=1)
+                if info.rc != paho_client.MQTT_ERR_SUCCESS:
+                    break
+                self.mid_to_n.setdefault(info.mid, []).append(n)
+                self.sent += 1
+        except Exception:  # the connection is lost at the kill
+            pass
+
+    def acked_ns(self) -> list[int]:
+        with self.ack_lock:
+            pending = {mid: list(ns) for mid, ns in self.mid_to_n.items()}
+            out = []
+            for mid, reason in self.ack_mids:
+                ns = pending.get(mid)
+                assert ns, f"dev-{self.dev}: PUBACK for unknown packet id {mid}"
+                n = ns.pop(0)
+                if reason < 0x80:
+                    out.append(n)
+            return out
+
+
+def _verify_loop(c, http_acked, mqtt_acked, label):
+    """Every acknowledged record is stored once, intact, where its ack said (HTTP), and in
+    order per partition key; nothing stored was never sent."""
+    per_shard = read_all(c, LOOP_STREAM)
+    index = {}
+    problems = []
+    for sid, recs in per_shard.items():
+        seqs = [assert_seq(r["SequenceNumber"]) for r in recs]
+        if not all(a < b for a, b in zip(seqs, seqs[1:])):
+            problems.append(f"{sid}: read order is not by increasing sequence number")
+        for r in recs:
+            data = r["Data"]
+            if data in index:
+                problems.append(f"{data[:30]!r} stored twice")
+            index[data] = (sid, int(r["SequenceNumber"]), r["PartitionKey"])
+            try:
+                head = data.split(b"|")
+                who, n = int(head[0][1:]), int(head[2])
+                if data[:1] == b"P":
+                    ok = data == _payload(who, int(head[1][1:]), n) and r["PartitionKey"] == _key(who, n)
+                else:
+                    ok = data == _mqtt_payload(who, int(head[1][1:]), n) and r["PartitionKey"] == f"dev-{who}"
+            except (ValueError, IndexError):
+                ok = False
+            if not ok:
+                problems.append(f"corrupt or misplaced record {data[:40]!r} key {r['PartitionKey']!r} in {sid}")
+    lost = []
+    for pid, acked in http_acked.items():
+        last = {}
+        for data, key, shard, seq in acked:
+            got = index.get(data)
+            if got is None:
+                lost.append(data[:24])
+                continue
+            if got != (shard, int(seq), key):
+                problems.append(f"{data[:24]!r} acked as {(shard, seq, key)}, stored as {got}")
+            if int(seq) <= last.get(key, -1):
+                problems.append(f"producer {pid}: key {key} acked out of sequence order")
+            last[key] = int(seq)
+    for dev, cycles in mqtt_acked.items():
+        last = (None, -1)
+        for cycle, ns in enumerate(cycles):
+            for n in ns:
+                data = _mqtt_payload(dev, cycle, n)
+                got = index.get(data)
+                if got is None:
+                    lost.append(data[:24])
+                    continue
+                if last[0] == got[0] and got[1] <= last[1]:
+                    problems.append(f"dev-{dev}: {data[:24]!r} stored before an earlier publish")
+                last = (got[0], got[1])
+    total = sum(len(v) for v in http_acked.values()) + sum(len(ns) for v in mqtt_acked.values() for ns in v)
+    assert not lost, f"{label}: {len(lost)} of {total} acknowledged records lost, e.g. {lost[:5]}"
+    assert not problems, f"{label}: {len(problems)} problems, e.g. {problems[:5]}"
+    return total, len(index)
+
+
+@pytest.mark.timeout(120 + 60 * CRASH_CYCLES)
+def test_crash_loop_http_and_mqtt(gateway_factory):
+    """KINEDGE_CRASH_CYCLES SIGKILLs at random moments under boto3 and paho-mqtt load at once;
+    after the last restart every acknowledged record is there, in order, exactly once."""
+    from mqttutil import mqtt_gateway, start_mqtt
+    seed = int(os.environ.get("KINEDGE_CRASH_SEED", str(random.randrange(1 << 30))))
+    print(f"crash loop: {CRASH_CYCLES} cycles, KINEDGE_CRASH_SEED={seed}")
+    rand = random.Random(seed)
+    gw = mqtt_gateway(gateway_factory, name="crash-loop", streams=LOOP_STREAMS, routes=LOOP_ROUTES,
+                      devices={f"dev-{d}": {} for d in range(LOOP_DEVICES)}, start=False)
+    start_mqtt(gw, timeout=60)
+    http_acked = {pid: [] for pid in range(LOOP_HTTP_PRODUCERS)}
+    mqtt_acked = {dev: [] for dev in range(LOOP_DEVICES)}
+    restarts, started = [], time.monotonic()
+    for cycle in range(CRASH_CYCLES):
+        stop = threading.Event()
+        # MQTT 3.1.1 and 5 devices side by side.
+        mqtt = [MqttProducer(gw, dev, cycle, stop, 5 if dev % 2 else 4) for dev in range(LOOP_DEVICES)]
+        http = [Producer(pid, gw.port, cycle, stop, http_acked[pid], stream=LOOP_STREAM)
+                for pid in range(LOOP_HTTP_PRODUCERS)]
+        for p in mqtt + http:
+            p.start()
+        # Wait for the first acknowledgements (a sentinel, not a sleep), then kill at a random
+        # moment: mid-batch, mid-commit, or between commits.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                all(p.ack_mids for p in mqtt) and all(p.calls > 1 for p in http)):
+            time.sleep(0.02)
+        time.sleep(rand.uniform(0.0, 1.0))
+        kill_time = time.monotonic()
+        gw.kill()
+        stop.set()
+        for p in mqtt + http:
+            p.join(30)
+            assert not p.is_alive(), f"cycle {cycle}: {p.name} still running 30 s after the kill"
+        for p in mqtt:
+            p.c.close()
+            mqtt_acked[p.dev].append(p.acked_ns())
+        early = [e for p in http for t, e in p.errors if t < kill_time]
+        assert not early, f"cycle {cycle}: requests failed while the gateway was up: {early[:3]}"
+        t0 = time.monotonic()
+        start_mqtt(gw, timeout=60)
+        restarts.append(time.monotonic() - t0)
+    c = gw.client()
+    total, stored = _verify_loop(c, http_acked, mqtt_acked, f"after {CRASH_CYCLES} kills")
+    http_total = sum(len(v) for v in http_acked.values())
+    assert http_total > 0 and total - http_total > 0, \
+        f"both fronts must have acknowledged something: HTTP {http_total}, MQTT {total - http_total}"
+    print(f"crash loop figures: cycles={CRASH_CYCLES} acked={total} (http={http_total} "
+          f"mqtt={total - http_total}) stored={stored} lost=0 "
+          f"restart_s max={max(restarts):.2f} mean={sum(restarts) / len(restarts):.2f} "
+          f"wall_s={time.monotonic() - started:.0f}")
+    assert gw.stop() == 0, "SIGTERM after the crash loop"

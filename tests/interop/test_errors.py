@@ -197,7 +197,8 @@ def test_list_shards_name_and_token(client, stream):
 
 # ---- ExpiredIteratorException --------------------------------------------------------
 def test_expired_iterator(gateway_factory):
-    gw = gateway_factory(env={"KINEDGE_ITERATOR_TTL_MS": "1500"}, name="ttl")
+    # 3 s: long enough for a fresh iterator to be used on a busy machine.
+    gw = gateway_factory(env={"KINEDGE_ITERATOR_TTL_MS": "3000"}, name="ttl")
     c = gw.client()
     create_stream(c, "ttl", 1)
     c.put_record(StreamName="ttl", Data=b"x", PartitionKey="k")
@@ -205,7 +206,7 @@ def test_expired_iterator(gateway_factory):
     first = c.get_records(ShardIterator=it)
     assert [r["Data"] for r in first["Records"]] == [b"x"]
     nxt = first["NextShardIterator"]
-    time.sleep(2.0)
+    time.sleep(3.5)
     expect_error("ExpiredIteratorException", c.get_records, ShardIterator=it, mentions=["expire"])
     expect_error("ExpiredIteratorException", c.get_records, ShardIterator=nxt)
     # a fresh one works

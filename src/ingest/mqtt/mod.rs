@@ -6,7 +6,7 @@
 //! publish also goes to the router, so local subscribers get normal broker behaviour.
 
 mod broker;
-mod codec;
+pub(crate) mod codec;
 pub mod devices;
 pub mod routes;
 mod server;
