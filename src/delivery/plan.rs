@@ -71,7 +71,9 @@ pub fn split_saved(
 }
 
 /// The plan rows of a batch just formed: where reading stands in every shard.
-pub fn rows<'a>(cursors: impl IntoIterator<Item = (&'a u64, &'a Cursor)>) -> Vec<(u64, DeliveryCheckpoint)> {
+pub fn rows<'a>(
+    cursors: impl IntoIterator<Item = (&'a u64, &'a Cursor)>,
+) -> Vec<(u64, DeliveryCheckpoint)> {
     cursors
         .into_iter()
         .map(|(uid, cursor)| (uid | PLAN_ROW, cursor.read))

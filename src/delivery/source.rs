@@ -150,7 +150,9 @@ impl ShardSource {
                 Some(checkpoint) => {
                     if let Some(end) = self.plan.remove(&shard.uid) {
                         if end > checkpoint.position {
-                            self.replay.get_or_insert_with(HashMap::new).insert(shard.uid, end);
+                            self.replay
+                                .get_or_insert_with(HashMap::new)
+                                .insert(shard.uid, end);
                         }
                     }
                     (checkpoint, true)
