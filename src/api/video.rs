@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use http::{header, HeaderValue, StatusCode};
 
 use super::ApiState;
-use crate::video::camera::now_ms;
 use crate::video::image::{ImageFormat, ImageRequest};
 use crate::video::log::{FragmentLog, FragmentMeta};
 use crate::video::{clip, hls, VideoService};
@@ -607,12 +606,25 @@ async fn one_image(
     let (video, _) = guard!(state, request);
     respond(
         async {
-            let at = match query.at.as_deref() {
-                Some(at) => parse_time("at", at)?,
-                None => now_ms(),
-            };
             let width = check_width(query.width)?;
             let log = camera_log(&video, &camera)?;
+            let at = match query.at.as_deref() {
+                Some(at) => parse_time("at", at)?,
+                // Now: the newest frame there is, the last of the newest stored fragment (the
+                // fragment being recorded is not stored yet).
+                None => {
+                    let (log, name) = (log.clone(), camera.clone());
+                    let newest =
+                        blocking(move || log.latest(&name, 1).map_err(VideoError::internal))
+                            .await?;
+                    let newest = newest.first().ok_or_else(|| {
+                        VideoError::not_found(
+                            "no fragments yet: the camera has not delivered video",
+                        )
+                    })?;
+                    newest.producer_ms + i64::from(newest.duration_ms.max(1)) - 1
+                }
+            };
             let request = ImageRequest {
                 at: vec![at],
                 width,
@@ -621,9 +633,18 @@ async fn one_image(
             let mut images = extract(&state, log, camera, request).await?;
             match images.pop() {
                 Some(image) => match image.result {
-                    Ok(data) => {
-                        Ok(([(header::CONTENT_TYPE, format.content_type())], data).into_response())
-                    }
+                    Ok(data) => Ok((
+                        [
+                            (header::CONTENT_TYPE, format.content_type().to_owned()),
+                            // The time asked for (or, without `at`, the newest one there is).
+                            (
+                                http::HeaderName::from_static("x-kinedge-image-at-ms"),
+                                image.at.to_string(),
+                            ),
+                        ],
+                        data,
+                    )
+                        .into_response()),
                     Err(message) => Err(VideoError::not_found(message)),
                 },
                 None => Err(VideoError::not_found("no fragment holds this time")),

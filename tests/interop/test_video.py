@@ -215,6 +215,21 @@ def test_images_are_jpegs_of_the_asked_size(recording):
         assert videoutil.jpeg_size(base64.b64decode(image["content"])) == (160, 120)
 
 
+def test_image_without_a_time_is_the_newest_frame(recording):
+    before = fragments(recording, "cam1")["fragments"][-1]
+    r = get(recording, "/video/cam1/image.jpg", width=320)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert videoutil.jpeg_size(r.content) == (320, 240)
+    # The last frame of the newest fragment stored when it was asked.
+    at = int(r.headers["x-kinedge-image-at-ms"])
+    after = fragments(recording, "cam1")["fragments"][-1]
+    assert before["producer_ms"] < at < after["producer_ms"] + after["duration_ms"], (before, at, after)
+    assert abs(time.time() * 1000 - at) < 30_000
+    png = get(recording, "/video/cam1/image.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bad_requests_get_clear_errors(recording):
     error_of(get(recording, "/video/nope/live.m3u8"), 404, "ResourceNotFoundException", ["nope"])
     error_of(get(recording, "/video/cam1/clip.mp4", start="yesterday", end=1), 400,
