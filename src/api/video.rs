@@ -378,6 +378,7 @@ fn numbered(file: &str, ext: &str) -> Result<u64, VideoError> {
 async fn init_segment(
     State(state): State<Arc<ApiState>>,
     Path((camera, file)): Path<(String, String)>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -390,7 +391,8 @@ async fn init_segment(
                     .await?;
             let data =
                 data.ok_or_else(|| VideoError::not_found(format!("no init segment {id}")))?;
-            Ok(media_response("video/mp4", data))
+            let etag = format!("\"i{id}-{}\"", data.len());
+            Ok(media_response(&headers, "video/mp4", data, &etag))
         }
         .await,
     )
@@ -399,6 +401,7 @@ async fn init_segment(
 async fn fragment(
     State(state): State<Arc<ApiState>>,
     Path((camera, file)): Path<(String, String)>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -413,14 +416,21 @@ async fn fragment(
                     "fragment {number} is not kept (deleted by retention, or not yet recorded)"
                 ))
             })?;
-            Ok(media_response("video/iso.segment", data))
+            let etag = format!("\"f{number}-{}\"", data.len());
+            Ok(media_response(&headers, "video/iso.segment", data, &etag))
         }
         .await,
     )
 }
 
-fn media_response(content_type: &'static str, data: Vec<u8>) -> Response {
-    let mut response = data.into_response();
+/// Stored media, whole or the byte range asked for (`byte_ranges`).
+fn media_response(
+    request: &http::HeaderMap,
+    content_type: &'static str,
+    data: Vec<u8>,
+    etag: &str,
+) -> Response {
+    let mut response = super::byte_ranges::respond(request, data, Some(etag));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -498,6 +508,7 @@ async fn clip_mp4(
     State(state): State<Arc<ApiState>>,
     Path(camera): Path<String>,
     Query(range): Query<Range>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -539,17 +550,24 @@ async fn clip_mp4(
                     .map_err(VideoError::internal)?
                     .ok_or_else(|| VideoError::internal(format!("init segment {init_id} of {camera} is missing")))?;
                 let mut data = Vec::with_capacity(same.len());
+                let mut last = first.number;
                 for f in same {
                     match log.read(&camera, f.number).map_err(VideoError::internal)? {
                         Some(bytes) => data.push(bytes),
                         // Deleted by retention while we read: the clip ends there.
                         None => break,
                     }
+                    last = f.number;
                 }
-                clip::build_clip(&init, &data).map_err(VideoError::internal)
+                let clip = clip::build_clip(&init, &data).map_err(VideoError::internal)?;
+                // The same fragments make the same bytes: a player's later range requests
+                // (If-Range) get pieces of this very file.
+                let etag = format!("\"c{init_id}-{}-{last}-{}\"", first.number, clip.data.len());
+                Ok((clip, etag))
             })
             .await?;
-            let mut response = media_response("video/mp4", clip.data);
+            let (clip, etag) = clip;
+            let mut response = media_response(&headers, "video/mp4", clip.data, &etag);
             response.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),

@@ -193,6 +193,73 @@ def test_vod_playlist_and_clip_cover_the_range(recording, tmp_path):
     assert abs(info["duration_s"] - asked) <= FRAGMENT_MS / 1000 + 0.1, (info["duration_s"], asked)
 
 
+def ffprobe_duration(source, data: bytes | None = None) -> float:
+    """The duration ffprobe reads: from `data` on a pipe (no seeking, like a browser reading a
+    download as it arrives) or from a URL (ffmpeg's HTTP reader seeks with Range requests)."""
+    import json
+    import shutil
+    if not shutil.which("ffprobe"):
+        pytest.fail("ffprobe not found: install ffmpeg (scripts/install-deps --test)")
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=duration",
+                          "-of", "json", "-i", source], input=data, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    doc = json.loads(out.stdout)
+    stream = float(doc["streams"][0]["duration"])
+    fmt = float(doc["format"]["duration"])
+    assert abs(stream - fmt) < 0.1, doc
+    return fmt
+
+
+def test_clip_duration_for_streaming_readers_and_byte_ranges(recording):
+    listed = fragments(recording, "cam1")["fragments"]
+    start = listed[1]["producer_ms"] + 50
+    end = listed[7]["producer_ms"] - 50
+    asked = (end - start) / 1000
+    clip = get(recording, "/video/cam1/clip.mp4", start=start, end=end)
+    assert clip.status_code == 200, clip.text
+    assert clip.headers["accept-ranges"] == "bytes"
+    data = clip.content
+    # A reader that cannot seek (a browser playing the download as it comes) sees the whole
+    # duration, not the first fragment's.
+    piped = ffprobe_duration("-", data)
+    assert abs(piped - asked) <= FRAGMENT_MS / 1000 + 0.1, (piped, asked)
+    # ffmpeg over HTTP (it seeks with Range requests) too.
+    url = f"{recording.url}/video/cam1/clip.mp4?start={start}&end={end}"
+    over_http = ffprobe_duration(url)
+    assert abs(over_http - asked) <= FRAGMENT_MS / 1000 + 0.1, (over_http, asked)
+
+    # Byte ranges: a piece, a suffix, past the end, and the whole clip fetched in pieces.
+    n = len(data)
+    etag = clip.headers["etag"]
+
+    def ranged(path, spec, **params):
+        return requests.get(f"{recording.url}{path}", params=params, headers={"Range": spec}, timeout=60)
+
+    r = ranged("/video/cam1/clip.mp4", "bytes=0-99", start=start, end=end)
+    assert r.status_code == 206 and r.headers["content-range"] == f"bytes 0-99/{n}", (r.status_code, r.headers)
+    assert r.content == data[:100]
+    r = ranged("/video/cam1/clip.mp4", "bytes=-50", start=start, end=end)
+    assert r.status_code == 206 and r.content == data[-50:]
+    r = ranged("/video/cam1/clip.mp4", f"bytes={n}-", start=start, end=end)
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{n}", (r.status_code, r.headers)
+    pieces = []
+    for lo in range(0, n, 65536):
+        r = requests.get(f"{recording.url}/video/cam1/clip.mp4", params={"start": start, "end": end},
+                         headers={"Range": f"bytes={lo}-{lo + 65535}", "If-Range": etag}, timeout=60)
+        assert r.status_code == 206, r.status_code
+        pieces.append(r.content)
+    assert b"".join(pieces) == data
+    # Segments and init segments of the playlists take ranges too.
+    number = listed[2]["number"]
+    whole = get(recording, f"/video/cam1/fragments/{number}.m4s").content
+    r = ranged(f"/video/cam1/fragments/{number}.m4s", "bytes=10-20")
+    assert r.status_code == 206 and r.content == whole[10:21]
+    assert r.headers["content-range"] == f"bytes 10-20/{len(whole)}"
+    init = get(recording, f"/video/cam1/init/{listed[2]['init_id']}.mp4").content
+    r = ranged(f"/video/cam1/init/{listed[2]['init_id']}.mp4", "bytes=0-7")
+    assert r.status_code == 206 and r.content == init[:8]
+
+
 def test_images_are_jpegs_of_the_asked_size(recording):
     listed = fragments(recording, "cam1")["fragments"]
     at = listed[2]["producer_ms"] + 500
