@@ -193,6 +193,26 @@ def test_vod_playlist_and_clip_cover_the_range(recording, tmp_path):
     assert abs(info["duration_s"] - asked) <= FRAGMENT_MS / 1000 + 0.1, (info["duration_s"], asked)
 
 
+def test_fragments_end_at_the_first_keyframe_after_the_duration(gateway_factory):
+    # A keyframe every second and 2 s fragments: every fragment is 2 s (not a mix of 1 s and
+    # 2 s), within a frame.
+    with videoutil.camera(fps=30, key_int=30) as url:
+        gw = gateway_factory(extra_config="[mqtt]\nenabled = false\n\n[video]\nfragment_duration_ms = 2000\n",
+                             start=False)
+        camera_file(gw, "cam2s", url)
+        gw.start()
+        wait_fragments(gw, "cam2s", 6, timeout=90)
+        listed = fragments(gw, "cam2s")["fragments"]
+    durations = [f["duration_ms"] for f in listed]
+    # The first timestamp of a run jitters most (the RTP clock is not yet locked, more so on a
+    # busy machine): the first fragment may end on a keyframe up to a tenth early (the cutter's
+    # tolerance), every later one is 2 s within a frame.
+    assert 1800 - 34 <= durations[0] <= 2000 + 34, durations
+    assert all(abs(d - 2000) <= 34 for d in durations[1:]), durations
+    for a, b in zip(listed, listed[1:]):
+        assert abs(a["producer_ms"] + a["duration_ms"] - b["producer_ms"]) <= 34, (a, b)
+
+
 def ffprobe_duration(source, data: bytes | None = None) -> float:
     """The duration ffprobe reads: from `data` on a pipe (no seeking, like a browser reading a
     download as it arrives) or from a URL (ffmpeg's HTTP reader seeks with Range requests)."""
