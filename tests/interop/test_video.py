@@ -93,10 +93,14 @@ def test_fragments_are_numbered_timed_and_described(recording):
     for f in listed:
         assert f["keyframe"] is True
         assert f["codec"] == "h264" and (f["width"], f["height"]) == (640, 480)
-        assert 900 <= f["duration_ms"] <= 1100, f
+        # The rule's bounds, not the machine's speed: a keyframe at most a tenth early closes a
+        # fragment, and one GOP (1 s here) more is the longest a fragment can wait for one.
+        # Timestamps jitter on a busy machine (a 1,173 ms fragment under a CPU hog).
+        assert 900 <= f["duration_ms"] < 2000, f
         assert f["size"] > 1000
         assert f["server_ms"] >= f["producer_ms"]
     # Contiguous: each fragment starts where the previous one ended (±1 frame).
+    assert abs(sorted(f["duration_ms"] for f in listed)[len(listed) // 2] - 1000) <= 34, listed
     for a, b in zip(listed, listed[1:]):
         assert abs(a["producer_ms"] + a["duration_ms"] - b["producer_ms"]) <= 40, (a, b)
     cam = cameras(recording)["cam1"]
@@ -204,11 +208,12 @@ def test_fragments_end_at_the_first_keyframe_after_the_duration(gateway_factory)
         wait_fragments(gw, "cam2s", 6, timeout=90)
         listed = fragments(gw, "cam2s")["fragments"]
     durations = [f["duration_ms"] for f in listed]
-    # The first timestamp of a run jitters most (the RTP clock is not yet locked, more so on a
-    # busy machine): the first fragment may end on a keyframe up to a tenth early (the cutter's
-    # tolerance), every later one is 2 s within a frame.
-    assert 1800 - 34 <= durations[0] <= 2000 + 34, durations
-    assert all(abs(d - 2000) <= 34 for d in durations[1:]), durations
+    # Never one GOP short (the fault: 1 s fragments among 2 s ones) nor one GOP long. The bounds
+    # are the rule's, not the machine's speed: a keyframe up to a tenth early counts as on the
+    # mark (the cutter's tolerance), and RTP timestamps jitter on a busy machine. Typically
+    # every fragment is 2 s within a frame: the median is.
+    assert all(2000 - 200 - 34 <= d < 3000 for d in durations), durations
+    assert abs(sorted(durations)[len(durations) // 2] - 2000) <= 34, durations
     for a, b in zip(listed, listed[1:]):
         assert abs(a["producer_ms"] + a["duration_ms"] - b["producer_ms"]) <= 34, (a, b)
 
