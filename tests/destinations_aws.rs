@@ -104,6 +104,7 @@ fn batch(id: &str, compression: Compression, records: Vec<DeliveryRecord>) -> Ba
         delivery_stream: "edge".into(),
         id: id.into(),
         created_ms: T,
+        formed_ms: T,
         compression,
         records,
     }

@@ -5,6 +5,7 @@
 //! API request must carry a valid SigV4 signature; without them any signature is accepted,
 //! which is why the default listener is loopback only.
 
+mod byte_ranges;
 pub mod error;
 pub mod firehose;
 pub mod kinesis;

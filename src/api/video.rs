@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use http::{header, HeaderValue, StatusCode};
 
 use super::ApiState;
-use crate::video::camera::now_ms;
 use crate::video::image::{ImageFormat, ImageRequest};
 use crate::video::log::{FragmentLog, FragmentMeta};
 use crate::video::{clip, hls, VideoService};
@@ -379,6 +378,7 @@ fn numbered(file: &str, ext: &str) -> Result<u64, VideoError> {
 async fn init_segment(
     State(state): State<Arc<ApiState>>,
     Path((camera, file)): Path<(String, String)>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -391,7 +391,8 @@ async fn init_segment(
                     .await?;
             let data =
                 data.ok_or_else(|| VideoError::not_found(format!("no init segment {id}")))?;
-            Ok(media_response("video/mp4", data))
+            let etag = format!("\"i{id}-{}\"", data.len());
+            Ok(media_response(&headers, "video/mp4", data, &etag))
         }
         .await,
     )
@@ -400,6 +401,7 @@ async fn init_segment(
 async fn fragment(
     State(state): State<Arc<ApiState>>,
     Path((camera, file)): Path<(String, String)>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -414,14 +416,21 @@ async fn fragment(
                     "fragment {number} is not kept (deleted by retention, or not yet recorded)"
                 ))
             })?;
-            Ok(media_response("video/iso.segment", data))
+            let etag = format!("\"f{number}-{}\"", data.len());
+            Ok(media_response(&headers, "video/iso.segment", data, &etag))
         }
         .await,
     )
 }
 
-fn media_response(content_type: &'static str, data: Vec<u8>) -> Response {
-    let mut response = data.into_response();
+/// Stored media, whole or the byte range asked for (`byte_ranges`).
+fn media_response(
+    request: &http::HeaderMap,
+    content_type: &'static str,
+    data: Vec<u8>,
+    etag: &str,
+) -> Response {
+    let mut response = super::byte_ranges::respond(request, data, Some(etag));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -499,6 +508,7 @@ async fn clip_mp4(
     State(state): State<Arc<ApiState>>,
     Path(camera): Path<String>,
     Query(range): Query<Range>,
+    headers: http::HeaderMap,
     request: Request,
 ) -> Response {
     let (video, _) = guard!(state, request);
@@ -540,17 +550,24 @@ async fn clip_mp4(
                     .map_err(VideoError::internal)?
                     .ok_or_else(|| VideoError::internal(format!("init segment {init_id} of {camera} is missing")))?;
                 let mut data = Vec::with_capacity(same.len());
+                let mut last = first.number;
                 for f in same {
                     match log.read(&camera, f.number).map_err(VideoError::internal)? {
                         Some(bytes) => data.push(bytes),
                         // Deleted by retention while we read: the clip ends there.
                         None => break,
                     }
+                    last = f.number;
                 }
-                clip::build_clip(&init, &data).map_err(VideoError::internal)
+                let clip = clip::build_clip(&init, &data).map_err(VideoError::internal)?;
+                // The same fragments make the same bytes: a player's later range requests
+                // (If-Range) get pieces of this very file.
+                let etag = format!("\"c{init_id}-{}-{last}-{}\"", first.number, clip.data.len());
+                Ok((clip, etag))
             })
             .await?;
-            let mut response = media_response("video/mp4", clip.data);
+            let (clip, etag) = clip;
+            let mut response = media_response(&headers, "video/mp4", clip.data, &etag);
             response.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),
@@ -607,12 +624,25 @@ async fn one_image(
     let (video, _) = guard!(state, request);
     respond(
         async {
-            let at = match query.at.as_deref() {
-                Some(at) => parse_time("at", at)?,
-                None => now_ms(),
-            };
             let width = check_width(query.width)?;
             let log = camera_log(&video, &camera)?;
+            let at = match query.at.as_deref() {
+                Some(at) => parse_time("at", at)?,
+                // Now: the newest frame there is, the last of the newest stored fragment (the
+                // fragment being recorded is not stored yet).
+                None => {
+                    let (log, name) = (log.clone(), camera.clone());
+                    let newest =
+                        blocking(move || log.latest(&name, 1).map_err(VideoError::internal))
+                            .await?;
+                    let newest = newest.first().ok_or_else(|| {
+                        VideoError::not_found(
+                            "no fragments yet: the camera has not delivered video",
+                        )
+                    })?;
+                    newest.producer_ms + i64::from(newest.duration_ms.max(1)) - 1
+                }
+            };
             let request = ImageRequest {
                 at: vec![at],
                 width,
@@ -621,9 +651,18 @@ async fn one_image(
             let mut images = extract(&state, log, camera, request).await?;
             match images.pop() {
                 Some(image) => match image.result {
-                    Ok(data) => {
-                        Ok(([(header::CONTENT_TYPE, format.content_type())], data).into_response())
-                    }
+                    Ok(data) => Ok((
+                        [
+                            (header::CONTENT_TYPE, format.content_type().to_owned()),
+                            // The time asked for (or, without `at`, the newest one there is).
+                            (
+                                http::HeaderName::from_static("x-kinedge-image-at-ms"),
+                                image.at.to_string(),
+                            ),
+                        ],
+                        data,
+                    )
+                        .into_response()),
                     Err(message) => Err(VideoError::not_found(message)),
                 },
                 None => Err(VideoError::not_found("no fragment holds this time")),

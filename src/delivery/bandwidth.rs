@@ -44,12 +44,14 @@ impl Bandwidth {
     }
 
     /// Waits until `bytes` may be sent by a delivery stream of `priority` (1 first).
+    /// Cancel-safe: a wait that is dropped (its task aborted, a camera reloaded) stops
+    /// counting as waiting, so it never holds back lower priorities.
     pub async fn acquire(&self, priority: u8, bytes: u64) {
         if self.rate == 0 {
             return;
         }
         let priority = usize::from(priority.clamp(1, 10));
-        self.with_state(|s| s.waiting[priority] += 1);
+        let _waiter = Waiter::new(self, priority);
         loop {
             let wait = self.with_state(|s| {
                 let now = Instant::now();
@@ -60,7 +62,6 @@ impl Bandwidth {
                 let ahead = s.waiting[1..priority].iter().any(|&n| n > 0);
                 if !ahead && s.available >= 0.0 {
                     s.available -= bytes as f64;
-                    s.waiting[priority] -= 1;
                     None
                 } else if ahead {
                     Some(POLL)
@@ -69,6 +70,7 @@ impl Bandwidth {
                 }
             });
             match wait {
+                // Returning drops the waiter, which takes it off the count.
                 None => return,
                 Some(wait) => tokio::time::sleep(wait).await,
             }
@@ -77,6 +79,31 @@ impl Bandwidth {
 
     fn with_state<T>(&self, f: impl FnOnce(&mut BucketState) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One sender counted in `waiting` for as long as it exists: dropped when the send may go or
+/// when the waiting future is cancelled.
+struct Waiter<'a> {
+    bandwidth: &'a Bandwidth,
+    priority: usize,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(bandwidth: &'a Bandwidth, priority: usize) -> Waiter<'a> {
+        bandwidth.with_state(|s| s.waiting[priority] += 1);
+        Waiter {
+            bandwidth,
+            priority,
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let priority = self.priority;
+        self.bandwidth
+            .with_state(|s| s.waiting[priority] = s.waiting[priority].saturating_sub(1));
     }
 }
 
@@ -115,6 +142,21 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 9]);
+    }
+
+    /// A waiting `acquire` that is cancelled (a camera reload drops its upload task) must not
+    /// stay counted as waiting: lower priorities would wait for it forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_does_not_hold_back_lower_priorities() {
+        let bw = Bandwidth::new(1_000);
+        bw.acquire(5, 5_000).await; // debt: the next sends wait
+        let cancelled = tokio::time::timeout(Duration::from_millis(100), bw.acquire(1, 100)).await;
+        assert!(cancelled.is_err(), "the priority 1 send had to wait");
+        assert_eq!(bw.with_state(|s| s.waiting), [0; 11]);
+        // 5 kB of debt at 1 kB/s: about 5 s; without the guard it never goes.
+        tokio::time::timeout(Duration::from_secs(60), bw.acquire(9, 100))
+            .await
+            .expect("a lower priority went after the cancelled wait");
     }
 
     #[tokio::test]

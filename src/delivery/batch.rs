@@ -24,16 +24,20 @@ pub struct DeliveryRecord {
     pub partition_values: Arc<BTreeMap<String, String>>,
 }
 
-/// Records to deliver together. Retries send the same batch again: `id` and `created_ms`
-/// stay the same, so a receiver can drop a duplicate (HTTP request id) and an object name
+/// Records to deliver together. Retries send the same batch again, and a batch formed again
+/// after a crash is the same batch: `id` and `created_ms` derive from the records it holds
+/// (`super::plan`), so a receiver can drop a duplicate (HTTP request id) and an object name
 /// does not change.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub delivery_stream: String,
-    /// A UUID, unique per batch; the HTTP endpoint's request id.
+    /// A UUID naming the records of the batch; the HTTP endpoint's request id.
     pub id: String,
-    /// When the batch was formed, epoch ms: object names and prefixes use it.
+    /// The arrival time of the oldest record, epoch ms: object names and prefixes use it
+    /// (Firehose's `!{timestamp:..}` does the same).
     pub created_ms: u64,
+    /// When this process formed the batch, epoch ms: the HTTP endpoint's body timestamp.
+    pub formed_ms: u64,
     pub compression: Compression,
     pub records: Vec<DeliveryRecord>,
 }

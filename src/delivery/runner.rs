@@ -5,7 +5,12 @@
 //! an outage), the next one is read and buffered, so a backlog drains at the speed of the
 //! slower of the two. At most two batches are in memory. When the destination is down the
 //! runner stops reading after one buffered batch: the shard log is the buffer.
+//!
+//! Batches keep their identity across crashes (`plan`): a batch's id and object names derive
+//! from the records it holds, its plan is committed before it is sent, and after a restart
+//! the planned batch is formed again before anything else.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,7 @@ use super::batch::{Batch, DeliveryRecord, ErrorBatch, ErrorOutputType, FailedRec
 use super::config::{DeliveryStreamConfig, SourceConfig, StartPosition};
 use super::dead_letter::DeadLetter;
 use super::destinations::{self, DeliveryError, Destination, DestinationContext};
+use super::plan;
 use super::processors::Processors;
 use super::source::{Cursor, ShardSource};
 use super::status::{rfc3339, DeliveryState, LastError, ShardProgress, StatusCell};
@@ -67,8 +73,12 @@ struct Delivered {
 /// The gateway is stopping; the batch was not (fully) confirmed.
 struct Stopped;
 
+/// The next batch's records, per shard index in sequence order. A batch lists its shards in
+/// index order (a parent before its children), each shard's records in sequence order: the
+/// same records always in the same order, however the reads interleaved.
 struct Buffer {
-    records: Vec<DeliveryRecord>,
+    shards: BTreeMap<u64, Vec<DeliveryRecord>>,
+    len: usize,
     bytes: u64,
     oldest_ms: Option<u64>,
 }
@@ -76,10 +86,43 @@ struct Buffer {
 impl Buffer {
     fn new() -> Buffer {
         Buffer {
-            records: Vec::new(),
+            shards: BTreeMap::new(),
+            len: 0,
             bytes: 0,
             oldest_ms: None,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, shard_index: u64, record: DeliveryRecord) {
+        self.oldest_ms = Some(
+            self.oldest_ms
+                .map_or(record.arrival_ms, |o| o.min(record.arrival_ms)),
+        );
+        self.shards.entry(shard_index).or_default().push(record);
+        self.len += 1;
+    }
+
+    /// The batch id (from the first and last sequence number per shard) and the records.
+    fn into_batch_parts(self, delivery_stream: &str) -> (String, Vec<DeliveryRecord>) {
+        let id = plan::batch_id(
+            delivery_stream,
+            self.shards.iter().filter_map(|(shard, records)| {
+                Some((
+                    *shard,
+                    records.first()?.sequence_number.as_str(),
+                    records.last()?.sequence_number.as_str(),
+                ))
+            }),
+        );
+        let mut records = Vec::with_capacity(self.len);
+        for (_, shard) in self.shards {
+            records.extend(shard);
+        }
+        (id, records)
     }
 }
 
@@ -108,7 +151,14 @@ pub async fn run(parts: RunnerParts) {
         let store = store.clone();
         let key = name.clone();
         match tokio::task::spawn_blocking(move || store.delivery_checkpoints(&key)).await {
-            Ok(Ok(saved)) => Some(saved),
+            Ok(Ok(saved)) => {
+                let (checkpoints, pending) = plan::split_saved(saved);
+                if !pending.is_empty() {
+                    tracing::info!(delivery_stream = %name, shards = pending.len(), "forming the batch that was on its way again, with its id");
+                }
+                source.set_plan(pending);
+                Some(checkpoints)
+            }
             Ok(Err(error)) => {
                 tracing::error!(delivery_stream = %name, %error, "cannot read checkpoints");
                 return;
@@ -178,9 +228,9 @@ pub async fn run(parts: RunnerParts) {
 
         // Read while there is room.
         let mut more = false;
-        if buffer.bytes < max_bytes && buffer.records.len() < max_records {
+        if buffer.bytes < max_bytes && buffer.len < max_records {
             let read = source
-                .read(max_records - buffer.records.len(), max_bytes - buffer.bytes)
+                .read(max_records - buffer.len, max_bytes - buffer.bytes)
                 .await;
             match read {
                 Ok(outcome) => {
@@ -197,13 +247,8 @@ pub async fn run(parts: RunnerParts) {
                         );
                     }
                     buffer.bytes += outcome.bytes;
-                    for (_, record) in outcome.records {
-                        buffer.oldest_ms = Some(
-                            buffer
-                                .oldest_ms
-                                .map_or(record.arrival_ms, |o| o.min(record.arrival_ms)),
-                        );
-                        buffer.records.push(record);
+                    for (shard_index, record) in outcome.records {
+                        buffer.push(shard_index, record);
                     }
                 }
                 Err(error) => {
@@ -222,27 +267,45 @@ pub async fn run(parts: RunnerParts) {
         publish_cursors(&status, &source);
         publish_pending(&status, &buffer, in_flight.as_ref());
 
-        let full = buffer.bytes >= max_bytes || buffer.records.len() >= max_records;
+        let full = buffer.bytes >= max_bytes || buffer.len >= max_records;
         let deadline = buffer.oldest_ms.map(|o| o + interval_ms);
-        let due = !buffer.records.is_empty() && (full || deadline.is_some_and(|d| now_ms() >= d));
+        // A replayed batch is cut where its plan ends (or where it is full), not by time.
+        let replayed = source.replaying() && source.replay_complete();
+        if replayed && buffer.is_empty() {
+            source.end_replay(); // its records were trimmed meanwhile
+        }
+        let due = !buffer.is_empty()
+            && if source.replaying() {
+                full || replayed
+            } else {
+                full || deadline.is_some_and(|d| now_ms() >= d)
+            };
         // Also a batch of no records when only lost-record markers moved: they are saved
         // without waiting for records.
-        let only_losses = buffer.records.is_empty() && source.has_dirty();
+        let only_losses = buffer.is_empty() && source.has_dirty();
         if due || (!more && only_losses) {
-            // One batch at a time on the wire: wait for the previous one.
-            if let Some(previous) = in_flight.take() {
-                if !finish(previous, &store, &shared).await {
-                    break 'run;
-                }
-            }
             let marks = source.take_dirty();
-            let records = std::mem::take(&mut buffer.records);
-            buffer = Buffer::new();
-            let oldest_ms = records.iter().map(|r| r.arrival_ms).min();
+            let formed = std::mem::replace(&mut buffer, Buffer::new());
+            let plan_rows = if formed.is_empty() {
+                Vec::new()
+            } else {
+                plan::rows(&source.cursors)
+            };
+            if replayed {
+                source.end_replay();
+            }
+            // One batch at a time on the wire: wait for the previous one; its checkpoints
+            // and this batch's plan are committed together, before this batch is sent.
+            if !save_before_sending(in_flight.take(), plan_rows, &store, &shared).await {
+                break 'run;
+            }
+            let oldest_ms = formed.oldest_ms;
+            let (id, records) = formed.into_batch_parts(&name);
             let batch = Batch {
                 delivery_stream: name.clone(),
-                id: uuid::Uuid::new_v4().to_string(),
-                created_ms: now_ms(),
+                id,
+                created_ms: oldest_ms.unwrap_or_else(now_ms),
+                formed_ms: now_ms(),
                 compression: config.compression,
                 records,
             };
@@ -267,7 +330,7 @@ pub async fn run(parts: RunnerParts) {
         // Nothing to do until records arrive, the batch in flight ends, the buffer is due,
         // the refresh tick, or stop.
         let wait_until = match deadline {
-            Some(d) if !buffer.records.is_empty() => {
+            Some(d) if !buffer.is_empty() => {
                 Duration::from_millis(d.saturating_sub(now_ms())).min(REFRESH)
             }
             _ => REFRESH,
@@ -385,31 +448,88 @@ async fn record_outcome(
     store: &Store,
     shared: &Shared,
 ) -> bool {
-    let delivered = match result {
-        Ok(Ok(delivered)) => delivered,
-        Ok(Err(Stopped)) => return false,
+    let Some(delivered) = confirmed(result, shared) else {
+        return false;
+    };
+    let rows = marks.iter().map(|(uid, c)| (*uid, c.read)).collect();
+    if !save_checkpoints(rows, store, shared).await {
+        return false;
+    }
+    publish_delivered(delivered, &marks, shared);
+    true
+}
+
+/// Before a new batch is sent: waits for the previous one (if any) and commits its
+/// checkpoints together with the new batch's plan. False when stopping.
+async fn save_before_sending(
+    previous: Option<InFlight>,
+    plan_rows: Vec<(u64, crate::storage::DeliveryCheckpoint)>,
+    store: &Store,
+    shared: &Shared,
+) -> bool {
+    let mut rows = Vec::new();
+    let mut done = None;
+    if let Some(InFlight { task, marks, .. }) = previous {
+        let Some(delivered) = confirmed(task.await, shared) else {
+            return false;
+        };
+        rows.extend(marks.iter().map(|(uid, c)| (*uid, c.read)));
+        done = Some((delivered, marks));
+    }
+    rows.extend(plan_rows);
+    if !save_checkpoints(rows, store, shared).await {
+        return false;
+    }
+    if let Some((delivered, marks)) = done {
+        publish_delivered(delivered, &marks, shared);
+    }
+    true
+}
+
+/// What a delivery task ended with; `None` when it was stopped or failed.
+fn confirmed(
+    result: Result<Result<Delivered, Stopped>, tokio::task::JoinError>,
+    shared: &Shared,
+) -> Option<Delivered> {
+    match result {
+        Ok(Ok(delivered)) => Some(delivered),
+        Ok(Err(Stopped)) => None,
         Err(error) => {
             tracing::error!(delivery_stream = %shared.name, %error, "a delivery task failed");
-            return false;
-        }
-    };
-    if !marks.is_empty() {
-        let op = DeliveryOp::SaveCheckpoints {
-            delivery: shared.name.clone(),
-            checkpoints: marks.iter().map(|(uid, c)| (*uid, c.read)).collect(),
-        };
-        if let Err(error) = store.delivery(op).await {
-            tracing::warn!(delivery_stream = %shared.name, %error, "cannot save checkpoints; the batch will be delivered again");
-            return false;
+            None
         }
     }
+}
+
+/// Commits checkpoint (and plan) rows; false when they cannot be saved (stopping).
+async fn save_checkpoints(
+    rows: Vec<(u64, crate::storage::DeliveryCheckpoint)>,
+    store: &Store,
+    shared: &Shared,
+) -> bool {
+    if rows.is_empty() {
+        return true;
+    }
+    let op = DeliveryOp::SaveCheckpoints {
+        delivery: shared.name.clone(),
+        checkpoints: rows,
+    };
+    if let Err(error) = store.delivery(op).await {
+        tracing::warn!(delivery_stream = %shared.name, %error, "cannot save checkpoints; the batch will be delivered again");
+        return false;
+    }
+    true
+}
+
+/// Status after a batch was confirmed and its checkpoints committed.
+fn publish_delivered(delivered: Delivered, marks: &[(u64, Cursor)], shared: &Shared) {
     shared.status.update(|s| {
         s.delivered_records += delivered.records;
         s.delivered_bytes += delivered.bytes;
         if delivered.records > 0 {
             s.batches += 1;
         }
-        for (uid, cursor) in &marks {
+        for (uid, cursor) in marks {
             s.shards.insert(
                 *uid,
                 ShardProgress {
@@ -421,7 +541,6 @@ async fn record_outcome(
             );
         }
     });
-    true
 }
 
 /// Where reading stands, per shard (the delivered checkpoints are published on confirmation).
@@ -839,6 +958,7 @@ mod tests {
             delivery_stream: "d".into(),
             id: "b1".into(),
             created_ms: 1_700_000_000_000,
+            formed_ms: 1_700_000_000_000,
             compression: crate::delivery::config::Compression::None,
             records: (0..n)
                 .map(|i| DeliveryRecord {

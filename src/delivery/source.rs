@@ -1,6 +1,10 @@
 //! Reading a delivery stream's source: every shard of a stream, parents before children, from
 //! a cursor per shard that starts at the durable checkpoint. Notices records that retention or
 //! a quota trimmed before they were delivered, counts them and says which range was lost.
+//!
+//! After a restart it first replays the plan of the batch that may have been on its way
+//! (`plan`): only the planned shards, each exactly to its planned end, so that the runner forms
+//! that batch again as it was.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -42,7 +46,7 @@ pub struct LostRange {
 /// What one read produced.
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
-    /// Records with the storage id of their shard.
+    /// Records with the index of their shard.
     pub records: Vec<(u64, DeliveryRecord)>,
     pub bytes: u64,
     /// Some shard has more to read right now.
@@ -60,6 +64,11 @@ pub struct ShardSource {
     dirty: BTreeSet<u64>,
     turn: usize,
     empty_partition_values: Arc<BTreeMap<String, String>>,
+    /// The plan read from the store (shard storage id -> planned end), applied to a shard's
+    /// cursor when it is restored from its checkpoint.
+    plan: HashMap<u64, Position>,
+    /// While replaying a plan: the shards still to read, each up to its planned end.
+    replay: Option<HashMap<u64, Position>>,
 }
 
 impl ShardSource {
@@ -73,7 +82,36 @@ impl ShardSource {
             dirty: BTreeSet::new(),
             turn: 0,
             empty_partition_values: Arc::new(BTreeMap::new()),
+            plan: HashMap::new(),
+            replay: None,
         }
+    }
+
+    /// The plan of the batch that may have been on its way when the gateway stopped (see
+    /// `plan::split_saved`): reading replays it before anything else.
+    pub fn set_plan(&mut self, plan: HashMap<u64, Position>) {
+        self.plan = plan;
+    }
+
+    /// True while the planned batch is being read again.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// Every planned shard is read to its planned end (or is gone).
+    pub fn replay_complete(&self) -> bool {
+        self.replay.as_ref().is_none_or(|ends| {
+            ends.iter().all(|(uid, end)| {
+                self.cursors
+                    .get(uid)
+                    .is_none_or(|c| c.read.position >= *end || c.exhausted)
+            })
+        })
+    }
+
+    /// Back to reading everything, after the replayed batch was cut.
+    pub fn end_replay(&mut self) {
+        self.replay = None;
     }
 
     pub fn stream(&self) -> &str {
@@ -97,6 +135,7 @@ impl ShardSource {
             // First sight of the stream (or it was deleted and created again).
             self.cursors.clear();
             self.stream_uid = Some(meta.uid);
+            self.replay = None;
         }
         let known: BTreeSet<u64> = meta.shards.iter().map(|s| s.uid).collect();
         self.cursors.retain(|uid, _| known.contains(uid));
@@ -108,7 +147,16 @@ impl ShardSource {
                 continue;
             }
             let (checkpoint, delivered_any) = match saved_map.remove(&shard.uid) {
-                Some(checkpoint) => (checkpoint, true),
+                Some(checkpoint) => {
+                    if let Some(end) = self.plan.remove(&shard.uid) {
+                        if end > checkpoint.position {
+                            self.replay
+                                .get_or_insert_with(HashMap::new)
+                                .insert(shard.uid, end);
+                        }
+                    }
+                    (checkpoint, true)
+                }
                 None => {
                     let state = catalog
                         .live(shard.uid)
@@ -152,7 +200,8 @@ impl ShardSource {
         Ok(initial)
     }
 
-    /// Shards that may be read now: open or unfinished, with all parents finished.
+    /// Shards that may be read now: open or unfinished, with all parents finished; while a
+    /// plan is replayed, only planned shards short of their planned end.
     fn readable(&self, meta: &StreamMeta) -> Vec<u64> {
         let by_index: HashMap<u64, u64> = meta.shards.iter().map(|s| (s.index, s.uid)).collect();
         let finished = |index: Option<u64>| match index.and_then(|i| by_index.get(&i)) {
@@ -163,6 +212,14 @@ impl ShardSource {
             .iter()
             .filter(|s| self.cursors.get(&s.uid).is_some_and(|c| !c.exhausted))
             .filter(|s| finished(s.parent) && finished(s.adjacent_parent))
+            .filter(|s| match &self.replay {
+                None => true,
+                Some(ends) => ends.get(&s.uid).is_some_and(|end| {
+                    self.cursors
+                        .get(&s.uid)
+                        .is_some_and(|c| c.read.position < *end)
+                }),
+            })
             .map(|s| s.uid)
             .collect()
     }
@@ -233,6 +290,14 @@ impl ShardSource {
                 .map_err(|e| {
                     StoreError::Storage(StorageFault::new(FaultKind::Other, "shard read task", e))
                 })??;
+                let mut batch = batch;
+                // Replaying a plan: nothing past the planned end.
+                let mut beyond_plan = false;
+                if let Some(end) = self.replay.as_ref().and_then(|ends| ends.get(&uid)) {
+                    let keep = batch.records.partition_point(|r| r.position <= *end);
+                    beyond_plan = keep < batch.records.len();
+                    batch.records.truncate(keep);
+                }
                 let mut cursor = cursor;
                 if batch.state.trimmed > cursor.read.records_through {
                     let lost = batch.state.trimmed - cursor.read.records_through;
@@ -266,7 +331,7 @@ impl ShardSource {
                     cursor.delivered_any = true;
                     outcome.bytes += record.data.len() as u64;
                     outcome.records.push((
-                        uid,
+                        cursor.shard_index,
                         DeliveryRecord {
                             data: record.data,
                             sequence_number: SequenceNumber {
@@ -281,7 +346,9 @@ impl ShardSource {
                     ));
                     self.dirty.insert(uid);
                 }
-                if batch.truncated {
+                if beyond_plan {
+                    // Read to the planned end; the rest waits for the next batch.
+                } else if batch.truncated {
                     still.push(uid);
                 } else if closed.get(&uid).copied().unwrap_or(false) {
                     // Closed before this read and read to its end: children may go now.

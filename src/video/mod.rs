@@ -2,13 +2,15 @@
 //! cut into fMP4 fragments at keyframes, kept in a fragment log (its own redb file), played back
 //! as HLS, clips and images, and uploaded when the link allows.
 //!
-//! `pipeline` builds a camera's GStreamer pipeline; `camera` supervises one camera and stores
-//! its fragments; `log` is the fragment log; `mp4`, `hls`, `clip` and `image` serve playback;
-//! `upload` puts a camera's fragments to a video delivery stream;
+//! `pipeline` builds a camera's GStreamer pipeline and `cutter` decides where its fragments
+//! end; `camera` supervises one camera and stores its fragments; `log` is the fragment log;
+//! `mp4`, `hls`, `clip` and `image` serve playback; `upload` puts a camera's fragments to a
+//! video delivery stream;
 //! `service` starts and stops all of it.
 
 pub mod camera;
 pub mod clip;
+pub mod cutter;
 pub mod hls;
 pub mod image;
 pub mod log;

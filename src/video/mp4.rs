@@ -667,8 +667,13 @@ pub fn rebase_fragment(fragment: &[u8], subtract: u64, sequence: u32) -> Result<
 }
 
 /// A copy of the init segment with the movie's duration set: `duration` is in the video track's
-/// timescale. Sets the `mvhd` duration and the `mvex/mehd` fragment duration (in the movie
-/// timescale), adding a `mehd` when `mvex` has none.
+/// timescale. Sets the `mvhd` duration, the video track's `tkhd` (movie timescale) and `mdhd`
+/// (track timescale) durations, and the `mvex/mehd` fragment duration (movie timescale),
+/// adding a `mehd` when `mvex` has none.
+///
+/// All four, because readers differ: a player that reads the file as it arrives (a browser's
+/// `<video src>`, ffmpeg on a pipe) takes the track's duration and, when that is 0 as a live
+/// muxer leaves it, the first fragment's: "2 s" for a 62 s clip.
 pub fn set_duration(init: &[u8], duration: u64) -> Result<Vec<u8>, Mp4Error> {
     let info = init_info(init)?;
     let top = top_level(init)?;
@@ -683,6 +688,18 @@ pub fn set_duration(init: &[u8], duration: u64) -> Result<Vec<u8>, Mp4Error> {
     let mut out = init.to_vec();
     let position = fields.position();
     write_duration(&mut out, &mvhd, version, position, movie_duration)?;
+
+    let trak = video_trak(&moov)?;
+    let tkhd = trak.required_child(b"tkhd")?;
+    let (version, _, mut fields) = tkhd.full_box()?;
+    // creation and modification times, track id, reserved
+    fields.skip(if version == 1 { 24 } else { 16 })?;
+    write_duration(&mut out, &tkhd, version, fields.position(), movie_duration)?;
+    let mdhd = trak.required_child(b"mdia")?.required_child(b"mdhd")?;
+    let (version, _, mut fields) = mdhd.full_box()?;
+    // creation and modification times, timescale
+    fields.skip(if version == 1 { 20 } else { 12 })?;
+    write_duration(&mut out, &mdhd, version, fields.position(), duration)?;
 
     let Some(mvex) = moov.child(b"mvex")? else {
         return Ok(out);
@@ -1124,7 +1141,7 @@ mod tests {
     }
 
     #[test]
-    fn set_duration_adds_a_mehd() {
+    fn set_duration_sets_every_duration_and_adds_a_mehd() {
         let recording = testmedia::h264();
         let info = init_info(&recording.init).unwrap();
         let init = set_duration(&recording.init, 3 * u64::from(info.timescale)).unwrap();
@@ -1145,6 +1162,25 @@ mod tests {
         };
         assert_eq!(movie_duration, 3 * u64::from(movie_timescale));
         assert_eq!(mvhd_duration, movie_duration);
+        // The track's durations too: tkhd in the movie's timescale, mdhd in the track's.
+        let trak = video_trak(&top[1]).unwrap();
+        let (version, _, mut tkhd) = trak.required_child(b"tkhd").unwrap().full_box().unwrap();
+        tkhd.skip(if version == 1 { 24 } else { 16 }).unwrap();
+        let tkhd_duration = if version == 1 {
+            tkhd.u64().unwrap()
+        } else {
+            u64::from(tkhd.u32().unwrap())
+        };
+        assert_eq!(tkhd_duration, movie_duration);
+        let mdhd = trak.required_child(b"mdia").unwrap();
+        let (version, _, mut mdhd) = mdhd.required_child(b"mdhd").unwrap().full_box().unwrap();
+        mdhd.skip(if version == 1 { 20 } else { 12 }).unwrap();
+        let mdhd_duration = if version == 1 {
+            mdhd.u64().unwrap()
+        } else {
+            u64::from(mdhd.u32().unwrap())
+        };
+        assert_eq!(mdhd_duration, 3 * u64::from(info.timescale));
         // Once there, the mehd is patched in place.
         let again = set_duration(&init, u64::from(info.timescale)).unwrap();
         assert_eq!(again.len(), init.len());

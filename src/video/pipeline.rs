@@ -1,5 +1,6 @@
 //! One camera's GStreamer pipeline: source → depayload/demux → parse → timestamp → `cmafmux` →
-//! appsink, producing an init segment and fMP4 fragments that start on keyframes. No
+//! appsink, producing an init segment and fMP4 fragments that start on keyframes (where they
+//! end is `cutter`'s rule). No
 //! transcoding, except for `v4l2` cameras that deliver raw video.
 //!
 //! Owns building the pipeline for a [`CameraSource`], linking the source's dynamic pads once
@@ -126,10 +127,12 @@ impl CameraPipeline {
         init()?;
         let pipeline = gst::Pipeline::new();
         let mux = make("cmafmux")?;
+        // Used by cmafmux for its latency only: `cutter` decides where fragments end.
         mux.set_property(
             "fragment-duration",
             gst::ClockTime::from_nseconds(spec.fragment_duration.as_nanos() as u64),
         );
+        super::cutter::cut_fragments(&mux, spec.fragment_duration);
         let sink = make("appsink")?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| PipelineError::Build("appsink is not an AppSink".into()))?;

@@ -522,6 +522,32 @@ def put_keyed(client, stream: str, n: int, keys: int = 4, tag: str = "r", start:
     return out
 
 
+def wait_reading_from_latest(client, stream: str, rx, keys: int | list[str] = 4,
+                             timeout: float = 30.0) -> set[bytes]:
+    """A delivery stream that starts at LATEST takes its position when its runner opens the
+    source, which a busy machine may delay: put probe records `probe|<key>|<n>` under the
+    partition keys (`keys` of put_keyed's `k0`.., or these names) until the receiver `rx` has
+    one of every key. Records put afterwards are delivered. Returns every probe put (so the
+    caller can leave them out)."""
+    names = keys if isinstance(keys, list) else [f"k{k}" for k in range(keys)]
+    deadline = time.monotonic() + timeout
+    probes: set[bytes] = set()
+    n = 0
+    while True:
+        batch = [{"Data": f"probe|{k}|{n:07d}".encode(), "PartitionKey": k} for k in names]
+        assert client.put_records(StreamName=stream, Records=batch)["FailedRecordCount"] == 0
+        probes |= {b["Data"] for b in batch}
+        n += 1
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            seen = {d.split(b"|")[1] for d in rx.accepted_records() if d.startswith(b"probe|")}
+            if len(seen) >= len(names):
+                return probes
+            time.sleep(0.1)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{stream} delivered no probe of every key in {timeout}s")
+
+
 def assert_per_key_order(received: list[bytes], label: str = "") -> None:
     """Records `<tag>|<key>|<i>`: for each key, the first occurrences come in increasing i."""
     seen, last = set(), {}

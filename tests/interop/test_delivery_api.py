@@ -4,13 +4,12 @@ SIGKILL once acknowledged."""
 
 import gzip
 import re
-import time
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from firehose_receiver import delivery_toml, http_destination, stream_toml, wait_for
+from firehose_receiver import delivery_toml, http_destination, stream_toml, wait_for, wait_reading_from_latest
 from kutil import ACCOUNT, REGION, TEST_KEY, expect_error, unique
 
 INVALID = ("InvalidArgumentException", "ValidationException")
@@ -174,11 +173,12 @@ def test_kinesis_source_via_api(gateway_factory, receiver):
     assert d["DeliveryStreamType"] == "KinesisStreamAsSource", d
     expect_error(INVALID + ("ResourceInUseException",), fh.put_record, DeliveryStreamName="from-kinesis",
                  Record={"Data": b"no direct put here"})
-    time.sleep(1.0)
+    # LATEST is taken when the runner opens the source: probes say when (no sleep).
+    wait_reading_from_latest(c, "src", rx, keys=["p"])
     c.put_records(StreamName="src", Records=[{"Data": b"k-%d" % i, "PartitionKey": "p"} for i in range(30)])
-    got = rx.wait_records(30)
-    time.sleep(1.0)
-    got = rx.unique_records()
+    rx.wait_distinct({b"k-%d" % i for i in range(30)}, timeout=30)
+    # One key, one shard, delivered in order: an old record would have come before these.
+    got = [d for d in rx.unique_records() if not d.startswith(b"probe|")]
     assert got == [b"k-%d" % i for i in range(30)], "exactly the records put after the creation, in order"
     rx.assert_clean()
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from firehose_receiver import (assert_per_key_order, delivery, delivery_toml, http_destination, put_keyed,
-                               stream_toml, wait_for)
+                               stream_toml, wait_for, wait_reading_from_latest)
 from kutil import HASH_SPACE
 
 
@@ -99,13 +99,16 @@ def test_start_latest_skips_old_records(gateway_factory, receiver):
                                      compression="none"))
     gw.start()
     c = gw.client()
-    time.sleep(1.0)
+    # No sleep: probes tell when "latest" has taken its position (a sentinel, not a time).
+    probes = wait_reading_from_latest(c, "s", rx_latest, keys=3)
     new = put_keyed(c, "s", 50, keys=3, tag="new", start=50)
-    got_all = rx_all.wait_records(100)
-    assert set(got_all) == {d for d, _ in old + new}
-    got_latest = rx_latest.wait_records(50)
-    time.sleep(1.0)
-    got_latest = rx_latest.unique_records()
+    want = {d for d, _ in old + new} | probes
+    got_all = rx_all.wait_distinct(want, timeout=30)
+    assert set(got_all) == want
+    # Every new record is in: each shard is delivered in order, so an old record would have
+    # come before them (no waiting for an absence).
+    rx_latest.wait_distinct({d for d, _ in new} | probes, timeout=30)
+    got_latest = [d for d in rx_latest.unique_records() if not d.startswith(b"probe|")]
     assert set(got_latest) == {d for d, _ in new}, \
         f"start=latest delivered {len(set(got_latest) & {d for d, _ in old})} old records"
     rx_all.assert_clean()

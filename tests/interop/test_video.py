@@ -93,10 +93,14 @@ def test_fragments_are_numbered_timed_and_described(recording):
     for f in listed:
         assert f["keyframe"] is True
         assert f["codec"] == "h264" and (f["width"], f["height"]) == (640, 480)
-        assert 900 <= f["duration_ms"] <= 1100, f
+        # The rule's bounds, not the machine's speed: a keyframe at most a tenth early closes a
+        # fragment, and one GOP (1 s here) more is the longest a fragment can wait for one.
+        # Timestamps jitter on a busy machine (a 1,173 ms fragment under a CPU hog).
+        assert 900 <= f["duration_ms"] < 2000, f
         assert f["size"] > 1000
         assert f["server_ms"] >= f["producer_ms"]
     # Contiguous: each fragment starts where the previous one ended (±1 frame).
+    assert abs(sorted(f["duration_ms"] for f in listed)[len(listed) // 2] - 1000) <= 34, listed
     for a, b in zip(listed, listed[1:]):
         assert abs(a["producer_ms"] + a["duration_ms"] - b["producer_ms"]) <= 40, (a, b)
     cam = cameras(recording)["cam1"]
@@ -193,6 +197,94 @@ def test_vod_playlist_and_clip_cover_the_range(recording, tmp_path):
     assert abs(info["duration_s"] - asked) <= FRAGMENT_MS / 1000 + 0.1, (info["duration_s"], asked)
 
 
+def test_fragments_end_at_the_first_keyframe_after_the_duration(gateway_factory):
+    # A keyframe every second and 2 s fragments: every fragment is 2 s (not a mix of 1 s and
+    # 2 s), within a frame.
+    with videoutil.camera(fps=30, key_int=30) as url:
+        gw = gateway_factory(extra_config="[mqtt]\nenabled = false\n\n[video]\nfragment_duration_ms = 2000\n",
+                             start=False)
+        camera_file(gw, "cam2s", url)
+        gw.start()
+        wait_fragments(gw, "cam2s", 6, timeout=90)
+        listed = fragments(gw, "cam2s")["fragments"]
+    durations = [f["duration_ms"] for f in listed]
+    # Never one GOP short (the fault: 1 s fragments among 2 s ones) nor one GOP long. The bounds
+    # are the rule's, not the machine's speed: a keyframe up to a tenth early counts as on the
+    # mark (the cutter's tolerance), and RTP timestamps jitter on a busy machine. Typically
+    # every fragment is 2 s within a frame: the median is.
+    assert all(2000 - 200 - 34 <= d < 3000 for d in durations), durations
+    assert abs(sorted(durations)[len(durations) // 2] - 2000) <= 34, durations
+    for a, b in zip(listed, listed[1:]):
+        assert abs(a["producer_ms"] + a["duration_ms"] - b["producer_ms"]) <= 34, (a, b)
+
+
+def ffprobe_duration(source, data: bytes | None = None) -> float:
+    """The duration ffprobe reads: from `data` on a pipe (no seeking, like a browser reading a
+    download as it arrives) or from a URL (ffmpeg's HTTP reader seeks with Range requests)."""
+    import json
+    import shutil
+    if not shutil.which("ffprobe"):
+        pytest.fail("ffprobe not found: install ffmpeg (scripts/install-deps --test)")
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=duration",
+                          "-of", "json", "-i", source], input=data, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    doc = json.loads(out.stdout)
+    stream = float(doc["streams"][0]["duration"])
+    fmt = float(doc["format"]["duration"])
+    assert abs(stream - fmt) < 0.1, doc
+    return fmt
+
+
+def test_clip_duration_for_streaming_readers_and_byte_ranges(recording):
+    listed = fragments(recording, "cam1")["fragments"]
+    start = listed[1]["producer_ms"] + 50
+    end = listed[7]["producer_ms"] - 50
+    asked = (end - start) / 1000
+    clip = get(recording, "/video/cam1/clip.mp4", start=start, end=end)
+    assert clip.status_code == 200, clip.text
+    assert clip.headers["accept-ranges"] == "bytes"
+    data = clip.content
+    # A reader that cannot seek (a browser playing the download as it comes) sees the whole
+    # duration, not the first fragment's.
+    piped = ffprobe_duration("-", data)
+    assert abs(piped - asked) <= FRAGMENT_MS / 1000 + 0.1, (piped, asked)
+    # ffmpeg over HTTP (it seeks with Range requests) too.
+    url = f"{recording.url}/video/cam1/clip.mp4?start={start}&end={end}"
+    over_http = ffprobe_duration(url)
+    assert abs(over_http - asked) <= FRAGMENT_MS / 1000 + 0.1, (over_http, asked)
+
+    # Byte ranges: a piece, a suffix, past the end, and the whole clip fetched in pieces.
+    n = len(data)
+    etag = clip.headers["etag"]
+
+    def ranged(path, spec, **params):
+        return requests.get(f"{recording.url}{path}", params=params, headers={"Range": spec}, timeout=60)
+
+    r = ranged("/video/cam1/clip.mp4", "bytes=0-99", start=start, end=end)
+    assert r.status_code == 206 and r.headers["content-range"] == f"bytes 0-99/{n}", (r.status_code, r.headers)
+    assert r.content == data[:100]
+    r = ranged("/video/cam1/clip.mp4", "bytes=-50", start=start, end=end)
+    assert r.status_code == 206 and r.content == data[-50:]
+    r = ranged("/video/cam1/clip.mp4", f"bytes={n}-", start=start, end=end)
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{n}", (r.status_code, r.headers)
+    pieces = []
+    for lo in range(0, n, 65536):
+        r = requests.get(f"{recording.url}/video/cam1/clip.mp4", params={"start": start, "end": end},
+                         headers={"Range": f"bytes={lo}-{lo + 65535}", "If-Range": etag}, timeout=60)
+        assert r.status_code == 206, r.status_code
+        pieces.append(r.content)
+    assert b"".join(pieces) == data
+    # Segments and init segments of the playlists take ranges too.
+    number = listed[2]["number"]
+    whole = get(recording, f"/video/cam1/fragments/{number}.m4s").content
+    r = ranged(f"/video/cam1/fragments/{number}.m4s", "bytes=10-20")
+    assert r.status_code == 206 and r.content == whole[10:21]
+    assert r.headers["content-range"] == f"bytes 10-20/{len(whole)}"
+    init = get(recording, f"/video/cam1/init/{listed[2]['init_id']}.mp4").content
+    r = ranged(f"/video/cam1/init/{listed[2]['init_id']}.mp4", "bytes=0-7")
+    assert r.status_code == 206 and r.content == init[:8]
+
+
 def test_images_are_jpegs_of_the_asked_size(recording):
     listed = fragments(recording, "cam1")["fragments"]
     at = listed[2]["producer_ms"] + 500
@@ -213,6 +305,21 @@ def test_images_are_jpegs_of_the_asked_size(recording):
     for image in images:
         assert "content" in image, image
         assert videoutil.jpeg_size(base64.b64decode(image["content"])) == (160, 120)
+
+
+def test_image_without_a_time_is_the_newest_frame(recording):
+    before = fragments(recording, "cam1")["fragments"][-1]
+    r = get(recording, "/video/cam1/image.jpg", width=320)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert videoutil.jpeg_size(r.content) == (320, 240)
+    # The last frame of the newest fragment stored when it was asked.
+    at = int(r.headers["x-kinedge-image-at-ms"])
+    after = fragments(recording, "cam1")["fragments"][-1]
+    assert before["producer_ms"] < at < after["producer_ms"] + after["duration_ms"], (before, at, after)
+    assert abs(time.time() * 1000 - at) < 30_000
+    png = get(recording, "/video/cam1/image.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_requests_get_clear_errors(recording):

@@ -908,6 +908,7 @@ mod tests {
             delivery_stream: "d".into(),
             id: "b".into(),
             created_ms: 0,
+            formed_ms: 0,
             compression: crate::delivery::config::Compression::None,
             records: (0..n)
                 .map(|i| DeliveryRecord {

@@ -255,6 +255,7 @@ mod tests {
             delivery_stream: "ds".into(),
             id: "b1".into(),
             created_ms: T,
+            formed_ms: T,
             compression,
             records,
         }

@@ -3,14 +3,14 @@
 //!
 //! One `deliver` is one POST to the configured URL:
 //! - headers `Content-Type: application/json`, `X-Amz-Firehose-Protocol-Version: 1.0`,
-//!   `X-Amz-Firehose-Request-Id` (the batch id: the same on every retry of a batch, so a
-//!   receiver can drop duplicates), `X-Amz-Firehose-Source-Arn`, `X-Amz-Firehose-Access-Key`
+//!   `X-Amz-Firehose-Request-Id` (the batch id: the same on every retry of a batch and when
+//!   the batch is formed again after a crash, so a receiver can drop duplicates), `X-Amz-Firehose-Source-Arn`, `X-Amz-Firehose-Access-Key`
 //!   (when configured; read once at construction, never logged), and
 //!   `X-Amz-Firehose-Common-Attributes` (`{"commonAttributes":{...}}`, when there are any);
 //!   `Content-Encoding: gzip` when the delivery stream compresses with gzip (every other
 //!   compression is sent uncompressed: the contract knows only gzip, and the configuration
 //!   check allows nothing else here).
-//! - body `{"requestId":"…","timestamp":<batch creation, ms>,"records":[{"data":"<base64>"},…]}`,
+//! - body `{"requestId":"…","timestamp":<when the batch was formed, ms>,"records":[{"data":"<base64>"},…]}`,
 //!   written straight into a buffer (and through gzip in chunks) off the async runtime.
 //!
 //! Outcome: only `200` whose JSON body carries our `requestId` is success. `413` is permanent.
@@ -328,7 +328,7 @@ impl super::Destination for HttpEndpointDestination {
                 data.len()
             )));
         }
-        let body_len = body_len(&batch.id, batch.created_ms, &data);
+        let body_len = body_len(&batch.id, batch.formed_ms, &data);
         if body_len > MAX_BODY_BYTES {
             return Err(DeliveryError::Permanent(format!(
                 "a request body of {body_len} bytes, at most {MAX_BODY_BYTES}"
@@ -337,10 +337,10 @@ impl super::Destination for HttpEndpointDestination {
 
         let gzip = batch.compression == Compression::Gzip;
         let id = batch.id.clone();
-        let created_ms = batch.created_ms;
+        let formed_ms = batch.formed_ms;
         let body = tokio::task::spawn_blocking(move || {
             let level = gzip.then(crate::delivery::compression::gzip_level);
-            encode_body(&id, created_ms, &data, level, body_len as usize)
+            encode_body(&id, formed_ms, &data, level, body_len as usize)
         })
         .await
         .map_err(|e| DeliveryError::Retryable(format!("building the request body: {e}")))?
@@ -376,10 +376,10 @@ fn max_data_bytes() -> u64 {
 }
 
 /// The exact length of the uncompressed body.
-fn body_len(id: &str, created_ms: u64, data: &[Bytes]) -> u64 {
+fn body_len(id: &str, formed_ms: u64, data: &[Bytes]) -> u64 {
     let head = br#"{"requestId":,"timestamp":,"records":[]}"#.len() as u64
         + json_string_len(id)
-        + created_ms.to_string().len() as u64;
+        + formed_ms.to_string().len() as u64;
     let records: u64 = data
         .iter()
         .map(|d| br#"{"data":""}"#.len() as u64 + 4 * (d.len() as u64).div_ceil(3))
@@ -394,7 +394,7 @@ fn json_string_len(s: &str) -> u64 {
 /// Writes the body; gzip-compresses it in chunks when `gzip`.
 fn encode_body(
     id: &str,
-    created_ms: u64,
+    formed_ms: u64,
     data: &[Bytes],
     gzip: Option<flate2::Compression>,
     body_len: usize,
@@ -408,7 +408,7 @@ fn encode_body(
     });
     buf.extend_from_slice(b"{\"requestId\":");
     serde_json::to_writer(&mut buf, id)?;
-    write!(buf, ",\"timestamp\":{created_ms},\"records\":[")?;
+    write!(buf, ",\"timestamp\":{formed_ms},\"records\":[")?;
     let engine = &base64::engine::general_purpose::STANDARD;
     for (i, d) in data.iter().enumerate() {
         if i > 0 {
@@ -659,7 +659,8 @@ mod tests {
         Batch {
             delivery_stream: "ds".into(),
             id: "6f1c2a4e-0000-4000-8000-000000000001".into(),
-            created_ms: 1_700_000_000_123,
+            created_ms: 1_700_000_000_000,
+            formed_ms: 1_700_000_000_123,
             compression,
             records,
         }

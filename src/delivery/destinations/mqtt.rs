@@ -764,6 +764,7 @@ mod tests {
             delivery_stream: "ds".into(),
             id: uuid::Uuid::new_v4().to_string(),
             created_ms: 1,
+            formed_ms: 1,
             compression: Compression::None,
             records: (0..n)
                 .map(|i| {

@@ -515,6 +515,7 @@ mod tests {
             delivery_stream: "s".into(),
             id: "id".into(),
             created_ms: T,
+            formed_ms: T,
             compression: Compression::None,
             records: vec![
                 record(Some("a")),
