@@ -115,19 +115,31 @@ impl SigV4Verifier {
         }
     }
 
-    /// Verify a request. `body` is the full request body. Returns the access key id on success.
-    pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
+    /// Checks everything but the signature itself, from the head alone: a signature is
+    /// present and well formed, its access key id is known, its scope and date are sane.
+    /// Run before reading a body, so that a request that cannot be authentic never gets
+    /// the gateway to take megabytes in.
+    pub fn precheck(&self, parts: &Parts, now: SystemTime) -> Result<(), AuthError> {
         let query = parse_query(parts.uri.query());
+        self.checked_claim(parts, &query, now).map(drop)
+    }
+
+    /// The claim of a request, checked up to the signature; with the signing time and secret.
+    fn checked_claim(
+        &self,
+        parts: &Parts,
+        query: &[(Vec<u8>, Vec<u8>)],
+        now: SystemTime,
+    ) -> Result<(Claim, SystemTime, &String), AuthError> {
         let presigned = query.iter().any(|(k, _)| k == b"X-Amz-Algorithm");
         let auth_headers = parts.headers.get_all(AUTHORIZATION).iter().count();
         let claim = match (auth_headers, presigned) {
             (0, false) => return Err(AuthError::MissingAuthenticationToken),
-            (0, true) => claim_from_query(&query)?,
+            (0, true) => claim_from_query(query)?,
             (1, false) => claim_from_header(parts)?,
             (1, true) => return Err(incomplete(ONE_MECHANISM)),
             _ => return Err(incomplete("Only one Authorization header is allowed.")),
         };
-
         let signed_at = parse_amz_date(&claim.amz_date)?;
         check_scope(&claim)?;
         let secret = self
@@ -135,6 +147,13 @@ impl SigV4Verifier {
             .get(&claim.access_key)
             .ok_or(AuthError::UnrecognizedClient)?;
         check_time(&claim, signed_at, now)?;
+        Ok((claim, signed_at, secret))
+    }
+
+    /// Verify a request. `body` is the full request body. Returns the access key id on success.
+    pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
+        let query = parse_query(parts.uri.query());
+        let (claim, signed_at, secret) = self.checked_claim(parts, &query, now)?;
 
         let payload_hashes = payload_hashes(parts, &claim, body)?;
         let scope = format!(
