@@ -279,32 +279,38 @@ impl Registry {
         }
     }
 
-    /// Closes the idle connection that is least likely to be a working client: the one that
-    /// has been sending a request head for longest, else the one idle for longest. False when
-    /// every connection is serving a request.
+    /// Closes the idle connection that is least likely to be a working client. In order:
+    /// connections that never completed a request (the oldest first: a slowloris that keeps
+    /// reconnecting never gets past this tier, and a new client is the youngest), then
+    /// connections sending a request head, then those idle for longest. A connection that
+    /// served a request is only taken once it has been idle for [`EVICTION_GRACE_MS`] (its
+    /// answer may still be leaving hyper's buffers). False when none can be closed.
     pub fn evict_one(&self) -> bool {
         let now = millis_since(self.epoch);
-        let settled = |a: &Activity| {
-            let since = match a.head_since.load(Ordering::Relaxed) {
-                0 => a.idle_since.load(Ordering::Relaxed),
-                head => head,
+        // (tier, since): lower goes first; `None` = not a candidate.
+        let rank = |a: &Activity| -> Option<(u8, u64)> {
+            if a.busy() {
+                return None;
+            }
+            let head = a.head_since.load(Ordering::Relaxed);
+            if a.requests_started() == 0 {
+                return Some((0, head));
+            }
+            let (tier, since) = match head {
+                0 => (2, a.idle_since.load(Ordering::Relaxed)),
+                head => (1, head),
             };
-            now.saturating_sub(since) >= EVICTION_GRACE_MS
+            (now.saturating_sub(since) >= EVICTION_GRACE_MS).then_some((tier, since))
         };
         let candidates: Vec<Arc<Activity>> = {
             let map = self.lock();
-            let mut idle: Vec<&Arc<Activity>> =
-                map.values().filter(|a| !a.busy() && settled(a)).collect();
-            idle.sort_by_key(|a| {
-                let head = a.head_since.load(Ordering::Relaxed);
-                // Heads in progress first (oldest first), then idle connections.
-                if head != 0 {
-                    (0, head)
-                } else {
-                    (1, a.idle_since.load(Ordering::Relaxed))
-                }
-            });
-            idle.into_iter().take(4).cloned().collect()
+            // Ties (same millisecond) go by accept order: ids are handed out in that order.
+            let mut ranked: Vec<((u8, u64, u64), &Arc<Activity>)> = map
+                .iter()
+                .filter_map(|(id, a)| rank(a).map(|(tier, since)| ((tier, since, *id), a)))
+                .collect();
+            ranked.sort_by_key(|(r, _)| *r);
+            ranked.into_iter().take(4).map(|(_, a)| a.clone()).collect()
         };
         candidates.iter().any(|a| a.close_if_idle())
     }
@@ -392,24 +398,37 @@ mod tests {
     }
 
     #[test]
-    fn slow_heads_go_before_idle_keep_alive() {
+    fn connections_that_never_served_a_request_go_first() {
         let registry = Arc::new(Registry::default());
         let keep_alive = registry.register();
         // A finished request: idle, no byte since.
         drop(keep_alive.activity.begin_request(false));
+        std::thread::sleep(Duration::from_millis(EVICTION_GRACE_MS + 10));
         let slow = registry.register();
         slow.activity.on_read(10);
-        assert!(!registry.evict_one(), "both are inside the grace");
-        std::thread::sleep(Duration::from_millis(EVICTION_GRACE_MS + 10));
+        let fresh = registry.register();
+        // The never-served ones go first, oldest first, with no grace; the keep-alive
+        // connection that served a request is kept while they last.
         assert!(registry.evict_one());
         assert!(
             slow.activity.begin_request(false).is_none(),
-            "slow head evicted"
+            "oldest unserved first"
         );
-        assert!(
-            keep_alive.activity.begin_request(false).is_some(),
-            "keep-alive kept"
-        );
+        assert!(registry.evict_one());
+        assert!(fresh.activity.begin_request(false).is_none());
+        assert!(registry.evict_one());
+        assert!(keep_alive.activity.begin_request(false).is_none());
+        assert!(!registry.evict_one());
+    }
+
+    #[test]
+    fn a_connection_that_just_answered_gets_a_grace() {
+        let registry = Arc::new(Registry::default());
+        let conn = registry.register();
+        drop(conn.activity.begin_request(false));
+        assert!(!registry.evict_one(), "its answer may still be leaving");
+        std::thread::sleep(Duration::from_millis(EVICTION_GRACE_MS + 10));
+        assert!(registry.evict_one());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! Invariants:
 //! - At most `max_connections` connections are served at once (plus the one just accepted).
 //!   At the limit, the idle connection least likely to be a working client is closed (one
-//!   stuck in its request head first, see [`connections::Registry::evict_one`]); when every
-//!   connection is serving a request, new ones wait in the kernel's listen backlog. The API
+//!   that never completed a request first, see [`connections::Registry::evict_one`]); when
+//!   every connection is serving a request, new ones wait in the kernel's listen backlog. The API
 //!   never takes file descriptors beyond that, so MQTT and the device reload keep theirs.
 //! - A request head must be complete [`HEADER_TIMEOUT`] after the connection opened or after
 //!   its first byte; a connection idle for [`IDLE_TIMEOUT`] is closed; a client that does not
@@ -123,7 +123,7 @@ pub async fn serve(
                 limit_warned = Some(Instant::now());
                 tracing::warn!(
                     max_connections = options.max_connections,
-                    "the API has api.max_connections connections, all serving requests; new connections wait"
+                    "the API has api.max_connections connections and none is idle; new connections wait"
                 );
             }
             tokio::select! {
