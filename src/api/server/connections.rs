@@ -207,8 +207,9 @@ pub enum Reason {
     SlowReader,
 }
 
-/// An idle connection younger than this is not evicted: its last answer may still be on its
-/// way out of hyper's buffers.
+/// An idle connection is not evicted sooner than this after its accept (so that a flood that
+/// re-opens what it loses cannot make the gateway accept and close in a loop) or after its
+/// last answer (which may still be on its way out of hyper's buffers).
 const EVICTION_GRACE_MS: u64 = 250;
 
 /// The API listener's open connections.
@@ -279,28 +280,31 @@ impl Registry {
         }
     }
 
-    /// Closes the idle connection that is least likely to be a working client. In order:
-    /// connections that never completed a request (the oldest first: a slowloris that keeps
-    /// reconnecting never gets past this tier, and a new client is the youngest), then
-    /// connections sending a request head, then those idle for longest. A connection that
-    /// served a request is only taken once it has been idle for [`EVICTION_GRACE_MS`] (its
-    /// answer may still be leaving hyper's buffers). False when none can be closed.
+    /// Closes the idle connection that is least likely to be a working client: one that never
+    /// completed a request (oldest first: a new client is the youngest), else one sending a
+    /// request head, else the one idle longest. Every connection gets [`EVICTION_GRACE_MS`]
+    /// first (since its accept, or since its last answer, which may still be leaving hyper's
+    /// buffers), and while never-served connections exist, however young, connections that
+    /// served a request are kept: a flood that re-opens every connection it loses then costs
+    /// at most `max_connections` accepts per grace, waits in the kernel's backlog otherwise,
+    /// and does not push working clients out. False when none can be closed (yet).
     pub fn evict_one(&self) -> bool {
         let now = millis_since(self.epoch);
-        // (tier, since): lower goes first; `None` = not a candidate.
+        // (tier, since): lower goes first.
         let rank = |a: &Activity| -> Option<(u8, u64)> {
-            if a.busy() {
+            // Busy, or already closed (its task is on its way out of the registry).
+            if a.state.load(Ordering::Acquire) != 0 {
                 return None;
             }
             let head = a.head_since.load(Ordering::Relaxed);
             if a.requests_started() == 0 {
+                // Never served: `head_since` still holds the accept time.
                 return Some((0, head));
             }
-            let (tier, since) = match head {
+            Some(match head {
                 0 => (2, a.idle_since.load(Ordering::Relaxed)),
                 head => (1, head),
-            };
-            (now.saturating_sub(since) >= EVICTION_GRACE_MS).then_some((tier, since))
+            })
         };
         let candidates: Vec<Arc<Activity>> = {
             let map = self.lock();
@@ -310,7 +314,15 @@ impl Registry {
                 .filter_map(|(id, a)| rank(a).map(|(tier, since)| ((tier, since, *id), a)))
                 .collect();
             ranked.sort_by_key(|(r, _)| *r);
-            ranked.into_iter().take(4).map(|(_, a)| a.clone()).collect()
+            let first_tier = ranked.first().map(|((tier, _, _), _)| *tier);
+            ranked
+                .into_iter()
+                .take_while(|((tier, since, _), _)| {
+                    Some(*tier) == first_tier && now.saturating_sub(*since) >= EVICTION_GRACE_MS
+                })
+                .take(4)
+                .map(|(_, a)| a.clone())
+                .collect()
         };
         candidates.iter().any(|a| a.close_if_idle())
     }
@@ -407,8 +419,11 @@ mod tests {
         let slow = registry.register();
         slow.activity.on_read(10);
         let fresh = registry.register();
-        // The never-served ones go first, oldest first, with no grace; the keep-alive
-        // connection that served a request is kept while they last.
+        // Young never-served connections are not closed, and they shield the keep-alive
+        // connection (which is past its grace): the new connection waits instead.
+        assert!(!registry.evict_one());
+        std::thread::sleep(Duration::from_millis(EVICTION_GRACE_MS + 10));
+        // Then the never-served ones go first, oldest first.
         assert!(registry.evict_one());
         assert!(
             slow.activity.begin_request(false).is_none(),

@@ -123,7 +123,7 @@ pub async fn serve(
                 limit_warned = Some(Instant::now());
                 tracing::warn!(
                     max_connections = options.max_connections,
-                    "the API has api.max_connections connections and none is idle; new connections wait"
+                    "the API has api.max_connections connections and none can be closed yet; new connections wait"
                 );
             }
             tokio::select! {
