@@ -212,6 +212,9 @@ pub enum Reason {
 /// last answer (which may still be on its way out of hyper's buffers).
 const EVICTION_GRACE_MS: u64 = 250;
 
+/// An eviction candidate's order: tier, since (milliseconds since the epoch), id.
+type Rank = (u8, u64, u64);
+
 /// The API listener's open connections.
 pub struct Registry {
     connections: Mutex<HashMap<u64, Arc<Activity>>>,
@@ -309,7 +312,7 @@ impl Registry {
         let candidates: Vec<Arc<Activity>> = {
             let map = self.lock();
             // Ties (same millisecond) go by accept order: ids are handed out in that order.
-            let mut ranked: Vec<((u8, u64, u64), &Arc<Activity>)> = map
+            let mut ranked: Vec<(Rank, &Arc<Activity>)> = map
                 .iter()
                 .filter_map(|(id, a)| rank(a).map(|(tier, since)| ((tier, since, *id), a)))
                 .collect();
