@@ -2,7 +2,7 @@
 //! and the same load against `ferrokinesis` (an in-memory Kinesis mock) in the same run.
 //!
 //! `cargo bench --bench throughput` (options after `--`: `--seconds N`, `--clients N`,
-//! `--skip-peer`). 100-byte records, PutRecords of 500, 4 shards, 8 concurrent clients by
+//! `--skip-peer`; `KINEDGE_BIN=path` runs another kinedge binary, e.g. an older build). 100-byte records, PutRecords of 500, 4 shards, 8 concurrent clients by
 //! default. Reports acknowledged records/s, GetRecords records/s, bytes written to disk per
 //! byte of record data (from /proc/PID/io), peak resident memory (VmHWM) and, for kinedge,
 //! records per commit.
@@ -84,7 +84,7 @@ fn start_kinedge() -> Server {
         ),
     )
     .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_kinedge"))
+    let child = Command::new(common::kinedge_bin())
         .args(["run", "--config"])
         .arg(&config)
         .stdout(Stdio::null())

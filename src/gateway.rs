@@ -156,9 +156,18 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let tls = match &config.api.tls {
+        Some(tls) => Some(api::tls::acceptor(tls).context("setting up TLS for the API")?),
+        None => None,
+    };
+    let serve_options = api::server::ServeOptions::new(config.api.max_connections as usize, tls);
+    let cors_origins = config.api.cors_origins.clone();
+    let server = tokio::spawn(async move {
+        api::serve(listener, state, &cors_origins, serve_options, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
     tracing::info!(
         api = %listen,
         mqtt = %mqtt.as_ref().map_or("off".to_string(), |m| m.local_addr.to_string()),

@@ -12,6 +12,15 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The kinedge binary a benchmark runs: `KINEDGE_BIN` when set (to compare builds on the
+/// same machine), else the one cargo built with the benchmark.
+#[allow(dead_code)] // not every benchmark starts kinedge
+pub fn kinedge_bin() -> std::path::PathBuf {
+    std::env::var_os("KINEDGE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_kinedge").into())
+}
+
 /// A server process, killed when dropped so that no benchmark leaves one behind.
 pub struct Process(pub Child);
 

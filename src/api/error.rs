@@ -22,6 +22,10 @@ pub enum ErrorKind {
     InternalFailure,
     /// Firehose: the gateway cannot take records now (disk or quota full).
     ServiceUnavailable,
+    /// A request body that did not arrive at the minimum rate (HTTP 408; SDKs retry it).
+    RequestTimeout,
+    /// The gateway holds as many request bodies as it may; retry (SDKs back off).
+    Throttling,
     /// Authentication errors carry their own type names (see `sigv4`).
     Auth(&'static str),
 }
@@ -41,6 +45,8 @@ impl ErrorKind {
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::InternalFailure => "InternalFailure",
             ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
+            ErrorKind::RequestTimeout => "RequestTimeoutException",
+            ErrorKind::Throttling => "ThrottlingException",
             ErrorKind::Auth(name) => name,
         }
     }
@@ -49,6 +55,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }

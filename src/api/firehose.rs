@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::response::Response;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorKind};
@@ -28,7 +29,7 @@ pub async fn dispatch(
     state: &ApiState,
     wire: Wire,
     operation: &str,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(service) = state.deliveries.as_ref() else {
         return Err(ApiError::new(
@@ -37,15 +38,17 @@ pub async fn dispatch(
         ));
     };
     match operation {
-        "PutRecord" => wire.ok(&put_record(service, wire.decode(body)?).await?),
-        "PutRecordBatch" => wire.ok(&put_record_batch(service, wire.decode(body)?).await?),
-        "CreateDeliveryStream" => {
-            wire.ok(&create(state, service, wire.decode(body)?).await?)
+        "PutRecord" => wire.ok(&put_record(service, wire.decode(&body)?).await?),
+        "PutRecordBatch" => {
+            wire.ok(&put_record_batch(service, wire.decode_owned(body).await?).await?)
         }
-        "DescribeDeliveryStream" => wire.ok(&describe(service, wire.decode(body)?)?),
-        "ListDeliveryStreams" => wire.ok(&list(service, wire.decode(body)?)),
+        "CreateDeliveryStream" => {
+            wire.ok(&create(state, service, wire.decode(&body)?).await?)
+        }
+        "DescribeDeliveryStream" => wire.ok(&describe(service, wire.decode(&body)?)?),
+        "ListDeliveryStreams" => wire.ok(&list(service, wire.decode(&body)?)),
         "DeleteDeliveryStream" => {
-            let input: NameInput = wire.decode(body)?;
+            let input: NameInput = wire.decode(&body)?;
             let name = check_name(input.delivery_stream_name.as_deref())?;
             service.delete(&name).await.map_err(service_error)?;
             wire.ok(&serde_json::json!({}))

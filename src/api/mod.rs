@@ -1,16 +1,23 @@
 //! The HTTP API (axum): the Kinesis-compatible API on `POST /`, plus health, readiness,
-//! status and metrics.
+//! status and metrics, served by `server` (HTTP/1.1 and HTTP/2, TLS, timeouts, connection
+//! limit) with CORS (`cors`) when configured.
 //!
-//! Every request gets an `x-amzn-RequestId`. When `api.credentials` are configured, every
+//! Every answer carries an `x-amzn-RequestId`. When `api.credentials` are configured, every
 //! API request must carry a valid SigV4 signature; without them any signature is accepted,
-//! which is why the default listener is loopback only.
+//! which is why the default listener is loopback only. A request body is read only after
+//! its signature header passed the checks a head allows (`SigV4Verifier::precheck`), into
+//! memory taken from the body budget as it arrives (`body`).
 
+pub mod body;
 mod byte_ranges;
+pub mod cors;
 pub mod error;
 pub mod firehose;
 pub mod kinesis;
 pub mod protocol;
+pub mod server;
 pub mod sigv4;
+pub mod tls;
 #[cfg(feature = "video")]
 pub mod video;
 
@@ -18,8 +25,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -117,15 +124,47 @@ pub fn router(state: Arc<ApiState>) -> Router {
     router.with_state(state)
 }
 
+/// The routes with what every answer gets: a request id, and CORS headers for the origins
+/// in `cors_origins` (none: no CORS).
+pub fn app(state: Arc<ApiState>, cors_origins: &[String]) -> Router {
+    router(state)
+        .layer(tower::util::option_layer(cors::layer(cors_origins)))
+        .layer(axum::middleware::from_fn(front))
+}
+
+/// The request id of one request (`x-amzn-RequestId`), set by [`front`] for the handlers.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// Gives every request an id, answered in `x-amzn-RequestId` on every answer (errors,
+/// preflights and 404s included), and keeps a preflight's requested headers to those CORS
+/// grants.
+async fn front(mut request: Request, next: Next) -> Response {
+    let id = request_id();
+    if request.method() == http::Method::OPTIONS {
+        cors::filter_requested_headers(request.headers_mut());
+    }
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(REQUEST_ID_HEADER) {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
+    response
+}
+
+const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+
 /// Serves the API on `listener` until `shutdown` resolves; in-flight requests finish first.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
+    cors_origins: &[String],
+    options: server::ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app(state, cors_origins), options, shutdown).await
 }
 
 /// With `api.credentials` configured, a request must carry a valid SigV4 signature; the
@@ -144,7 +183,7 @@ fn authorize(
     }
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     let h = hex::encode(bytes);
     format!(
@@ -157,53 +196,60 @@ fn request_id() -> String {
     )
 }
 
-async fn handle_api(State(state): State<Arc<ApiState>>, request: Request) -> Response {
-    let id = request_id();
+/// The value of header `name` as text, or the AWS error naming what is wrong with it.
+fn header_text<'a>(
+    parts: &'a http::request::Parts,
+    name: &str,
+    missing: ApiError,
+) -> Result<&'a str, ApiError> {
+    let value = parts.headers.get(name).ok_or(missing)?;
+    value.to_str().map_err(|_| {
+        ApiError::new(
+            ErrorKind::Serialization,
+            format!("The {name} header holds bytes that are not visible ASCII text."),
+        )
+    })
+}
+
+async fn handle_api(
+    State(state): State<Arc<ApiState>>,
+    axum::Extension(RequestId(id)): axum::Extension<RequestId>,
+    request: Request,
+) -> Response {
     state.counters.request();
     let (parts, body) = request.into_parts();
     let wire = Wire::from_headers(&parts.headers);
     let answer_wire = *wire.as_ref().unwrap_or(&Wire::Json);
     let result = async {
         let wire = wire?;
-        // Reserve room for the body before reading it: its declared length, or the most a
-        // body may be when no length is declared.
+        // A request that cannot be authentic is refused from its head, before its body.
+        if let Some(verifier) = &state.verifier {
+            verifier
+                .precheck(&parts, SystemTime::now())
+                .map_err(|e| ApiError::new(ErrorKind::Auth(e.aws_error_type()), e.to_string()))?;
+        }
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(MAX_BODY_BYTES)
-            .min(MAX_BODY_BYTES);
-        let _room = state
-            .body_budget
-            .acquire_many((declared / 1024 + 1) as u32)
-            .await
-            .map_err(|_| ApiError::new(ErrorKind::InternalFailure, "the gateway is shutting down"))?;
-        let body = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorKind::Serialization,
-                    format!("cannot read the request body (at most {MAX_BODY_BYTES} bytes): {e}"),
-                )
-            })?;
+            .and_then(|v| v.parse::<u64>().ok());
+        let (body, _room) =
+            body::read_body(body, declared, MAX_BODY_BYTES, &state.body_budget).await?;
         authorize(&state, &parts, &body)?;
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::UnknownOperation,
-                    "The X-Amz-Target header is missing: it names the operation, e.g. Kinesis_20131202.PutRecord.",
-                )
-            })?;
+        let target = header_text(
+            &parts,
+            "x-amz-target",
+            ApiError::new(
+                ErrorKind::UnknownOperation,
+                "The X-Amz-Target header is missing: it names the operation, e.g. Kinesis_20131202.PutRecord.",
+            ),
+        )?;
         match target.split_once('.') {
             Some(("Kinesis_20131202", operation)) => {
-                kinesis::dispatch(&state, wire, operation, &body).await
+                kinesis::dispatch(&state, wire, operation, body).await
             }
             Some(("Firehose_20150804", operation)) => {
-                firehose::dispatch(&state, wire, operation, &body).await
+                firehose::dispatch(&state, wire, operation, body).await
             }
             _ => Err(ApiError::new(
                 ErrorKind::UnknownOperation,
@@ -289,7 +335,7 @@ async fn metrics(State(state): State<Arc<ApiState>>, request: Request) -> Respon
     let (parts, _) = request.into_parts();
     if !state.open_metrics {
         if let Err(error) = authorize(&state, &parts, &[]) {
-            return with_request_id(Wire::Json.error(&error), &request_id());
+            return Wire::Json.error(&error);
         }
     }
     let ready = not_ready(&state).await.is_empty();
@@ -341,7 +387,7 @@ struct StatusStream {
 async fn status(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     if let Err(error) = authorize(&state, &parts, &[]) {
-        return with_request_id(Wire::Json.error(&error), &request_id());
+        return Wire::Json.error(&error);
     }
     let cameras = camera_status(&state).await;
     let not_ready = not_ready(&state).await;
@@ -410,7 +456,7 @@ async fn camera_status(state: &ApiState) -> serde_json::Value {
 async fn deliveries(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     if let Err(error) = authorize(&state, &parts, &[]) {
-        return with_request_id(Wire::Json.error(&error), &request_id());
+        return Wire::Json.error(&error);
     }
     let list = state
         .deliveries

@@ -322,17 +322,34 @@ fn aws_environment() -> Vec<Finding> {
     }
 }
 
-/// Whether the TLS listener's certificate and key belong together (once both are readable).
+/// Whether the TLS listeners' certificates and keys belong together (once both are readable).
 fn tls_fits(config: &Config, references: &[(ConfigIssue, Reference)], report: &mut Report) {
-    let Some(tls) = &config.mqtt.tls else { return };
-    let tls_key = |key: &str| key.starts_with("mqtt.tls.");
-    if report.errors.iter().any(|i| tls_key(&i.key)) {
-        return;
-    }
-    if let Err(err) = crate::ingest::mqtt::tls::acceptor(tls) {
-        if let Some((at, _)) = references.iter().find(|(at, _)| at.key == "mqtt.tls.key") {
-            report.add(at, Finding::Error(err.to_string()));
+    let mut check = |prefix: &str, result: Result<(), String>| {
+        if report.errors.iter().any(|i| i.key.starts_with(prefix)) {
+            return;
         }
+        if let Err(err) = result {
+            let key = format!("{prefix}key");
+            if let Some((at, _)) = references.iter().find(|(at, _)| at.key == key) {
+                report.add(at, Finding::Error(err));
+            }
+        }
+    };
+    if let Some(tls) = &config.mqtt.tls {
+        check(
+            "mqtt.tls.",
+            crate::ingest::mqtt::tls::acceptor(tls)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        );
+    }
+    if let Some(tls) = &config.api.tls {
+        check(
+            "api.tls.",
+            crate::api::tls::acceptor(tls)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        );
     }
 }
 

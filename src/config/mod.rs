@@ -261,6 +261,21 @@ pub struct ApiConfig {
     /// `GET /metrics` without a signature even when credentials are configured (Prometheus
     /// cannot sign requests). Metrics carry names and counts, never record data.
     pub open_metrics: bool,
+    /// Connections the API serves at once; beyond it idle ones are closed, else new ones
+    /// wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// Origins allowed by CORS (`"*"` = any); empty = no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// `[api.tls]`: the API listener speaks TLS (ALPN h2, http/1.1).
+    pub tls: Option<ApiTlsConfig>,
+}
+
+/// `[api.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTlsConfig {
+    /// PEM certificate chain and private key of the server.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One `[[api.credentials]]` entry. Holds where the secret is, never the secret itself.
@@ -343,6 +358,10 @@ impl ApiConfig {
     ));
     pub const DEFAULT_REGION: &'static str = "us-east-1";
     pub const DEFAULT_ACCOUNT_ID: &'static str = "000000000000";
+    /// Well below the service's file limit (LimitNOFILE=8192) and the shell's usual 1024, so
+    /// that MQTT devices and the device reload keep their descriptors.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+    pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
 }
 
 impl Default for ApiConfig {
@@ -353,6 +372,9 @@ impl Default for ApiConfig {
             account_id: Self::DEFAULT_ACCOUNT_ID.to_owned(),
             credentials: Vec::new(),
             open_metrics: false,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            cors_origins: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -103,6 +103,16 @@ pub(super) struct Api {
     pub account_id: Option<Value>,
     pub credentials: Option<Vec<Credential>>,
     pub open_metrics: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub cors_origins: Option<Value>,
+    pub tls: Option<ApiTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiTls {
+    pub cert: Option<Value>,
+    pub key: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +176,12 @@ pub(super) const SCHEMA: &[(&str, Shape)] = &[
             ("region", Shape::Value),
             ("account_id", Shape::Value),
             ("open_metrics", Shape::Value),
+            ("max_connections", Shape::Value),
+            ("cors_origins", Shape::Value),
+            (
+                "tls",
+                Shape::Table(&[("cert", Shape::Value), ("key", Shape::Value)]),
+            ),
             (
                 "credentials",
                 Shape::ArrayOfTables(&[

@@ -129,6 +129,7 @@ fn built_in_commented_examples_are_valid() {
             Some(rest)
                 if [
                     "[[api.credentials]]",
+                    "[api.tls]",
                     "[mqtt.tls]",
                     "[[delivery_streams]]",
                     "[[delivery_streams.processors]]",
@@ -147,6 +148,8 @@ fn built_in_commented_examples_are_valid() {
         .join("\n");
     let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n---\n{text}"));
     assert_eq!(config.api.credentials.len(), 2);
+    assert!(config.api.tls.is_some());
+    assert_eq!(config.api.cors_origins, vec!["https://dashboard.example"]);
     assert_eq!(config.streams[0].max_bytes, Some(1024 * MIB));
     assert_eq!(
         config.storage.data_dir.as_deref(),
@@ -252,7 +255,10 @@ fn every_key_is_accepted() {
         listen = "[::]:8080"
         region = "eu-west-1"
         account_id = "123456789012"
+        max_connections = 64
+        cors_origins = ["https://dash.example", "http://192.0.2.7:8080"]
         credentials = [{ access_key_id = "AKIA1", secret_env = "SECRET_ONE" }]
+        tls = { cert = "/etc/kinedge/tls/api.crt", key = "/etc/kinedge/tls/api.key" }
         [[streams]]
         name = "a.b_c-D"
         shards = 1024
@@ -293,6 +299,18 @@ fn every_key_is_accepted() {
             access_key_id: "AKIA1".into(),
             secret: SecretSource::Env("SECRET_ONE".into()),
         }]
+    );
+    assert_eq!(config.api.max_connections, 64);
+    assert_eq!(
+        config.api.cors_origins,
+        vec!["https://dash.example", "http://192.0.2.7:8080"]
+    );
+    assert_eq!(
+        config.api.tls,
+        Some(ApiTlsConfig {
+            cert: "/etc/kinedge/tls/api.crt".into(),
+            key: "/etc/kinedge/tls/api.key".into(),
+        })
     );
     let stream = &config.streams[0];
     assert_eq!((stream.shards, stream.retention_hours), (1024, 8760));
@@ -509,6 +527,62 @@ fn api_rules() {
         "api.account_id",
         2,
         "expected a string in quotes, found integer",
+    );
+}
+
+#[test]
+fn api_front_rules() {
+    let config = parse("").unwrap();
+    assert_eq!(
+        config.api.max_connections,
+        ApiConfig::DEFAULT_MAX_CONNECTIONS
+    );
+    assert!(config.api.cors_origins.is_empty());
+    assert!(config.api.tls.is_none());
+    assert_eq!(
+        parse("[api]\ncors_origins = [\"*\"]\n")
+            .unwrap()
+            .api
+            .cors_origins,
+        vec!["*"]
+    );
+    assert_issue(
+        "[api]\nmax_connections = 0\n",
+        "api.max_connections",
+        2,
+        "out of range: 1..=100000",
+    );
+    assert_issue(
+        "[api]\ncors_origins = \"https://dash.example\"\n",
+        "api.cors_origins",
+        2,
+        "a list of origins",
+    );
+    for bad in [
+        "https://dash.example/",
+        "dash.example",
+        "https://dash.example/app",
+        "ftp://dash.example",
+        "https://",
+    ] {
+        assert_issue(
+            &format!("[api]\ncors_origins = [\"{bad}\"]\n"),
+            "api.cors_origins",
+            2,
+            "is not an origin",
+        );
+    }
+    assert_issue(
+        "[api]\ncors_origins = [\"*\", \"https://a.example\"]\n",
+        "api.cors_origins",
+        2,
+        "list it alone",
+    );
+    assert_issue(
+        "[api.tls]\ncert = \"/x.crt\"\n",
+        "api.tls.key",
+        1,
+        "private key",
     );
 }
 

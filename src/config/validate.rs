@@ -12,9 +12,9 @@ use toml::Value;
 
 use super::raw::{self, Problem};
 use super::{
-    format_size, parse_size, ApiConfig, ApiCredential, Config, ConfigSource, DevicesConfig,
-    LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig, RouteFormat,
-    SecretSource, StorageConfig, StreamConfig, VideoConfig,
+    format_size, parse_size, ApiConfig, ApiCredential, ApiTlsConfig, Config, ConfigSource,
+    DevicesConfig, LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig,
+    RouteFormat, SecretSource, StorageConfig, StreamConfig, VideoConfig,
 };
 use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
 use crate::streams::SHARD_LIMIT;
@@ -187,6 +187,16 @@ impl Check {
         let open_metrics = self
             .boolean("api.open_metrics", raw.open_metrics)
             .unwrap_or(false);
+        let max_connections = self
+            .integer(
+                "api.max_connections",
+                raw.max_connections,
+                ApiConfig::MAX_CONNECTIONS_RANGE,
+                "",
+            )
+            .unwrap_or(ApiConfig::DEFAULT_MAX_CONNECTIONS);
+        let cors_origins = self.cors_origins(raw.cors_origins);
+        let tls = raw.tls.and_then(|tls| self.api_tls(tls));
         let mut credentials = Vec::new();
         let mut seen = HashMap::new();
         for (i, raw) in raw.credentials.unwrap_or_default().into_iter().enumerate() {
@@ -214,7 +224,71 @@ impl Check {
             account_id: account_id.unwrap_or_else(|| ApiConfig::DEFAULT_ACCOUNT_ID.to_owned()),
             credentials,
             open_metrics,
+            max_connections,
+            cors_origins,
+            tls,
         }
+    }
+
+    /// `api.cors_origins`: `["*"]` or origins as browsers send them (`https://host[:port]`).
+    fn cors_origins(&mut self, value: Option<toml::Value>) -> Vec<String> {
+        const KEY: &str = "api.cors_origins";
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let Some(items) = value.as_array() else {
+            self.problem(
+                KEY,
+                wrong_type("a list of origins, e.g. [\"https://dash.example\"]", &value),
+            );
+            return Vec::new();
+        };
+        let mut origins = Vec::new();
+        for item in items {
+            let Some(origin) = item.as_str() else {
+                self.problem(KEY, wrong_type("origins in quotes", item));
+                continue;
+            };
+            match check_origin(origin) {
+                Ok(()) => origins.push(origin.to_owned()),
+                Err(message) => self.problem(KEY, message),
+            }
+        }
+        if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+            self.problem(
+                KEY,
+                "\"*\" allows every origin: list it alone, or list the origins without it",
+            );
+        }
+        origins
+    }
+
+    fn api_tls(&mut self, raw: raw::ApiTls) -> Option<ApiTlsConfig> {
+        let mut path = |key: &str, value: Option<toml::Value>| {
+            if value.is_none() {
+                self.problem(key, "missing: TLS on the API needs a PEM certificate chain (cert) and its private key (key)");
+                return None;
+            }
+            self.string(key, value, "a file path", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".to_string())
+                } else {
+                    Ok(std::path::PathBuf::from(s))
+                }
+            })
+        };
+        let cert = path("api.tls.cert", raw.cert);
+        let key = path("api.tls.key", raw.key);
+        if let Some(cert) = &cert {
+            self.reference("api.tls.cert", Reference::Certificates(cert.clone()));
+        }
+        if let Some(key) = &key {
+            self.reference("api.tls.key", Reference::PrivateKey(key.clone()));
+        }
+        Some(ApiTlsConfig {
+            cert: cert?,
+            key: key?,
+        })
     }
 
     fn credential(&mut self, key: &str, raw: raw::Credential) -> Option<ApiCredential> {
@@ -815,6 +889,27 @@ pub(super) fn parse_stream_name(s: &str) -> Result<String, String> {
 }
 
 /// An `IP:PORT`; the message shows `example`.
+/// An origin as a browser sends it in `Origin`: `http(s)://host[:port]`, nothing after.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let hint = "use \"*\" or an origin like \"https://dash.example\" or \"http://192.0.2.7:8080\" (scheme, host and port only, no path or trailing slash)";
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{origin}` is not an origin: {hint}"))?;
+    let valid_host = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if valid_host && origin.parse::<http::Uri>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!("`{origin}` is not an origin: {hint}"))
+    }
+}
+
 fn parse_socket_addr(s: &str, example: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .map_err(|_| format!("`{s}` is not a socket address: write IP:PORT, e.g. \"{example}\""))

@@ -91,6 +91,8 @@ class Gateway:
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # Set (to the CA file) before start() for a gateway with [api.tls]: url is https then.
+        self.tls_ca: Path | None = None
         cfg = (
             "[storage]\n"
             f'data_dir = "{self.data_dir.as_posix()}"\n'
@@ -114,7 +116,8 @@ class Gateway:
     # ---- process control -------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "Gateway":
         if not KINEDGE_BIN.exists():
@@ -142,7 +145,7 @@ class Gateway:
                 raise RuntimeError(
                     f"kinedge exited with code {self.proc.returncode} during startup\n{self.log_tail()}")
             try:
-                r = requests.get(f"{self.url}/health", timeout=1)
+                r = requests.get(f"{self.url}/health", timeout=1, verify=str(self.tls_ca) if self.tls_ca else True)
                 if r.status_code == 200:
                     return
                 last_err = f"HTTP {r.status_code}: {r.text[:200]}"

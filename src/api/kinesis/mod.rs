@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::response::Response;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -53,7 +54,7 @@ pub async fn dispatch(
     state: &ApiState,
     wire: Wire,
     operation: &str,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     match operation {
         "CreateStream" => no_output(wire, body, |i| streams::create_stream(state, i)).await,
@@ -84,8 +85,9 @@ pub async fn dispatch(
             let _slot = state.read_slots.acquire().await.map_err(|_| {
                 ApiError::new(ErrorKind::InternalFailure, "the gateway is shutting down")
             })?;
-            let out = records::get_records(state, wire.decode(body)?).await?;
-            wire.ok_with_capacity(&out, out.records.json_size_hint() + 1024)
+            let out = records::get_records(state, wire.decode_owned(body).await?).await?;
+            let capacity = out.records.json_size_hint() + 1024;
+            wire.ok_large(out, capacity).await
         }
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
@@ -98,25 +100,25 @@ pub async fn dispatch(
     }
 }
 
-async fn output<I, O, F, Fut>(wire: Wire, body: &[u8], op: F) -> Result<Response, ApiError>
+async fn output<I, O, F, Fut>(wire: Wire, body: Bytes, op: F) -> Result<Response, ApiError>
 where
-    I: DeserializeOwned,
+    I: DeserializeOwned + Send + 'static,
     O: Serialize,
     F: FnOnce(I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
-    let input = wire.decode(body)?;
+    let input = wire.decode_owned(body).await?;
     let out = op(input).await?;
     wire.ok(&out)
 }
 
-async fn no_output<I, F, Fut>(wire: Wire, body: &[u8], op: F) -> Result<Response, ApiError>
+async fn no_output<I, F, Fut>(wire: Wire, body: Bytes, op: F) -> Result<Response, ApiError>
 where
-    I: DeserializeOwned,
+    I: DeserializeOwned + Send + 'static,
     F: FnOnce(I) -> Fut,
     Fut: Future<Output = Result<(), ApiError>>,
 {
-    let input = wire.decode(body)?;
+    let input = wire.decode_owned(body).await?;
     op(input).await?;
     Ok(wire.empty())
 }
