@@ -20,7 +20,7 @@ pub const CBOR_1_1: &str = "application/x-amz-cbor-1.1";
 
 /// Request bodies and answers of at least this size are decoded and encoded on the blocking
 /// pool rather than on a runtime worker; smaller ones take less time than the hand-over
-/// (README, "Performance").
+/// (docs/performance.md).
 pub const OFF_THREAD_BYTES: usize = 256 * 1024;
 
 /// How a request was encoded; the response uses the same.

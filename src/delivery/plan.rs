@@ -1,6 +1,6 @@
 //! A batch's identity, and the plan that forms a batch again, identical, after a crash.
 //!
-//! The rule (README, "Delivery streams"): a batch is named by the records it carries. Its id is
+//! The rule (docs/delivery.md, "Restart"): a batch is named by the records it carries. Its id is
 //! a UUID (version 8, from SHA-256 as in RFC 9562 appendix B.2) of the delivery stream's name
 //! and, per source shard, the first and last sequence number it holds; its `created_ms` (object
 //! names, `!{timestamp:..}` prefixes, the dead-letter path) is the arrival time of its oldest

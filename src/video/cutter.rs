@@ -1,5 +1,5 @@
 //! Where fragments end: at the first keyframe at or after `fragment_duration` since the
-//! fragment's start (README: "fragments end at the next keyframe"). With a 2 s fragment
+//! fragment's start (docs/configuration.md, `video.fragment_duration_ms`). With a 2 s fragment
 //! duration and a keyframe every second, every fragment is 2 s.
 //!
 //! cmafmux's own rule is different: in its automatic mode a fragment holds the complete GOPs

@@ -1,5 +1,5 @@
 """A batch sent again after a crash is the same batch: the same HTTP request id, the same records,
-the same object name (README: "the same HTTP request id so that receivers can drop it").
+the same object name (docs/delivery.md: "the same HTTP request id so that receivers can drop it").
 
 The gateway is SIGKILLed while a batch is on its way (the receiver holds its answer), then
 restarted: the unconfirmed batch must come again under its id with the same records, so that a
