@@ -137,6 +137,8 @@ def test_files_and_conffiles(deb, root):
         "/usr/share/doc/kinedge/kinedge-v4l2.conf": "-rw-r--r--",
         "/usr/share/doc/kinedge/copyright": "-rw-r--r--",
     }
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        expected[f"/usr/share/doc/kinedge/docs/{doc.name}"] = "-rw-r--r--"
     for example in sorted((REPO / "devices/examples").iterdir()):
         expected[f"/usr/share/doc/kinedge/examples/devices/{example.name}"] = "-rw-r--r--"
     for example in sorted((REPO / "config/examples").rglob("*")):

@@ -91,7 +91,7 @@ pub async fn dispatch(
         }
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
-            format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in the README)."),
+            format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in docs/kinesis-api.md)."),
         )),
         other => Err(ApiError::new(
             ErrorKind::UnknownOperation,
