@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
+use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
 use super::server::MqttShared;
 use super::topics;
@@ -82,31 +83,6 @@ struct Inflight {
     header: PublishHeader,
     forward: Packet,
     commit: Option<CommitTicket>,
-}
-
-/// How a finished commit went, for the acknowledgement.
-enum Committed {
-    /// Stored (or not routed): acknowledge and forward.
-    Ok,
-    /// The stream refused (quota, disk guard).
-    Refused(String),
-    /// Storage failed.
-    Failed(String),
-}
-
-fn committed(
-    result: Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>>,
-) -> Committed {
-    match result {
-        None => Committed::Ok,
-        Some(Ok(Ok(outcomes))) => match outcomes.into_iter().next() {
-            Some(Ok(_)) => Committed::Ok,
-            Some(Err(rejected)) => Committed::Refused(rejected.to_string()),
-            None => Committed::Failed("no outcome".into()),
-        },
-        Some(Ok(Err(e))) => Committed::Failed(e.to_string()),
-        Some(Err(_)) => Committed::Failed("the store stopped".into()),
-    }
 }
 
 /// Serves one connection until it closes. Never panics on input.
@@ -460,9 +436,7 @@ struct Session {
 }
 
 /// Waits for the commit of the oldest in-flight publish (at once if it has none).
-async fn head_commit(
-    inflight: &mut VecDeque<Inflight>,
-) -> Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>> {
+async fn head_commit(inflight: &mut VecDeque<Inflight>) -> CommitResult {
     match inflight.front_mut().and_then(|entry| entry.commit.as_mut()) {
         Some(ticket) => Some(ticket.await),
         None => None,
@@ -727,6 +701,7 @@ impl Session {
                 return self.refuse_publish(
                     header,
                     PubAckReason::TopicNameInvalid,
+                    None,
                     "invalid topic name",
                 );
             }
@@ -740,6 +715,7 @@ impl Session {
             return self.refuse_publish(
                 header,
                 PubAckReason::NotAuthorized,
+                None,
                 "publish outside the ACL",
             );
         }
@@ -806,46 +782,27 @@ impl Session {
         &mut self,
         header: PublishHeader,
         reason: PubAckReason,
+        text: Option<String>,
         why: &'static str,
     ) -> Result<(), SessionError> {
-        match (self.codec.version(), header.qos) {
+        match refusal::refusal(self.codec.version(), header, reason, text) {
+            Refusal::Answer(packet) => self.write(packet),
+            Refusal::Drop => Ok(()),
             // 3.1.1 has no way to refuse a publish: drop it and close, as the spec allows.
-            (Version::V311, _) => Err(SessionError::Refused(why)),
-            (Version::V5, 0) => Ok(()),
-            (Version::V5, 1) => self.write(Packet::PubAck(
-                PubAck {
-                    pkid: header.pkid,
-                    reason,
-                },
-                None,
-            )),
-            (Version::V5, _) => self.write(Packet::PubRec(
-                PubRec {
-                    pkid: header.pkid,
-                    reason: match reason {
-                        PubAckReason::NotAuthorized => PubRecReason::NotAuthorized,
-                        PubAckReason::TopicNameInvalid => PubRecReason::TopicNameInvalid,
-                        PubAckReason::QuotaExceeded => PubRecReason::QuotaExceeded,
-                        _ => PubRecReason::UnspecifiedError,
-                    },
-                },
-                None,
-            )),
+            Refusal::Close => Err(SessionError::Refused(why)),
         }
     }
 
     /// The oldest in-flight publish is committed: acknowledge and forward it, and every
     /// following one whose commit is already done.
-    async fn complete(
-        &mut self,
-        first: Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>>,
-    ) -> Result<(), SessionError> {
+    async fn complete(&mut self, first: CommitResult) -> Result<(), SessionError> {
         let mut result = first;
         let mut forward = Vec::new();
         while let Some(entry) = self.inflight.pop_front() {
             let header = entry.header;
-            match committed(result) {
-                Committed::Ok => {
+            let outcome = committed(result);
+            match storage_answer(&outcome) {
+                None => {
                     if entry.commit.is_some() {
                         self.shared.stats.stored.fetch_add(1, Ordering::Relaxed);
                     }
@@ -871,29 +828,24 @@ impl Session {
                         _ => {}
                     }
                 }
-                Committed::Refused(why) => {
-                    self.shared
-                        .stats
-                        .refused_stream
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(device = self.identity.name(), reason = %why, "MQTT publish refused by its stream");
+                Some((reason, text)) => {
+                    if matches!(outcome, Committed::Refused(_)) {
+                        self.shared
+                            .stats
+                            .refused_stream
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(device = self.identity.name(), reason = %text, "MQTT publish refused by its stream");
+                    } else {
+                        tracing::error!(device = self.identity.name(), reason = %text, "MQTT publish could not be stored");
+                    }
                     self.send_to_broker(forward).await?;
+                    forward = Vec::new();
                     self.refuse_publish(
                         header,
-                        PubAckReason::QuotaExceeded,
-                        "the stream refused the record",
+                        reason,
+                        Some(text),
+                        "the record could not be stored (storage refused or failed)",
                     )?;
-                    forward = Vec::new();
-                }
-                Committed::Failed(why) => {
-                    tracing::error!(device = self.identity.name(), reason = %why, "MQTT publish could not be stored");
-                    self.send_to_broker(forward).await?;
-                    self.refuse_publish(
-                        header,
-                        PubAckReason::ImplementationSpecificError,
-                        "the record could not be stored",
-                    )?;
-                    forward = Vec::new();
                 }
             }
             // Continue with the next one only if it is ready now.
