@@ -8,6 +8,7 @@
 mod broker;
 mod codec;
 pub mod devices;
+mod link;
 mod refusal;
 pub mod routes;
 mod server;

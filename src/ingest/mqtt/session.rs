@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::local::LinkRx;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
     LastWillProperties, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
+use super::link::RouterLink;
 use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
 use super::server::MqttShared;
@@ -407,12 +408,12 @@ where
     if !matches!(result, Err(SessionError::Broker)) {
         let _ = session
             .link_tx
-            .send(Packet::Disconnect(
+            .send(vec![Packet::Disconnect(
                 Disconnect {
                     reason_code: DisconnectReasonCode::NormalDisconnection,
                 },
                 None,
-            ))
+            )])
             .await;
     }
     if let Some((w, properties)) = will {
@@ -428,7 +429,7 @@ struct Session {
     shared: Arc<MqttShared>,
     codec: Codec,
     identity: Identity,
-    link_tx: LinkTx,
+    link_tx: RouterLink,
     inflight: VecDeque<Inflight>,
     /// QoS 2 publishes received and acknowledged with PUBREC, awaiting PUBREL.
     qos2_received: HashSet<u16>,
@@ -866,19 +867,13 @@ impl Session {
         self.send_to_broker(forward).await
     }
 
-    async fn send_to_broker(&mut self, mut packets: Vec<Packet>) -> Result<(), SessionError> {
-        let Some(last) = packets.pop() else {
-            return Ok(());
-        };
-        {
-            let mut buffer = self.link_tx.buffer();
-            buffer.extend(packets);
-        }
+    /// Hands packets to the router; waits (the session reads no more from its socket) while
+    /// the router lags.
+    async fn send_to_broker(&mut self, packets: Vec<Packet>) -> Result<(), SessionError> {
         self.link_tx
-            .send(last)
+            .send(packets)
             .await
-            .map_err(|_| SessionError::Broker)?;
-        Ok(())
+            .map_err(|_| SessionError::Broker)
     }
 
     async fn on_broker_notification(
