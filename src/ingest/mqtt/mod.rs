@@ -5,6 +5,7 @@
 //! (QoS 1) or PUBREC (QoS 2) is sent only after the commit that holds them. Every accepted
 //! publish also goes to the router, so local subscribers get normal broker behaviour.
 
+mod admission;
 mod broker;
 mod codec;
 pub mod devices;

@@ -60,8 +60,8 @@ pub(super) fn storage_answer(committed: &Committed) -> Option<(PubAckReason, Str
 /// What to do with a publish that is refused.
 #[derive(Debug)]
 pub(super) enum Refusal {
-    /// Send this PUBACK/PUBREC (MQTT 5, QoS 1/2).
-    Answer(Packet),
+    /// Send this PUBACK/PUBREC (MQTT 5, QoS 1/2). Boxed: a `Packet` is large.
+    Answer(Box<Packet>),
     /// Nothing to send (MQTT 5, QoS 0).
     Drop,
     /// MQTT 3.1.1: no negative acknowledgement exists; close the connection without one.
@@ -78,7 +78,7 @@ pub(super) fn refusal(
     match (version, header.qos) {
         (Version::V311, _) => Refusal::Close,
         (Version::V5, 0) => Refusal::Drop,
-        (Version::V5, 1) => Refusal::Answer(Packet::PubAck(
+        (Version::V5, 1) => Refusal::Answer(Box::new(Packet::PubAck(
             PubAck {
                 pkid: header.pkid,
                 reason,
@@ -87,8 +87,8 @@ pub(super) fn refusal(
                 reason_string: Some(reason_string),
                 user_properties: Vec::new(),
             }),
-        )),
-        (Version::V5, _) => Refusal::Answer(Packet::PubRec(
+        ))),
+        (Version::V5, _) => Refusal::Answer(Box::new(Packet::PubRec(
             PubRec {
                 pkid: header.pkid,
                 reason: match reason {
@@ -104,7 +104,7 @@ pub(super) fn refusal(
                 reason_string: Some(reason_string),
                 user_properties: Vec::new(),
             }),
-        )),
+        ))),
     }
 }
 
@@ -122,7 +122,7 @@ mod tests {
         match refusal(version, PublishHeader { qos, pkid: 9 }, reason, Some(text)) {
             Refusal::Answer(packet) => {
                 let mut out = BytesMut::new();
-                Codec::new(version).write(packet, &mut out).unwrap();
+                Codec::new(version).write(*packet, &mut out).unwrap();
                 Some(out.to_vec())
             }
             Refusal::Drop => Some(Vec::new()),

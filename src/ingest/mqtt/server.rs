@@ -1,5 +1,6 @@
-//! The MQTT listener: accepts connections up to `mqtt.max_connections` and runs a session
-//! for each; holds what sessions share (store, broker, devices, routes, limits, counters).
+//! The MQTT listener: admits connections (see `admission`: a pre-CONNECT budget, then
+//! `mqtt.max_connections` slots for authenticated sessions) and runs a session for each;
+//! holds what sessions share (store, broker, devices, routes, limits, counters).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{Admission, Busy};
 use super::broker::{Broker, BrokerLimits};
 use super::routes::Routes;
 use super::{session, Device, DeviceRegistry};
@@ -27,6 +29,8 @@ pub struct Settings {
     pub allow_anonymous: bool,
     pub client_id_pattern: Option<String>,
     pub max_connections: usize,
+    pub max_pending_connections: usize,
+    pub max_pending_per_address: u32,
 }
 
 impl Settings {
@@ -39,6 +43,8 @@ impl Settings {
             allow_anonymous: config.allow_anonymous,
             client_id_pattern: config.client_id_pattern.clone(),
             max_connections: config.max_connections as usize,
+            max_pending_connections: config.max_pending_connections as usize,
+            max_pending_per_address: config.max_pending_per_address,
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct MqttShared {
     /// Password checks (Argon2, deliberately slow) run at most this many at once.
     pub auth_slots: Semaphore,
     pub stats: MqttStats,
+    /// Pending places (before authentication) and connection slots.
+    pub admission: Admission,
     /// Set when the gateway stops: the listeners accept no more connections, and sessions
     /// acknowledge what they received and close.
     pub stopping: watch::Sender<bool>,
@@ -114,8 +122,6 @@ pub struct MqttServer {
     pub tls_addr: Option<SocketAddr>,
     pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
-    /// One permit per connection that may be open; all are back once every session ended.
-    connection_slots: Arc<Semaphore>,
 }
 
 impl MqttServer {
@@ -141,6 +147,11 @@ impl MqttServer {
             )
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
+        let admission = Admission::new(
+            settings.max_connections,
+            settings.max_pending_connections,
+            settings.max_pending_per_address,
+        );
         let shared = Arc::new(MqttShared {
             store,
             broker,
@@ -149,15 +160,13 @@ impl MqttServer {
             settings,
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
+            admission,
             stopping: watch::channel(false).0,
         });
-        let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
-        let connection_slots = slots.clone();
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
             Transport::Tcp,
             shared.clone(),
-            slots.clone(),
         ))];
         let mut tls_addr = None;
         let mut websocket_addr = None;
@@ -170,7 +179,6 @@ impl MqttServer {
                 listener,
                 Transport::WebSocket,
                 shared.clone(),
-                slots.clone(),
             )));
         }
         if let Some(tls) = &config.tls {
@@ -186,7 +194,6 @@ impl MqttServer {
                 listener,
                 Transport::Tls(acceptor),
                 shared.clone(),
-                slots.clone(),
             )));
         }
         Ok(MqttServer {
@@ -195,7 +202,6 @@ impl MqttServer {
             tls_addr,
             websocket_addr,
             accept,
-            connection_slots,
         })
     }
 
@@ -207,7 +213,7 @@ impl MqttServer {
             task.abort();
         }
         let all = u32::try_from(self.shared.settings.max_connections).unwrap_or(u32::MAX);
-        tokio::time::timeout(timeout, self.connection_slots.acquire_many(all))
+        tokio::time::timeout(timeout, self.shared.admission.slots.acquire_many(all))
             .await
             .is_ok()
     }
@@ -242,15 +248,10 @@ impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprot
     }
 }
 
-/// Accepts connections while connection slots are free. A TLS or WebSocket handshake runs
-/// in the connection's own task, within the CONNECT timeout, so a slow or silent client
-/// never holds up others.
-async fn accept_loop(
-    listener: TcpListener,
-    transport: Transport,
-    shared: Arc<MqttShared>,
-    slots: Arc<Semaphore>,
-) {
+/// Accepts connections while pending places are free (see `admission`). A TLS or WebSocket
+/// handshake runs in the connection's own task, within the CONNECT timeout, so a slow or
+/// silent client never holds up others.
+async fn accept_loop(listener: TcpListener, transport: Transport, shared: Arc<MqttShared>) {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -261,21 +262,31 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shared
-                .stats
-                .refused_busy
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, limit = shared.settings.max_connections, "MQTT connection refused: mqtt.max_connections reached");
-            drop(socket);
-            continue;
+        let pending = match shared.admission.admit(peer.ip()) {
+            Ok(pending) => pending,
+            Err(busy) => {
+                shared
+                    .stats
+                    .refused_busy
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match busy {
+                    Busy::Pending => {
+                        tracing::warn!(%peer, limit = shared.settings.max_pending_connections, "MQTT connection refused: mqtt.max_pending_connections not-yet-authenticated connections are open")
+                    }
+                    Busy::Address => {
+                        tracing::warn!(%peer, limit = shared.settings.max_pending_per_address, "MQTT connection refused: mqtt.max_pending_per_address not-yet-authenticated connections from this address are open")
+                    }
+                }
+                drop(socket);
+                continue;
+            }
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let transport = transport.clone();
         tokio::spawn(async move {
             match transport {
-                Transport::Tcp => session::serve(socket, peer, shared, None).await,
+                Transport::Tcp => session::serve(socket, peer, shared, None, pending).await,
                 Transport::WebSocket => {
                     let timeout = shared.settings.connect_timeout;
                     let upgrade =
@@ -283,7 +294,7 @@ async fn accept_loop(
                     match tokio::time::timeout(timeout, upgrade).await {
                         Ok(Ok(ws)) => {
                             let stream = ws_stream_tungstenite::WsStream::new(ws);
-                            session::serve(stream, peer, shared, None).await;
+                            session::serve(stream, peer, shared, None, pending).await;
                         }
                         Ok(Err(error)) => {
                             tracing::info!(%peer, %error, "MQTT WebSocket handshake failed")
@@ -301,7 +312,7 @@ async fn accept_loop(
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
                                 .and_then(super::tls::common_name);
-                            session::serve(stream, peer, shared, device).await;
+                            session::serve(stream, peer, shared, device, pending).await;
                         }
                         Ok(Err(error)) => {
                             tracing::info!(%peer, %error, "MQTT TLS handshake failed")
@@ -310,7 +321,6 @@ async fn accept_loop(
                     }
                 }
             }
-            drop(permit);
         });
     }
 }

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::admission::Pending;
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
 use super::link::RouterLink;
 use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
@@ -77,6 +78,10 @@ impl Identity {
     }
 }
 
+/// How long the last packets (a DISCONNECT with its reason) may take to go out when a
+/// session ends on an error.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 type CommitTicket = oneshot::Receiver<Result<Vec<AppendOutcome>, StoreError>>;
 
 /// A publish waiting for its commit (or just for those before it).
@@ -95,10 +100,11 @@ pub async fn serve<S>(
     peer: SocketAddr,
     shared: Arc<MqttShared>,
     certificate_device: Option<String>,
+    pending: Pending,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match run(&mut stream, &shared, certificate_device).await {
+    match run(&mut stream, &shared, certificate_device, pending).await {
         Ok(()) => tracing::debug!(%peer, "MQTT connection closed"),
         Err(SessionError::Refused(reason)) => {
             tracing::info!(%peer, reason, "MQTT connection refused")
@@ -279,6 +285,7 @@ async fn run<S>(
     stream: &mut S,
     shared: &Arc<MqttShared>,
     certificate_device: Option<String>,
+    pending: Pending,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -338,6 +345,23 @@ where
             return Err(SessionError::Refused("last will outside the publish ACL"));
         }
     }
+    // Authenticated: from the pending budget to a connection slot (held until the end).
+    let Some(_slot) = shared.admission.connect() else {
+        shared.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            device = identity.name(),
+            limit = shared.settings.max_connections,
+            "MQTT connection refused: mqtt.max_connections reached"
+        );
+        write_packet(
+            stream,
+            &codec,
+            refused_connack(version, ConnectReturnCode::ServerUnavailable),
+        )
+        .await?;
+        return Err(SessionError::Refused("mqtt.max_connections reached"));
+    };
+    drop(pending);
     let clean = connect.clean_session;
     let link = {
         let broker = shared.broker.clone();
@@ -402,6 +426,11 @@ where
     let result = session
         .run(stream, &mut rbuf, link_rx, keep_alive, &mut will)
         .await;
+    if result.is_err() && !session.out.is_empty() {
+        // What was answered before the error (MQTT 5: the DISCONNECT with its reason) goes
+        // out before the close; bounded, as a client that reads nothing must not hold us.
+        let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, session.flush(stream)).await;
+    }
     shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
     // Tell the router the link is gone, so it keeps (or drops) the session state; unless
     // the router itself ended it (a takeover).
@@ -696,15 +725,24 @@ impl Session {
         publish: Publish,
         properties: Option<PublishProperties>,
     ) -> Result<(), SessionError> {
-        let topic = match std::str::from_utf8(&publish.topic) {
-            Ok(t) if topics::check_topic_name(t).is_ok() => t.to_string(),
-            _ => {
-                return self.refuse_publish(
-                    header,
-                    PubAckReason::TopicNameInvalid,
-                    None,
-                    "invalid topic name",
-                );
+        let alias = properties.as_ref().is_some_and(|p| p.topic_alias.is_some());
+        let topic = match topics::publish_topic(&publish.topic, alias) {
+            Ok(t) => t.to_string(),
+            Err(error) => {
+                tracing::warn!(device = self.identity.name(), %error, "MQTT PUBLISH with an unacceptable topic; closing the connection");
+                if self.codec.version() == Version::V5 {
+                    use topics::PublishTopicError as E;
+                    let reason_code = match error {
+                        E::InvalidUtf8 | E::Nul => DisconnectReasonCode::MalformedPacket,
+                        E::Empty => DisconnectReasonCode::ProtocolError,
+                        E::Wildcard => DisconnectReasonCode::TopicNameInvalid,
+                        E::AliasNotAllowed => DisconnectReasonCode::TopicAliasInvalid,
+                    };
+                    self.write(Packet::Disconnect(Disconnect { reason_code }, None))?;
+                }
+                return Err(SessionError::Protocol(
+                    "a PUBLISH with an unacceptable topic",
+                ));
             }
         };
         if !self.identity.may_publish(&topic) {
@@ -787,7 +825,7 @@ impl Session {
         why: &'static str,
     ) -> Result<(), SessionError> {
         match refusal::refusal(self.codec.version(), header, reason, text) {
-            Refusal::Answer(packet) => self.write(packet),
+            Refusal::Answer(packet) => self.write(*packet),
             Refusal::Drop => Ok(()),
             // 3.1.1 has no way to refuse a publish: drop it and close, as the spec allows.
             Refusal::Close => Err(SessionError::Refused(why)),
