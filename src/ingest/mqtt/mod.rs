@@ -10,6 +10,7 @@ mod broker;
 mod codec;
 pub mod devices;
 mod link;
+mod qos2;
 mod refusal;
 pub mod routes;
 mod server;

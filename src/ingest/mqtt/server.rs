@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, Busy};
 use super::broker::{Broker, BrokerLimits};
+use super::qos2::Qos2Sessions;
 use super::routes::Routes;
 use super::{session, Device, DeviceRegistry};
 use crate::config::MqttConfig;
@@ -74,6 +75,8 @@ pub struct MqttShared {
     pub stats: MqttStats,
     /// Pending places (before authentication) and connection slots.
     pub admission: Admission,
+    /// Unreleased QoS 2 packet ids of every client session (kept across its connections).
+    pub qos2: Qos2Sessions,
     /// Set when the gateway stops: the listeners accept no more connections, and sessions
     /// acknowledge what they received and close.
     pub stopping: watch::Sender<bool>,
@@ -161,6 +164,7 @@ impl MqttServer {
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
             admission,
+            qos2: Qos2Sessions::default(),
             stopping: watch::channel(false).0,
         });
         let mut accept = vec![tokio::spawn(accept_loop(

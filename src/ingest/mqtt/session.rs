@@ -8,7 +8,7 @@
 //! sends the device (forwarded publishes, PUBREL of deliveries) goes out through the same
 //! writer, so frames never interleave.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use super::admission::Pending;
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
 use super::link::RouterLink;
+use super::qos2::{self, Attached};
 use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
 use super::server::MqttShared;
@@ -306,7 +307,7 @@ where
     .await
     .map_err(|_| SessionError::ConnectTimeout(timeout))??;
     let codec = Codec::new(version);
-    let Packet::Connect(connect, _props, will, will_props, login) = connect else {
+    let Packet::Connect(connect, connect_props, will, will_props, login) = connect else {
         return Err(SessionError::Protocol("the first packet must be CONNECT"));
     };
     let identity = match authenticate(
@@ -363,6 +364,8 @@ where
     };
     drop(pending);
     let clean = connect.clean_session;
+    let session_expiry = connect_props.and_then(|p| p.session_expiry_interval);
+    let keep = session_keep(version, clean, session_expiry);
     let link = {
         let broker = shared.broker.clone();
         let client_id = identity.client_id.clone();
@@ -414,18 +417,26 @@ where
     shared.stats.connected.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(device = identity.name(), client_id = %identity.client_id, ?version, "MQTT client connected");
 
+    let qos2 = shared.qos2.attach(&identity.client_id, clean);
     let mut session = Session {
         shared: shared.clone(),
         codec,
         identity,
         link_tx,
         inflight: VecDeque::new(),
-        qos2_received: HashSet::new(),
+        qos2,
         out: BytesMut::with_capacity(256),
     };
     let result = session
         .run(stream, &mut rbuf, link_rx, keep_alive, &mut will)
         .await;
+    // Publishes still awaiting their commit when the connection went: a QoS 2 one that is
+    // stored counts as received, so its resend (with DUP, on a new connection) is not
+    // stored again.
+    session.settle_inflight().await;
+    shared
+        .qos2
+        .detach(&session.identity.client_id, &session.qos2, keep);
     if result.is_err() && !session.out.is_empty() {
         // What was answered before the error (MQTT 5: the DISCONNECT with its reason) goes
         // out before the close; bounded, as a client that reads nothing must not hold us.
@@ -460,8 +471,9 @@ struct Session {
     identity: Identity,
     link_tx: RouterLink,
     inflight: VecDeque<Inflight>,
-    /// QoS 2 publishes received and acknowledged with PUBREC, awaiting PUBREL.
-    qos2_received: HashSet<u16>,
+    /// QoS 2 publishes received and stored (PUBREC sent or due), awaiting PUBREL; shared
+    /// with the session's other connections (see `qos2`).
+    qos2: Attached,
     out: BytesMut,
 }
 
@@ -637,7 +649,7 @@ impl Session {
                     self.on_publish(header, publish, properties).await?;
                 }
                 Packet::PubRel(rel, _) => {
-                    let reason = if self.qos2_received.remove(&rel.pkid) {
+                    let reason = if qos2::lock(&self.qos2.ids).remove(&rel.pkid) {
                         PubCompReason::Success
                     } else {
                         PubCompReason::PacketIdentifierNotFound
@@ -758,15 +770,41 @@ impl Session {
                 "publish outside the ACL",
             );
         }
-        if header.qos == 2 && self.qos2_received.contains(&header.pkid) {
-            // A resent QoS 2 publish that was already stored: acknowledge again only.
-            return self.write(Packet::PubRec(
-                PubRec {
-                    pkid: header.pkid,
-                    reason: PubRecReason::Success,
-                },
-                None,
-            ));
+        if header.qos == 2 {
+            let received = qos2::lock(&self.qos2.ids);
+            if received.contains(&header.pkid) {
+                drop(received);
+                // A resent QoS 2 publish that was already stored (on this connection or an
+                // earlier one of the session): acknowledge again only.
+                return self.write(Packet::PubRec(
+                    PubRec {
+                        pkid: header.pkid,
+                        reason: PubRecReason::Success,
+                    },
+                    None,
+                ));
+            }
+            // MQTT 5 §3.3.4: unreleased QoS 2 publishes count toward the Receive Maximum
+            // (0x93 beyond it); 3.1.1 is bounded by the 65535 packet ids.
+            let full = self.codec.version() == Version::V5
+                && received.len() >= self.shared.settings.max_inflight;
+            drop(received);
+            if full {
+                tracing::warn!(
+                    device = self.identity.name(),
+                    limit = self.shared.settings.max_inflight,
+                    "MQTT client exceeded the receive maximum with unreleased QoS 2 publishes; closing the connection"
+                );
+                self.write(Packet::Disconnect(
+                    Disconnect {
+                        reason_code: DisconnectReasonCode::ReceiveMaximumExceeded,
+                    },
+                    None,
+                ))?;
+                return Err(SessionError::Protocol(
+                    "more unreleased QoS 2 publishes than the receive maximum",
+                ));
+            }
         }
         let commit = match self.shared.routes.route(&topic) {
             Some(route) => {
@@ -855,7 +893,7 @@ impl Session {
                             None,
                         ))?,
                         2 => {
-                            self.qos2_received.insert(header.pkid);
+                            qos2::lock(&self.qos2.ids).insert(header.pkid);
                             self.write(Packet::PubRec(
                                 PubRec {
                                     pkid: header.pkid,
@@ -905,6 +943,21 @@ impl Session {
         self.send_to_broker(forward).await
     }
 
+    /// After the connection ended: waits for the commits of publishes never acknowledged and
+    /// records the stored QoS 2 ones as received (they get PUBREC, not a second record, when
+    /// the client resends them on its next connection).
+    async fn settle_inflight(&mut self) {
+        while let Some(entry) = self.inflight.pop_front() {
+            let result = match entry.commit {
+                Some(ticket) => Some(ticket.await),
+                None => None,
+            };
+            if entry.header.qos == 2 && storage_answer(&committed(result)).is_none() {
+                qos2::lock(&self.qos2.ids).insert(entry.header.pkid);
+            }
+        }
+    }
+
     /// Hands packets to the router; waits (the session reads no more from its socket) while
     /// the router lags.
     async fn send_to_broker(&mut self, packets: Vec<Packet>) -> Result<(), SessionError> {
@@ -939,6 +992,18 @@ impl Session {
     }
 }
 
+/// How long the session (and its unreleased QoS 2 ids) outlives a connection: 3.1.1 clean
+/// session, until the end of the connection; else for ever. MQTT 5: the Session Expiry
+/// Interval of the CONNECT (absent or 0: until the end; 0xFFFFFFFF: for ever).
+fn session_keep(version: Version, clean: bool, session_expiry: Option<u32>) -> Option<Duration> {
+    match (version, session_expiry.unwrap_or(0)) {
+        (Version::V311, _) if clean => None,
+        (Version::V311, _) | (Version::V5, u32::MAX) => Some(Duration::MAX),
+        (Version::V5, 0) => None,
+        (Version::V5, seconds) => Some(Duration::from_secs(u64::from(seconds))),
+    }
+}
+
 /// Resolves once the gateway begins to stop.
 async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
     if stopping.wait_for(|stop| *stop).await.is_err() {
@@ -966,6 +1031,25 @@ mod tests {
         assert!(!client_id_allowed(Some("{device}-*"), "s1", "s1-a/b"));
         assert!(client_id_allowed(Some("gw-{device}"), "s1", "gw-s1"));
         assert!(!client_id_allowed(Some("gw-{device}"), "s1", "gw-s1x"));
+    }
+
+    #[test]
+    fn session_lifetimes() {
+        assert_eq!(session_keep(Version::V311, true, None), None);
+        assert_eq!(
+            session_keep(Version::V311, false, None),
+            Some(Duration::MAX)
+        );
+        assert_eq!(session_keep(Version::V5, false, None), None);
+        assert_eq!(session_keep(Version::V5, false, Some(0)), None);
+        assert_eq!(
+            session_keep(Version::V5, true, Some(60)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            session_keep(Version::V5, false, Some(u32::MAX)),
+            Some(Duration::MAX)
+        );
     }
 
     #[test]
