@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -232,6 +233,20 @@ enum Transport {
     WebSocket,
 }
 
+/// WebSocket limits from the first frame on (before CONNECT): no frame and no message larger
+/// than `mqtt.max_packet_size` (tungstenite's defaults, 16 MiB frames and 64 MiB messages,
+/// would let a client that never authenticates make the gateway buffer that much), and a
+/// small read buffer (tungstenite allocates 128 KiB per connection up front).
+fn websocket_config(max_packet_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WEBSOCKET_READ_BUFFER.min(max_packet_size))
+        .max_frame_size(Some(max_packet_size))
+        .max_message_size(Some(max_packet_size))
+}
+
+/// Bytes a WebSocket connection reads at a time.
+const WEBSOCKET_READ_BUFFER: usize = 16 * 1024;
+
 /// Answers a WebSocket upgrade with the `mqtt` subprotocol, as MQTT clients expect.
 struct MqttSubprotocol;
 
@@ -293,8 +308,11 @@ async fn accept_loop(listener: TcpListener, transport: Transport, shared: Arc<Mq
                 Transport::Tcp => session::serve(socket, peer, shared, None, pending).await,
                 Transport::WebSocket => {
                     let timeout = shared.settings.connect_timeout;
-                    let upgrade =
-                        async_tungstenite::tokio::accept_hdr_async(socket, MqttSubprotocol);
+                    let upgrade = async_tungstenite::tokio::accept_hdr_async_with_config(
+                        socket,
+                        MqttSubprotocol,
+                        Some(websocket_config(shared.settings.max_packet_size)),
+                    );
                     match tokio::time::timeout(timeout, upgrade).await {
                         Ok(Ok(ws)) => {
                             let stream = ws_stream_tungstenite::WsStream::new(ws);
