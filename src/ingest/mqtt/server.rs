@@ -224,6 +224,43 @@ impl MqttServer {
     }
 }
 
+/// Logs sockets refused for the pending limits at most once per `REFUSAL_LOG_EVERY`, with
+/// the number refused since: a flood of sockets must not become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, busy: Busy, settings: &Settings) {
+        self.unlogged += 1;
+        if self.last.is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY) {
+            return;
+        }
+        let refused = std::mem::take(&mut self.unlogged);
+        self.last = Some(std::time::Instant::now());
+        match busy {
+            Busy::Pending => tracing::warn!(
+                %peer,
+                refused,
+                limit = settings.max_pending_connections,
+                "MQTT connections refused: mqtt.max_pending_connections not-yet-authenticated \
+                 connections are open (refused: since the last such line)"
+            ),
+            Busy::Address => tracing::warn!(
+                %peer,
+                refused,
+                limit = settings.max_pending_per_address,
+                "MQTT connections refused: mqtt.max_pending_per_address not-yet-authenticated \
+                 connections from this address are open (refused: since the last such line)"
+            ),
+        }
+    }
+}
+
 /// How a listener's connections carry MQTT.
 #[derive(Clone)]
 enum Transport {
@@ -271,6 +308,7 @@ impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprot
 /// handshake runs in the connection's own task, within the CONNECT timeout, so a slow or
 /// silent client never holds up others.
 async fn accept_loop(listener: TcpListener, transport: Transport, shared: Arc<MqttShared>) {
+    let mut refusals = RefusalLog::default();
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -288,14 +326,7 @@ async fn accept_loop(listener: TcpListener, transport: Transport, shared: Arc<Mq
                     .stats
                     .refused_busy
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match busy {
-                    Busy::Pending => {
-                        tracing::warn!(%peer, limit = shared.settings.max_pending_connections, "MQTT connection refused: mqtt.max_pending_connections not-yet-authenticated connections are open")
-                    }
-                    Busy::Address => {
-                        tracing::warn!(%peer, limit = shared.settings.max_pending_per_address, "MQTT connection refused: mqtt.max_pending_per_address not-yet-authenticated connections from this address are open")
-                    }
-                }
+                refusals.refused(peer, busy, &shared.settings);
                 drop(socket);
                 continue;
             }
