@@ -108,6 +108,11 @@ pub struct MqttConfig {
     /// Largest MQTT packet accepted, bytes.
     pub max_packet_size: u64,
     pub max_connections: u32,
+    /// Connections that have not yet authenticated (no CONNECT, or its check still running),
+    /// at most; they do not count toward `max_connections`.
+    pub max_pending_connections: u32,
+    /// Not-yet-authenticated connections from one IP address, at most.
+    pub max_pending_per_address: u32,
     /// QoS 1/2 publishes of one client awaiting commit.
     pub max_inflight: u16,
     /// Largest keep-alive a client may ask for, seconds.
@@ -150,6 +155,9 @@ impl MqttConfig {
     pub const MAX_PACKET_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * MIB;
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
     pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+    pub const DEFAULT_MAX_PENDING_CONNECTIONS: u32 = 256;
+    pub const DEFAULT_MAX_PENDING_PER_ADDRESS: u32 = 32;
+    pub const MAX_PENDING_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
     pub const DEFAULT_MAX_INFLIGHT: u16 = 100;
     pub const MAX_INFLIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=65_535;
     pub const DEFAULT_KEEP_ALIVE_MAX_S: u16 = 3600;
@@ -166,6 +174,8 @@ impl Default for MqttConfig {
             allow_anonymous: false,
             max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_pending_connections: Self::DEFAULT_MAX_PENDING_CONNECTIONS,
+            max_pending_per_address: Self::DEFAULT_MAX_PENDING_PER_ADDRESS,
             max_inflight: Self::DEFAULT_MAX_INFLIGHT,
             keep_alive_max_s: Self::DEFAULT_KEEP_ALIVE_MAX_S,
             connect_timeout_s: Self::DEFAULT_CONNECT_TIMEOUT_S,

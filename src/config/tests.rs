@@ -235,6 +235,8 @@ fn empty_file_gives_defaults() {
     assert!(!config.mqtt.allow_anonymous);
     assert_eq!(config.mqtt.max_packet_size, MIB);
     assert_eq!(config.mqtt.max_connections, 1000);
+    assert_eq!(config.mqtt.max_pending_connections, 256);
+    assert_eq!(config.mqtt.max_pending_per_address, 32);
     assert_eq!(config.mqtt.max_inflight, 100);
     assert_eq!(config.mqtt.keep_alive_max_s, 3600);
     assert_eq!(config.mqtt.client_id_pattern, None);
@@ -274,6 +276,8 @@ fn every_key_is_accepted() {
         allow_anonymous = true
         max_packet_size = "256MiB"
         max_connections = 100000
+        max_pending_connections = 50
+        max_pending_per_address = 5
         max_inflight = 65535
         keep_alive_max_s = 10
         connect_timeout_s = 300
@@ -325,6 +329,8 @@ fn every_key_is_accepted() {
             allow_anonymous: true,
             max_packet_size: 256 * MIB,
             max_connections: 100_000,
+            max_pending_connections: 50,
+            max_pending_per_address: 5,
             max_inflight: 65_535,
             keep_alive_max_s: 10,
             connect_timeout_s: 300,
@@ -365,7 +371,8 @@ fn unknown_keys_are_named_with_what_is_supported() {
         "mqtt.port",
         3,
         "unknown key `port` (this version supports enabled, listen, allow_anonymous, \
-         max_packet_size, max_connections, max_inflight, keep_alive_max_s, connect_timeout_s, \
+         max_packet_size, max_connections, max_pending_connections, max_pending_per_address, \
+         max_inflight, keep_alive_max_s, connect_timeout_s, \
          client_id_pattern, websocket_listen, tls)",
     );
     assert_issue(
@@ -920,6 +927,18 @@ fn mqtt_rules() {
         "mqtt.max_connections",
         2,
         "0 is out of range: 1..=100000",
+    );
+    assert_issue(
+        "[mqtt]\nmax_pending_per_address = 0\n",
+        "mqtt.max_pending_per_address",
+        2,
+        "0 is out of range: 1..=100000",
+    );
+    assert_issue(
+        "[mqtt]\nmax_pending_connections = -1\n",
+        "mqtt.max_pending_connections",
+        2,
+        "-1 is out of range: 1..=100000",
     );
     assert_issue(
         "[mqtt]\nmax_inflight = 65536\n",

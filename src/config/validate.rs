@@ -487,6 +487,22 @@ impl Check {
                     "",
                 )
                 .unwrap_or(default.max_connections),
+            max_pending_connections: self
+                .integer(
+                    "mqtt.max_pending_connections",
+                    raw.max_pending_connections,
+                    MqttConfig::MAX_PENDING_RANGE,
+                    "",
+                )
+                .unwrap_or(default.max_pending_connections),
+            max_pending_per_address: self
+                .integer(
+                    "mqtt.max_pending_per_address",
+                    raw.max_pending_per_address,
+                    MqttConfig::MAX_PENDING_RANGE,
+                    "",
+                )
+                .unwrap_or(default.max_pending_per_address),
             max_inflight: self
                 .integer(
                     "mqtt.max_inflight",

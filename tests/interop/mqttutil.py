@@ -102,7 +102,7 @@ def add_device(config_path, dev_id: str, publish=(), subscribe=(), kind: str | N
 def mqtt_gateway(factory, name: str | None = None, devices: dict | None = None,
                  streams: str = DEFAULT_STREAMS, routes: str = DEFAULT_ROUTES,
                  allow_anonymous: bool | None = None, max_packet_size: str | None = "64KiB",
-                 extra: str = "", start: bool = True):
+                 extra: str = "", start: bool = True, mqtt_extra: str = ""):
     """A Gateway (kutil) with an [mqtt] listener on a free port, a devices dir under its tmp
     dir, the given streams/routes, and devices created through the CLI before the start.
 
@@ -119,6 +119,7 @@ def mqtt_gateway(factory, name: str | None = None, devices: dict | None = None,
         cfg += f"allow_anonymous = {'true' if allow_anonymous else 'false'}\n"
     if max_packet_size is not None:
         cfg += f'max_packet_size = "{max_packet_size}"\n'
+    cfg += mqtt_extra
     cfg += f'\n[devices]\ndir = "{gw.devices_dir.as_posix()}"\n'
     cfg += streams + "\n" + routes + "\n" + extra + "\n"
     # kutil may already have given the gateway a default [mqtt] section: replace it.
@@ -528,7 +529,7 @@ class Paho:
     def __init__(self, gw, dev_id: str, version: int = 4, password: str | None = None,
                  username: str | None = None, client_id: str | None = None,
                  clean: bool = True, session_expiry: int | None = None, max_inflight: int | None = None,
-                 will: tuple | None = None, connect: bool = True):
+                 will: tuple | None = None, connect: bool = True, bind_address: str = ""):
         proto = paho.MQTTv5 if version == 5 else paho.MQTTv311
         cid = dev_id if client_id is None else client_id
         if version == 5:
@@ -540,6 +541,7 @@ class Paho:
         self.version = version
         self.gw, self.port = gw, gw.mqtt_port
         self.clean, self.session_expiry = clean, session_expiry
+        self.bind_address = bind_address
         user = dev_id if username is None else username
         pw = gw.secrets.get(dev_id) if password is None else password
         if user is not None:
@@ -607,7 +609,7 @@ class Paho:
                 p = Properties(PacketTypes.CONNECT)
                 p.SessionExpiryInterval = self.session_expiry
                 kw["properties"] = p
-        self.c.connect(HOST, self.port, keepalive=60, **kw)
+        self.c.connect(HOST, self.port, keepalive=60, bind_address=self.bind_address, **kw)
         self.c.loop_start()
         self.wait(lambda: self.connack is not None or self.disconnected is not None, timeout, "CONNACK")
         if expect_ok:

@@ -9,19 +9,19 @@ import pytest
 from kutil import KINEDGE_BIN, free_port, flatten, read_all
 
 
-@pytest.fixture(scope="module")
-def ws_gw(module_gateway_factory, tmp_path_factory):
-    devices = tmp_path_factory.mktemp("ws-devices")
+def make_ws_gw(factory, tmp_path_factory, name="ws", mqtt_extra=""):
+    devices = tmp_path_factory.mktemp(f"{name}-devices")
     secrets = {}
     for device, extra in (("sensor-1", []), ("watcher", ["--subscribe", "devices/#"])):
         out = subprocess.run([str(KINEDGE_BIN), "devices", "add", device, "--dir", str(devices), *extra],
                              capture_output=True, check=True, timeout=30)
         secrets[device] = out.stdout.decode().strip()
     ws_port = free_port()
-    gw = module_gateway_factory(name="ws", extra_config=f"""
+    gw = factory(name=name, extra_config=f"""
 [mqtt]
 listen = "127.0.0.1:{free_port()}"
 websocket_listen = "127.0.0.1:{ws_port}"
+{mqtt_extra}
 [devices]
 dir = "{devices}"
 [[streams]]
@@ -33,6 +33,19 @@ stream = "telemetry"
 """)
     gw.ws_port, gw.secrets, gw.devices_dir = ws_port, secrets, devices
     return gw
+
+
+@pytest.fixture(scope="module")
+def ws_gw(module_gateway_factory, tmp_path_factory):
+    return make_ws_gw(module_gateway_factory, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ws_patient_gw(module_gateway_factory, tmp_path_factory):
+    """Waits 5 minutes for CONNECT: a connection it closes sooner was closed for another
+    reason than the CONNECT timeout."""
+    return make_ws_gw(module_gateway_factory, tmp_path_factory, name="ws-patient",
+                      mqtt_extra="connect_timeout_s = 300")
 
 
 def ws_client(gw, device, version=mqtt.MQTTv311):
@@ -178,3 +191,86 @@ def test_registry_reloads_on_change_and_sighup(ws_gw):
     c.loop_stop()
     bystander.disconnect()
     bystander.loop_stop()
+
+
+# ---- WebSocket frame and message size (mqtt.max_packet_size, 1 MiB by default) ---------------
+
+def ws_upgrade(gw):
+    """A raw socket with a finished WebSocket upgrade (subprotocol mqtt)."""
+    import base64
+    import os
+    import socket
+    s = socket.create_connection(("127.0.0.1", gw.ws_port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{gw.ws_port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: mqtt\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, f"the server closed during the WebSocket upgrade: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def ws_frame(payload: bytes, opcode: int = 0x2, fin: bool = True, length: int | None = None) -> bytes:
+    """A masked client frame; `length` may claim more than `payload` holds."""
+    import struct
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    mask = b"\x01\x02\x03\x04"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def wait_ws_closed(s, timeout=20.0):
+    """True once the server closed the connection (EOF or reset; a close frame may come
+    first); False if it is still open after `timeout`."""
+    import socket
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        s.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            if s.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("shape", ["one-frame", "fragments"])
+def test_oversized_websocket_message_closes_the_connection(ws_patient_gw, shape):
+    """Before CONNECT, one frame (or one message of small fragments) beyond max_packet_size
+    closes the connection, without the gateway buffering it; a normal client still works."""
+    s = ws_upgrade(ws_patient_gw)
+    try:
+        if shape == "one-frame":
+            # Claims 8 MiB (tungstenite's defaults would wait for 16 MiB frames, 64 MiB
+            # messages); only the start is sent.
+            s.sendall(ws_frame(b"\x10" * 1024, length=8 << 20)[:14 + 1024])
+        else:
+            # 5 fragments of 256 KiB, no final one: 1.25 MiB of a message not yet complete.
+            chunk = b"\x10" * (256 << 10)
+            try:
+                s.sendall(ws_frame(chunk, fin=False))
+                for _ in range(4):
+                    s.sendall(ws_frame(chunk, opcode=0x0, fin=False))
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # closed while sending: what the test wants
+        assert wait_ws_closed(s, timeout=60), f"{shape}: the connection stayed open"
+    finally:
+        s.close()
+    c, rc = ws_client(ws_patient_gw, "sensor-1")
+    assert not rc.is_failure, "a normal WebSocket client could not log in afterwards"
+    c.disconnect()
+    c.loop_stop()

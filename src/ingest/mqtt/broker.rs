@@ -3,15 +3,16 @@
 //! kinedge owns the sockets; rumqttd's router does what a broker does for local subscribers
 //! (wildcards, retained messages, persistent sessions, QoS to subscribers). Each connection
 //! gets a local link; a shared system link publishes last wills, which kinedge keeps itself
-//! (the router only fires wills for its own network connections).
+//! (the router only fires wills for its own network connections). Sends into the router go
+//! through `link::Bridge`, never blocking a runtime worker.
 
 use std::sync::Arc;
-
-use tokio::sync::Mutex;
 
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{Packet, Publish, PublishProperties};
 use rumqttd::{Notification, Router};
+
+use super::link::{Bridge, RouterLink};
 
 /// The router's own limits.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,8 @@ type LinkFactory =
 #[derive(Clone)]
 pub struct Broker {
     new_link: Arc<LinkFactory>,
-    system: Arc<Mutex<LinkTx>>,
+    bridge: Bridge,
+    system: Arc<RouterLink>,
 }
 
 /// Not a valid device id (":" is not allowed in one), so no device can take its place.
@@ -64,11 +66,14 @@ impl Broker {
                 .build()
                 .map_err(BrokerError::from)
         });
+        let bridge = Bridge::start()
+            .map_err(|e| BrokerError(format!("cannot start the router bridge thread: {e}")))?;
         let (system, _rx, _ack) = new_link(SYSTEM_CLIENT, true)?;
         // The system link never subscribes; its receiver can go.
         Ok(Broker {
             new_link,
-            system: Arc::new(Mutex::new(system)),
+            system: Arc::new(bridge.link(system)),
+            bridge,
         })
     }
 
@@ -78,8 +83,9 @@ impl Broker {
         &self,
         client_id: &str,
         clean_session: bool,
-    ) -> Result<(LinkTx, LinkRx, Notification), BrokerError> {
-        (self.new_link)(client_id, clean_session)
+    ) -> Result<(RouterLink, LinkRx, Notification), BrokerError> {
+        let (tx, rx, connack) = (self.new_link)(client_id, clean_session)?;
+        Ok((self.bridge.link(tx), rx, connack))
     }
 
     /// Publishes a message as the gateway (a client's last will).
@@ -90,9 +96,12 @@ impl Broker {
         retain: bool,
         properties: Option<PublishProperties>,
     ) {
-        let mut system = self.system.lock().await;
         let publish = Publish::new(topic, payload, retain);
-        if let Err(error) = system.send(Packet::Publish(publish, properties)).await {
+        if let Err(error) = self
+            .system
+            .send(vec![Packet::Publish(publish, properties)])
+            .await
+        {
             tracing::warn!(%error, "cannot hand a will message to the broker");
         }
     }

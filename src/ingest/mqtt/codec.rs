@@ -27,6 +27,8 @@ pub enum CodecError {
     NotConnect,
     #[error("unsupported MQTT protocol level {0} (3.1.1 and 5 are served)")]
     UnsupportedLevel(u8),
+    #[error("packet type {kind} with reserved fixed-header flags {flags:#06b} (MQTT 5 §2.1.3, 3.1.1 §2.2.2: malformed)")]
+    BadFlags { kind: u8, flags: u8 },
     #[error("malformed packet: {0:?}")]
     Malformed(protocol::Error),
 }
@@ -116,6 +118,18 @@ impl Codec {
         if matches!(kind, 0 | 2 | 9 | 11 | 13) || (kind == 15 && self.version == Version::V311) {
             return Err(CodecError::ForbiddenType(kind));
         }
+        // MQTT 5 §2.1.3 [MQTT-2.1.3-1], 3.1.1 §2.2.2 [MQTT-2.2.2-1/2]: the flags of every
+        // type but PUBLISH are fixed (0010 for PUBREL, SUBSCRIBE, UNSUBSCRIBE, else 0000);
+        // other flags make the packet malformed and the connection closes.
+        let flags = header.byte1 & 0x0F;
+        let expected = match kind {
+            3 => flags,
+            6 | 8 | 10 => 0b0010,
+            _ => 0,
+        };
+        if flags != expected {
+            return Err(CodecError::BadFlags { kind, flags });
+        }
         let publish = if kind == 3 {
             let qos = (header.byte1 >> 1) & 0b11;
             if qos == 3 {
@@ -202,6 +216,28 @@ mod tests {
         // Not enough bytes yet.
         let mut buf = BytesMut::from(&[0x30u8, 0x10, 0x00][..]);
         assert!(codec.read(&mut buf, 1024).unwrap().is_none());
+    }
+
+    #[test]
+    fn reserved_flags_are_malformed() {
+        for version in [Version::V311, Version::V5] {
+            let codec = Codec::new(version);
+            // PUBREL pkid 1 with flags 0000 (must be 0010).
+            let mut buf = BytesMut::from(&[0x60u8, 0x02, 0x00, 0x01][..]);
+            assert!(matches!(
+                codec.read(&mut buf, 1024),
+                Err(CodecError::BadFlags { kind: 6, flags: 0 })
+            ));
+            // The right flags are read.
+            let mut buf = BytesMut::from(&[0x62u8, 0x02, 0x00, 0x01][..]);
+            assert!(matches!(
+                codec.read(&mut buf, 1024).unwrap().unwrap().packet,
+                Packet::PubRel(..)
+            ));
+            // PINGREQ with a flag set.
+            let mut buf = BytesMut::from(&[0xC1u8, 0x00][..]);
+            assert!(codec.read(&mut buf, 1024).is_err());
+        }
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! (QoS 1) or PUBREC (QoS 2) is sent only after the commit that holds them. Every accepted
 //! publish also goes to the router, so local subscribers get normal broker behaviour.
 
+mod admission;
 mod broker;
 pub(crate) mod codec;
 pub mod devices;
+mod link;
+mod qos2;
+mod refusal;
 pub mod routes;
 mod server;
 mod session;

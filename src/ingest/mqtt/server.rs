@@ -1,5 +1,6 @@
-//! The MQTT listener: accepts connections up to `mqtt.max_connections` and runs a session
-//! for each; holds what sessions share (store, broker, devices, routes, limits, counters).
+//! The MQTT listener: admits connections (see `admission`: a pre-CONNECT budget, then
+//! `mqtt.max_connections` slots for authenticated sessions) and runs a session for each;
+//! holds what sessions share (store, broker, devices, routes, limits, counters).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -7,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{Admission, Busy};
 use super::broker::{Broker, BrokerLimits};
+use super::qos2::Qos2Sessions;
 use super::routes::Routes;
 use super::{session, Device, DeviceRegistry};
 use crate::config::MqttConfig;
@@ -27,6 +31,8 @@ pub struct Settings {
     pub allow_anonymous: bool,
     pub client_id_pattern: Option<String>,
     pub max_connections: usize,
+    pub max_pending_connections: usize,
+    pub max_pending_per_address: u32,
 }
 
 impl Settings {
@@ -39,6 +45,8 @@ impl Settings {
             allow_anonymous: config.allow_anonymous,
             client_id_pattern: config.client_id_pattern.clone(),
             max_connections: config.max_connections as usize,
+            max_pending_connections: config.max_pending_connections as usize,
+            max_pending_per_address: config.max_pending_per_address,
         }
     }
 }
@@ -66,6 +74,10 @@ pub struct MqttShared {
     /// Password checks (Argon2, deliberately slow) run at most this many at once.
     pub auth_slots: Semaphore,
     pub stats: MqttStats,
+    /// Pending places (before authentication) and connection slots.
+    pub admission: Admission,
+    /// Unreleased QoS 2 packet ids of every client session (kept across its connections).
+    pub qos2: Qos2Sessions,
     /// Set when the gateway stops: the listeners accept no more connections, and sessions
     /// acknowledge what they received and close.
     pub stopping: watch::Sender<bool>,
@@ -114,8 +126,6 @@ pub struct MqttServer {
     pub tls_addr: Option<SocketAddr>,
     pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
-    /// One permit per connection that may be open; all are back once every session ended.
-    connection_slots: Arc<Semaphore>,
 }
 
 impl MqttServer {
@@ -141,6 +151,11 @@ impl MqttServer {
             )
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
+        let admission = Admission::new(
+            settings.max_connections,
+            settings.max_pending_connections,
+            settings.max_pending_per_address,
+        );
         let shared = Arc::new(MqttShared {
             store,
             broker,
@@ -149,15 +164,14 @@ impl MqttServer {
             settings,
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
+            admission,
+            qos2: Qos2Sessions::default(),
             stopping: watch::channel(false).0,
         });
-        let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
-        let connection_slots = slots.clone();
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
             Transport::Tcp,
             shared.clone(),
-            slots.clone(),
         ))];
         let mut tls_addr = None;
         let mut websocket_addr = None;
@@ -170,7 +184,6 @@ impl MqttServer {
                 listener,
                 Transport::WebSocket,
                 shared.clone(),
-                slots.clone(),
             )));
         }
         if let Some(tls) = &config.tls {
@@ -186,7 +199,6 @@ impl MqttServer {
                 listener,
                 Transport::Tls(acceptor),
                 shared.clone(),
-                slots.clone(),
             )));
         }
         Ok(MqttServer {
@@ -195,7 +207,6 @@ impl MqttServer {
             tls_addr,
             websocket_addr,
             accept,
-            connection_slots,
         })
     }
 
@@ -207,9 +218,46 @@ impl MqttServer {
             task.abort();
         }
         let all = u32::try_from(self.shared.settings.max_connections).unwrap_or(u32::MAX);
-        tokio::time::timeout(timeout, self.connection_slots.acquire_many(all))
+        tokio::time::timeout(timeout, self.shared.admission.slots.acquire_many(all))
             .await
             .is_ok()
+    }
+}
+
+/// Logs sockets refused for the pending limits at most once per `REFUSAL_LOG_EVERY`, with
+/// the number refused since: a flood of sockets must not become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, busy: Busy, settings: &Settings) {
+        self.unlogged += 1;
+        if self.last.is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY) {
+            return;
+        }
+        let refused = std::mem::take(&mut self.unlogged);
+        self.last = Some(std::time::Instant::now());
+        match busy {
+            Busy::Pending => tracing::warn!(
+                %peer,
+                refused,
+                limit = settings.max_pending_connections,
+                "MQTT connections refused: mqtt.max_pending_connections not-yet-authenticated \
+                 connections are open (refused: since the last such line)"
+            ),
+            Busy::Address => tracing::warn!(
+                %peer,
+                refused,
+                limit = settings.max_pending_per_address,
+                "MQTT connections refused: mqtt.max_pending_per_address not-yet-authenticated \
+                 connections from this address are open (refused: since the last such line)"
+            ),
+        }
     }
 }
 
@@ -221,6 +269,20 @@ enum Transport {
     /// MQTT over WebSocket (binary frames, subprotocol `mqtt`).
     WebSocket,
 }
+
+/// WebSocket limits from the first frame on (before CONNECT): no frame and no message larger
+/// than `mqtt.max_packet_size` (tungstenite's defaults, 16 MiB frames and 64 MiB messages,
+/// would let a client that never authenticates make the gateway buffer that much), and a
+/// small read buffer (tungstenite allocates 128 KiB per connection up front).
+fn websocket_config(max_packet_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WEBSOCKET_READ_BUFFER.min(max_packet_size))
+        .max_frame_size(Some(max_packet_size))
+        .max_message_size(Some(max_packet_size))
+}
+
+/// Bytes a WebSocket connection reads at a time.
+const WEBSOCKET_READ_BUFFER: usize = 16 * 1024;
 
 /// Answers a WebSocket upgrade with the `mqtt` subprotocol, as MQTT clients expect.
 struct MqttSubprotocol;
@@ -242,15 +304,11 @@ impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprot
     }
 }
 
-/// Accepts connections while connection slots are free. A TLS or WebSocket handshake runs
-/// in the connection's own task, within the CONNECT timeout, so a slow or silent client
-/// never holds up others.
-async fn accept_loop(
-    listener: TcpListener,
-    transport: Transport,
-    shared: Arc<MqttShared>,
-    slots: Arc<Semaphore>,
-) {
+/// Accepts connections while pending places are free (see `admission`). A TLS or WebSocket
+/// handshake runs in the connection's own task, within the CONNECT timeout, so a slow or
+/// silent client never holds up others.
+async fn accept_loop(listener: TcpListener, transport: Transport, shared: Arc<MqttShared>) {
+    let mut refusals = RefusalLog::default();
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -261,29 +319,35 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shared
-                .stats
-                .refused_busy
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, limit = shared.settings.max_connections, "MQTT connection refused: mqtt.max_connections reached");
-            drop(socket);
-            continue;
+        let pending = match shared.admission.admit(peer.ip()) {
+            Ok(pending) => pending,
+            Err(busy) => {
+                shared
+                    .stats
+                    .refused_busy
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                refusals.refused(peer, busy, &shared.settings);
+                drop(socket);
+                continue;
+            }
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let transport = transport.clone();
         tokio::spawn(async move {
             match transport {
-                Transport::Tcp => session::serve(socket, peer, shared, None).await,
+                Transport::Tcp => session::serve(socket, peer, shared, None, pending).await,
                 Transport::WebSocket => {
                     let timeout = shared.settings.connect_timeout;
-                    let upgrade =
-                        async_tungstenite::tokio::accept_hdr_async(socket, MqttSubprotocol);
+                    let upgrade = async_tungstenite::tokio::accept_hdr_async_with_config(
+                        socket,
+                        MqttSubprotocol,
+                        Some(websocket_config(shared.settings.max_packet_size)),
+                    );
                     match tokio::time::timeout(timeout, upgrade).await {
                         Ok(Ok(ws)) => {
                             let stream = ws_stream_tungstenite::WsStream::new(ws);
-                            session::serve(stream, peer, shared, None).await;
+                            session::serve(stream, peer, shared, None, pending).await;
                         }
                         Ok(Err(error)) => {
                             tracing::info!(%peer, %error, "MQTT WebSocket handshake failed")
@@ -301,7 +365,7 @@ async fn accept_loop(
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
                                 .and_then(super::tls::common_name);
-                            session::serve(stream, peer, shared, device).await;
+                            session::serve(stream, peer, shared, device, pending).await;
                         }
                         Ok(Err(error)) => {
                             tracing::info!(%peer, %error, "MQTT TLS handshake failed")
@@ -310,7 +374,6 @@ async fn accept_loop(
                     }
                 }
             }
-            drop(permit);
         });
     }
 }

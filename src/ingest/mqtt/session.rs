@@ -8,14 +8,14 @@
 //! sends the device (forwarded publishes, PUBREL of deliveries) goes out through the same
 //! writer, so frames never interleave.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::local::LinkRx;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
     LastWillProperties, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
@@ -27,7 +27,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::admission::Pending;
 use super::codec::{self, Codec, CodecError, PublishHeader, Version};
+use super::link::RouterLink;
+use super::qos2::{self, Attached};
+use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
 use super::server::MqttShared;
 use super::topics;
@@ -75,6 +79,10 @@ impl Identity {
     }
 }
 
+/// How long the last packets (a DISCONNECT with its reason) may take to go out when a
+/// session ends on an error.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 type CommitTicket = oneshot::Receiver<Result<Vec<AppendOutcome>, StoreError>>;
 
 /// A publish waiting for its commit (or just for those before it).
@@ -82,31 +90,6 @@ struct Inflight {
     header: PublishHeader,
     forward: Packet,
     commit: Option<CommitTicket>,
-}
-
-/// How a finished commit went, for the acknowledgement.
-enum Committed {
-    /// Stored (or not routed): acknowledge and forward.
-    Ok,
-    /// The stream refused (quota, disk guard).
-    Refused(String),
-    /// Storage failed.
-    Failed(String),
-}
-
-fn committed(
-    result: Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>>,
-) -> Committed {
-    match result {
-        None => Committed::Ok,
-        Some(Ok(Ok(outcomes))) => match outcomes.into_iter().next() {
-            Some(Ok(_)) => Committed::Ok,
-            Some(Err(rejected)) => Committed::Refused(rejected.to_string()),
-            None => Committed::Failed("no outcome".into()),
-        },
-        Some(Ok(Err(e))) => Committed::Failed(e.to_string()),
-        Some(Err(_)) => Committed::Failed("the store stopped".into()),
-    }
 }
 
 /// Serves one connection until it closes. Never panics on input.
@@ -118,10 +101,11 @@ pub async fn serve<S>(
     peer: SocketAddr,
     shared: Arc<MqttShared>,
     certificate_device: Option<String>,
+    pending: Pending,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match run(&mut stream, &shared, certificate_device).await {
+    match run(&mut stream, &shared, certificate_device, pending).await {
         Ok(()) => tracing::debug!(%peer, "MQTT connection closed"),
         Err(SessionError::Refused(reason)) => {
             tracing::info!(%peer, reason, "MQTT connection refused")
@@ -302,6 +286,7 @@ async fn run<S>(
     stream: &mut S,
     shared: &Arc<MqttShared>,
     certificate_device: Option<String>,
+    pending: Pending,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -322,7 +307,7 @@ where
     .await
     .map_err(|_| SessionError::ConnectTimeout(timeout))??;
     let codec = Codec::new(version);
-    let Packet::Connect(connect, _props, will, will_props, login) = connect else {
+    let Packet::Connect(connect, connect_props, will, will_props, login) = connect else {
         return Err(SessionError::Protocol("the first packet must be CONNECT"));
     };
     let identity = match authenticate(
@@ -361,7 +346,26 @@ where
             return Err(SessionError::Refused("last will outside the publish ACL"));
         }
     }
+    // Authenticated: from the pending budget to a connection slot (held until the end).
+    let Some(_slot) = shared.admission.connect() else {
+        shared.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            device = identity.name(),
+            limit = shared.settings.max_connections,
+            "MQTT connection refused: mqtt.max_connections reached"
+        );
+        write_packet(
+            stream,
+            &codec,
+            refused_connack(version, ConnectReturnCode::ServerUnavailable),
+        )
+        .await?;
+        return Err(SessionError::Refused("mqtt.max_connections reached"));
+    };
+    drop(pending);
     let clean = connect.clean_session;
+    let session_expiry = connect_props.and_then(|p| p.session_expiry_interval);
+    let keep = session_keep(version, clean, session_expiry);
     let link = {
         let broker = shared.broker.clone();
         let client_id = identity.client_id.clone();
@@ -413,30 +417,43 @@ where
     shared.stats.connected.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(device = identity.name(), client_id = %identity.client_id, ?version, "MQTT client connected");
 
+    let qos2 = shared.qos2.attach(&identity.client_id, clean);
     let mut session = Session {
         shared: shared.clone(),
         codec,
         identity,
         link_tx,
         inflight: VecDeque::new(),
-        qos2_received: HashSet::new(),
+        qos2,
         out: BytesMut::with_capacity(256),
     };
     let result = session
         .run(stream, &mut rbuf, link_rx, keep_alive, &mut will)
         .await;
+    // Publishes still awaiting their commit when the connection went: a QoS 2 one that is
+    // stored counts as received, so its resend (with DUP, on a new connection) is not
+    // stored again.
+    session.settle_inflight().await;
+    shared
+        .qos2
+        .detach(&session.identity.client_id, &session.qos2, keep);
+    if result.is_err() && !session.out.is_empty() {
+        // What was answered before the error (MQTT 5: the DISCONNECT with its reason) goes
+        // out before the close; bounded, as a client that reads nothing must not hold us.
+        let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, session.flush(stream)).await;
+    }
     shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
     // Tell the router the link is gone, so it keeps (or drops) the session state; unless
     // the router itself ended it (a takeover).
     if !matches!(result, Err(SessionError::Broker)) {
         let _ = session
             .link_tx
-            .send(Packet::Disconnect(
+            .send(vec![Packet::Disconnect(
                 Disconnect {
                     reason_code: DisconnectReasonCode::NormalDisconnection,
                 },
                 None,
-            ))
+            )])
             .await;
     }
     if let Some((w, properties)) = will {
@@ -452,17 +469,16 @@ struct Session {
     shared: Arc<MqttShared>,
     codec: Codec,
     identity: Identity,
-    link_tx: LinkTx,
+    link_tx: RouterLink,
     inflight: VecDeque<Inflight>,
-    /// QoS 2 publishes received and acknowledged with PUBREC, awaiting PUBREL.
-    qos2_received: HashSet<u16>,
+    /// QoS 2 publishes received and stored (PUBREC sent or due), awaiting PUBREL; shared
+    /// with the session's other connections (see `qos2`).
+    qos2: Attached,
     out: BytesMut,
 }
 
 /// Waits for the commit of the oldest in-flight publish (at once if it has none).
-async fn head_commit(
-    inflight: &mut VecDeque<Inflight>,
-) -> Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>> {
+async fn head_commit(inflight: &mut VecDeque<Inflight>) -> CommitResult {
     match inflight.front_mut().and_then(|entry| entry.commit.as_mut()) {
         Some(ticket) => Some(ticket.await),
         None => None,
@@ -633,7 +649,7 @@ impl Session {
                     self.on_publish(header, publish, properties).await?;
                 }
                 Packet::PubRel(rel, _) => {
-                    let reason = if self.qos2_received.remove(&rel.pkid) {
+                    let reason = if qos2::lock(&self.qos2.ids).remove(&rel.pkid) {
                         PubCompReason::Success
                     } else {
                         PubCompReason::PacketIdentifierNotFound
@@ -721,14 +737,24 @@ impl Session {
         publish: Publish,
         properties: Option<PublishProperties>,
     ) -> Result<(), SessionError> {
-        let topic = match std::str::from_utf8(&publish.topic) {
-            Ok(t) if topics::check_topic_name(t).is_ok() => t.to_string(),
-            _ => {
-                return self.refuse_publish(
-                    header,
-                    PubAckReason::TopicNameInvalid,
-                    "invalid topic name",
-                );
+        let alias = properties.as_ref().is_some_and(|p| p.topic_alias.is_some());
+        let topic = match topics::publish_topic(&publish.topic, alias) {
+            Ok(t) => t.to_string(),
+            Err(error) => {
+                tracing::warn!(device = self.identity.name(), %error, "MQTT PUBLISH with an unacceptable topic; closing the connection");
+                if self.codec.version() == Version::V5 {
+                    use topics::PublishTopicError as E;
+                    let reason_code = match error {
+                        E::InvalidUtf8 | E::Nul => DisconnectReasonCode::MalformedPacket,
+                        E::Empty => DisconnectReasonCode::ProtocolError,
+                        E::Wildcard => DisconnectReasonCode::TopicNameInvalid,
+                        E::AliasNotAllowed => DisconnectReasonCode::TopicAliasInvalid,
+                    };
+                    self.write(Packet::Disconnect(Disconnect { reason_code }, None))?;
+                }
+                return Err(SessionError::Protocol(
+                    "a PUBLISH with an unacceptable topic",
+                ));
             }
         };
         if !self.identity.may_publish(&topic) {
@@ -740,18 +766,45 @@ impl Session {
             return self.refuse_publish(
                 header,
                 PubAckReason::NotAuthorized,
+                None,
                 "publish outside the ACL",
             );
         }
-        if header.qos == 2 && self.qos2_received.contains(&header.pkid) {
-            // A resent QoS 2 publish that was already stored: acknowledge again only.
-            return self.write(Packet::PubRec(
-                PubRec {
-                    pkid: header.pkid,
-                    reason: PubRecReason::Success,
-                },
-                None,
-            ));
+        if header.qos == 2 {
+            let received = qos2::lock(&self.qos2.ids);
+            if received.contains(&header.pkid) {
+                drop(received);
+                // A resent QoS 2 publish that was already stored (on this connection or an
+                // earlier one of the session): acknowledge again only.
+                return self.write(Packet::PubRec(
+                    PubRec {
+                        pkid: header.pkid,
+                        reason: PubRecReason::Success,
+                    },
+                    None,
+                ));
+            }
+            // MQTT 5 §3.3.4: unreleased QoS 2 publishes count toward the Receive Maximum
+            // (0x93 beyond it); 3.1.1 is bounded by the 65535 packet ids.
+            let full = self.codec.version() == Version::V5
+                && received.len() >= self.shared.settings.max_inflight;
+            drop(received);
+            if full {
+                tracing::warn!(
+                    device = self.identity.name(),
+                    limit = self.shared.settings.max_inflight,
+                    "MQTT client exceeded the receive maximum with unreleased QoS 2 publishes; closing the connection"
+                );
+                self.write(Packet::Disconnect(
+                    Disconnect {
+                        reason_code: DisconnectReasonCode::ReceiveMaximumExceeded,
+                    },
+                    None,
+                ))?;
+                return Err(SessionError::Protocol(
+                    "more unreleased QoS 2 publishes than the receive maximum",
+                ));
+            }
         }
         let commit = match self.shared.routes.route(&topic) {
             Some(route) => {
@@ -806,46 +859,27 @@ impl Session {
         &mut self,
         header: PublishHeader,
         reason: PubAckReason,
+        text: Option<String>,
         why: &'static str,
     ) -> Result<(), SessionError> {
-        match (self.codec.version(), header.qos) {
+        match refusal::refusal(self.codec.version(), header, reason, text) {
+            Refusal::Answer(packet) => self.write(*packet),
+            Refusal::Drop => Ok(()),
             // 3.1.1 has no way to refuse a publish: drop it and close, as the spec allows.
-            (Version::V311, _) => Err(SessionError::Refused(why)),
-            (Version::V5, 0) => Ok(()),
-            (Version::V5, 1) => self.write(Packet::PubAck(
-                PubAck {
-                    pkid: header.pkid,
-                    reason,
-                },
-                None,
-            )),
-            (Version::V5, _) => self.write(Packet::PubRec(
-                PubRec {
-                    pkid: header.pkid,
-                    reason: match reason {
-                        PubAckReason::NotAuthorized => PubRecReason::NotAuthorized,
-                        PubAckReason::TopicNameInvalid => PubRecReason::TopicNameInvalid,
-                        PubAckReason::QuotaExceeded => PubRecReason::QuotaExceeded,
-                        _ => PubRecReason::UnspecifiedError,
-                    },
-                },
-                None,
-            )),
+            Refusal::Close => Err(SessionError::Refused(why)),
         }
     }
 
     /// The oldest in-flight publish is committed: acknowledge and forward it, and every
     /// following one whose commit is already done.
-    async fn complete(
-        &mut self,
-        first: Option<Result<Result<Vec<AppendOutcome>, StoreError>, oneshot::error::RecvError>>,
-    ) -> Result<(), SessionError> {
+    async fn complete(&mut self, first: CommitResult) -> Result<(), SessionError> {
         let mut result = first;
         let mut forward = Vec::new();
         while let Some(entry) = self.inflight.pop_front() {
             let header = entry.header;
-            match committed(result) {
-                Committed::Ok => {
+            let outcome = committed(result);
+            match storage_answer(&outcome) {
+                None => {
                     if entry.commit.is_some() {
                         self.shared.stats.stored.fetch_add(1, Ordering::Relaxed);
                     }
@@ -859,7 +893,7 @@ impl Session {
                             None,
                         ))?,
                         2 => {
-                            self.qos2_received.insert(header.pkid);
+                            qos2::lock(&self.qos2.ids).insert(header.pkid);
                             self.write(Packet::PubRec(
                                 PubRec {
                                     pkid: header.pkid,
@@ -871,29 +905,24 @@ impl Session {
                         _ => {}
                     }
                 }
-                Committed::Refused(why) => {
-                    self.shared
-                        .stats
-                        .refused_stream
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(device = self.identity.name(), reason = %why, "MQTT publish refused by its stream");
+                Some((reason, text)) => {
+                    if matches!(outcome, Committed::Refused(_)) {
+                        self.shared
+                            .stats
+                            .refused_stream
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(device = self.identity.name(), reason = %text, "MQTT publish refused by its stream");
+                    } else {
+                        tracing::error!(device = self.identity.name(), reason = %text, "MQTT publish could not be stored");
+                    }
                     self.send_to_broker(forward).await?;
+                    forward = Vec::new();
                     self.refuse_publish(
                         header,
-                        PubAckReason::QuotaExceeded,
-                        "the stream refused the record",
+                        reason,
+                        Some(text),
+                        "the record could not be stored (storage refused or failed)",
                     )?;
-                    forward = Vec::new();
-                }
-                Committed::Failed(why) => {
-                    tracing::error!(device = self.identity.name(), reason = %why, "MQTT publish could not be stored");
-                    self.send_to_broker(forward).await?;
-                    self.refuse_publish(
-                        header,
-                        PubAckReason::ImplementationSpecificError,
-                        "the record could not be stored",
-                    )?;
-                    forward = Vec::new();
                 }
             }
             // Continue with the next one only if it is ready now.
@@ -914,19 +943,28 @@ impl Session {
         self.send_to_broker(forward).await
     }
 
-    async fn send_to_broker(&mut self, mut packets: Vec<Packet>) -> Result<(), SessionError> {
-        let Some(last) = packets.pop() else {
-            return Ok(());
-        };
-        {
-            let mut buffer = self.link_tx.buffer();
-            buffer.extend(packets);
+    /// After the connection ended: waits for the commits of publishes never acknowledged and
+    /// records the stored QoS 2 ones as received (they get PUBREC, not a second record, when
+    /// the client resends them on its next connection).
+    async fn settle_inflight(&mut self) {
+        while let Some(entry) = self.inflight.pop_front() {
+            let result = match entry.commit {
+                Some(ticket) => Some(ticket.await),
+                None => None,
+            };
+            if entry.header.qos == 2 && storage_answer(&committed(result)).is_none() {
+                qos2::lock(&self.qos2.ids).insert(entry.header.pkid);
+            }
         }
+    }
+
+    /// Hands packets to the router; waits (the session reads no more from its socket) while
+    /// the router lags.
+    async fn send_to_broker(&mut self, packets: Vec<Packet>) -> Result<(), SessionError> {
         self.link_tx
-            .send(last)
+            .send(packets)
             .await
-            .map_err(|_| SessionError::Broker)?;
-        Ok(())
+            .map_err(|_| SessionError::Broker)
     }
 
     async fn on_broker_notification(
@@ -951,6 +989,18 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// How long the session (and its unreleased QoS 2 ids) outlives a connection: 3.1.1 clean
+/// session, until the end of the connection; else for ever. MQTT 5: the Session Expiry
+/// Interval of the CONNECT (absent or 0: until the end; 0xFFFFFFFF: for ever).
+fn session_keep(version: Version, clean: bool, session_expiry: Option<u32>) -> Option<Duration> {
+    match (version, session_expiry.unwrap_or(0)) {
+        (Version::V311, _) if clean => None,
+        (Version::V311, _) | (Version::V5, u32::MAX) => Some(Duration::MAX),
+        (Version::V5, 0) => None,
+        (Version::V5, seconds) => Some(Duration::from_secs(u64::from(seconds))),
     }
 }
 
@@ -981,6 +1031,25 @@ mod tests {
         assert!(!client_id_allowed(Some("{device}-*"), "s1", "s1-a/b"));
         assert!(client_id_allowed(Some("gw-{device}"), "s1", "gw-s1"));
         assert!(!client_id_allowed(Some("gw-{device}"), "s1", "gw-s1x"));
+    }
+
+    #[test]
+    fn session_lifetimes() {
+        assert_eq!(session_keep(Version::V311, true, None), None);
+        assert_eq!(
+            session_keep(Version::V311, false, None),
+            Some(Duration::MAX)
+        );
+        assert_eq!(session_keep(Version::V5, false, None), None);
+        assert_eq!(session_keep(Version::V5, false, Some(0)), None);
+        assert_eq!(
+            session_keep(Version::V5, true, Some(60)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            session_keep(Version::V5, false, Some(u32::MAX)),
+            Some(Duration::MAX)
+        );
     }
 
     #[test]

@@ -40,6 +40,50 @@ pub fn check_topic_name(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Why a PUBLISH's topic makes the whole packet unacceptable: the connection closes (MQTT 5:
+/// after a DISCONNECT with the code the spec gives for each case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishTopicError {
+    /// MQTT 5 §1.5.4 [MQTT-1.5.4-1] (3.1.1: [MQTT-1.5.3-1]): ill-formed UTF-8 is a
+    /// Malformed Packet (0x81).
+    #[error("the topic name is not valid UTF-8")]
+    InvalidUtf8,
+    /// MQTT 5 §1.5.4 [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-2]): U+0000 is a Malformed Packet
+    /// (0x81).
+    #[error("the topic name contains the NUL character")]
+    Nul,
+    /// MQTT 5 §3.3.2.1: "It is a Protocol Error if the Topic Name is zero length and there
+    /// is no Topic Alias" (0x82); 3.1.1 [MQTT-4.7.3-1]: at least one character.
+    #[error("the topic name is empty (and there is no topic alias)")]
+    Empty,
+    /// [MQTT-3.3.2-2]: no wildcards in a Topic Name; MQTT 5 §3.14.2.1 0x90 "Topic Name
+    /// invalid".
+    #[error("the topic name contains a wildcard (+ or #)")]
+    Wildcard,
+    /// MQTT 5 §3.3.2.3.4: a Topic Alias greater than the Topic Alias Maximum (kinedge's is 0)
+    /// is a Protocol Error; DISCONNECT 0x94 "Topic Alias invalid".
+    #[error("a topic alias was sent, but the gateway's Topic Alias Maximum is 0")]
+    AliasNotAllowed,
+}
+
+/// The topic name of a PUBLISH, if it is acceptable (`alias`: the PUBLISH had a Topic Alias).
+pub fn publish_topic(bytes: &[u8], alias: bool) -> Result<&str, PublishTopicError> {
+    let topic = std::str::from_utf8(bytes).map_err(|_| PublishTopicError::InvalidUtf8)?;
+    if topic.contains('\0') {
+        return Err(PublishTopicError::Nul);
+    }
+    if alias {
+        return Err(PublishTopicError::AliasNotAllowed);
+    }
+    if topic.is_empty() {
+        return Err(PublishTopicError::Empty);
+    }
+    if topic.contains(['+', '#']) {
+        return Err(PublishTopicError::Wildcard);
+    }
+    Ok(topic)
+}
+
 /// Checks a topic filter (what a SUBSCRIBE carries, or an ACL entry).
 pub fn check_filter(filter: &str) -> Result<(), TopicError> {
     check_common(filter)?;
@@ -98,6 +142,29 @@ pub fn covers(allowed: &str, requested: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_topic_errors() {
+        assert_eq!(publish_topic(b"a/b", false), Ok("a/b"));
+        assert_eq!(
+            publish_topic(b"a/\xff", false),
+            Err(PublishTopicError::InvalidUtf8)
+        );
+        assert_eq!(publish_topic(b"a\0b", false), Err(PublishTopicError::Nul));
+        assert_eq!(publish_topic(b"", false), Err(PublishTopicError::Empty));
+        assert_eq!(
+            publish_topic(b"a/+", false),
+            Err(PublishTopicError::Wildcard)
+        );
+        assert_eq!(
+            publish_topic(b"a/#", false),
+            Err(PublishTopicError::Wildcard)
+        );
+        assert_eq!(
+            publish_topic(b"", true),
+            Err(PublishTopicError::AliasNotAllowed)
+        );
+    }
 
     #[test]
     fn names_and_filters() {
