@@ -75,7 +75,10 @@ fn service_error(e: DeliveryServiceError) -> ApiError {
         DeliveryServiceError::Store(crate::storage::StoreError::Storage(fault))
             if e_is_retryable(&e) =>
         {
-            return ApiError::new(ErrorKind::ServiceUnavailable, super::error::disk_message(fault))
+            return ApiError::new(
+                ErrorKind::ServiceUnavailable,
+                super::error::disk_message(fault),
+            )
         }
         DeliveryServiceError::Store(s) => return ApiError::from(s.clone()),
         DeliveryServiceError::Definition(_) => ErrorKind::InternalFailure,

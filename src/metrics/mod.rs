@@ -316,7 +316,11 @@ impl Snapshot {
         self.gauge(
             "kinedge_storage_writes_suspended",
             "1 while writes are suspended after a disk error (a full disk), else 0.",
-            gauge1(if store.writes_suspended().is_some() { 1.0 } else { 0.0 }),
+            gauge1(if store.writes_suspended().is_some() {
+                1.0
+            } else {
+                0.0
+            }),
         );
         let db = store.data_dir().join(crate::storage::STREAMS_DB);
         if let Ok(meta) = std::fs::metadata(&db) {

@@ -110,7 +110,11 @@ impl Writer {
         self.streams.values().map(|s| s.open_shard_count()).sum()
     }
 
-    pub(super) fn apply_admin(&mut self, txn: &WriteTransaction, op: AdminOp) -> Result<(), StoreError> {
+    pub(super) fn apply_admin(
+        &mut self,
+        txn: &WriteTransaction,
+        op: AdminOp,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let name = match op {
             AdminOp::CreateStream(spec) => {

@@ -76,7 +76,9 @@ impl Writer {
             let shard = stream.route(record.hash_key).ok_or_else(|| {
                 other(
                     "route a record",
-                    std::io::Error::other(format!("stream {name} has no open shard for a hash key")),
+                    std::io::Error::other(format!(
+                        "stream {name} has no open shard for a hash key"
+                    )),
                 )
             })?;
             let state = self.states.entry(shard.uid).or_insert(ShardState {
@@ -142,7 +144,11 @@ impl Writer {
 
     /// For `overwrite_oldest` streams over their quota: remove the oldest blocks, across all
     /// shards, until the stream fits.
-    pub(super) fn enforce_quota(&mut self, txn: &WriteTransaction, name: &str) -> Result<(), StoreError> {
+    pub(super) fn enforce_quota(
+        &mut self,
+        txn: &WriteTransaction,
+        name: &str,
+    ) -> Result<(), StoreError> {
         let Some(stream) = self.streams.get(name) else {
             return Ok(());
         };
@@ -188,7 +194,11 @@ impl Writer {
     }
 
     /// Retention by age; drops closed shards that are empty and past retention.
-    pub(super) fn maintain(&mut self, txn: &WriteTransaction, now: u64) -> Result<bool, StoreError> {
+    pub(super) fn maintain(
+        &mut self,
+        txn: &WriteTransaction,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let mut catalog_changed = false;
         let names: Vec<String> = self.streams.keys().cloned().collect();
         for name in names {

@@ -67,7 +67,10 @@ pub struct CountedFile {
 }
 
 impl CountedFile {
-    pub fn new(file: File, counters: Arc<FileCounters>) -> Result<CountedFile, redb::DatabaseError> {
+    pub fn new(
+        file: File,
+        counters: Arc<FileCounters>,
+    ) -> Result<CountedFile, redb::DatabaseError> {
         #[allow(clippy::useless_conversion)]
         let inner = FileBackend::new(file)?;
         Ok(CountedFile { inner, counters })

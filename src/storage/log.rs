@@ -7,10 +7,10 @@ use redb::{ReadableTable, TableError, WriteTransaction};
 use super::database::DbSlot;
 use rand::RngCore;
 
+use super::admin::DeliveryOp;
 use super::block::{self, PendingRecord};
 use super::error::{corrupted, other, storage};
 use super::schema::{self, ShardState};
-use super::admin::DeliveryOp;
 use super::StoreError;
 use crate::streams::{Position, StreamMeta};
 
@@ -238,7 +238,11 @@ impl ShardState {
     }
 }
 
-pub(super) fn remove_block(txn: &WriteTransaction, uid: u64, key: u64) -> Result<RemovedBlock, StoreError> {
+pub(super) fn remove_block(
+    txn: &WriteTransaction,
+    uid: u64,
+    key: u64,
+) -> Result<RemovedBlock, StoreError> {
     let name = schema::shard_table_name(uid);
     let mut table = txn
         .open_table(schema::shard_table(&name))
@@ -253,9 +257,10 @@ pub(super) fn remove_block(txn: &WriteTransaction, uid: u64, key: u64) -> Result
     };
     let bytes = value.value().to_vec();
     drop(value);
-    let summary = block::summarize(key, &bytes).map_err(|e| corrupted(format!("shard log {uid}"), e))?;
-    let record_bytes = block::payload_bytes(key, &bytes)
-        .map_err(|e| corrupted(format!("shard log {uid}"), e))?;
+    let summary =
+        block::summarize(key, &bytes).map_err(|e| corrupted(format!("shard log {uid}"), e))?;
+    let record_bytes =
+        block::payload_bytes(key, &bytes).map_err(|e| corrupted(format!("shard log {uid}"), e))?;
     let mut removed = bytes.len() as u64;
     if summary.large {
         let chunk_name = schema::chunk_table_name(uid);

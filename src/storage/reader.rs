@@ -4,9 +4,9 @@ use bytes::BytesMut;
 use redb::TableError;
 
 use super::block::{self, Decoded, StoredRecord};
-use super::schema::{self, ShardState};
 use super::database::DbSlot;
 use super::error::{corrupted, storage};
+use super::schema::{self, ShardState};
 use super::StoreError;
 use crate::streams::Position;
 
@@ -60,7 +60,8 @@ pub(super) fn read(
         let (key, value) = entry.map_err(storage)?;
         let key = key.value();
         match block::decode(key, value.value(), from)
-            .map_err(|e| corrupted(format!("shard log {uid}"), e))? {
+            .map_err(|e| corrupted(format!("shard log {uid}"), e))?
+        {
             Decoded::Records(records) => {
                 for record in records {
                     let size = record.data.len() + record.partition_key.len();

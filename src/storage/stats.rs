@@ -90,4 +90,3 @@ pub struct WriterStatsSnapshot {
     /// Failed commits (all kinds) since the gateway started.
     pub failed_commits: u64,
 }
-

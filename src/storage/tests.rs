@@ -77,20 +77,24 @@ async fn wait_until_writable(store: &Store) {
 async fn a_full_disk_fails_the_group_then_reads_go_on_and_writes_resume() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.admin(AdminOp::CreateStream(spec("s", 2))).await.unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("s", 2)))
+        .await
+        .unwrap();
     let records: Vec<_> = (0..10).map(|i| record(&format!("k{i}"), b"ok")).collect();
     store.append("s", records).await.unwrap();
     store.ping().await.unwrap();
 
     fill_disk(&store, dir.path());
-    let failed = store
-        .append("s", vec![record("k", &[1; 300_000])])
-        .await;
+    let failed = store.append("s", vec![record("k", &[1; 300_000])]).await;
     let error = failed.expect_err("a commit on a full disk must fail");
     assert_eq!(error.fault_kind(), Some(FaultKind::NoSpace), "{error}");
     assert!(error.is_retryable());
     // Suspended: refused at once, the ping says why, reads go on.
-    let refused = store.append("s", vec![record("k", b"no")]).await.unwrap_err();
+    let refused = store
+        .append("s", vec![record("k", b"no")])
+        .await
+        .unwrap_err();
     assert_eq!(refused.fault_kind(), Some(FaultKind::NoSpace));
     let ping = store.ping().await.unwrap_err();
     assert_eq!(ping.fault_kind(), Some(FaultKind::NoSpace));
@@ -115,11 +119,21 @@ async fn a_full_disk_fails_the_group_then_reads_go_on_and_writes_resume() {
 async fn a_delete_in_a_failed_group_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.admin(AdminOp::CreateStream(spec("gone", 4))).await.unwrap();
-    store.admin(AdminOp::CreateStream(spec("other", 1))).await.unwrap();
-    let records: Vec<_> = (0..40).map(|i| record(&format!("k{i}"), &[7; 300])).collect();
+    store
+        .admin(AdminOp::CreateStream(spec("gone", 4)))
+        .await
+        .unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("other", 1)))
+        .await
+        .unwrap();
+    let records: Vec<_> = (0..40)
+        .map(|i| record(&format!("k{i}"), &[7; 300]))
+        .collect();
     store.append("gone", records).await.unwrap();
-    let records: Vec<_> = (40..80).map(|i| record(&format!("k{i}"), &[7; 300])).collect();
+    let records: Vec<_> = (40..80)
+        .map(|i| record(&format!("k{i}"), &[7; 300]))
+        .collect();
     store.append("gone", records).await.unwrap();
 
     // The delete and an append share a group whose commit fails: neither happens.
@@ -153,7 +167,10 @@ async fn a_delete_in_a_failed_group_commits_nothing() {
 async fn shutdown_finishes_while_writes_fail() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.admin(AdminOp::CreateStream(spec("s", 1))).await.unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("s", 1)))
+        .await
+        .unwrap();
     fill_disk(&store, dir.path());
     assert!(store
         .append("s", vec![record("k", &[1; 300_000])])
@@ -175,7 +192,10 @@ async fn shutdown_finishes_while_writes_fail() {
 async fn records_over_the_limits_are_refused_for_every_producer() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.admin(AdminOp::CreateStream(spec("s", 1))).await.unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("s", 1)))
+        .await
+        .unwrap();
     let big = NewRecord {
         partition_key: "k".into(),
         hash_key: hash_key_of("k"),

@@ -141,7 +141,6 @@ impl Reply {
     }
 }
 
-
 /// The writer's health, shared with the store's handle for status and readiness.
 #[derive(Debug, Default)]
 pub struct WriterHealth {
@@ -311,8 +310,7 @@ impl Writer {
     fn gather(&self, first: WriteOp, ops: &flume::Receiver<WriteOp>) -> Vec<WriteOp> {
         let max = self.options.max_commit_bytes;
         let eager = EAGER_COMMIT_BYTES.min(max);
-        let deadline =
-            self.last_commit + Duration::from_millis(self.options.commit_interval_ms);
+        let deadline = self.last_commit + Duration::from_millis(self.options.commit_interval_ms);
         let mut weight = first.weight();
         // A suspended writer refuses at once; nobody should wait for that.
         let mut urgent = first.is_urgent() || self.suspended.is_some();
@@ -625,9 +623,8 @@ impl Writer {
 
     /// Room for new data: free space on the file system plus free pages inside the file.
     fn room(&mut self) -> Result<u64, StoreError> {
-        let free = super::disk::free_bytes(&self.options.data_dir).map_err(|e| {
-            StorageFault::new(FaultKind::of_io(&e), "free disk space", e)
-        })?;
+        let free = super::disk::free_bytes(&self.options.data_dir)
+            .map_err(|e| StorageFault::new(FaultKind::of_io(&e), "free disk space", e))?;
         Ok(free.saturating_add(self.file_room()))
     }
 

@@ -5,6 +5,8 @@
 //! caused by storage (quota, disk guard, disk full, write error) is, for an MQTT 5 device,
 //! PUBACK/PUBREC 0x97 "Quota exceeded" with a reason string saying why; MQTT 3.1.1 has no
 //! negative PUBACK, so the connection is closed without one (the device resends later).
+//! A record the store refuses as invalid (over 1 MiB of data and key) gets 0x99 "Payload
+//! format invalid" instead: resending it cannot help.
 
 use rumqttd::protocol::{
     Packet, PubAck, PubAckProperties, PubAckReason, PubRec, PubRecProperties, PubRecReason,
@@ -27,6 +29,8 @@ pub(super) enum Committed {
     Refused(String),
     /// Storage failed for the whole group.
     Failed(String),
+    /// The store refused the record itself (too large): resending cannot help.
+    Invalid(String),
 }
 
 pub(super) fn committed(result: CommitResult) -> Committed {
@@ -37,6 +41,7 @@ pub(super) fn committed(result: CommitResult) -> Committed {
             Some(Err(rejected)) => Committed::Refused(rejected.to_string()),
             None => Committed::Failed("no outcome".into()),
         },
+        Some(Ok(Err(StoreError::InvalidRecord(why)))) => Committed::Invalid(why),
         Some(Ok(Err(e))) => Committed::Failed(e.to_string()),
         Some(Err(_)) => Committed::Failed("the store stopped".into()),
     }
@@ -54,6 +59,7 @@ pub(super) fn storage_answer(committed: &Committed) -> Option<(PubAckReason, Str
             PubAckReason::QuotaExceeded,
             format!("The record could not be stored ({why}); retry later."),
         )),
+        Committed::Invalid(why) => Some((PubAckReason::PayloadFormatInvalid, why.clone())),
     }
 }
 
@@ -111,7 +117,7 @@ pub(super) fn refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Rejected;
+    use crate::storage::{FaultKind, Rejected, StorageFault};
     use bytes::BytesMut;
 
     use super::super::codec::Codec;
@@ -142,11 +148,7 @@ mod tests {
                 min_free: 100,
             })])))
         };
-        let write_error = || {
-            Some(Ok(Err(StoreError::Storage(
-                "No space left on device".into(),
-            ))))
-        };
+        let write_error = || Some(Ok(Err(no_space())));
         for (qos, kind) in [(1u8, 0x40u8), (2, 0x50)] {
             for result in [disk_full(), write_error()] {
                 let bytes = answer_bytes(Version::V5, qos, result).unwrap();
@@ -167,7 +169,7 @@ mod tests {
 
     #[test]
     fn v311_storage_failures_close_without_puback() {
-        let write_error = Some(Ok(Err(StoreError::Storage("disk".into()))));
+        let write_error = Some(Ok(Err(no_space())));
         assert!(answer_bytes(Version::V311, 1, write_error).is_none());
         let stopped: CommitResult = {
             let (tx, rx) = oneshot::channel::<Result<Vec<AppendOutcome>, StoreError>>();
@@ -175,6 +177,25 @@ mod tests {
             Some(futures_util::FutureExt::now_or_never(rx).unwrap())
         };
         assert!(answer_bytes(Version::V311, 2, stopped).is_none());
+    }
+
+    fn no_space() -> StoreError {
+        StoreError::Storage(StorageFault::new(
+            FaultKind::NoSpace,
+            "commit",
+            std::io::Error::from_raw_os_error(28),
+        ))
+    }
+
+    #[test]
+    fn a_record_too_large_is_payload_format_invalid() {
+        let too_large = Some(Ok(Err(StoreError::InvalidRecord(
+            "Record 0 has 1048577 bytes".into(),
+        ))));
+        let bytes = answer_bytes(Version::V5, 1, too_large).unwrap();
+        let body = 1 + bytes[1..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+        assert_eq!(&bytes[body..body + 3], &[0x00, 0x09, 0x99], "{bytes:?}");
+        assert!(contains(&bytes, b"1048577 bytes"));
     }
 
     #[test]

@@ -906,7 +906,7 @@ impl Session {
                     }
                 }
                 Some((reason, text)) => {
-                    if matches!(outcome, Committed::Refused(_)) {
+                    if matches!(outcome, Committed::Refused(_) | Committed::Invalid(_)) {
                         self.shared
                             .stats
                             .refused_stream
