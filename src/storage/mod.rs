@@ -18,6 +18,7 @@ mod error;
 mod file;
 mod log;
 mod reader;
+mod recovery;
 mod schema;
 mod stats;
 mod writer;
@@ -37,9 +38,9 @@ pub use compact::{compact, Compacted};
 pub use error::{FaultKind, StorageFault, StoreError};
 pub use file::FileCounters;
 pub use reader::ReadBatch;
+pub use recovery::WriterHealth;
 pub use schema::{DeliveryCheckpoint, ShardState};
 pub use stats::{WriterStats, WriterStatsSnapshot, FAULT_KINDS};
-pub use writer::WriterHealth;
 
 use crate::streams::{Position, SequenceNumber, StreamMeta};
 

@@ -14,20 +14,21 @@
 //! and deletes (which free space) are still tried. Every second the writer checks whether the
 //! cause has gone (free space back above the threshold) and resumes by itself. Pings are
 //! answered with the outcome of their group, so `/ready` and the watchdog see the truth.
+//! The recovery itself (suspend, probe, resume) and the disk guard are in `recovery`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::admin::{AdminOp, DeliveryOp};
-use super::append::DiskCheck;
 use super::database::DbSlot;
 use super::error::{corrupted, storage, FaultKind, StorageFault};
 use super::log::{apply_delivery, init_system};
+use super::recovery::{WriterHealth, PROBE_EVERY};
 use super::schema::{self, ShardState};
 use super::{
     now_ms, AppendOutcome, Catalog, NewRecord, ShardLive, StoreError, StoreOptions, WriterStats,
@@ -37,16 +38,6 @@ use crate::streams::StreamMeta;
 /// A group this big commits without waiting for the schedule: its fsync is already shared by
 /// enough bytes (at full load the queue holds this much as soon as a commit ends).
 const EAGER_COMMIT_BYTES: u64 = 64 * 1024;
-
-/// How often a suspended writer checks whether it can write again.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// Free space (on the file system plus free pages in the file) a writer suspended by a full
-/// disk waits for, at least, before it writes again.
-const RESUME_FREE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// How long the count of free pages inside the file is trusted by the disk guard.
-const FILE_ROOM_TTL: Duration = Duration::from_secs(10);
 
 pub(crate) enum WriteOp {
     Append {
@@ -141,26 +132,6 @@ impl Reply {
     }
 }
 
-/// The writer's health, shared with the store's handle for status and readiness.
-#[derive(Debug, Default)]
-pub struct WriterHealth {
-    /// Why writes are suspended, while they are.
-    suspended: Mutex<Option<StorageFault>>,
-}
-
-impl WriterHealth {
-    pub fn suspended(&self) -> Option<StorageFault> {
-        self.suspended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set(&self, fault: Option<StorageFault>) {
-        *self.suspended.lock().unwrap_or_else(|p| p.into_inner()) = fault;
-    }
-}
-
 pub(crate) struct Writer {
     pub(super) db: Arc<DbSlot>,
     pub(super) options: StoreOptions,
@@ -170,16 +141,16 @@ pub(crate) struct Writer {
     pub(super) states: HashMap<u64, ShardState>,
     pub(super) live: HashMap<u64, Arc<ShardLive>>,
     pub(super) next_uid: u64,
-    health: Arc<WriterHealth>,
+    pub(super) health: Arc<WriterHealth>,
     /// Set after an I/O error until the writer can write again.
-    suspended: Option<StorageFault>,
-    last_probe: Instant,
+    pub(super) suspended: Option<StorageFault>,
+    pub(super) last_probe: Instant,
     /// Storage faults since the last good commit: the probe backs off as they repeat (a
     /// resumed writer that fails again waits longer before the next try).
-    faults_in_a_row: u32,
+    pub(super) faults_in_a_row: u32,
     last_commit: Instant,
     /// Free pages inside the file, as last counted, and when.
-    file_room: Option<(Instant, u64)>,
+    pub(super) file_room: Option<(Instant, u64)>,
 }
 
 impl Writer {
@@ -213,7 +184,7 @@ impl Writer {
     }
 
     /// Reads the committed state into the working copy and publishes it.
-    fn reload(&mut self) -> Result<(), StoreError> {
+    pub(super) fn reload(&mut self) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         let system = txn.open_table(schema::SYSTEM).map_err(storage)?;
         self.next_uid = system
@@ -521,22 +492,6 @@ impl Writer {
         }
     }
 
-    /// A storage error from inside a transaction, with the kind refined from the file's last
-    /// I/O error (redb reports "previous I/O error" after the first).
-    fn refine(&self, error: StoreError) -> StoreError {
-        match error {
-            StoreError::Storage(fault)
-                if matches!(fault.kind, FaultKind::Io | FaultKind::Other) =>
-            {
-                match self.db.counters.last_error() {
-                    Some(io) => StoreError::Storage(fault.with_kind(FaultKind::of_io(&io))),
-                    None => StoreError::Storage(fault),
-                }
-            }
-            error => error,
-        }
-    }
-
     fn count_commit(&self, started: Instant, records: u64, bytes: u64) {
         let stats = &self.stats;
         stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -548,126 +503,6 @@ impl Writer {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         stats.commit_seconds.observe(elapsed.as_secs_f64());
         stats.records_per_commit.observe(records as f64);
-    }
-
-    /// After a failed group: reload the working copy; after an I/O error, reopen the
-    /// database (redb requires it) so that reads go on, and suspend writes.
-    fn failed(&mut self, error: &StoreError) {
-        let fault = match error {
-            StoreError::Storage(fault) => fault.clone(),
-            _ => return,
-        };
-        self.stats.count_fault(fault.kind);
-        self.faults_in_a_row = self.faults_in_a_row.saturating_add(1);
-        let io = matches!(
-            fault.kind,
-            FaultKind::NoSpace | FaultKind::Io | FaultKind::Unavailable
-        );
-        if io {
-            tracing::error!(error = %fault, kind = fault.kind.as_str(), "a commit failed; nothing in its group was acknowledged; writes are suspended until the cause goes away");
-            if let Err(reopen) = self.db.reopen() {
-                tracing::error!(error = %reopen, "cannot reopen the stream database yet; trying again every second");
-            }
-            if self.suspended.is_none() {
-                self.health.set(Some(fault.clone()));
-                self.suspended = Some(fault);
-            }
-            self.last_probe = Instant::now();
-        } else {
-            tracing::error!(error = %fault, kind = fault.kind.as_str(), "a commit failed; nothing in its group was acknowledged");
-        }
-        if self.db.is_open() {
-            if let Err(reload) = self.reload() {
-                tracing::error!(error = %reload, "cannot reload the stream database state");
-            }
-        }
-    }
-
-    /// While suspended: resume when the cause has gone (room on the disk again, the
-    /// database open).
-    fn probe(&mut self) {
-        // 1 s, then 2, 4, ... 32 s while resumed writes keep failing.
-        let backoff = PROBE_EVERY * (1u32 << self.faults_in_a_row.saturating_sub(1).min(5));
-        if self.last_probe.elapsed() < backoff {
-            return;
-        }
-        self.last_probe = Instant::now();
-        let Some(fault) = self.suspended.clone() else {
-            return;
-        };
-        if fault.kind == FaultKind::NoSpace {
-            let threshold = self.options.min_free_disk.max(RESUME_FREE_BYTES);
-            match self.room() {
-                Ok(room) if room >= threshold => {}
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::debug!(%error, "cannot tell the free disk space yet");
-                    return;
-                }
-            }
-        }
-        if !self.db.is_open() {
-            if let Err(error) = self.db.reopen() {
-                tracing::warn!(%error, "cannot reopen the stream database yet");
-                return;
-            }
-        }
-        if let Err(error) = self.reload() {
-            tracing::warn!(%error, "cannot reload the stream database yet");
-            return;
-        }
-        tracing::info!(cause = %fault, "writes resumed");
-        self.suspended = None;
-        self.health.set(None);
-    }
-
-    /// Room for new data: free space on the file system plus free pages inside the file.
-    fn room(&mut self) -> Result<u64, StoreError> {
-        let free = super::disk::free_bytes(&self.options.data_dir)
-            .map_err(|e| StorageFault::new(FaultKind::of_io(&e), "free disk space", e))?;
-        Ok(free.saturating_add(self.file_room()))
-    }
-
-    /// Free pages inside the file, counted at most every `FILE_ROOM_TTL` (and again after a
-    /// commit that deleted or trimmed).
-    fn file_room(&mut self) -> u64 {
-        if let Some((at, bytes)) = self.file_room {
-            if at.elapsed() < FILE_ROOM_TTL {
-                return bytes;
-            }
-        }
-        match self.db.free_in_file() {
-            Ok(bytes) => {
-                self.file_room = Some((Instant::now(), bytes));
-                bytes
-            }
-            Err(error) => {
-                tracing::debug!(%error, "cannot count the free pages in the stream database");
-                0
-            }
-        }
-    }
-
-    /// Free-disk guard, before a group's transaction begins.
-    fn disk_check(&mut self) -> DiskCheck {
-        let min = self.options.min_free_disk;
-        if min == 0 || self.suspended.is_some() {
-            return Ok(());
-        }
-        match super::disk::free_bytes(&self.options.data_dir) {
-            Ok(free) if free >= min => Ok(()),
-            // Pages freed inside the file (a deleted stream, trimmed records) are room too:
-            // redb reuses them before the file grows. Counted at half, as free pages are
-            // scattered and a big value may still need the file to grow.
-            Ok(free) => match free.saturating_add(self.file_room() / 2) {
-                room if room >= min => Ok(()),
-                room => Err((room, min)),
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot read free disk space; not refusing data");
-                Ok(())
-            }
-        }
     }
 
     /// After a commit: publish new positions, wake readers, publish a changed catalog.
