@@ -218,3 +218,52 @@ async fn records_over_the_limits_are_refused_for_every_producer() {
     assert!(store.append("s", vec![record("", b"x")]).await.is_err());
     store.shutdown().await;
 }
+
+/// The commit schedule: producers that pile up share a commit; a lone producer that waits for
+/// each answer is not kept waiting for the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piled_up_producers_share_commits_and_a_lone_one_is_not_delayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    options.min_free_disk = 0;
+    // Long enough that waiting for it would show in any machine's timing.
+    options.commit_interval_ms = 1000;
+    let store = Store::open(options).unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("s", 1)))
+        .await
+        .unwrap();
+
+    // 5 appends one after the other: with the schedule applied they would take >= 4 s.
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        store
+            .append("s", vec![record(&format!("k{i}"), b"x")])
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "a lone producer waited for the schedule: {:?}",
+        started.elapsed()
+    );
+
+    // 200 producers at once: they share a handful of commits, not one each.
+    let commits_before = store.stats().commits;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append("s", vec![record(&format!("d{i}"), b"y")])
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let commits = store.stats().commits - commits_before;
+    assert!(commits <= 10, "200 piled-up appends took {commits} commits");
+    assert_eq!(stored(&store, "s"), 205);
+    store.shutdown().await;
+}

@@ -5,7 +5,9 @@
 //! its last commit (or at once when `EAGER_COMMIT_BYTES` are queued, or a shutdown or a ping
 //! waits), applies the group in one write transaction, commits with
 //! `Durability::Immediate`, and only then answers. So an acknowledgement always means "on
-//! disk", and at sensor rates one fsync covers many messages instead of one each.
+//! disk", and at sensor rates one fsync covers many messages instead of one each. Only
+//! producers that pile up wait for the schedule: a lone producer that waits for each answer
+//! (a script calling PutRecord in a loop) gets its commit at once.
 //!
 //! If a commit fails nobody is told "ok": every request in the group gets the error and the
 //! working copy is reloaded from the last commit. After an I/O error (a full disk, a failing
@@ -149,6 +151,9 @@ pub(crate) struct Writer {
     /// resumed writer that fails again waits longer before the next try).
     pub(super) faults_in_a_row: u32,
     last_commit: Instant,
+    /// Whether the last group held more than one request: producers are piling up, so the
+    /// next group waits for the schedule.
+    piled_up: bool,
     /// Free pages inside the file, as last counted, and when.
     pub(super) file_room: Option<(Instant, u64)>,
 }
@@ -177,6 +182,7 @@ impl Writer {
             last_probe: Instant::now(),
             faults_in_a_row: 0,
             last_commit: Instant::now(),
+            piled_up: false,
             file_room: None,
         };
         writer.reload()?;
@@ -283,8 +289,13 @@ impl Writer {
         let eager = EAGER_COMMIT_BYTES.min(max);
         let deadline = self.last_commit + Duration::from_millis(self.options.commit_interval_ms);
         let mut weight = first.weight();
-        // A suspended writer refuses at once; nobody should wait for that.
-        let mut urgent = first.is_urgent() || self.suspended.is_some();
+        // A suspended writer refuses at once; nobody should wait for that. A lone producer
+        // that waits for each answer before it sends again (a script calling PutRecord in a
+        // loop, a device with one message in flight) is not kept waiting either: its commits
+        // are paced by its own round trips. Only when requests pile up (the last group held
+        // more than one, or more are queued now) does the group gather until the deadline.
+        let piling_up = self.piled_up || !ops.is_empty();
+        let mut urgent = first.is_urgent() || self.suspended.is_some() || !piling_up;
         let mut group = vec![first];
         while !urgent && weight < eager {
             match ops.recv_deadline(deadline) {
@@ -321,6 +332,7 @@ impl Writer {
                 op => work.push(op),
             }
         }
+        self.piled_up = work.len() > 1;
         let outcome = if work.is_empty() {
             self.health_now()
         } else {
