@@ -32,6 +32,9 @@ use serde_json::{json, Value};
 const DEVICES: usize = 100;
 const PERIOD: Duration = Duration::from_millis(100);
 const PAYLOAD_BYTES: usize = 100;
+/// Devices logging in at once: below `mqtt.max_pending_per_address` (32), as all of them
+/// connect from 127.0.0.1.
+const CONNECT_CONCURRENCY: usize = 16;
 
 struct Options {
     seconds: u64,
@@ -239,6 +242,12 @@ struct Row {
     p99_ms: f64,
 }
 
+/// MQTT logins: at most `CONNECT_CONCURRENCY` at once, and how many devices are in.
+struct Logins {
+    permits: tokio::sync::Semaphore,
+    connected: AtomicUsize,
+}
+
 /// One MQTT device: a publish every `PERIOD` (starting after `offset`); returns the publish ->
 /// PUBACK latencies (µs) of the publishes acknowledged while `measuring`.
 async fn mqtt_device(
@@ -246,7 +255,7 @@ async fn mqtt_device(
     credentials: Option<(String, String)>,
     index: usize,
     offset: Duration,
-    connected: Arc<AtomicUsize>,
+    logins: Arc<Logins>,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> Vec<u32> {
@@ -262,10 +271,12 @@ async fn mqtt_device(
     }
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(options, 16);
     eventloop.network_options.set_connection_timeout(60);
+    let login = logins.permits.acquire().await.expect("semaphore");
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                connected.fetch_add(1, Ordering::Relaxed);
+                logins.connected.fetch_add(1, Ordering::Relaxed);
+                drop(login);
                 break;
             }
             Ok(_) => {}
@@ -371,10 +382,13 @@ async fn measure(server: &Server, load: Load, seconds: u64) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     // MQTT devices count themselves once logged in (each login checks an Argon2 hash, which
     // takes a while for 100 devices on a small board); HTTP clients need no login.
-    let connected = Arc::new(AtomicUsize::new(match load {
-        Load::Mqtt => 0,
-        Load::PutRecord => DEVICES,
-    }));
+    let logins = Arc::new(Logins {
+        permits: tokio::sync::Semaphore::new(CONNECT_CONCURRENCY),
+        connected: AtomicUsize::new(match load {
+            Load::Mqtt => 0,
+            Load::PutRecord => DEVICES,
+        }),
+    });
     let mut tasks = Vec::new();
     for n in 0..DEVICES {
         // Spread the devices evenly over the period, as independent sensors are.
@@ -386,7 +400,7 @@ async fn measure(server: &Server, load: Load, seconds: u64) -> Row {
                 server.credentials.get(n).cloned(),
                 n,
                 offset,
-                connected.clone(),
+                logins.clone(),
                 measuring,
                 stop,
             )),
@@ -401,7 +415,7 @@ async fn measure(server: &Server, load: Load, seconds: u64) -> Row {
         });
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    while connected.load(Ordering::Relaxed) < DEVICES {
+    while logins.connected.load(Ordering::Relaxed) < DEVICES {
         assert!(Instant::now() < deadline, "the devices did not all log in");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -535,9 +535,10 @@ const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 fn check_records(records: &[NewRecord]) -> Result<(), StoreError> {
     for (i, record) in records.iter().enumerate() {
         let chars = record.partition_key.chars().count();
-        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+        // Empty is allowed: Firehose records have no key (the Kinesis API requires one itself).
+        if chars > MAX_PARTITION_KEY_CHARS {
             return Err(StoreError::InvalidRecord(format!(
-                "Record {i} has a partition key of {chars} characters; a partition key has 1 to {MAX_PARTITION_KEY_CHARS}."
+                "Record {i} has a partition key of {chars} characters; a partition key has at most {MAX_PARTITION_KEY_CHARS}."
             )));
         }
         let size = record.data.len() + record.partition_key.len();
