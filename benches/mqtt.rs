@@ -11,7 +11,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -161,13 +161,6 @@ fn start_kinedge(devices: usize, idle: usize) -> Server {
     };
     server.wait_ready();
     server
-}
-
-fn mosquitto_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("MOSQUITTO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
-    bin.exists().then_some(bin)
 }
 
 fn start_mosquitto(bin: &Path) -> Server {
@@ -390,7 +383,11 @@ fn main() {
         let server = start_kinedge(CLIENTS, 0);
         results.push(runtime.block_on(load(&server, o.seconds)));
     }
-    let peer = if o.skip_peer { None } else { mosquitto_bin() };
+    let peer = if o.skip_peer {
+        None
+    } else {
+        common::mosquitto_bin()
+    };
     match &peer {
         Some(bin) => {
             let server = start_mosquitto(bin);

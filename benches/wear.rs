@@ -18,7 +18,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -157,13 +157,6 @@ fn start_kinedge(commit_interval_ms: Option<u64>) -> Server {
     };
     wait_listening(server.name, mqtt_port);
     server
-}
-
-fn mosquitto_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("MOSQUITTO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
-    bin.exists().then_some(bin)
 }
 
 fn start_mosquitto(bin: &Path) -> Server {
@@ -471,7 +464,7 @@ fn main() {
         rows.push(runtime.block_on(measure(&server, Load::Mqtt, o.seconds)));
         rows.push(runtime.block_on(measure(&server, Load::PutRecord, o.seconds)));
     }
-    match (o.skip_peer, mosquitto_bin()) {
+    match (o.skip_peer, common::mosquitto_bin()) {
         (true, _) => {}
         (false, Some(bin)) => {
             let server = start_mosquitto(&bin);

@@ -49,3 +49,12 @@ pub fn proc_field(pid: u32, file: &str, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// mosquitto, the MQTT peer: `$MOSQUITTO_BIN` or Debian's `/usr/sbin/mosquitto`, if present.
+#[allow(dead_code)] // only the MQTT benchmarks run it
+pub fn mosquitto_bin() -> Option<std::path::PathBuf> {
+    let bin = std::env::var_os("MOSQUITTO_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/mosquitto"));
+    bin.exists().then_some(bin)
+}
