@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::log::{FragmentLog, FragmentMeta, Gap, NewFragment, RetentionPolicy, VideoLogError};
 use super::pipeline::{CameraPipeline, Output, PipelineSpec, RawFragment, StreamInit};
-use crate::config::camera::CameraSource;
+use crate::devices::camera::CameraSource;
 
 /// Fragments waiting between the pipeline and the log; a slow disk drops beyond this (counted).
 pub const HANDOFF_QUEUE: usize = 4;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::config::camera::{CameraEncoder, CameraSource};
+use crate::devices::camera::{CameraEncoder, CameraSource};
 
 /// What the pipeline hands to the camera supervisor.
 #[derive(Debug)]

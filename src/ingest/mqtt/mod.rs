@@ -8,7 +8,6 @@
 mod admission;
 mod broker;
 pub(crate) mod codec;
-pub mod devices;
 mod link;
 mod qos2;
 mod refusal;
@@ -16,7 +15,5 @@ pub mod routes;
 mod server;
 mod session;
 pub(crate) mod tls;
-pub mod topics;
 
-pub use devices::{Device, DeviceErrors, DeviceKind, DeviceRegistry};
 pub use server::{MqttServer, MqttShared, MqttStats};

@@ -17,8 +17,9 @@ use super::admission::{Admission, Busy};
 use super::broker::{Broker, BrokerLimits};
 use super::qos2::Qos2Sessions;
 use super::routes::Routes;
-use super::{session, Device, DeviceRegistry};
+use super::session;
 use crate::config::MqttConfig;
+use crate::devices::{Device, DeviceRegistry};
 use crate::storage::Store;
 
 /// Limits and policies of the listener, from `[mqtt]`.

@@ -34,8 +34,7 @@ use super::qos2::{self, Attached};
 use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
 use super::server::MqttShared;
-use super::topics;
-use super::Device;
+use crate::devices::{topics, Device};
 use crate::storage::{now_ms, AppendOutcome, NewRecord, StoreError};
 use crate::streams::hash_key_of;
 
@@ -216,7 +215,7 @@ async fn authenticate(
     let Some((username, password)) = login else {
         // Anonymous client ids follow the device id rules, so none can pose as the gateway's
         // own broker link.
-        if shared.settings.allow_anonymous && super::devices::is_valid_device_id(client_id) {
+        if shared.settings.allow_anonymous && crate::devices::is_valid_device_id(client_id) {
             return Ok(Identity {
                 client_id: client_id.to_string(),
                 device: None,
