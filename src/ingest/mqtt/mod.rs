@@ -14,6 +14,8 @@ mod refusal;
 pub mod routes;
 mod server;
 mod session;
+mod shared;
 pub(crate) mod tls;
 
-pub use server::{MqttServer, MqttShared, MqttStats};
+pub use server::MqttServer;
+pub use shared::{MqttShared, MqttStats};

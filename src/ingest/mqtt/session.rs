@@ -33,7 +33,7 @@ use super::link::RouterLink;
 use super::qos2::{self, Attached};
 use super::refusal::{self, committed, storage_answer, CommitResult, Committed, Refusal};
 use super::routes::PublishContext;
-use super::server::MqttShared;
+use super::shared::MqttShared;
 use crate::devices::{topics, Device};
 use crate::storage::{now_ms, AppendOutcome, NewRecord, StoreError};
 use crate::streams::hash_key_of;
