@@ -109,7 +109,11 @@ pub fn set_duration(init: &[u8], duration: u64) -> Result<Vec<u8>, Mp4Error> {
     mehd.extend_from_slice(b"mehd");
     mehd.extend_from_slice(&0x0100_0000u32.to_be_bytes()); // version 1, no flags
     mehd.extend_from_slice(&movie_duration.to_be_bytes());
-    debug_assert_eq!(mehd.len(), MEHD_LEN, "the mehd is as long as its parents grow");
+    debug_assert_eq!(
+        mehd.len(),
+        MEHD_LEN,
+        "the mehd is as long as its parents grow"
+    );
     grow_size(&mut out, &moov, MEHD_LEN)?;
     grow_size(&mut out, &mvex, MEHD_LEN)?;
     let at = mvex.body_offset();
