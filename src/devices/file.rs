@@ -229,13 +229,13 @@ fn topic_filters(
     id: &str,
     issues: &mut Issues,
 ) -> Vec<String> {
-    let raw: Vec<(usize, String)> = match table.get(key) {
-        None => vec![(0, default.to_string())],
+    let raw: Vec<String> = match table.get(key) {
+        None => vec![default.to_string()],
         Some(toml::Value::Array(items)) => items
             .iter()
             .enumerate()
             .filter_map(|(i, v)| match v {
-                toml::Value::String(s) => Some((i, s.clone())),
+                toml::Value::String(s) => Some(s.clone()),
                 other => {
                     let message =
                         format!("expected a topic filter string, found {}", other.type_str());
@@ -253,7 +253,9 @@ fn topic_filters(
             Vec::new()
         }
     };
+    // As before the split: the index counts the string entries only.
     raw.into_iter()
+        .enumerate()
         .filter_map(|(i, filter)| {
             expand_filter(&filter, id)
                 .map_err(|message| issues.problem(&format!("{key}[{i}]"), message))
