@@ -9,15 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, Busy};
+use super::admission::Busy;
 use super::broker::{Broker, BrokerLimits};
-use super::qos2::Qos2Sessions;
 use super::routes::Routes;
 use super::session;
-use super::shared::{MqttShared, MqttStats, Settings};
+use super::shared::{MqttShared, Settings};
 use crate::config::MqttConfig;
 use crate::devices::DeviceRegistry;
 use crate::storage::Store;
@@ -29,6 +27,15 @@ pub struct MqttServer {
     pub tls_addr: Option<SocketAddr>,
     pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Listens on `addr` (named by its config key in the error); the address actually bound.
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (config key {key})"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    Ok((listener, local))
 }
 
 impl MqttServer {
@@ -47,30 +54,8 @@ impl MqttServer {
         .await
         .context("starting the MQTT broker core")?
         .map_err(|e| anyhow::anyhow!("starting the MQTT broker core: {e}"))?;
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} (config key mqtt.listen)",
-                config.listen
-            )
-        })?;
-        let local_addr = listener.local_addr().unwrap_or(config.listen);
-        let admission = Admission::new(
-            settings.max_connections,
-            settings.max_pending_connections,
-            settings.max_pending_per_address,
-        );
-        let shared = Arc::new(MqttShared {
-            store,
-            broker,
-            devices: watch::channel(Arc::new(devices)).0,
-            routes,
-            settings,
-            auth_slots: Semaphore::new(2),
-            stats: MqttStats::default(),
-            admission,
-            qos2: Qos2Sessions::default(),
-            stopping: watch::channel(false).0,
-        });
+        let (listener, local_addr) = bind(config.listen, "mqtt.listen").await?;
+        let shared = Arc::new(MqttShared::new(settings, store, broker, devices, routes));
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
             Transport::Tcp,
@@ -79,10 +64,8 @@ impl MqttServer {
         let mut tls_addr = None;
         let mut websocket_addr = None;
         if let Some(addr) = config.websocket_listen {
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} (config key mqtt.websocket_listen)")
-            })?;
-            websocket_addr = Some(listener.local_addr().unwrap_or(addr));
+            let (listener, addr) = bind(addr, "mqtt.websocket_listen").await?;
+            websocket_addr = Some(addr);
             accept.push(tokio::spawn(accept_loop(
                 listener,
                 Transport::WebSocket,
@@ -91,13 +74,8 @@ impl MqttServer {
         }
         if let Some(tls) = &config.tls {
             let acceptor = super::tls::acceptor(tls)?;
-            let listener = TcpListener::bind(tls.listen).await.with_context(|| {
-                format!(
-                    "cannot listen on {} (config key mqtt.tls.listen)",
-                    tls.listen
-                )
-            })?;
-            tls_addr = Some(listener.local_addr().unwrap_or(tls.listen));
+            let (listener, addr) = bind(tls.listen, "mqtt.tls.listen").await?;
+            tls_addr = Some(addr);
             accept.push(tokio::spawn(accept_loop(
                 listener,
                 Transport::Tls(acceptor),

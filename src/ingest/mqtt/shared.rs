@@ -80,6 +80,32 @@ pub struct MqttShared {
 }
 
 impl MqttShared {
+    pub(super) fn new(
+        settings: Settings,
+        store: Store,
+        broker: Broker,
+        devices: DeviceRegistry,
+        routes: Routes,
+    ) -> MqttShared {
+        let admission = Admission::new(
+            settings.max_connections,
+            settings.max_pending_connections,
+            settings.max_pending_per_address,
+        );
+        MqttShared {
+            store,
+            broker,
+            devices: watch::channel(Arc::new(devices)).0,
+            routes,
+            settings,
+            auth_slots: Semaphore::new(2),
+            stats: MqttStats::default(),
+            admission,
+            qos2: Qos2Sessions::default(),
+            stopping: watch::channel(false).0,
+        }
+    }
+
     /// Whether the listeners accept new connections (for `/ready`).
     pub fn is_accepting(&self) -> bool {
         !*self.stopping.borrow()
