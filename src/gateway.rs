@@ -17,8 +17,9 @@ use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::delivery::config::SourceConfig;
 use crate::delivery::{DeliveryService, DeliverySettings};
+use crate::devices::DeviceRegistry;
 use crate::ingest::mqtt::routes::Routes;
-use crate::ingest::mqtt::{DeviceRegistry, MqttServer, MqttShared};
+use crate::ingest::mqtt::{MqttServer, MqttShared};
 use crate::storage::{AdminOp, Store, StoreOptions, StreamSpec};
 use crate::streams::{OnFull, StreamMode, ITERATOR_TTL_MS};
 
@@ -280,7 +281,7 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
 async fn start_video(
     config: &Config,
     store: &Store,
-    cameras: Vec<crate::ingest::mqtt::Device>,
+    cameras: Vec<crate::devices::Device>,
     deliveries: &DeliveryService,
 ) -> anyhow::Result<crate::video::VideoService> {
     let dir = crate::video::service::video_dir(&config.video, store.data_dir());

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod devices;
 /// Entry points for the fuzz targets in fuzz/ and their property tests; not an API.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Timelike;
-use kinedge::config::camera::CameraUpload;
 use kinedge::delivery::config::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, S3Config, Secret, SourceConfig,
 };
 use kinedge::delivery::{DeliveryService, DeliverySettings};
+use kinedge::devices::camera::CameraUpload;
 use kinedge::storage::{Store, StoreOptions};
 use kinedge::video::log::{FragmentLog, NewFragment, RetentionPolicy};
 use kinedge::video::upload::{UploadError, UploadHandle, UploadState, Uploader};

@@ -17,8 +17,7 @@ use serde_json::json;
 pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
 
 use crate::config::{Config, LogFormat};
-use crate::ingest::mqtt::devices::{hash_secret, write_device_file};
-use crate::ingest::mqtt::{DeviceKind, DeviceRegistry};
+use crate::devices::{hash_secret, write_device_file, DeviceKind, DeviceRegistry};
 
 #[derive(Parser)]
 #[command(

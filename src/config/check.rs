@@ -15,12 +15,12 @@ use std::path::Path;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::camera::CameraSource;
 use super::{
     Config, ConfigIssue, ConfigSource, Parsed, Reference, SecretSource, DEFAULT_CONFIG_TOML,
 };
 use crate::delivery::config::SourceConfig;
-use crate::ingest::mqtt::{Device, DeviceRegistry};
+use crate::devices::camera::CameraSource;
+use crate::devices::{Device, DeviceRegistry};
 
 /// What `check-config` found.
 #[derive(Debug, Default)]

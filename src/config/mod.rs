@@ -11,7 +11,6 @@
 //! every value, collecting all issues. `check` (the `check-config` command) adds what only the
 //! machine can tell: secret files and variables, certificates, directories and device files.
 
-pub mod camera;
 pub mod check;
 mod delivery;
 mod raw;

@@ -16,7 +16,8 @@ use super::{
     DevicesConfig, LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig,
     RouteFormat, SecretSource, StorageConfig, StreamConfig, VideoConfig,
 };
-use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
+use crate::devices::topics::check_filter;
+use crate::ingest::mqtt::routes::parse_template;
 use crate::streams::SHARD_LIMIT;
 
 /// What checking a file found besides the configuration itself.
@@ -671,7 +672,7 @@ impl Check {
                 .integer(
                     "video.fragment_duration_ms",
                     raw.fragment_duration_ms,
-                    crate::config::camera::CameraConfig::FRAGMENT_DURATION_MS_RANGE,
+                    crate::devices::camera::CameraConfig::FRAGMENT_DURATION_MS_RANGE,
                     " ms",
                 )
                 .unwrap_or(default.fragment_duration_ms),

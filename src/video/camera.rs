@@ -15,9 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use super::log::{FragmentLog, FragmentMeta, Gap, NewFragment, RetentionPolicy, VideoLogError};
+use super::log::{
+    AppendOutcome, FragmentLog, FragmentMeta, Gap, NewFragment, RetentionPolicy, VideoLogError,
+};
 use super::pipeline::{CameraPipeline, Output, PipelineSpec, RawFragment, StreamInit};
-use crate::config::camera::CameraSource;
+use crate::devices::camera::CameraSource;
 
 /// Fragments waiting between the pipeline and the log; a slow disk drops beyond this (counted).
 pub const HANDOFF_QUEUE: usize = 4;
@@ -138,23 +140,7 @@ impl Camera {
 
     /// Runs the camera until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut previous_end = match self
-            .blocking({
-                let name = self.name.clone();
-                move |log| log.latest(&name, 1)
-            })
-            .await
-        {
-            Ok(last) => last.last().map(|f| {
-                let _ = self.latest.send(f.number);
-                self.update(|l| l.last_fragment = Some(f.clone()));
-                f.producer_ms + i64::from(f.duration_ms)
-            }),
-            Err(error) => {
-                tracing::error!(camera = %self.name, %error, "cannot read the camera's fragment log");
-                None
-            }
-        };
+        let mut previous_end = self.resume().await;
         let mut reason = String::from("gateway was not running");
         let mut failures = 0u32;
         loop {
@@ -217,6 +203,23 @@ impl Camera {
             }
         }
         self.update(|l| l.state = CameraState::Stopped);
+    }
+
+    /// Where the camera's log ends (the last fragment's end, producer time), published as the
+    /// latest fragment; `None` for an empty or unreadable log.
+    async fn resume(&self) -> Option<i64> {
+        let name = self.name.clone();
+        match self.blocking(move |log| log.latest(&name, 1)).await {
+            Ok(last) => last.last().map(|f| {
+                let _ = self.latest.send(f.number);
+                self.update(|l| l.last_fragment = Some(f.clone()));
+                f.producer_ms + i64::from(f.duration_ms)
+            }),
+            Err(error) => {
+                tracing::error!(camera = %self.name, %error, "cannot read the camera's fragment log");
+                None
+            }
+        }
     }
 
     /// Waits before the next attempt; true when the gateway is stopping.
@@ -319,26 +322,8 @@ impl Camera {
             .clamp(1, u64::from(u32::MAX)) as u32;
         let producer_ms = run.producer_ms(fragment.pts, duration_ms, now, *previous_end);
         if run.fragments == 0 {
-            if let Some(end) = *previous_end {
-                if producer_ms > end {
-                    let gap = Gap {
-                        start_ms: end,
-                        end_ms: producer_ms,
-                        reason: reason.to_string(),
-                    };
-                    tracing::info!(camera = %self.name, seconds = (producer_ms - end) / 1000, reason, "gap in the recording");
-                    let name = self.name.clone();
-                    if let Err(error) = self.blocking(move |log| log.record_gap(&name, gap)).await {
-                        tracing::warn!(camera = %self.name, %error, "cannot record a gap");
-                    }
-                    self.update(|l| l.gaps += 1);
-                }
-            }
-            self.update(|l| {
-                l.state = CameraState::Connected;
-                l.connected_since_ms = Some(now);
-            });
-            tracing::info!(camera = %self.name, codec = init.codec, width = init.width, height = init.height, "camera connected");
+            self.start_run(producer_ms, *previous_end, reason, &init, now)
+                .await;
         }
         let size = fragment.data.len() as u64;
         let new = NewFragment {
@@ -363,45 +348,83 @@ impl Camera {
                 run.fragments += 1;
                 run.last_init = Some(init_id);
                 *previous_end = Some(producer_ms + i64::from(duration_ms));
-                if outcome.evicted_fragments > 0 {
-                    tracing::debug!(camera = %self.name, fragments = outcome.evicted_fragments, bytes = outcome.evicted_bytes, "oldest fragments deleted to make room");
-                }
-                let bitrate = size * 8 * 1000 / u64::from(duration_ms);
-                let number = outcome.meta.number;
-                self.update(|l| {
-                    l.bitrate_bps = if l.bitrate_bps == 0 {
-                        bitrate
-                    } else {
-                        (l.bitrate_bps * 3 + bitrate) / 4
-                    };
-                    l.recorded_fragments += 1;
-                    l.recorded_bytes += size;
-                    l.last_fragment = Some(outcome.meta);
-                });
-                let _ = self.latest.send(number);
+                self.recorded(outcome, size, duration_ms);
             }
-            Err(error) => {
-                let full = matches!(
-                    error,
-                    VideoLogError::Full { .. } | VideoLogError::TooLarge { .. }
-                );
-                let first = self
-                    .live
-                    .lock()
-                    .map(|mut l| {
-                        l.refused_fragments += 1;
-                        let first = l.last_error.as_deref() != Some(&error.to_string());
-                        l.last_error = Some(error.to_string());
-                        first
-                    })
-                    .unwrap_or(false);
-                if first {
-                    if full {
-                        tracing::warn!(camera = %self.name, %error, "fragment refused");
-                    } else {
-                        tracing::error!(camera = %self.name, %error, "cannot store a fragment");
-                    }
-                }
+            Err(error) => self.refused(error),
+        }
+    }
+
+    /// The first fragment of a run: the time since the previous run's end is a gap, and the
+    /// camera counts as connected.
+    async fn start_run(
+        &self,
+        producer_ms: i64,
+        previous_end: Option<i64>,
+        reason: &str,
+        init: &StreamInit,
+        now: i64,
+    ) {
+        if let Some(end) = previous_end.filter(|end| producer_ms > *end) {
+            let gap = Gap {
+                start_ms: end,
+                end_ms: producer_ms,
+                reason: reason.to_string(),
+            };
+            tracing::info!(camera = %self.name, seconds = (producer_ms - end) / 1000, reason, "gap in the recording");
+            let name = self.name.clone();
+            if let Err(error) = self.blocking(move |log| log.record_gap(&name, gap)).await {
+                tracing::warn!(camera = %self.name, %error, "cannot record a gap");
+            }
+            self.update(|l| l.gaps += 1);
+        }
+        self.update(|l| {
+            l.state = CameraState::Connected;
+            l.connected_since_ms = Some(now);
+        });
+        tracing::info!(camera = %self.name, codec = init.codec, width = init.width, height = init.height, "camera connected");
+    }
+
+    /// A fragment is stored: status (bitrate, counts, the latest fragment) and the live signal.
+    fn recorded(&self, outcome: AppendOutcome, size: u64, duration_ms: u32) {
+        if outcome.evicted_fragments > 0 {
+            tracing::debug!(camera = %self.name, fragments = outcome.evicted_fragments, bytes = outcome.evicted_bytes, "oldest fragments deleted to make room");
+        }
+        let bitrate = size * 8 * 1000 / u64::from(duration_ms);
+        let number = outcome.meta.number;
+        self.update(|l| {
+            l.bitrate_bps = if l.bitrate_bps == 0 {
+                bitrate
+            } else {
+                (l.bitrate_bps * 3 + bitrate) / 4
+            };
+            l.recorded_fragments += 1;
+            l.recorded_bytes += size;
+            l.last_fragment = Some(outcome.meta);
+        });
+        let _ = self.latest.send(number);
+    }
+
+    /// A fragment is refused or could not be stored: counted; logged once per distinct error.
+    fn refused(&self, error: VideoLogError) {
+        let full = matches!(
+            error,
+            VideoLogError::Full { .. } | VideoLogError::TooLarge { .. }
+        );
+        let first = self
+            .live
+            .lock()
+            .map(|mut l| {
+                l.refused_fragments += 1;
+                let first = l.last_error.as_deref() != Some(&error.to_string());
+                l.last_error = Some(error.to_string());
+                first
+            })
+            .unwrap_or(false);
+        if first {
+            if full {
+                tracing::warn!(camera = %self.name, %error, "fragment refused");
+            } else {
+                tracing::error!(camera = %self.name, %error, "cannot store a fragment");
             }
         }
     }

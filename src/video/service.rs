@@ -18,10 +18,10 @@ use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
 use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
 use super::pipeline::PipelineSpec;
 use super::upload::{UploadHandle, UploadStatus, Uploader};
-use crate::config::camera::{CameraConfig, CameraOnFull};
 use crate::config::{SecretSource, VideoConfig};
 use crate::delivery::DeliveryService;
-use crate::ingest::mqtt::devices::Device;
+use crate::devices::camera::{CameraConfig, CameraOnFull};
+use crate::devices::Device;
 
 /// How often age retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);

@@ -31,11 +31,11 @@ use tokio::task::JoinHandle;
 
 use super::hls::{self, Playlist, Segment};
 use super::log::{FragmentLog, FragmentMeta};
-use crate::config::camera::CameraUpload;
 use crate::delivery::backoff;
 use crate::delivery::destinations::naming::RenderContext;
 use crate::delivery::destinations::{BuildError, DeliveryError, ObjectStore};
 use crate::delivery::{DeliveryService, DeliveryServiceError, VideoDelivery};
+use crate::devices::camera::CameraUpload;
 
 pub use crate::delivery::status::{UploadState, UploadStatus};
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::config::RouteConfig;
 pub use crate::config::RouteFormat;
 
-use super::topics;
+use crate::devices::topics;
 
 /// Kinesis partition keys are at most 256 Unicode characters.
 pub const MAX_PARTITION_KEY_CHARS: usize = 256;

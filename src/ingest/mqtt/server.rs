@@ -1,123 +1,24 @@
 //! The MQTT listener: admits connections (see `admission`: a pre-CONNECT budget, then
-//! `mqtt.max_connections` slots for authenticated sessions) and runs a session for each;
-//! holds what sessions share (store, broker, devices, routes, limits, counters).
+//! `mqtt.max_connections` slots for authenticated sessions) and runs a session for each,
+//! handing it the state all sessions share (`shared`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, Busy};
+use super::admission::Busy;
 use super::broker::{Broker, BrokerLimits};
-use super::qos2::Qos2Sessions;
 use super::routes::Routes;
-use super::{session, Device, DeviceRegistry};
+use super::session;
+use super::shared::{MqttShared, Settings};
 use crate::config::MqttConfig;
+use crate::devices::DeviceRegistry;
 use crate::storage::Store;
-
-/// Limits and policies of the listener, from `[mqtt]`.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub max_packet_size: usize,
-    pub max_inflight: usize,
-    pub keep_alive_max_s: u16,
-    pub connect_timeout: Duration,
-    pub allow_anonymous: bool,
-    pub client_id_pattern: Option<String>,
-    pub max_connections: usize,
-    pub max_pending_connections: usize,
-    pub max_pending_per_address: u32,
-}
-
-impl Settings {
-    pub fn from_config(config: &MqttConfig) -> Settings {
-        Settings {
-            max_packet_size: usize::try_from(config.max_packet_size).unwrap_or(usize::MAX),
-            max_inflight: usize::from(config.max_inflight),
-            keep_alive_max_s: config.keep_alive_max_s,
-            connect_timeout: Duration::from_secs(u64::from(config.connect_timeout_s)),
-            allow_anonymous: config.allow_anonymous,
-            client_id_pattern: config.client_id_pattern.clone(),
-            max_connections: config.max_connections as usize,
-            max_pending_connections: config.max_pending_connections as usize,
-            max_pending_per_address: config.max_pending_per_address,
-        }
-    }
-}
-
-/// Counters for status and metrics.
-#[derive(Debug, Default)]
-pub struct MqttStats {
-    pub connected: AtomicU64,
-    pub stored: AtomicU64,
-    pub unrouted: AtomicU64,
-    pub refused_connect: AtomicU64,
-    pub refused_acl: AtomicU64,
-    pub refused_stream: AtomicU64,
-    pub refused_too_large: AtomicU64,
-    pub refused_busy: AtomicU64,
-}
-
-/// What every session shares.
-pub struct MqttShared {
-    pub store: Store,
-    pub broker: Broker,
-    pub devices: watch::Sender<Arc<DeviceRegistry>>,
-    pub routes: Routes,
-    pub settings: Settings,
-    /// Password checks (Argon2, deliberately slow) run at most this many at once.
-    pub auth_slots: Semaphore,
-    pub stats: MqttStats,
-    /// Pending places (before authentication) and connection slots.
-    pub admission: Admission,
-    /// Unreleased QoS 2 packet ids of every client session (kept across its connections).
-    pub qos2: Qos2Sessions,
-    /// Set when the gateway stops: the listeners accept no more connections, and sessions
-    /// acknowledge what they received and close.
-    pub stopping: watch::Sender<bool>,
-}
-
-impl MqttShared {
-    /// Whether the listeners accept new connections (for `/ready`).
-    pub fn is_accepting(&self) -> bool {
-        !*self.stopping.borrow()
-    }
-
-    pub fn device(&self, id: &str) -> Option<Arc<Device>> {
-        self.devices.borrow().get(id).map(|d| Arc::new(d.clone()))
-    }
-
-    /// Counters and sizes for `/status`.
-    pub fn status(&self) -> serde_json::Value {
-        let s = &self.stats;
-        let n = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        serde_json::json!({
-            "connected": n(&s.connected),
-            "devices": self.devices.borrow().len(),
-            "stored": n(&s.stored),
-            "unrouted": n(&s.unrouted),
-            "refused": {
-                "connect": n(&s.refused_connect),
-                "acl": n(&s.refused_acl),
-                "stream": n(&s.refused_stream),
-                "too_large": n(&s.refused_too_large),
-                "busy": n(&s.refused_busy),
-            },
-        })
-    }
-
-    /// Replaces the registry; sessions of removed or changed devices disconnect.
-    pub fn reload_devices(&self, registry: DeviceRegistry) {
-        tracing::info!(devices = registry.len(), "device registry reloaded");
-        self.devices.send_replace(Arc::new(registry));
-    }
-}
 
 /// A running MQTT listener.
 pub struct MqttServer {
@@ -126,6 +27,15 @@ pub struct MqttServer {
     pub tls_addr: Option<SocketAddr>,
     pub websocket_addr: Option<SocketAddr>,
     accept: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Listens on `addr` (named by its config key in the error); the address actually bound.
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (config key {key})"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    Ok((listener, local))
 }
 
 impl MqttServer {
@@ -144,30 +54,8 @@ impl MqttServer {
         .await
         .context("starting the MQTT broker core")?
         .map_err(|e| anyhow::anyhow!("starting the MQTT broker core: {e}"))?;
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} (config key mqtt.listen)",
-                config.listen
-            )
-        })?;
-        let local_addr = listener.local_addr().unwrap_or(config.listen);
-        let admission = Admission::new(
-            settings.max_connections,
-            settings.max_pending_connections,
-            settings.max_pending_per_address,
-        );
-        let shared = Arc::new(MqttShared {
-            store,
-            broker,
-            devices: watch::channel(Arc::new(devices)).0,
-            routes,
-            settings,
-            auth_slots: Semaphore::new(2),
-            stats: MqttStats::default(),
-            admission,
-            qos2: Qos2Sessions::default(),
-            stopping: watch::channel(false).0,
-        });
+        let (listener, local_addr) = bind(config.listen, "mqtt.listen").await?;
+        let shared = Arc::new(MqttShared::new(settings, store, broker, devices, routes));
         let mut accept = vec![tokio::spawn(accept_loop(
             listener,
             Transport::Tcp,
@@ -176,10 +64,8 @@ impl MqttServer {
         let mut tls_addr = None;
         let mut websocket_addr = None;
         if let Some(addr) = config.websocket_listen {
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} (config key mqtt.websocket_listen)")
-            })?;
-            websocket_addr = Some(listener.local_addr().unwrap_or(addr));
+            let (listener, addr) = bind(addr, "mqtt.websocket_listen").await?;
+            websocket_addr = Some(addr);
             accept.push(tokio::spawn(accept_loop(
                 listener,
                 Transport::WebSocket,
@@ -188,13 +74,8 @@ impl MqttServer {
         }
         if let Some(tls) = &config.tls {
             let acceptor = super::tls::acceptor(tls)?;
-            let listener = TcpListener::bind(tls.listen).await.with_context(|| {
-                format!(
-                    "cannot listen on {} (config key mqtt.tls.listen)",
-                    tls.listen
-                )
-            })?;
-            tls_addr = Some(listener.local_addr().unwrap_or(tls.listen));
+            let (listener, addr) = bind(tls.listen, "mqtt.tls.listen").await?;
+            tls_addr = Some(addr);
             accept.push(tokio::spawn(accept_loop(
                 listener,
                 Transport::Tls(acceptor),
