@@ -15,6 +15,7 @@
 pub mod backoff;
 pub mod bandwidth;
 pub mod batch;
+pub mod checkpoint;
 pub mod compression;
 pub mod config;
 pub mod dead_letter;

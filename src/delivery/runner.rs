@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::backoff;
 use super::bandwidth::Bandwidth;
 use super::batch::{Batch, DeliveryRecord, ErrorBatch, ErrorOutputType, FailedRecord};
+use super::checkpoint::{self, DeliveryCheckpoint};
 use super::config::{DeliveryStreamConfig, SourceConfig, StartPosition};
 use super::dead_letter::DeadLetter;
 use super::destinations::{self, DeliveryError, Destination, DestinationContext};
@@ -27,7 +28,7 @@ use super::plan;
 use super::processors::Processors;
 use super::source::{Cursor, ShardSource};
 use super::status::{rfc3339, DeliveryState, LastError, ShardProgress, StatusCell};
-use crate::storage::{now_ms, DeliveryOp, Store};
+use crate::storage::{now_ms, Store};
 
 /// How often the runner looks for new shards or a source stream that appeared.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -150,7 +151,7 @@ pub async fn run(parts: RunnerParts) {
     let mut saved = {
         let store = store.clone();
         let key = name.clone();
-        match tokio::task::spawn_blocking(move || store.delivery_checkpoints(&key)).await {
+        match tokio::task::spawn_blocking(move || checkpoint::load(&store, &key)).await {
             Ok(Ok(saved)) => {
                 let (checkpoints, pending) = plan::split_saved(saved);
                 if !pending.is_empty() {
@@ -394,7 +395,7 @@ pub async fn run(parts: RunnerParts) {
 async fn refresh_source(
     name: &str,
     source: &mut ShardSource,
-    saved: &mut Option<std::collections::HashMap<u64, crate::storage::DeliveryCheckpoint>>,
+    saved: &mut Option<std::collections::HashMap<u64, DeliveryCheckpoint>>,
     store: &Store,
     status: &StatusCell,
     paused_logged: &mut bool,
@@ -410,11 +411,8 @@ async fn refresh_source(
                 });
             }
             if !initial.is_empty() {
-                let op = DeliveryOp::SaveCheckpoints {
-                    delivery: name.to_owned(),
-                    checkpoints: initial,
-                };
-                if let Err(error) = store.delivery(op).await {
+                let op = checkpoint::save_op(name, initial);
+                if let Err(error) = store.checkpoint(op).await {
                     tracing::warn!(delivery_stream = %name, %error, "cannot save starting checkpoints");
                     return false;
                 }
@@ -463,7 +461,7 @@ async fn record_outcome(
 /// checkpoints together with the new batch's plan. False when stopping.
 async fn save_before_sending(
     previous: Option<InFlight>,
-    plan_rows: Vec<(u64, crate::storage::DeliveryCheckpoint)>,
+    plan_rows: Vec<(u64, DeliveryCheckpoint)>,
     store: &Store,
     shared: &Shared,
 ) -> bool {
@@ -503,18 +501,15 @@ fn confirmed(
 
 /// Commits checkpoint (and plan) rows; false when they cannot be saved (stopping).
 async fn save_checkpoints(
-    rows: Vec<(u64, crate::storage::DeliveryCheckpoint)>,
+    rows: Vec<(u64, DeliveryCheckpoint)>,
     store: &Store,
     shared: &Shared,
 ) -> bool {
     if rows.is_empty() {
         return true;
     }
-    let op = DeliveryOp::SaveCheckpoints {
-        delivery: shared.name.clone(),
-        checkpoints: rows,
-    };
-    if let Err(error) = store.delivery(op).await {
+    let op = checkpoint::save_op(&shared.name, rows);
+    if let Err(error) = store.checkpoint(op).await {
         tracing::warn!(delivery_stream = %shared.name, %error, "cannot save checkpoints; the batch will be delivered again");
         return false;
     }

@@ -23,7 +23,7 @@ use super::status::{
     self, DeliveryState, DeliveryStatus, DestinationStatus, ShardStatus, StatusCell, UploadStatus,
 };
 use crate::storage::{
-    now_ms, AdminOp, AppendOutcome, DeliveryOp, NewRecord, Store, StoreError, StreamSpec,
+    now_ms, AdminOp, AppendOutcome, CheckpointOp, NewRecord, Store, StoreError, StreamSpec,
 };
 use crate::streams::{OnFull, StreamMode};
 
@@ -164,7 +164,7 @@ impl DeliveryService {
         }
         let stored = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.delivery_definitions())
+            tokio::task::spawn_blocking(move || store.consumer_definitions())
                 .await
                 .map_err(|e| DeliveryServiceError::Definition(e.to_string()))??
         };
@@ -316,9 +316,9 @@ impl DeliveryService {
         .map_err(|e| DeliveryServiceError::Definition(e.to_string()))?;
         self.inner
             .store
-            .delivery(DeliveryOp::SaveDefinition {
-                name: name.clone(),
-                definition,
+            .checkpoint(CheckpointOp::SaveDefinition {
+                consumer: name.clone(),
+                bytes: definition,
             })
             .await?;
         self.launch(DeliveryStreamInfo {
@@ -349,8 +349,8 @@ impl DeliveryService {
             }
             self.inner
                 .store
-                .delivery(DeliveryOp::Remove {
-                    name: name.to_owned(),
+                .checkpoint(CheckpointOp::Remove {
+                    consumer: name.to_owned(),
                 })
                 .await?;
             if let SourceConfig::DirectPut = running.info.config.source {

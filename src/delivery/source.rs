@@ -12,8 +12,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::batch::DeliveryRecord;
+use super::checkpoint::DeliveryCheckpoint;
 use super::config::StartPosition;
-use crate::storage::{DeliveryCheckpoint, FaultKind, StorageFault, Store, StoreError};
+use crate::storage::{FaultKind, StorageFault, Store, StoreError};
 use crate::streams::{Position, SequenceNumber, StreamMeta};
 
 /// Most records and bytes one read of one shard takes before moving to the next shard, so

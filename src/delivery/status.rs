@@ -7,7 +7,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::storage::{Catalog, DeliveryCheckpoint};
+use super::checkpoint::DeliveryCheckpoint;
+use crate::storage::Catalog;
 use crate::streams::SequenceNumber;
 
 /// What a delivery stream is doing.
