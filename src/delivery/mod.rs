@@ -22,6 +22,7 @@ pub mod dead_letter;
 pub mod destinations;
 mod plan;
 pub mod processors;
+mod retry;
 mod runner;
 mod service;
 mod source;
