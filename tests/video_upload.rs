@@ -18,10 +18,11 @@ use kinedge::delivery::config::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, S3Config, Secret, SourceConfig,
 };
+use kinedge::delivery::sources::video::{UploadError, Uploader};
 use kinedge::delivery::{DeliveryService, DeliverySettings};
 use kinedge::storage::{Store, StoreOptions};
 use kinedge::video::log::{FragmentLog, NewFragment, RetentionPolicy};
-use kinedge::video::upload::{UploadError, UploadHandle, UploadState, Uploader};
+use kinedge::video::uploads::{UploadHandle, UploadState};
 use tokio::sync::watch;
 
 use common::moto::REGION;

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::DeliveryCheckpoint;
-use super::source::Cursor;
+use super::sources::shard::Cursor;
 use crate::streams::Position;
 
 /// Set in the shard id of a plan row.

@@ -1,8 +1,10 @@
 //! The delivery streams of a gateway: starts a runner per delivery stream (from the config
 //! file and from those created through the Firehose API, which are kept in the stream
 //! database), creates and deletes them at run time, takes direct puts, and reports status.
-//! Video delivery streams (`source = "video"`) get no runner: the service hands cameras'
-//! uploaders what they need ([`VideoDelivery`]) and shows their upload status.
+//! Video delivery streams (`source = "video"`) get no record runner: their source is the
+//! cameras' fragments (`sources::video`, started per camera by the video service through
+//! `UploadStarter`); the service hands each uploader what it needs ([`VideoDelivery`]) and
+//! shows their upload status.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,12 +88,28 @@ pub struct VideoDelivery {
     pub context: DestinationContext,
     /// Shared with the record runners: `[delivery] max_bandwidth`.
     pub bandwidth: Arc<Bandwidth>,
+    /// Where given-up objects are described when the destination has no error output.
+    pub dead_letter: DeadLetter,
+    /// The delivery stream's status (retries, failed records, last error).
+    pub status: Arc<StatusCell>,
 }
 
 impl VideoDelivery {
     /// The destination as an object store; its prefix is empty when none is configured.
     pub fn object_store(&self) -> Result<Box<dyn ObjectStore>, BuildError> {
         destinations::object_store(&self.destination, &self.context)
+    }
+
+    /// What the engine's senders share, for an uploader that stops with `stop`.
+    pub(crate) fn shared(&self, stop: watch::Receiver<bool>) -> super::runner::send::Shared {
+        super::runner::send::Shared {
+            name: self.name.clone(),
+            priority: self.priority,
+            status: self.status.clone(),
+            bandwidth: self.bandwidth.clone(),
+            dead_letter: self.dead_letter.clone(),
+            stop,
+        }
     }
 }
 
@@ -262,10 +280,11 @@ impl DeliveryService {
 
     /// What an uploader needs to upload through the video delivery stream `name`.
     pub fn video_delivery(&self, name: &str) -> Result<VideoDelivery, DeliveryServiceError> {
-        let config = self
+        let (config, status) = self
+            .lock()
             .get(name)
-            .ok_or_else(|| DeliveryServiceError::NotFound(name.to_owned()))?
-            .config;
+            .map(|r| (r.info.config.clone(), r.status.clone()))
+            .ok_or_else(|| DeliveryServiceError::NotFound(name.to_owned()))?;
         if !matches!(config.source, SourceConfig::Video) {
             return Err(DeliveryServiceError::NotVideo(name.to_owned()));
         }
@@ -278,6 +297,8 @@ impl DeliveryService {
             destination: config.destination,
             context,
             bandwidth: self.inner.bandwidth.clone(),
+            dead_letter: DeadLetter::new(self.inner.settings.dead_letter_dir.clone()),
+            status,
         })
     }
 

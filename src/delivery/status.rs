@@ -137,35 +137,13 @@ pub struct DeliveryStatus {
     pub uploads: Vec<UploadStatus>,
 }
 
-/// What a camera's video upload is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UploadState {
-    /// Outside the camera's upload window.
-    WaitingForWindow,
-    Uploading,
-    /// Up to date (or holding back a segment that is still growing).
-    #[default]
-    Idle,
-    /// The destination is unreachable or answers with errors; retrying.
-    Retrying,
-}
+#[cfg(feature = "video")]
+pub use crate::video::uploads::{UploadState, UploadStatus};
 
-/// One camera's video upload (`crate::video::upload`), shown under its delivery stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UploadStatus {
-    pub camera: String,
-    /// The delivery stream.
-    pub destination: String,
-    pub state: UploadState,
-    /// The highest fragment number uploaded (the checkpoint).
-    pub uploaded_through: Option<u64>,
-    pub backlog_fragments: u64,
-    pub backlog_bytes: u64,
-    pub last_error: Option<String>,
-    /// When the destination last confirmed an object (epoch ms).
-    pub last_upload_ms: Option<i64>,
-}
+/// Without video there are no camera uploads to show.
+#[cfg(not(feature = "video"))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum UploadStatus {}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DestinationStatus {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::buffer::Buffer;
 use super::send::{Delivered, Shared, Stopped};
 use crate::delivery::checkpoint::{self, DeliveryCheckpoint};
-use crate::delivery::source::{Cursor, ShardSource};
+use crate::delivery::sources::shard::{Cursor, ShardSource};
 use crate::delivery::status::{DeliveryState, ShardProgress, StatusCell};
 use crate::storage::Store;
 

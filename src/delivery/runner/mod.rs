@@ -34,7 +34,7 @@ use super::dead_letter::DeadLetter;
 use super::destinations::{Destination, DestinationContext};
 use super::plan;
 use super::processors::Processors;
-use super::source::{ReadOutcome, ShardSource};
+use super::sources::shard::{ReadOutcome, ShardSource};
 use super::status::{DeliveryState, StatusCell};
 use crate::storage::{now_ms, Store};
 use buffer::Buffer;

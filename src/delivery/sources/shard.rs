@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::batch::DeliveryRecord;
-use super::checkpoint::DeliveryCheckpoint;
-use super::config::StartPosition;
+use crate::delivery::batch::DeliveryRecord;
+use crate::delivery::checkpoint::DeliveryCheckpoint;
+use crate::delivery::config::StartPosition;
 use crate::storage::{FaultKind, StorageFault, Store, StoreError};
 use crate::streams::{Position, SequenceNumber, StreamMeta};
 
