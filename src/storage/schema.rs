@@ -8,7 +8,7 @@
 //!   trimmed, and the last trimmed position (delivery streams count what they lost from these).
 //! - `delivery_checkpoints`: (consumer, row key) -> opaque bytes, written through
 //!   `CheckpointOp`. A delivery stream is the consumer named by its own name and keys its rows
-//!   by shard storage id (its row format: `crate::delivery::checkpoint`); other consumers use
+//!   by shard storage id (its row format: the `checkpoint` module of delivery); other consumers use
 //!   names with a prefix (`analytics:`) that delivery stream names cannot contain.
 //! - `delivery_streams`: consumer -> its definition (opaque bytes; for delivery streams
 //!   created through the Firehose API, JSON).

@@ -1,7 +1,7 @@
 //! The hookup of camera uploads: what video needs to know of an uploader, and nothing more.
 //!
 //! Video stores fragments; uploading them is the delivery engine's job (its video source,
-//! `crate::delivery::sources::video`), which reads the fragment log and moves the log's
+//! `sources::video` of delivery), which reads the fragment log and moves the log's
 //! upload checkpoint. So that video does not depend on delivery, the gateway hands the video
 //! service an [`UploadStarter`] (the delivery service) and video keeps, per camera with
 //! `upload`, the [`UploadHandle`] it returned: its status for `/video/cameras` and `/status`,
