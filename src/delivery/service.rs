@@ -101,6 +101,7 @@ impl VideoDelivery {
     }
 
     /// What the engine's senders share, for an uploader that stops with `stop`.
+    #[cfg(feature = "video")]
     pub(crate) fn shared(&self, stop: watch::Receiver<bool>) -> super::runner::send::Shared {
         super::runner::send::Shared {
             name: self.name.clone(),
@@ -311,6 +312,7 @@ impl DeliveryService {
     }
 
     /// The registered uploads of `delivery_stream`, by camera.
+    #[cfg(feature = "video")]
     fn uploads_of(&self, delivery_stream: &str) -> Vec<UploadStatus> {
         let uploads = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
         let mut found: Vec<UploadStatus> = uploads
@@ -321,6 +323,12 @@ impl DeliveryService {
             .collect();
         found.sort_by(|a, b| a.camera.cmp(&b.camera));
         found
+    }
+
+    /// Without video there are no uploads.
+    #[cfg(not(feature = "video"))]
+    fn uploads_of(&self, _delivery_stream: &str) -> Vec<UploadStatus> {
+        Vec::new()
     }
 
     /// Creates a delivery stream (Firehose CreateDeliveryStream) and keeps its definition.
@@ -460,10 +468,9 @@ impl DeliveryService {
                     SourceConfig::Video => self.uploads_of(&config.name),
                     _ => Vec::new(),
                 };
-                for upload in &uploads {
-                    backlog_records += upload.backlog_fragments;
-                    backlog_bytes += upload.backlog_bytes;
-                }
+                let (fragments, bytes) = status::upload_backlog(&uploads);
+                backlog_records += fragments;
+                backlog_bytes += bytes;
                 let oldest = data.oldest_pending_ms.filter(|_| backlog_records > 0);
                 DeliveryStatus {
                     name: config.name.clone(),

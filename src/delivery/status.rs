@@ -145,6 +145,20 @@ pub use crate::video::uploads::{UploadState, UploadStatus};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum UploadStatus {}
 
+/// The uploads' backlog: (fragments, bytes).
+#[cfg(feature = "video")]
+pub fn upload_backlog(uploads: &[UploadStatus]) -> (u64, u64) {
+    uploads.iter().fold((0, 0), |(fragments, bytes), u| {
+        (fragments + u.backlog_fragments, bytes + u.backlog_bytes)
+    })
+}
+
+/// Without video there are no uploads.
+#[cfg(not(feature = "video"))]
+pub fn upload_backlog(_uploads: &[UploadStatus]) -> (u64, u64) {
+    (0, 0)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DestinationStatus {
     #[serde(rename = "type")]

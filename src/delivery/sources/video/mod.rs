@@ -296,22 +296,7 @@ impl Uploader {
             return Ok(());
         };
         let init_key = self.init_key(first.init_id, first.producer_ms).await?;
-        let (camera, numbers) = (
-            self.camera.clone(),
-            fragments.iter().map(|f| f.number).collect::<Vec<_>>(),
-        );
-        let body = self
-            .blocking("read fragments", move |log| {
-                let mut body = Vec::new();
-                for &number in &numbers {
-                    // A fragment trimmed since it was listed is gone: the rest still goes up.
-                    if let Some(data) = log.read(&camera, number).map_err(|e| e.to_string())? {
-                        body.extend_from_slice(&data);
-                    }
-                }
-                Ok(body)
-            })
-            .await?;
+        let body = self.read_body(fragments).await?;
         let entry = ObjectEntry {
             key: format!(
                 "{}{}/{}/{}-{}.m4s",
@@ -350,7 +335,42 @@ impl Uploader {
             .await?;
             self.dirty_days.insert(day);
         }
-        let (camera, name, number) = (self.camera.clone(), self.delivery.name.clone(), last.number);
+        self.move_checkpoint(last.number, gave_up).await?;
+        let count = fragments.len() as u64;
+        self.update_status(|s, checkpoint| {
+            s.uploaded_through = checkpoint;
+            if uploaded {
+                s.last_upload_ms = Some(now_ms());
+            }
+            s.backlog_fragments = s.backlog_fragments.saturating_sub(count);
+            s.backlog_bytes = s.backlog_bytes.saturating_sub(size);
+        });
+        Ok(())
+    }
+
+    /// The fragments' data, concatenated (a fragment trimmed since it was listed is gone: the
+    /// rest still goes up).
+    async fn read_body(&mut self, fragments: &[FragmentMeta]) -> Result<Vec<u8>, Stopped> {
+        let (camera, numbers) = (
+            self.camera.clone(),
+            fragments.iter().map(|f| f.number).collect::<Vec<_>>(),
+        );
+        self.blocking("read fragments", move |log| {
+            let mut body = Vec::new();
+            for &number in &numbers {
+                if let Some(data) = log.read(&camera, number).map_err(|e| e.to_string())? {
+                    body.extend_from_slice(&data);
+                }
+            }
+            Ok(body)
+        })
+        .await
+    }
+
+    /// Moves the upload checkpoint to `number` and deletes the fragments through it locally
+    /// when asked to.
+    async fn move_checkpoint(&mut self, number: u64, gave_up: bool) -> Result<(), Stopped> {
+        let (camera, name) = (self.camera.clone(), self.delivery.name.clone());
         self.blocking("save the upload checkpoint", move |log| {
             log.set_upload_checkpoint(&camera, &name, number)
                 .map_err(|e| e.to_string())
@@ -368,15 +388,6 @@ impl Uploader {
             })
             .await?;
         }
-        let count = fragments.len() as u64;
-        self.update_status(|s, checkpoint| {
-            s.uploaded_through = checkpoint;
-            if uploaded {
-                s.last_upload_ms = Some(now_ms());
-            }
-            s.backlog_fragments = s.backlog_fragments.saturating_sub(count);
-            s.backlog_bytes = s.backlog_bytes.saturating_sub(size);
-        });
         Ok(())
     }
 
