@@ -70,6 +70,9 @@ impl DeliveryCheckpoint {
 
 /// The op that commits `rows` for the delivery stream `name`.
 pub fn save_op(name: &str, rows: Vec<(u64, DeliveryCheckpoint)>) -> CheckpointOp {
+    // Delivery stream names are `[a-zA-Z0-9_.-]`: other consumers' prefixes (`analytics:`)
+    // can never name a delivery stream's rows.
+    debug_assert!(!name.contains(':'), "delivery stream name {name:?}");
     CheckpointOp::Save {
         consumer: name.to_owned(),
         rows: rows

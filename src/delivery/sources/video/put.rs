@@ -125,7 +125,7 @@ impl Uploader {
         };
         let errors = ErrorBatch {
             delivery_stream: self.shared.name.clone(),
-            id: plan::batch_id(&self.shared.name, [(0, key, key)].into_iter()),
+            id: plan::batch_id(&self.shared.name, [(0, key, key)]),
             created_ms: at_ms,
             kind: self.store.failure_type(),
             records: vec![FailedRecord {
