@@ -290,7 +290,7 @@ async fn start_video(
         dir.clone(),
         config.storage.min_free_disk,
         cameras,
-        Some(deliveries.clone()),
+        Some(std::sync::Arc::new(deliveries.clone())),
     )
     .await
     .context("starting video")?;

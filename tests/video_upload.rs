@@ -17,11 +17,12 @@ use kinedge::delivery::config::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, S3Config, Secret, SourceConfig,
 };
+use kinedge::delivery::sources::video::{UploadError, Uploader};
 use kinedge::delivery::{DeliveryService, DeliverySettings};
 use kinedge::devices::camera::CameraUpload;
 use kinedge::storage::{Store, StoreOptions};
 use kinedge::video::log::{FragmentLog, NewFragment, RetentionPolicy};
-use kinedge::video::upload::{UploadError, UploadHandle, UploadState, Uploader};
+use kinedge::video::uploads::{UploadHandle, UploadState};
 use tokio::sync::watch;
 
 use common::moto::REGION;
@@ -484,4 +485,86 @@ async fn start_needs_a_video_delivery_stream() {
         error.contains("delivery stream `records` does not have source = \"video\""),
         "{error}"
     );
+}
+
+/// Every file under `dir` (recursively) whose text contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                if text.contains(needle) {
+                    found.push(text);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_error_goes_to_the_error_output_and_is_not_retried_forever() {
+    // A prefix that leaves the folder: the directory destination refuses every object with a
+    // permanent error. The engine gives up on each (as on a batch of records): the error
+    // output describes it, status shows it, the checkpoint moves on, the fragments stay.
+    let out = tempfile::tempdir().unwrap();
+    let destination = DestinationConfig::Directory(DirectoryConfig {
+        path: out.path().to_path_buf(),
+        prefix: Some("../outside/".into()),
+        error_prefix: None,
+    });
+    let parts = Parts::new(destination, 0).await;
+    parts.append(b"init", NOON, 2, 2000, 100);
+    let handle = parts
+        .start(CameraUpload {
+            delete_after_upload: true,
+            ..upload(0)
+        })
+        .unwrap();
+    until("the checkpoint past both fragments", async || {
+        handle.status().uploaded_through == Some(2)
+    })
+    .await;
+    let status = handle.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("gave up")),
+        "{status:?}"
+    );
+    assert_eq!(status.last_upload_ms, None, "nothing was confirmed");
+    assert_eq!(
+        parts.usage(),
+        2,
+        "given-up fragments stay in the fragment log"
+    );
+    assert_eq!(
+        parts.log.upload_checkpoint(CAMERA, STREAM).unwrap(),
+        Some(2)
+    );
+    let deliveries = serde_json::to_value(parts.delivery.status()).unwrap();
+    let video = &deliveries[1];
+    assert_eq!(video["name"], STREAM);
+    assert!(video["failed_records"].as_u64().unwrap() >= 2, "{video}");
+    assert!(
+        video["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gave up")),
+        "{video}"
+    );
+    let described: Vec<String> = [out.path(), &parts.tmp.path().join("dead")]
+        .iter()
+        .flat_map(|dir| files_containing(dir, "Delivery.PermanentFailure"))
+        .collect();
+    let segment = segment_key("../outside/", 2, NOON + 2000);
+    assert!(
+        described.iter().any(|text| text.contains(&segment)),
+        "{described:?}"
+    );
+    parts.stop(handle).await;
 }

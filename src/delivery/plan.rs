@@ -25,8 +25,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::source::Cursor;
-use crate::storage::DeliveryCheckpoint;
+use super::checkpoint::DeliveryCheckpoint;
+use super::sources::shard::Cursor;
 use crate::streams::Position;
 
 /// Set in the shard id of a plan row.

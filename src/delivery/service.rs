@@ -1,8 +1,10 @@
 //! The delivery streams of a gateway: starts a runner per delivery stream (from the config
 //! file and from those created through the Firehose API, which are kept in the stream
 //! database), creates and deletes them at run time, takes direct puts, and reports status.
-//! Video delivery streams (`source = "video"`) get no runner: the service hands cameras'
-//! uploaders what they need ([`VideoDelivery`]) and shows their upload status.
+//! Video delivery streams (`source = "video"`) get no record runner: their source is the
+//! cameras' fragments (`sources::video`, started per camera by the video service through
+//! `UploadStarter`); the service hands each uploader what it needs ([`VideoDelivery`]) and
+//! shows their upload status.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use super::status::{
     self, DeliveryState, DeliveryStatus, DestinationStatus, ShardStatus, StatusCell, UploadStatus,
 };
 use crate::storage::{
-    now_ms, AdminOp, AppendOutcome, DeliveryOp, NewRecord, Store, StoreError, StreamSpec,
+    now_ms, AdminOp, AppendOutcome, CheckpointOp, NewRecord, Store, StoreError, StreamSpec,
 };
 use crate::streams::{OnFull, StreamMode};
 
@@ -86,12 +88,29 @@ pub struct VideoDelivery {
     pub context: DestinationContext,
     /// Shared with the record runners: `[delivery] max_bandwidth`.
     pub bandwidth: Arc<Bandwidth>,
+    /// Where given-up objects are described when the destination has no error output.
+    pub dead_letter: DeadLetter,
+    /// The delivery stream's status (retries, failed records, last error).
+    pub status: Arc<StatusCell>,
 }
 
 impl VideoDelivery {
     /// The destination as an object store; its prefix is empty when none is configured.
     pub fn object_store(&self) -> Result<Box<dyn ObjectStore>, BuildError> {
         destinations::object_store(&self.destination, &self.context)
+    }
+
+    /// What the engine's senders share, for an uploader that stops with `stop`.
+    #[cfg(feature = "video")]
+    pub(crate) fn shared(&self, stop: watch::Receiver<bool>) -> super::runner::send::Shared {
+        super::runner::send::Shared {
+            name: self.name.clone(),
+            priority: self.priority,
+            status: self.status.clone(),
+            bandwidth: self.bandwidth.clone(),
+            dead_letter: self.dead_letter.clone(),
+            stop,
+        }
     }
 }
 
@@ -164,7 +183,7 @@ impl DeliveryService {
         }
         let stored = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.delivery_definitions())
+            tokio::task::spawn_blocking(move || store.consumer_definitions())
                 .await
                 .map_err(|e| DeliveryServiceError::Definition(e.to_string()))??
         };
@@ -262,10 +281,11 @@ impl DeliveryService {
 
     /// What an uploader needs to upload through the video delivery stream `name`.
     pub fn video_delivery(&self, name: &str) -> Result<VideoDelivery, DeliveryServiceError> {
-        let config = self
+        let (config, status) = self
+            .lock()
             .get(name)
-            .ok_or_else(|| DeliveryServiceError::NotFound(name.to_owned()))?
-            .config;
+            .map(|r| (r.info.config.clone(), r.status.clone()))
+            .ok_or_else(|| DeliveryServiceError::NotFound(name.to_owned()))?;
         if !matches!(config.source, SourceConfig::Video) {
             return Err(DeliveryServiceError::NotVideo(name.to_owned()));
         }
@@ -278,6 +298,8 @@ impl DeliveryService {
             destination: config.destination,
             context,
             bandwidth: self.inner.bandwidth.clone(),
+            dead_letter: DeadLetter::new(self.inner.settings.dead_letter_dir.clone()),
+            status,
         })
     }
 
@@ -290,6 +312,7 @@ impl DeliveryService {
     }
 
     /// The registered uploads of `delivery_stream`, by camera.
+    #[cfg(feature = "video")]
     fn uploads_of(&self, delivery_stream: &str) -> Vec<UploadStatus> {
         let uploads = self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner());
         let mut found: Vec<UploadStatus> = uploads
@@ -300,6 +323,12 @@ impl DeliveryService {
             .collect();
         found.sort_by(|a, b| a.camera.cmp(&b.camera));
         found
+    }
+
+    /// Without video there are no uploads.
+    #[cfg(not(feature = "video"))]
+    fn uploads_of(&self, _delivery_stream: &str) -> Vec<UploadStatus> {
+        Vec::new()
     }
 
     /// Creates a delivery stream (Firehose CreateDeliveryStream) and keeps its definition.
@@ -316,9 +345,9 @@ impl DeliveryService {
         .map_err(|e| DeliveryServiceError::Definition(e.to_string()))?;
         self.inner
             .store
-            .delivery(DeliveryOp::SaveDefinition {
-                name: name.clone(),
-                definition,
+            .checkpoint(CheckpointOp::SaveDefinition {
+                consumer: name.clone(),
+                bytes: definition,
             })
             .await?;
         self.launch(DeliveryStreamInfo {
@@ -349,8 +378,8 @@ impl DeliveryService {
             }
             self.inner
                 .store
-                .delivery(DeliveryOp::Remove {
-                    name: name.to_owned(),
+                .checkpoint(CheckpointOp::Remove {
+                    consumer: name.to_owned(),
                 })
                 .await?;
             if let SourceConfig::DirectPut = running.info.config.source {
@@ -439,10 +468,9 @@ impl DeliveryService {
                     SourceConfig::Video => self.uploads_of(&config.name),
                     _ => Vec::new(),
                 };
-                for upload in &uploads {
-                    backlog_records += upload.backlog_fragments;
-                    backlog_bytes += upload.backlog_bytes;
-                }
+                let (fragments, bytes) = status::upload_backlog(&uploads);
+                backlog_records += fragments;
+                backlog_bytes += bytes;
                 let oldest = data.oldest_pending_ms.filter(|_| backlog_records > 0);
                 DeliveryStatus {
                     name: config.name.clone(),

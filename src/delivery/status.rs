@@ -7,7 +7,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::storage::{Catalog, DeliveryCheckpoint};
+use super::checkpoint::DeliveryCheckpoint;
+use crate::storage::Catalog;
 use crate::streams::SequenceNumber;
 
 /// What a delivery stream is doing.
@@ -136,34 +137,26 @@ pub struct DeliveryStatus {
     pub uploads: Vec<UploadStatus>,
 }
 
-/// What a camera's video upload is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UploadState {
-    /// Outside the camera's upload window.
-    WaitingForWindow,
-    Uploading,
-    /// Up to date (or holding back a segment that is still growing).
-    #[default]
-    Idle,
-    /// The destination is unreachable or answers with errors; retrying.
-    Retrying,
+#[cfg(feature = "video")]
+pub use crate::video::uploads::{UploadState, UploadStatus};
+
+/// Without video there are no camera uploads to show.
+#[cfg(not(feature = "video"))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum UploadStatus {}
+
+/// The uploads' backlog: (fragments, bytes).
+#[cfg(feature = "video")]
+pub fn upload_backlog(uploads: &[UploadStatus]) -> (u64, u64) {
+    uploads.iter().fold((0, 0), |(fragments, bytes), u| {
+        (fragments + u.backlog_fragments, bytes + u.backlog_bytes)
+    })
 }
 
-/// One camera's video upload (`crate::video::upload`), shown under its delivery stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UploadStatus {
-    pub camera: String,
-    /// The delivery stream.
-    pub destination: String,
-    pub state: UploadState,
-    /// The highest fragment number uploaded (the checkpoint).
-    pub uploaded_through: Option<u64>,
-    pub backlog_fragments: u64,
-    pub backlog_bytes: u64,
-    pub last_error: Option<String>,
-    /// When the destination last confirmed an object (epoch ms).
-    pub last_upload_ms: Option<i64>,
+/// Without video there are no uploads.
+#[cfg(not(feature = "video"))]
+pub fn upload_backlog(_uploads: &[UploadStatus]) -> (u64, u64) {
+    (0, 0)
 }
 
 #[derive(Debug, Clone, Serialize)]

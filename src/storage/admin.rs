@@ -10,7 +10,7 @@ use redb::WriteTransaction;
 
 use super::error::storage;
 use super::log::{drop_shard_tables, write_stream};
-use super::schema::{self, DeliveryCheckpoint, ShardState};
+use super::schema::{self, ShardState};
 use super::writer::Writer;
 use super::{now_ms, StoreError};
 use crate::streams::{
@@ -76,18 +76,23 @@ pub enum AdminOp {
 
 pub const MAX_TAGS_PER_STREAM: usize = 50;
 
-/// Changes to delivery streams' durable state.
+/// Changes to a consumer's durable rows: checkpoint rows and a definition, opaque bytes to
+/// the store. A consumer is named by a string: a delivery stream by its own name (so the rows
+/// of existing data directories stay where they are); later consumers (analytics
+/// applications) by a name with a prefix such as `analytics:` that delivery stream names
+/// cannot contain. Rows live in `delivery_checkpoints` ((consumer, row key) -> bytes) and
+/// definitions in `delivery_streams` (consumer -> bytes); see `schema`.
 #[derive(Debug, Clone)]
-pub enum DeliveryOp {
-    /// Moves checkpoints (after the destination confirmed).
-    SaveCheckpoints {
-        delivery: String,
-        checkpoints: Vec<(u64, DeliveryCheckpoint)>,
+pub enum CheckpointOp {
+    /// Writes rows (a delivery stream saves them after the destination confirmed).
+    Save {
+        consumer: String,
+        rows: Vec<(u64, Vec<u8>)>,
     },
-    /// Keeps the definition of a delivery stream created through the API.
-    SaveDefinition { name: String, definition: Vec<u8> },
-    /// Forgets a delivery stream: its definition and its checkpoints.
-    Remove { name: String },
+    /// Keeps the consumer's definition (a delivery stream created through the API: JSON).
+    SaveDefinition { consumer: String, bytes: Vec<u8> },
+    /// Forgets a consumer: its definition and all its rows.
+    Remove { consumer: String },
 }
 
 struct Uids<'a>(&'a mut u64);

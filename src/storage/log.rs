@@ -1,13 +1,13 @@
 //! The tables of the stream database as the writer changes them: shard logs (blocks of
 //! records keyed by the first record's position, large records as chunks), stream metadata,
-//! delivery rows. Plain functions over a write transaction; no working state.
+//! consumers' checkpoint rows. Plain functions over a write transaction; no working state.
 
 use redb::{ReadableTable, TableError, WriteTransaction};
 
 use super::database::DbSlot;
 use rand::RngCore;
 
-use super::admin::DeliveryOp;
+use super::admin::CheckpointOp;
 use super::block::{self, PendingRecord};
 use super::error::{corrupted, other, storage};
 use super::schema::{self, ShardState};
@@ -176,29 +176,26 @@ pub(super) fn expired_blocks(
     Ok(keys)
 }
 
-/// Removes one block (and a large record's chunks); returns (bytes, records) removed.
-pub(super) fn apply_delivery(txn: &WriteTransaction, op: DeliveryOp) -> Result<(), StoreError> {
+/// Applies a consumer's checkpoint op (rows and definition are opaque bytes here).
+pub(super) fn apply_checkpoint(txn: &WriteTransaction, op: CheckpointOp) -> Result<(), StoreError> {
     match op {
-        DeliveryOp::SaveCheckpoints {
-            delivery,
-            checkpoints,
-        } => {
+        CheckpointOp::Save { consumer, rows } => {
             let mut table = txn
                 .open_table(schema::DELIVERY_CHECKPOINTS)
                 .map_err(storage)?;
-            for (uid, checkpoint) in checkpoints {
+            for (key, bytes) in rows {
                 table
-                    .insert((delivery.as_str(), uid), checkpoint.encode().as_slice())
+                    .insert((consumer.as_str(), key), bytes.as_slice())
                     .map_err(storage)?;
             }
         }
-        DeliveryOp::SaveDefinition { name, definition } => {
+        CheckpointOp::SaveDefinition { consumer, bytes } => {
             txn.open_table(schema::DELIVERY_STREAMS)
                 .map_err(storage)?
-                .insert(name.as_str(), definition.as_slice())
+                .insert(consumer.as_str(), bytes.as_slice())
                 .map_err(storage)?;
         }
-        DeliveryOp::Remove { name } => {
+        CheckpointOp::Remove { consumer: name } => {
             txn.open_table(schema::DELIVERY_STREAMS)
                 .map_err(storage)?
                 .remove(name.as_str())

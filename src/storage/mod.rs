@@ -32,14 +32,14 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tokio::sync::{oneshot, watch};
 
-pub use admin::{AdminOp, DeliveryOp, RetentionChange, StreamSpec};
+pub use admin::{AdminOp, CheckpointOp, RetentionChange, StreamSpec};
 pub use block::StoredRecord;
 pub use compact::{compact, Compacted};
 pub use error::{FaultKind, StorageFault, StoreError};
 pub use file::FileCounters;
 pub use reader::ReadBatch;
 pub use recovery::WriterHealth;
-pub use schema::{DeliveryCheckpoint, ShardState};
+pub use schema::ShardState;
 pub use stats::{WriterStats, WriterStatsSnapshot, FAULT_KINDS};
 
 use crate::streams::{Position, SequenceNumber, StreamMeta};
@@ -382,19 +382,17 @@ impl Store {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// Changes a delivery stream's durable state; returns once it is committed (in the same
-    /// group commit as appends).
-    pub async fn delivery(&self, op: DeliveryOp) -> Result<(), StoreError> {
+    /// Changes a consumer's durable rows (see [`CheckpointOp`]); returns once it is committed
+    /// (in the same group commit as appends).
+    pub async fn checkpoint(&self, op: CheckpointOp) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.send(writer::WriteOp::Delivery { op, reply }).await?;
+        self.send(writer::WriteOp::Checkpoint { op, reply }).await?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// The committed checkpoints of a delivery stream, by shard storage id. Blocking.
-    pub fn delivery_checkpoints(
-        &self,
-        delivery: &str,
-    ) -> Result<HashMap<u64, DeliveryCheckpoint>, StoreError> {
+    /// The committed checkpoint rows of a consumer, by row key (for a delivery stream: the
+    /// shard storage id). Blocking.
+    pub fn checkpoint_rows(&self, consumer: &str) -> Result<HashMap<u64, Vec<u8>>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let table = match txn.open_table(schema::DELIVERY_CHECKPOINTS) {
             Ok(table) => table,
@@ -403,19 +401,18 @@ impl Store {
         };
         let mut out = HashMap::new();
         for entry in table
-            .range((delivery, 0)..=(delivery, u64::MAX))
+            .range((consumer, 0)..=(consumer, u64::MAX))
             .map_err(error::storage)?
         {
             let (key, value) = entry.map_err(error::storage)?;
-            if let Some(checkpoint) = DeliveryCheckpoint::decode(value.value()) {
-                out.insert(key.value().1, checkpoint);
-            }
+            out.insert(key.value().1, value.value().to_vec());
         }
         Ok(out)
     }
 
-    /// Definitions of delivery streams created through the API (name, JSON). Blocking.
-    pub fn delivery_definitions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// The stored definitions of consumers (consumer, bytes): for delivery streams created
+    /// through the API, their JSON. Blocking.
+    pub fn consumer_definitions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let table = match txn.open_table(schema::DELIVERY_STREAMS) {
             Ok(table) => table,

@@ -6,9 +6,12 @@
 //!   written with every commit that touches the shard, so start-up needs no scan.
 //!   Also the shard's lifetime counters: records and record bytes ever appended and ever
 //!   trimmed, and the last trimmed position (delivery streams count what they lost from these).
-//! - `delivery_checkpoints`: (delivery stream, shard storage id) -> `DeliveryCheckpoint`.
-//! - `delivery_streams`: delivery stream name -> its definition (JSON), for delivery streams
-//!   created through the Firehose API.
+//! - `delivery_checkpoints`: (consumer, row key) -> opaque bytes, written through
+//!   `CheckpointOp`. A delivery stream is the consumer named by its own name and keys its rows
+//!   by shard storage id (its row format: the `checkpoint` module of delivery); other consumers use
+//!   names with a prefix (`analytics:`) that delivery stream names cannot contain.
+//! - `delivery_streams`: consumer -> its definition (opaque bytes; for delivery streams
+//!   created through the Firehose API, JSON).
 //! - `shard.<id>`: one shard log: first position of a block -> block (see `block`).
 //! - `chunks.<id>`: (position, chunk number) -> data of a large record.
 
@@ -114,54 +117,5 @@ impl ShardState {
             state.appended_bytes = state.bytes;
         }
         Some(state)
-    }
-}
-
-/// How far a delivery stream has delivered one shard, kept durable by the writer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeliveryCheckpoint {
-    /// The position of the last record delivered (or skipped as lost); reading resumes after it.
-    pub position: Position,
-    /// Records of the shard up to and including `position` (the shard's `appended` count
-    /// then): backlog = appended now - this.
-    pub records_through: u64,
-    /// Record bytes up to and including `position`.
-    pub bytes_through: u64,
-    /// Records trimmed by retention or a quota before this delivery stream delivered them.
-    pub lost: u64,
-}
-
-impl DeliveryCheckpoint {
-    pub fn encode(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for (i, word) in [
-            self.position.0,
-            self.records_through,
-            self.bytes_through,
-            self.lost,
-        ]
-        .iter()
-        .enumerate()
-        {
-            out[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
-        }
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<DeliveryCheckpoint> {
-        if bytes.len() != 32 {
-            return None;
-        }
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(b)
-        };
-        Some(DeliveryCheckpoint {
-            position: Position(word(0)),
-            records_through: word(1),
-            bytes_through: word(2),
-            lost: word(3),
-        })
     }
 }

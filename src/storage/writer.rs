@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use redb::{Durability, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::admin::{AdminOp, DeliveryOp};
+use super::admin::{AdminOp, CheckpointOp};
 use super::database::DbSlot;
 use super::error::{corrupted, storage, FaultKind, StorageFault};
-use super::log::{apply_delivery, init_system};
+use super::log::{apply_checkpoint, init_system};
 use super::recovery::{WriterHealth, PROBE_EVERY};
 use super::schema::{self, ShardState};
 use super::{
@@ -51,8 +51,8 @@ pub(crate) enum WriteOp {
         op: AdminOp,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    Delivery {
-        op: DeliveryOp,
+    Checkpoint {
+        op: CheckpointOp,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Maintain {
@@ -88,7 +88,7 @@ impl WriteOp {
             WriteOp::Append { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
-            WriteOp::Admin { reply, .. } | WriteOp::Delivery { reply, .. } => {
+            WriteOp::Admin { reply, .. } | WriteOp::Checkpoint { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             WriteOp::Maintain { reply, .. } => {
@@ -367,7 +367,7 @@ impl Writer {
             None => work,
             Some(error) => {
                 let (refused, rest): (Vec<_>, Vec<_>) = work.into_iter().partition(|op| {
-                    matches!(op, WriteOp::Append { .. } | WriteOp::Delivery { .. })
+                    matches!(op, WriteOp::Append { .. } | WriteOp::Checkpoint { .. })
                 });
                 for op in refused {
                     op.fail(error);
@@ -422,10 +422,10 @@ impl Writer {
                     writes |= outcome.is_ok();
                     replies.push(Reply::Admin(reply, outcome));
                 }
-                WriteOp::Delivery { op, reply } => {
+                WriteOp::Checkpoint { op, reply } => {
                     let outcome = match &failure {
                         Some(error) => Err(error.clone()),
-                        None => apply_delivery(&txn, op),
+                        None => apply_checkpoint(&txn, op),
                     };
                     note_failure(&mut failure, &outcome);
                     writes |= outcome.is_ok();

@@ -4,8 +4,8 @@
 //!
 //! `pipeline` builds a camera's GStreamer pipeline and `cutter` decides where its fragments
 //! end; `camera` supervises one camera and stores its fragments; `log` is the fragment log;
-//! `mp4`, `hls`, `clip` and `image` serve playback; `upload` puts a camera's fragments to a
-//! video delivery stream;
+//! `mp4`, `hls`, `clip` and `image` serve playback; `uploads` is the hookup of camera uploads
+//! (the delivery engine uploads fragments; video never depends on delivery);
 //! `service` starts and stops all of it.
 
 pub mod camera;
@@ -19,6 +19,6 @@ pub mod pipeline;
 pub mod service;
 #[cfg(test)]
 pub(crate) mod testmedia;
-pub mod upload;
+pub mod uploads;
 
 pub use service::{CameraStatus, VideoService};

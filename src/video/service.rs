@@ -17,9 +17,8 @@ use tokio::task::JoinHandle;
 use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
 use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
 use super::pipeline::PipelineSpec;
-use super::upload::{UploadHandle, UploadStatus, Uploader};
+use super::uploads::{UploadHandle, UploadStarter, UploadStatus};
 use crate::config::{SecretSource, VideoConfig};
-use crate::delivery::DeliveryService;
 use crate::devices::camera::{CameraConfig, CameraOnFull};
 use crate::devices::Device;
 
@@ -63,7 +62,7 @@ struct Inner {
     dir: PathBuf,
     settings: VideoConfig,
     min_free_disk: u64,
-    delivery: Option<DeliveryService>,
+    uploads: Option<Arc<dyn UploadStarter>>,
     cameras: Mutex<BTreeMap<String, Running>>,
     /// Stops the retention pass.
     shutdown: watch::Sender<bool>,
@@ -98,14 +97,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl VideoService {
     /// Opens the fragment log in `dir` and starts every camera among `devices`, and the
-    /// uploads of those with `upload` (through `delivery`'s `source = "video"` streams).
+    /// uploads of those with `upload` (started by `uploads`: the delivery engine).
     /// GStreamer itself is initialised by the first camera.
     pub async fn start(
         settings: VideoConfig,
         dir: PathBuf,
         min_free_disk: u64,
         devices: Vec<Device>,
-        delivery: Option<DeliveryService>,
+        uploads: Option<Arc<dyn UploadStarter>>,
     ) -> Result<VideoService, VideoServiceError> {
         let path = dir.join("video.redb");
         let opened = {
@@ -125,7 +124,7 @@ impl VideoService {
                 dir,
                 settings,
                 min_free_disk,
-                delivery,
+                uploads,
                 cameras: Mutex::new(BTreeMap::new()),
                 shutdown,
                 retention: Mutex::new(None),
@@ -204,13 +203,12 @@ impl VideoService {
         tracing::info!(camera = %name, source = %config.source.display(), retention_hours = config.retention_hours, "starting camera");
         let (stop, _) = watch::channel(false);
         let task = tokio::spawn(camera.clone().run(stop.subscribe()));
-        let upload = match (&config.upload, &self.inner.delivery) {
-            (Some(upload), Some(delivery)) => match Uploader::start(
-                name.to_string(),
-                upload.clone(),
-                self.inner.log.clone(),
-                delivery,
-                self.inner.dir.join("uploads"),
+        let upload = match (&config.upload, &self.inner.uploads) {
+            (Some(upload), Some(uploads)) => match uploads.start_upload(
+                name,
+                upload,
+                &self.inner.log,
+                &self.inner.dir.join("uploads"),
                 stop.subscribe(),
             ) {
                 Ok(handle) => {

@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::batch::DeliveryRecord;
-use super::config::StartPosition;
-use crate::storage::{DeliveryCheckpoint, FaultKind, StorageFault, Store, StoreError};
+use crate::delivery::batch::DeliveryRecord;
+use crate::delivery::checkpoint::DeliveryCheckpoint;
+use crate::delivery::config::StartPosition;
+use crate::storage::{
+    FaultKind, ReadBatch, ShardState, StorageFault, Store, StoreError, StoredRecord,
+};
 use crate::streams::{Position, SequenceNumber, StreamMeta};
 
 /// Most records and bytes one read of one shard takes before moving to the next shard, so
@@ -282,14 +285,7 @@ impl ShardSource {
                 let from = cursor.read.position.next();
                 let take_records = left_records.min(READ_CHUNK_RECORDS);
                 let take_bytes = (left_bytes as usize).min(READ_CHUNK_BYTES);
-                let store = self.store.clone();
-                let batch = tokio::task::spawn_blocking(move || {
-                    store.read(uid, from, take_records, take_bytes)
-                })
-                .await
-                .map_err(|e| {
-                    StoreError::Storage(StorageFault::new(FaultKind::Other, "shard read task", e))
-                })??;
+                let batch = self.read_chunk(uid, from, take_records, take_bytes).await?;
                 let mut batch = batch;
                 // Replaying a plan: nothing past the planned end.
                 let mut beyond_plan = false;
@@ -299,53 +295,8 @@ impl ShardSource {
                     batch.records.truncate(keep);
                 }
                 let mut cursor = cursor;
-                if batch.state.trimmed > cursor.read.records_through {
-                    let lost = batch.state.trimmed - cursor.read.records_through;
-                    outcome.lost.push(LostRange {
-                        shard_index: cursor.shard_index,
-                        records: lost,
-                        after: SequenceNumber {
-                            shard_index: cursor.shard_index,
-                            position: cursor.read.position,
-                        }
-                        .to_string(),
-                        through: SequenceNumber {
-                            shard_index: cursor.shard_index,
-                            position: batch.state.trimmed_through,
-                        }
-                        .to_string(),
-                    });
-                    cursor.read.lost += lost;
-                    cursor.read.records_through = batch.state.trimmed;
-                    cursor.read.bytes_through =
-                        cursor.read.bytes_through.max(batch.state.trimmed_bytes);
-                    cursor.read.position = cursor.read.position.max(batch.state.trimmed_through);
-                    cursor.delivered_any = true;
-                    self.dirty.insert(uid);
-                }
-                for record in batch.records {
-                    let size = (record.data.len() + record.partition_key.len()) as u64;
-                    cursor.read.position = record.position;
-                    cursor.read.records_through += 1;
-                    cursor.read.bytes_through += size;
-                    cursor.delivered_any = true;
-                    outcome.bytes += record.data.len() as u64;
-                    outcome.records.push((
-                        cursor.shard_index,
-                        DeliveryRecord {
-                            data: record.data,
-                            sequence_number: SequenceNumber {
-                                shard_index: cursor.shard_index,
-                                position: record.position,
-                            }
-                            .to_string(),
-                            partition_key: record.partition_key,
-                            arrival_ms: record.position.millis(),
-                            partition_values: self.empty_partition_values.clone(),
-                        },
-                    ));
-                    self.dirty.insert(uid);
-                }
+                self.note_trimmed(uid, &mut cursor, &batch.state, &mut outcome);
+                self.take_records(uid, &mut cursor, batch.records, &mut outcome);
                 if beyond_plan {
                     // Read to the planned end; the rest waits for the next batch.
                 } else if batch.truncated {
@@ -360,6 +311,89 @@ impl ShardSource {
             busy = still;
         }
         Ok(outcome)
+    }
+
+    /// Reads one chunk of one shard on the blocking pool.
+    async fn read_chunk(
+        &self,
+        uid: u64,
+        from: Position,
+        take_records: usize,
+        take_bytes: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.read(uid, from, take_records, take_bytes))
+            .await
+            .map_err(|e| {
+                StoreError::Storage(StorageFault::new(FaultKind::Other, "shard read task", e))
+            })?
+    }
+
+    /// Counts what retention or a quota trimmed before the cursor got there, and skips it.
+    fn note_trimmed(
+        &mut self,
+        uid: u64,
+        cursor: &mut Cursor,
+        state: &ShardState,
+        outcome: &mut ReadOutcome,
+    ) {
+        if state.trimmed <= cursor.read.records_through {
+            return;
+        }
+        let lost = state.trimmed - cursor.read.records_through;
+        outcome.lost.push(LostRange {
+            shard_index: cursor.shard_index,
+            records: lost,
+            after: SequenceNumber {
+                shard_index: cursor.shard_index,
+                position: cursor.read.position,
+            }
+            .to_string(),
+            through: SequenceNumber {
+                shard_index: cursor.shard_index,
+                position: state.trimmed_through,
+            }
+            .to_string(),
+        });
+        cursor.read.lost += lost;
+        cursor.read.records_through = state.trimmed;
+        cursor.read.bytes_through = cursor.read.bytes_through.max(state.trimmed_bytes);
+        cursor.read.position = cursor.read.position.max(state.trimmed_through);
+        cursor.delivered_any = true;
+        self.dirty.insert(uid);
+    }
+
+    /// Moves the cursor over `records` and hands them to the outcome.
+    fn take_records(
+        &mut self,
+        uid: u64,
+        cursor: &mut Cursor,
+        records: Vec<StoredRecord>,
+        outcome: &mut ReadOutcome,
+    ) {
+        for record in records {
+            let size = (record.data.len() + record.partition_key.len()) as u64;
+            cursor.read.position = record.position;
+            cursor.read.records_through += 1;
+            cursor.read.bytes_through += size;
+            cursor.delivered_any = true;
+            outcome.bytes += record.data.len() as u64;
+            outcome.records.push((
+                cursor.shard_index,
+                DeliveryRecord {
+                    data: record.data,
+                    sequence_number: SequenceNumber {
+                        shard_index: cursor.shard_index,
+                        position: record.position,
+                    }
+                    .to_string(),
+                    partition_key: record.partition_key,
+                    arrival_ms: record.position.millis(),
+                    partition_values: self.empty_partition_values.clone(),
+                },
+            ));
+            self.dirty.insert(uid);
+        }
     }
 
     pub fn has_dirty(&self) -> bool {
