@@ -57,6 +57,9 @@ pub struct CameraState {
 const STATE_VERSION: u8 = 1;
 const STATE_WORDS: usize = 9;
 const STATE_BYTES: usize = 1 + STATE_WORDS * 8;
+/// Rows written before `discontinuities` was counted (same version byte, one word less):
+/// still read, with `discontinuities` 0, so an upgraded gateway keeps its video.
+const STATE_BYTES_V1_EARLY: usize = STATE_BYTES - 8;
 
 impl CameraState {
     pub fn encode(&self) -> [u8; STATE_BYTES] {
@@ -80,7 +83,8 @@ impl CameraState {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<CameraState> {
-        if bytes.len() != STATE_BYTES || bytes[0] != STATE_VERSION {
+        let early = bytes.len() == STATE_BYTES_V1_EARLY;
+        if !(bytes.len() == STATE_BYTES || early) || bytes[0] != STATE_VERSION {
             return None;
         }
         let mut reader = Reader::new(&bytes[1..]);
@@ -93,7 +97,7 @@ impl CameraState {
             denied_fragments: reader.u64()?,
             max_duration_ms: reader.u64()?,
             gaps: reader.u64()?,
-            discontinuities: reader.u64()?,
+            discontinuities: if early { 0 } else { reader.u64()? },
         })
     }
 }
@@ -127,7 +131,14 @@ pub fn encode_meta(meta: &FragmentMeta) -> Vec<u8> {
     out
 }
 
+/// Reads a row of [`encode_meta`]'s layout, or one written before the discontinuity sequence
+/// was stored (same version byte, without that field: its sequence reads as 0), so that an
+/// upgraded gateway keeps its video.
 pub fn decode_meta(number: u64, bytes: &[u8]) -> Option<FragmentMeta> {
+    decode_meta_layout(number, bytes, true).or_else(|| decode_meta_layout(number, bytes, false))
+}
+
+fn decode_meta_layout(number: u64, bytes: &[u8], with_sequence: bool) -> Option<FragmentMeta> {
     let (&version, rest) = bytes.split_first()?;
     if version != META_VERSION {
         return None;
@@ -141,7 +152,7 @@ pub fn decode_meta(number: u64, bytes: &[u8]) -> Option<FragmentMeta> {
     let width = reader.u32()?;
     let height = reader.u32()?;
     let init_id = reader.u64()?;
-    let discontinuity_sequence = reader.u64()?;
+    let discontinuity_sequence = if with_sequence { reader.u64()? } else { 0 };
     let codec_len = usize::from(reader.take(1)?[0]);
     let codec = std::str::from_utf8(reader.take(codec_len)?).ok()?;
     if !reader.is_empty() {
@@ -242,5 +253,40 @@ mod tests {
         };
         assert_eq!(CameraState::decode(&state.encode()), Some(state));
         assert_eq!(CameraState::decode(&state.encode()[..10]), None);
+    }
+
+    /// Rows as gateways wrote them before the discontinuity counts existed (commit 111fcfa
+    /// added them under the same version byte) still read.
+    #[test]
+    fn rows_without_discontinuity_fields_still_read() {
+        let meta = FragmentMeta {
+            number: 7,
+            producer_ms: 1,
+            server_ms: 1_700_000_000_000,
+            duration_ms: 2000,
+            size: 4096,
+            keyframe: true,
+            discontinuity: false,
+            discontinuity_sequence: 0,
+            codec: "h264".into(),
+            width: 640,
+            height: 480,
+            init_id: 1,
+        };
+        let new = encode_meta(&meta);
+        // The early layout: the same fields without the 8-byte sequence before the codec.
+        let codec_at = new.len() - 1 - meta.codec.len();
+        let early = [&new[..codec_at - 8], &new[codec_at..]].concat();
+        assert_eq!(decode_meta(7, &early), Some(meta));
+
+        let state = CameraState {
+            last_number: 9,
+            fragments: 4,
+            bytes: 1234,
+            gaps: 3,
+            ..CameraState::default()
+        };
+        let early_state = &state.encode()[..STATE_BYTES - 8];
+        assert_eq!(CameraState::decode(early_state), Some(state));
     }
 }
