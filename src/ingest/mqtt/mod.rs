@@ -10,6 +10,7 @@ mod broker;
 pub(crate) mod codec;
 pub mod devices;
 mod link;
+mod metrics;
 mod qos2;
 mod refusal;
 pub mod routes;
