@@ -1,11 +1,11 @@
 //! What the MQTT listener reports at each scrape: connections, devices, stored and unrouted
-//! publishes, refusals by reason.
+//! publishes, refusals by reason; and the typed events that log a refusal and count it together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::observe::{gauge1, one, MetricsWriter, Report};
+use crate::observe::{gauge1, one, InternalEvent, MetricsWriter, Report};
 
-use super::MqttShared;
+use super::{MqttShared, MqttStats};
 
 impl Report for MqttShared {
     fn report(&self, out: &mut MetricsWriter) {
@@ -43,6 +43,40 @@ impl Report for MqttShared {
                 (reason("too_large"), n(&s.refused_too_large)),
                 (reason("busy"), n(&s.refused_busy)),
             ],
+        );
+    }
+}
+
+/// A CONNECT refused (unknown device, wrong secret or certificate): counted as
+/// `kinedge_mqtt_refused_total{reason="connect"}`.
+pub(super) struct ConnectRefused<'a> {
+    pub stats: &'a MqttStats,
+    pub client_id: &'a str,
+    pub reason: &'a str,
+}
+
+impl InternalEvent for ConnectRefused<'_> {
+    fn emit(self) {
+        self.stats.refused_connect.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client_id = %self.client_id, reason = self.reason, "MQTT CONNECT refused");
+    }
+}
+
+/// An authenticated connection refused because `mqtt.max_connections` are open: counted as
+/// `kinedge_mqtt_refused_total{reason="busy"}`.
+pub(super) struct ConnectionsFull<'a> {
+    pub stats: &'a MqttStats,
+    pub device: &'a str,
+    pub limit: usize,
+}
+
+impl InternalEvent for ConnectionsFull<'_> {
+    fn emit(self) {
+        self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            device = self.device,
+            limit = self.limit,
+            "MQTT connection refused: mqtt.max_connections reached"
         );
     }
 }

@@ -320,8 +320,11 @@ where
     {
         Ok(identity) => identity,
         Err((code, reason)) => {
-            shared.stats.refused_connect.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client_id = %connect.client_id, reason, "MQTT CONNECT refused");
+            crate::observe::emit(super::metrics::ConnectRefused {
+                stats: &shared.stats,
+                client_id: &connect.client_id,
+                reason,
+            });
             write_packet(stream, &codec, refused_connack(version, code)).await?;
             return Err(SessionError::Refused(reason));
         }
@@ -348,12 +351,11 @@ where
     }
     // Authenticated: from the pending budget to a connection slot (held until the end).
     let Some(_slot) = shared.admission.connect() else {
-        shared.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            device = identity.name(),
-            limit = shared.settings.max_connections,
-            "MQTT connection refused: mqtt.max_connections reached"
-        );
+        crate::observe::emit(super::metrics::ConnectionsFull {
+            stats: &shared.stats,
+            device: identity.name(),
+            limit: shared.settings.max_connections,
+        });
         write_packet(
             stream,
             &codec,
