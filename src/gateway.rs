@@ -124,21 +124,28 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     #[cfg(feature = "video")]
     let video = start_video(&config, &store, cameras, &deliveries).await?;
 
-    let mut state = ApiState::new(
-        store.clone(),
-        verifier,
-        config.api.region.clone(),
-        config.api.account_id.clone(),
-        iterator_ttl_ms,
-    );
-    state.mqtt = mqtt.as_ref().map(|m| m.shared.clone());
-    state.deliveries = Some(deliveries.clone());
-    state.open_metrics = config.api.open_metrics;
+    let api_counters = Arc::new(api::events::ApiCounters::default());
+    // What /metrics lists, in this order.
+    let mut reporters: crate::metrics::Reporters =
+        vec![Arc::new(store.clone()), api_counters.clone()];
+    reporters.extend(mqtt.as_ref().map(|m| m.shared.clone() as _));
+    reporters.push(Arc::new(deliveries.clone()));
     #[cfg(feature = "video")]
-    {
-        state.video = Some(video.clone());
-    }
-    let state = Arc::new(state);
+    reporters.push(Arc::new(video.clone()));
+    let state = Arc::new(ApiState::new(api::ApiParts {
+        store: store.clone(),
+        verifier,
+        region: config.api.region.clone(),
+        account_id: config.api.account_id.clone(),
+        iterator_ttl_ms,
+        mqtt: mqtt.as_ref().map(|m| m.shared.clone()),
+        deliveries: Some(deliveries.clone()),
+        #[cfg(feature = "video")]
+        video: Some(video.clone()),
+        counters: api_counters,
+        reporters,
+        open_metrics: config.api.open_metrics,
+    }));
     let api_state = state.clone();
     let listener = api::bind(config.api.listen).await?;
     let listen = listener.local_addr().unwrap_or(config.api.listen);

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod ingest;
 pub mod metrics;
+pub mod observe;
 pub mod storage;
 pub mod streams;
 pub mod systemd;

@@ -21,6 +21,7 @@ pub mod compression;
 pub mod config;
 pub mod dead_letter;
 pub mod destinations;
+mod metrics;
 mod plan;
 pub mod processors;
 mod retry;

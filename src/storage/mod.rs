@@ -17,6 +17,7 @@ pub mod disk;
 mod error;
 mod file;
 mod log;
+mod metrics;
 mod reader;
 mod recovery;
 mod schema;

@@ -14,6 +14,7 @@ pub mod cutter;
 pub mod hls;
 pub mod image;
 pub mod log;
+mod metrics;
 pub mod mp4;
 pub mod pipeline;
 pub mod service;

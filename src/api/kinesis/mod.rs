@@ -19,10 +19,21 @@ use serde::Serialize;
 
 use super::error::{ApiError, ErrorKind};
 use super::protocol::Wire;
-use super::ApiState;
 use crate::streams::validate::is_valid_stream_name;
 use crate::streams::{ShardMeta, StreamMeta};
 use types::{HashKeyRangeOut, NamesStream, SequenceNumberRangeOut, ShardOut};
+
+/// What the Kinesis operations share.
+pub struct KinesisState {
+    pub store: crate::storage::Store,
+    pub region: String,
+    pub account_id: String,
+    /// How long shard iterators stay valid (5 minutes, as in Kinesis).
+    pub iterator_ttl_ms: u64,
+    /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
+    /// encoded answer, so this bounds the memory reads take.
+    pub read_slots: tokio::sync::Semaphore,
+}
 
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear
 /// error instead of "unknown".
@@ -51,7 +62,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Runs one Kinesis operation.
 pub async fn dispatch(
-    state: &ApiState,
+    state: &KinesisState,
     wire: Wire,
     operation: &str,
     body: Bytes,
@@ -123,7 +134,7 @@ where
     Ok(wire.empty())
 }
 
-impl ApiState {
+impl KinesisState {
     pub fn stream_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:kinesis:{}:{}:stream/{name}",

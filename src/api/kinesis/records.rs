@@ -4,7 +4,7 @@ use super::types::*;
 use super::{hash_range_out, int_in_range};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Blob;
-use crate::api::ApiState;
+use crate::api::KinesisState;
 use crate::storage::{now_ms, NewRecord, Rejected};
 use crate::streams::validate::{
     partition_key_chars, MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PARTITION_KEY_CHARS,
@@ -67,13 +67,13 @@ fn new_record(
     })
 }
 
-fn rejected(state: &ApiState, r: &Rejected) -> ApiError {
+fn rejected(state: &KinesisState, r: &Rejected) -> ApiError {
     let _ = state;
     ApiError::new(ErrorKind::ProvisionedThroughputExceeded, r.to_string())
 }
 
 pub async fn put_record(
-    state: &ApiState,
+    state: &KinesisState,
     input: PutRecordInput,
 ) -> Result<PutRecordOutput, ApiError> {
     let name = state.stream_name(&input)?;
@@ -98,7 +98,7 @@ pub async fn put_record(
 }
 
 pub async fn put_records(
-    state: &ApiState,
+    state: &KinesisState,
     input: PutRecordsInput,
 ) -> Result<PutRecordsOutput, ApiError> {
     let name = state.stream_name(&input)?;
@@ -168,7 +168,7 @@ pub async fn put_records(
 }
 
 pub async fn get_shard_iterator(
-    state: &ApiState,
+    state: &KinesisState,
     input: GetShardIteratorInput,
 ) -> Result<GetShardIteratorOutput, ApiError> {
     let meta = state.stream(&input)?;
@@ -243,7 +243,7 @@ pub async fn get_shard_iterator(
 }
 
 pub async fn get_records(
-    state: &ApiState,
+    state: &KinesisState,
     input: GetRecordsInput,
 ) -> Result<GetRecordsOutput, ApiError> {
     let text = input

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::types::*;
 use super::{int_in_range, shard_out};
 use crate::api::error::ApiError;
-use crate::api::ApiState;
+use crate::api::KinesisState;
 use crate::storage::AdminOp;
 use crate::streams::{parse_explicit_hash_key, parse_shard_id, ShardMeta, StreamMeta};
 
@@ -83,7 +83,7 @@ impl Filter {
 }
 
 pub async fn list_shards(
-    state: &ApiState,
+    state: &KinesisState,
     input: ListShardsInput,
 ) -> Result<ListShardsOutput, ApiError> {
     let max = int_in_range(input.max_results, "maxResults", 1, 10_000, 1_000)? as usize;
@@ -154,7 +154,7 @@ fn shard_member(value: Option<String>, member: &str) -> Result<String, ApiError>
     Ok(value)
 }
 
-pub async fn split_shard(state: &ApiState, input: SplitShardInput) -> Result<(), ApiError> {
+pub async fn split_shard(state: &KinesisState, input: SplitShardInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let shard = shard_member(input.shard_to_split, "shardToSplit")?;
     let key = input
@@ -185,7 +185,7 @@ pub async fn split_shard(state: &ApiState, input: SplitShardInput) -> Result<(),
         .map_err(|e| state.store_error(&name, e))
 }
 
-pub async fn merge_shards(state: &ApiState, input: MergeShardsInput) -> Result<(), ApiError> {
+pub async fn merge_shards(state: &KinesisState, input: MergeShardsInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let shard = shard_member(input.shard_to_merge, "shardToMerge")?;
     let adjacent = shard_member(input.adjacent_shard_to_merge, "adjacentShardToMerge")?;
@@ -201,7 +201,7 @@ pub async fn merge_shards(state: &ApiState, input: MergeShardsInput) -> Result<(
 }
 
 pub async fn update_shard_count(
-    state: &ApiState,
+    state: &KinesisState,
     input: UpdateShardCountInput,
 ) -> Result<UpdateShardCountOutput, ApiError> {
     let name = state.stream_name(&input)?;

@@ -9,7 +9,7 @@ use super::types::*;
 use super::{check_stream_name, int_in_range, shard_out};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Timestamp;
-use crate::api::ApiState;
+use crate::api::KinesisState;
 use crate::storage::{AdminOp, RetentionChange, StreamSpec};
 use crate::streams::{
     parse_shard_id, OnFull, StreamMeta, StreamMode, MIN_RETENTION_HOURS, SHARD_LIMIT,
@@ -30,7 +30,7 @@ fn no_metrics() -> Vec<EnhancedMetricsOut> {
     }]
 }
 
-pub async fn create_stream(state: &ApiState, input: CreateStreamInput) -> Result<(), ApiError> {
+pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Result<(), ApiError> {
     let name = input
         .stream_name
         .ok_or_else(|| ApiError::missing("streamName"))?;
@@ -96,7 +96,7 @@ pub async fn create_stream(state: &ApiState, input: CreateStreamInput) -> Result
         })
 }
 
-pub async fn delete_stream(state: &ApiState, input: DeleteStreamInput) -> Result<(), ApiError> {
+pub async fn delete_stream(state: &KinesisState, input: DeleteStreamInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     state
         .store
@@ -106,7 +106,7 @@ pub async fn delete_stream(state: &ApiState, input: DeleteStreamInput) -> Result
 }
 
 pub async fn describe_stream(
-    state: &ApiState,
+    state: &KinesisState,
     input: DescribeStreamInput,
 ) -> Result<DescribeStreamOutput, ApiError> {
     let meta = state.stream(&input)?;
@@ -144,7 +144,7 @@ pub async fn describe_stream(
 }
 
 pub async fn describe_stream_summary(
-    state: &ApiState,
+    state: &KinesisState,
     input: DeleteStreamInput,
 ) -> Result<DescribeStreamSummaryOutput, ApiError> {
     let meta = state.stream(&input)?;
@@ -165,7 +165,7 @@ pub async fn describe_stream_summary(
 }
 
 pub async fn list_streams(
-    state: &ApiState,
+    state: &KinesisState,
     input: ListStreamsInput,
 ) -> Result<ListStreamsOutput, ApiError> {
     let limit = int_in_range(input.limit, "limit", 1, 10_000, 100)? as usize;
@@ -215,7 +215,7 @@ pub async fn list_streams(
 }
 
 pub async fn describe_limits(
-    state: &ApiState,
+    state: &KinesisState,
     _input: serde::de::IgnoredAny,
 ) -> Result<DescribeLimitsOutput, ApiError> {
     let catalog = state.store.catalog();
@@ -232,7 +232,7 @@ pub async fn describe_limits(
 }
 
 async fn set_retention(
-    state: &ApiState,
+    state: &KinesisState,
     input: RetentionInput,
     change: RetentionChange,
 ) -> Result<(), ApiError> {
@@ -254,11 +254,17 @@ async fn set_retention(
         .map_err(|e| state.store_error(&name, e))
 }
 
-pub async fn increase_retention(state: &ApiState, input: RetentionInput) -> Result<(), ApiError> {
+pub async fn increase_retention(
+    state: &KinesisState,
+    input: RetentionInput,
+) -> Result<(), ApiError> {
     set_retention(state, input, RetentionChange::Increase).await
 }
 
-pub async fn decrease_retention(state: &ApiState, input: RetentionInput) -> Result<(), ApiError> {
+pub async fn decrease_retention(
+    state: &KinesisState,
+    input: RetentionInput,
+) -> Result<(), ApiError> {
     set_retention(state, input, RetentionChange::Decrease).await
 }
 
@@ -291,7 +297,7 @@ fn check_tag_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn add_tags(state: &ApiState, input: AddTagsInput) -> Result<(), ApiError> {
+pub async fn add_tags(state: &KinesisState, input: AddTagsInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let tags = input.tags.ok_or_else(|| ApiError::missing("tags"))?;
     if tags.is_empty() {
@@ -312,7 +318,10 @@ pub async fn add_tags(state: &ApiState, input: AddTagsInput) -> Result<(), ApiEr
         .map_err(|e| state.store_error(&name, e))
 }
 
-pub async fn list_tags(state: &ApiState, input: ListTagsInput) -> Result<ListTagsOutput, ApiError> {
+pub async fn list_tags(
+    state: &KinesisState,
+    input: ListTagsInput,
+) -> Result<ListTagsOutput, ApiError> {
     let meta = state.stream(&input)?;
     let limit = int_in_range(input.limit, "limit", 1, 50, 50)? as usize;
     let start = match &input.exclusive_start_tag_key {
@@ -336,7 +345,7 @@ pub async fn list_tags(state: &ApiState, input: ListTagsInput) -> Result<ListTag
     })
 }
 
-pub async fn remove_tags(state: &ApiState, input: RemoveTagsInput) -> Result<(), ApiError> {
+pub async fn remove_tags(state: &KinesisState, input: RemoveTagsInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let keys = input.tag_keys.ok_or_else(|| ApiError::missing("tagKeys"))?;
     if keys.is_empty() || keys.len() > MAX_TAGS_PER_CALL {

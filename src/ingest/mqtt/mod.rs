@@ -14,6 +14,7 @@ mod admission;
 mod broker;
 pub(crate) mod codec;
 mod link;
+mod metrics;
 mod qos2;
 mod refusal;
 pub mod routes;

@@ -62,8 +62,11 @@ where
     let identity = match authenticate(shared, &connect.client_id, login, certificate_device).await {
         Ok(identity) => identity,
         Err((code, reason)) => {
-            shared.stats.refused_connect.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client_id = %connect.client_id, reason, "MQTT CONNECT refused");
+            crate::observe::emit(super::super::metrics::ConnectRefused {
+                stats: &shared.stats,
+                client_id: &connect.client_id,
+                reason,
+            });
             return Err(refuse(stream, &codec, code, reason).await);
         }
     };
@@ -74,12 +77,11 @@ where
     }
     // Authenticated: from the pending budget to a connection slot (held until the end).
     let Some(slot) = shared.admission.connect() else {
-        shared.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            device = identity.name(),
-            limit = shared.settings.max_connections,
-            "MQTT connection refused: mqtt.max_connections reached"
-        );
+        crate::observe::emit(super::super::metrics::ConnectionsFull {
+            stats: &shared.stats,
+            device: identity.name(),
+            limit: shared.settings.max_connections,
+        });
         let reason = "mqtt.max_connections reached";
         return Err(refuse(stream, &codec, ConnectReturnCode::ServerUnavailable, reason).await);
     };

@@ -1,7 +1,12 @@
-//! The exposition from a real store: the shard counters follow appends and reads, the
+//! `/metrics`' exposition from a real store: the shard counters follow appends and reads, the
 //! histograms count commits, and the text parses as the Prometheus format.
 
-use super::*;
+use std::sync::Arc;
+
+use crate::api::error::{ApiError, ErrorKind};
+use crate::api::events::{ApiCounters, ApiRequestFailed, ApiRequestReceived};
+use crate::metrics::{render, Reporters};
+use crate::storage::Store;
 use crate::storage::{AdminOp, NewRecord, StoreOptions, StreamSpec};
 use crate::streams::{OnFull, Position, StreamMode};
 
@@ -48,19 +53,16 @@ async fn shard_counters_follow_appends_and_reads() {
         .unwrap()
         .unwrap();
 
-    let api = ApiCounters::default();
-    api.request();
-    api.error("ValidationException");
-    let sources = Sources {
-        store: &store,
-        mqtt: None,
-        deliveries: None,
-        #[cfg(feature = "video")]
-        video: None,
-        api: &api,
-        ready: true,
-    };
-    let text = render(&sources).unwrap();
+    let api = Arc::new(ApiCounters::default());
+    let error = ApiError::new(ErrorKind::Validation, "bad");
+    crate::observe::emit(ApiRequestReceived { counters: &api });
+    crate::observe::emit(ApiRequestFailed {
+        counters: &api,
+        request_id: "r",
+        error: &error,
+    });
+    let reporters: Reporters = vec![Arc::new(store.clone()), api];
+    let text = render(true, &reporters).unwrap();
     let shard = r#"{stream="telemetry",shard="shardId-000000000000"}"#;
     assert_eq!(
         sample(&text, &format!("kinedge_shard_records_in_total{shard}")),
