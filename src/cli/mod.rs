@@ -16,7 +16,8 @@ use serde_json::json;
 
 pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
 
-use crate::config::{Config, LogFormat};
+use crate::config::LogFormat;
+use crate::gateway::Config;
 use crate::ingest::mqtt::devices::{hash_secret, write_device_file};
 use crate::ingest::mqtt::{DeviceKind, DeviceRegistry};
 
@@ -334,7 +335,7 @@ fn limit_malloc_arenas() {
 }
 
 fn check_config(file: Option<PathBuf>) -> ExitCode {
-    let report = crate::config::check::check(file.as_deref());
+    let report = crate::gateway::config::check::check(file.as_deref());
     for issue in report.all() {
         eprintln!("{issue}");
     }

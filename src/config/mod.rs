@@ -13,46 +13,22 @@
 
 pub mod camera;
 pub mod check;
-mod delivery;
-mod raw;
+mod introspect;
+mod load;
+pub mod raw;
 mod size;
 pub(crate) mod spans;
 mod validate;
 
-#[cfg(test)]
-mod tests;
+pub use load::{read_file, Parsed};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use size::{format_size, parse_size};
 
-/// The documented default configuration, embedded in the binary.
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/kinedge.toml");
-
 const MIB: u64 = 1024 * 1024;
-
-/// A checked configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub storage: StorageConfig,
-    pub api: ApiConfig,
-    pub streams: Vec<StreamConfig>,
-    pub log: LogConfig,
-    pub devices: DevicesConfig,
-    pub mqtt: MqttConfig,
-    /// `[[routes]]`: MQTT topic filter -> stream, in order; the first match wins.
-    pub routes: Vec<RouteConfig>,
-    /// `[[delivery_streams]]`, checked (their source streams need not be in `streams`:
-    /// streams can be created through the API, and the delivery runner waits for them).
-    pub delivery_streams: Vec<crate::delivery::config::DeliveryStreamConfig>,
-    /// `[delivery]`: settings shared by all delivery streams.
-    pub delivery: DeliverySettings,
-    /// `[video]`: settings shared by all cameras.
-    pub video: VideoConfig,
-    pub source: ConfigSource,
-}
 
 /// `[video]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,41 +158,6 @@ impl Default for MqttConfig {
             client_id_pattern: None,
             websocket_listen: None,
             tls: None,
-        }
-    }
-}
-
-/// One `[[routes]]` entry: publishes whose topic matches `topic` go to `stream`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteConfig {
-    /// An MQTT topic filter (`+` and `#` allowed).
-    pub topic: String,
-    /// A valid stream name.
-    pub stream: String,
-    /// A template, already checked: `{device}`, `{client_id}`, `{topic[N]}`,
-    /// `{payload.FIELD}` and text (see `crate::ingest::mqtt::routes`).
-    pub partition_key: String,
-    pub format: RouteFormat,
-}
-
-impl RouteConfig {
-    pub const DEFAULT_PARTITION_KEY: &'static str = "{device}";
-}
-
-/// The record data a route writes: the payload as it came, or a JSON envelope around it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RouteFormat {
-    #[default]
-    Raw,
-    Envelope,
-}
-
-impl RouteFormat {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteFormat::Raw => "raw",
-            RouteFormat::Envelope => "envelope",
         }
     }
 }
@@ -425,113 +366,11 @@ impl fmt::Display for ConfigSource {
     }
 }
 
-impl Config {
-    /// The embedded default ([`DEFAULT_CONFIG_TOML`]).
-    pub fn built_in() -> Config {
-        Config::parse(DEFAULT_CONFIG_TOML, ConfigSource::BuiltIn)
-            .expect("the embedded default config is valid (checked by a unit test)")
-    }
-
-    /// Reads, parses and checks a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let source = ConfigSource::File(path.to_owned());
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, source),
-            Err(err) => Err(ConfigErrors {
-                issues: vec![ConfigIssue {
-                    file: source.to_string(),
-                    line: None,
-                    key: String::new(),
-                    message: format!("cannot read the config file: {err}"),
-                }],
-            }),
-        }
-    }
-
-    /// Parses and checks config text; `source` is used in messages and kept in the result.
-    pub fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigErrors> {
-        let parsed = Parsed::new(text, source);
-        match parsed.config {
-            Some(config) if parsed.issues.is_empty() => Ok(config),
-            _ => Err(ConfigErrors {
-                issues: parsed.issues,
-            }),
-        }
-    }
-}
-
-/// Everything parsing a file found, for `check-config`: the configuration even when some
-/// values were wrong (each replaced by its default), and the warnings and references that
-/// `Config::parse` does not report.
-pub(crate) struct Parsed {
-    /// `None` when the file is not TOML or its tables have the wrong shape.
-    pub config: Option<Config>,
-    /// Sorted by line.
-    pub issues: Vec<ConfigIssue>,
-    pub warnings: Vec<ConfigIssue>,
-    pub references: Vec<(ConfigIssue, Reference)>,
-}
-
-impl Parsed {
-    pub(crate) fn new(text: &str, source: ConfigSource) -> Parsed {
-        let file = source.to_string();
-        let mut parsed = Parsed {
-            config: None,
-            issues: Vec::new(),
-            warnings: Vec::new(),
-            references: Vec::new(),
-        };
-        let doc = match toml_edit::Document::parse(text) {
-            Ok(doc) => doc,
-            Err(err) => {
-                let line = err.span().map(|span| spans::line_at(text, span.start));
-                parsed.issues.push(ConfigIssue {
-                    file,
-                    line,
-                    key: String::new(),
-                    message: format!("invalid TOML: {}", err.message()),
-                });
-                return parsed;
-            }
-        };
-        let issue = |(key, message): (String, String)| ConfigIssue {
-            line: spans::line_of(&doc, text, &key),
-            file: file.clone(),
-            key,
-            message,
-        };
-
-        let (pruned, unknown) = raw::prune_unknown_keys(&doc);
-        parsed.issues.extend(unknown.into_iter().map(issue));
-        match raw::deserialize(&pruned) {
-            Ok(raw) => {
-                let (config, findings) = validate::validate(raw, source);
-                parsed
-                    .issues
-                    .extend(findings.problems.into_iter().map(issue));
-                parsed.warnings = findings.warnings.into_iter().map(issue).collect();
-                parsed.references = findings
-                    .references
-                    .into_iter()
-                    .map(|(key, reference)| (issue((key, String::new())), reference))
-                    .collect();
-                parsed.config = Some(config);
-            }
-            Err(problem) => parsed.issues.push(issue(problem)),
-        }
-        parsed.issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
-        parsed
-            .warnings
-            .sort_by_key(|i| i.line.unwrap_or(usize::MAX));
-        parsed
-    }
-}
-
 /// A file, directory or environment variable that the configuration names. `Config::parse`
 /// checks only how it is written (the gateway may be configured on another machine);
 /// `check-config` checks that it is there and usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reference {
+pub enum Reference {
     /// A secret in a file or variable: readable and not empty.
     Secret(SecretSource),
     /// PEM certificates (a chain or a CA bundle).

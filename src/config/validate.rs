@@ -1,126 +1,24 @@
-//! From `raw::File` to `Config`: checks the type and range of every value and collects every
-//! problem, each under its dotted key path. A value with a problem is replaced by its default
-//! so that checking can go on.
+//! The sections that still live in the config part (`[storage]`, `[api]`, `[[streams]]`,
+//! `[devices]`, `[mqtt]`, `[video]`, `[log]`): from their `raw` structs to the checked types,
+//! every mistake under its dotted key path.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Display;
-use std::net::SocketAddr;
-use std::ops::RangeInclusive;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use toml::Value;
-
-use super::raw::{self, Problem};
-use super::{
-    format_size, parse_size, ApiConfig, ApiCredential, ApiTlsConfig, Config, ConfigSource,
-    DevicesConfig, LogConfig, LogFormat, MqttConfig, MqttTlsConfig, OnFull, Reference, RouteConfig,
-    RouteFormat, SecretSource, StorageConfig, StreamConfig, VideoConfig,
+use super::check::{
+    parse_access_key_id, parse_env_name, parse_region, parse_socket_addr, parse_stream_name,
+    plaintext_secret, wrong_type, Check,
 };
-use crate::ingest::mqtt::{routes::parse_template, topics::check_filter};
+use super::raw;
+use super::{
+    ApiConfig, ApiCredential, ApiTlsConfig, ConfigSource, DevicesConfig, LogConfig, LogFormat,
+    MqttConfig, MqttTlsConfig, OnFull, Reference, SecretSource, StorageConfig, StreamConfig,
+    VideoConfig,
+};
 use crate::streams::SHARD_LIMIT;
 
-/// What checking a file found besides the configuration itself.
-#[derive(Default)]
-pub(super) struct Findings {
-    /// Mistakes: the file is refused.
-    pub problems: Vec<Problem>,
-    /// Legal but probably not meant (a route to a stream that is not configured).
-    pub warnings: Vec<Problem>,
-    /// Files, directories and variables the configuration names, under their keys; only
-    /// `check-config` looks at them (see `super::check`).
-    pub references: Vec<(String, Reference)>,
-}
-
-pub(super) fn validate(file: raw::File, source: ConfigSource) -> (Config, Findings) {
-    let mut check = Check::default();
-    let streams = check.streams(file.streams.unwrap_or_default());
-    check.stream_names = streams.iter().map(|s| s.name.clone()).collect();
-    let config = Config {
-        storage: check.storage(file.storage.unwrap_or_default()),
-        api: check.api(file.api.unwrap_or_default()),
-        streams,
-        log: check.log(file.log.unwrap_or_default()),
-        devices: check.devices(file.devices.unwrap_or_default(), &source),
-        mqtt: check.mqtt(file.mqtt.unwrap_or_default()),
-        routes: check.routes(file.routes.unwrap_or_default()),
-        delivery_streams: check.delivery_streams(file.delivery_streams.unwrap_or_default()),
-        delivery: check.delivery(file.delivery.unwrap_or_default()),
-        video: check.video(file.video.unwrap_or_default()),
-        source,
-    };
-    check.listeners(&config);
-    let findings = Findings {
-        problems: check.problems,
-        warnings: check.warnings,
-        references: check.references,
-    };
-    (config, findings)
-}
-
-#[derive(Default)]
-pub(super) struct Check {
-    pub(super) problems: Vec<Problem>,
-    pub(super) warnings: Vec<Problem>,
-    pub(super) references: Vec<(String, Reference)>,
-    /// The names in `[[streams]]`, for routes and delivery sources.
-    pub(super) stream_names: HashSet<String>,
-}
-
 impl Check {
-    pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push((key.to_owned(), message.into()));
-    }
-
-    pub(super) fn warning(&mut self, key: &str, message: impl Into<String>) {
-        self.warnings.push((key.to_owned(), message.into()));
-    }
-
-    /// Notes a file, directory or variable that `check-config` should look at.
-    pub(super) fn reference(&mut self, key: &str, reference: Reference) {
-        self.references.push((key.to_owned(), reference));
-    }
-
-    /// Two listeners on one port (and overlapping addresses) would fail to bind at start.
-    fn listeners(&mut self, config: &Config) {
-        let mut listeners = vec![("api.listen", config.api.listen)];
-        if config.mqtt.enabled {
-            listeners.push(("mqtt.listen", config.mqtt.listen));
-            if let Some(addr) = config.mqtt.websocket_listen {
-                listeners.push(("mqtt.websocket_listen", addr));
-            }
-            if let Some(tls) = &config.mqtt.tls {
-                listeners.push(("mqtt.tls.listen", tls.listen));
-            }
-        }
-        // Same port and: the same address, or an unspecified one of the same family, or `[::]`
-        // (which Linux binds for IPv4 too).
-        let overlap = |a: &SocketAddr, b: &SocketAddr| {
-            let dual_stack = |x: &SocketAddr| x.is_ipv6() && x.ip().is_unspecified();
-            a.port() != 0
-                && a.port() == b.port()
-                && (a.ip() == b.ip()
-                    || (a.is_ipv4() == b.is_ipv4()
-                        && (a.ip().is_unspecified() || b.ip().is_unspecified()))
-                    || dual_stack(a)
-                    || dual_stack(b))
-        };
-        for (i, (key, addr)) in listeners.iter().enumerate() {
-            let clash = listeners[..i]
-                .iter()
-                .find(|(_, other)| overlap(addr, other));
-            if let Some((other_key, other)) = clash {
-                self.problem(
-                    key,
-                    format!(
-                        "`{addr}` is the port of {other_key} (`{other}`): two listeners cannot \
-                         share a port; pick another"
-                    ),
-                );
-            }
-        }
-    }
-
-    fn storage(&mut self, raw: raw::Storage) -> StorageConfig {
+    pub(crate) fn storage(&mut self, raw: raw::Storage) -> StorageConfig {
         let data_dir = self.string("storage.data_dir", raw.data_dir, "a directory path", |s| {
             if s.is_empty() {
                 Err("must not be empty; leave data_dir out to use the default".into())
@@ -170,7 +68,7 @@ impl Check {
         }
     }
 
-    fn api(&mut self, raw: raw::Api) -> ApiConfig {
+    pub(crate) fn api(&mut self, raw: raw::Api) -> ApiConfig {
         let listen = self.string("api.listen", raw.listen, "an address", |s| {
             parse_socket_addr(s, "127.0.0.1:4567")
         });
@@ -231,7 +129,7 @@ impl Check {
     }
 
     /// `api.cors_origins`: `["*"]` or origins as browsers send them (`https://host[:port]`).
-    fn cors_origins(&mut self, value: Option<toml::Value>) -> Vec<String> {
+    pub(crate) fn cors_origins(&mut self, value: Option<toml::Value>) -> Vec<String> {
         const KEY: &str = "api.cors_origins";
         let Some(value) = value else {
             return Vec::new();
@@ -263,7 +161,7 @@ impl Check {
         origins
     }
 
-    fn api_tls(&mut self, raw: raw::ApiTls) -> Option<ApiTlsConfig> {
+    pub(crate) fn api_tls(&mut self, raw: raw::ApiTls) -> Option<ApiTlsConfig> {
         let mut path = |key: &str, value: Option<toml::Value>| {
             if value.is_none() {
                 self.problem(key, "missing: TLS on the API needs a PEM certificate chain (cert) and its private key (key)");
@@ -291,7 +189,7 @@ impl Check {
         })
     }
 
-    fn credential(&mut self, key: &str, raw: raw::Credential) -> Option<ApiCredential> {
+    pub(crate) fn credential(&mut self, key: &str, raw: raw::Credential) -> Option<ApiCredential> {
         let id_key = format!("{key}.access_key_id");
         let has_id = raw.access_key_id.is_some();
         let access_key_id =
@@ -345,7 +243,7 @@ impl Check {
         })
     }
 
-    fn streams(&mut self, raw: Vec<raw::Stream>) -> Vec<StreamConfig> {
+    pub(crate) fn streams(&mut self, raw: Vec<raw::Stream>) -> Vec<StreamConfig> {
         let mut streams = Vec::new();
         let mut open_shards = 0u32;
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -423,7 +321,7 @@ impl Check {
         streams
     }
 
-    fn devices(&mut self, raw: raw::Devices, source: &ConfigSource) -> DevicesConfig {
+    pub(crate) fn devices(&mut self, raw: raw::Devices, source: &ConfigSource) -> DevicesConfig {
         let given = raw.dir.is_some();
         let dir = self
             .string("devices.dir", raw.dir, "a directory path", |s| {
@@ -453,7 +351,7 @@ impl Check {
         DevicesConfig { dir }
     }
 
-    fn mqtt(&mut self, raw: raw::Mqtt) -> MqttConfig {
+    pub(crate) fn mqtt(&mut self, raw: raw::Mqtt) -> MqttConfig {
         let default = MqttConfig::default();
         let listen = self.string("mqtt.listen", raw.listen, "an address", |s| {
             parse_socket_addr(s, "0.0.0.0:1883")
@@ -538,7 +436,7 @@ impl Check {
         }
     }
 
-    fn mqtt_tls(&mut self, raw: raw::MqttTls) -> Option<MqttTlsConfig> {
+    pub(crate) fn mqtt_tls(&mut self, raw: raw::MqttTls) -> Option<MqttTlsConfig> {
         let listen = self
             .string("mqtt.tls.listen", raw.listen, "an address", |s| {
                 parse_socket_addr(s, "0.0.0.0:8883")
@@ -577,77 +475,7 @@ impl Check {
         })
     }
 
-    fn routes(&mut self, raw: Vec<raw::Route>) -> Vec<RouteConfig> {
-        let mut routes = Vec::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
-        for (i, raw) in raw.into_iter().enumerate() {
-            let key = format!("routes[{i}]");
-            let topic_key = format!("{key}.topic");
-            let stream_key = format!("{key}.stream");
-            if raw.topic.is_none() {
-                self.problem(&topic_key, "missing: every route needs a topic filter");
-            }
-            if raw.stream.is_none() {
-                self.problem(&stream_key, "missing: every route needs a stream");
-            }
-            let topic = self.string(&topic_key, raw.topic, "a topic filter", |s| {
-                check_filter(s)
-                    .map(|()| s.to_owned())
-                    .map_err(|err| format!("`{s}` is not a valid MQTT topic filter: {err}"))
-            });
-            let topic = topic.filter(|topic| match seen.get(topic) {
-                Some(first) => {
-                    let message = format!(
-                        "duplicate topic `{topic}` (also in {first}): only the first route \
-                         with a topic is ever used"
-                    );
-                    self.problem(&topic_key, message);
-                    false
-                }
-                None => {
-                    seen.insert(topic.clone(), key.clone());
-                    true
-                }
-            });
-            let stream = self.string(&stream_key, raw.stream, "a stream name", parse_stream_name);
-            let partition_key = self.string(
-                &format!("{key}.partition_key"),
-                raw.partition_key,
-                "a template",
-                |s| parse_template(s).map(|_| s.to_owned()),
-            );
-            let format = self.string(
-                &format!("{key}.format"),
-                raw.format,
-                "a string",
-                |s| match s {
-                    "raw" => Ok(RouteFormat::Raw),
-                    "envelope" => Ok(RouteFormat::Envelope),
-                    _ => Err(format!("`{s}` is not allowed: use \"raw\" or \"envelope\"")),
-                },
-            );
-            if let Some(stream) = stream.as_ref().filter(|s| !self.stream_names.contains(*s)) {
-                let message = format!(
-                    "stream `{stream}` is not in [[streams]]: publishes to this route are \
-                     refused until it is created through the API (add a [[streams]] entry to \
-                     have it created at start)"
-                );
-                self.warning(&stream_key, message);
-            }
-            if let (Some(topic), Some(stream)) = (topic, stream) {
-                routes.push(RouteConfig {
-                    topic,
-                    stream,
-                    partition_key: partition_key
-                        .unwrap_or_else(|| RouteConfig::DEFAULT_PARTITION_KEY.to_owned()),
-                    format: format.unwrap_or_default(),
-                });
-            }
-        }
-        routes
-    }
-
-    fn video(&mut self, raw: raw::Video) -> VideoConfig {
+    pub(crate) fn video(&mut self, raw: raw::Video) -> VideoConfig {
         let default = VideoConfig::default();
         let data_dir = self.string("video.data_dir", raw.data_dir, "a directory path", |s| {
             if s.is_empty() {
@@ -686,7 +514,7 @@ impl Check {
         }
     }
 
-    fn log(&mut self, raw: raw::Log) -> LogConfig {
+    pub(crate) fn log(&mut self, raw: raw::Log) -> LogConfig {
         let level = self.string("log.level", raw.level, "a string", check_log_level);
         let format = self.string("log.format", raw.format, "a string", |s| match s {
             "auto" => Ok(LogFormat::Auto),
@@ -700,99 +528,6 @@ impl Check {
             level,
             format: format.unwrap_or_default(),
         }
-    }
-
-    /// A string value checked by `parse`; `None` when absent or wrong (the problem is noted).
-    pub(super) fn string<T>(
-        &mut self,
-        key: &str,
-        value: Option<Value>,
-        expected: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let value = value?;
-        let Some(s) = value.as_str() else {
-            self.problem(key, wrong_type(&format!("{expected} in quotes"), &value));
-            return None;
-        };
-        parse(s).map_err(|message| self.problem(key, message)).ok()
-    }
-
-    pub(super) fn boolean(&mut self, key: &str, value: Option<Value>) -> Option<bool> {
-        let value = value?;
-        match value.as_bool() {
-            Some(b) => Some(b),
-            None => {
-                self.problem(key, wrong_type("true or false", &value));
-                None
-            }
-        }
-    }
-
-    /// A whole number in `range`; `unit` follows the range in messages (" hours").
-    pub(super) fn integer<T>(
-        &mut self,
-        key: &str,
-        value: Option<Value>,
-        range: RangeInclusive<T>,
-        unit: &str,
-    ) -> Option<T>
-    where
-        T: TryFrom<i64> + PartialOrd + Display,
-    {
-        let value = value?;
-        let Some(n) = value.as_integer() else {
-            self.problem(key, wrong_type("a whole number", &value));
-            return None;
-        };
-        match T::try_from(n) {
-            Ok(n) if range.contains(&n) => Some(n),
-            _ => {
-                self.problem(
-                    key,
-                    format!(
-                        "{n} is out of range: {}..={}{unit}",
-                        range.start(),
-                        range.end()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// A size (bytes or a string with a unit) in `range`.
-    pub(super) fn size(
-        &mut self,
-        key: &str,
-        value: Option<Value>,
-        range: RangeInclusive<u64>,
-    ) -> Option<u64> {
-        let bytes = match value? {
-            Value::Integer(n) => u64::try_from(n).map_err(|_| format!("{n} is negative")),
-            Value::String(s) => parse_size(&s),
-            other => Err(wrong_type(
-                "a number of bytes or a size like \"256MiB\"",
-                &other,
-            )),
-        };
-        let message = match bytes {
-            Ok(n) if range.contains(&n) => return Some(n),
-            Ok(n) if *range.end() == u64::MAX => format!(
-                "{} is too small: at least {}",
-                format_size(n),
-                format_size(*range.start())
-            ),
-            Ok(n) => format!(
-                "{} is out of range: {}..={}",
-                format_size(n),
-                format_size(*range.start()),
-                format_size(*range.end())
-            ),
-            Err(message) => message,
-        };
-        self.problem(key, message);
-        None
     }
 }
 
@@ -811,10 +546,6 @@ fn check_client_id_pattern(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
-}
-
-pub(super) fn wrong_type(expected: &str, found: &Value) -> String {
-    format!("expected {expected}, found {} {found}", found.type_str())
 }
 
 /// A tracing `EnvFilter` directive string, returned without blanks around commas (which
@@ -849,62 +580,6 @@ fn check_log_level(s: &str) -> Result<String, String> {
         .map_err(|err| format!("`{s}` is not a valid filter ({err}): {ALLOWED}"))
 }
 
-/// An AWS region name (`eu-west-1`).
-pub(super) fn parse_region(s: &str) -> Result<String, String> {
-    let valid = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "`{s}` is not a region name: use a-z, 0-9 and `-`, e.g. \"eu-west-1\""
-        ))
-    }
-}
-
-/// An access key id: 1..=128 of `[A-Za-z0-9_]`.
-pub(super) fn parse_access_key_id(s: &str) -> Result<String, String> {
-    let valid =
-        (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "`{s}` is not an access key id: use 1..=128 characters from A-Z, a-z, 0-9, `_`"
-        ))
-    }
-}
-
-/// The name of an environment variable that holds a secret.
-pub(super) fn parse_env_name(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.contains(['=', '\0']) {
-        Err(format!("`{s}` is not an environment variable name"))
-    } else {
-        Ok(s.to_owned())
-    }
-}
-
-/// Why a secret written into the file is refused; `file_key`/`env_key` are the keys to use.
-pub(super) fn plaintext_secret(file_key: &str, env_key: &str) -> String {
-    format!(
-        "plaintext secrets are not allowed in config: put the secret in a file and set \
-         {file_key}, or in an environment variable and set {env_key}"
-    )
-}
-
-pub(super) fn parse_stream_name(s: &str) -> Result<String, String> {
-    if StreamConfig::is_valid_name(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "`{s}` is not a valid stream name: use 1..=128 characters \
-             from a-z, A-Z, 0-9, `_`, `.`, `-`"
-        ))
-    }
-}
-
-/// An `IP:PORT`; the message shows `example`.
 /// An origin as a browser sends it in `Origin`: `http(s)://host[:port]`, nothing after.
 fn check_origin(origin: &str) -> Result<(), String> {
     if origin == "*" {
@@ -924,9 +599,4 @@ fn check_origin(origin: &str) -> Result<(), String> {
     } else {
         Err(format!("`{origin}` is not an origin: {hint}"))
     }
-}
-
-fn parse_socket_addr(s: &str, example: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("`{s}` is not a socket address: write IP:PORT, e.g. \"{example}\""))
 }

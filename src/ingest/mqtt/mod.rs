@@ -8,6 +8,7 @@
 mod admission;
 mod broker;
 pub(crate) mod codec;
+pub mod config;
 pub mod devices;
 mod link;
 mod qos2;

@@ -14,13 +14,15 @@ use anyhow::Context;
 
 use crate::api::sigv4::SigV4Verifier;
 use crate::api::{self, ApiState};
-use crate::config::{self, Config};
+pub mod config;
+
 use crate::delivery::config::SourceConfig;
 use crate::delivery::{DeliveryService, DeliverySettings};
 use crate::ingest::mqtt::routes::Routes;
 use crate::ingest::mqtt::{DeviceRegistry, MqttServer, MqttShared};
 use crate::storage::{AdminOp, Store, StoreOptions, StreamSpec};
 use crate::streams::{OnFull, StreamMode, ITERATOR_TTL_MS};
+pub use config::Config;
 
 /// How often retention and quotas are applied.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -45,15 +47,15 @@ pub fn resolve_data_dir(config: &Config, flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./data"))
 }
 
-fn stream_spec(stream: &config::StreamConfig) -> StreamSpec {
+fn stream_spec(stream: &crate::config::StreamConfig) -> StreamSpec {
     StreamSpec {
         name: stream.name.clone(),
         shards: stream.shards,
         retention_hours: stream.retention_hours,
         max_bytes: stream.max_bytes,
         on_full: match stream.on_full {
-            config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
-            config::OnFull::RejectNew => OnFull::RejectNew,
+            crate::config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
+            crate::config::OnFull::RejectNew => OnFull::RejectNew,
         },
         mode: StreamMode::Provisioned,
         tags: Default::default(),
@@ -250,7 +252,7 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
         Some(dir) => store.data_dir().join(dir),
         None => store
             .data_dir()
-            .join(config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
+            .join(crate::config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
     };
     let settings = DeliverySettings {
         max_bandwidth: config.delivery.max_bandwidth,

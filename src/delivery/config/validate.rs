@@ -1,5 +1,5 @@
-//! `[[delivery_streams]]` and `[delivery]`: from the raw values to the types of
-//! `crate::delivery::config`, with every mistake under its dotted key path.
+//! `[[delivery_streams]]` and `[delivery]`: their raw serde structs and the checks from the
+//! raw values to the types of `super`, with every mistake under its dotted key path.
 //!
 //! `source`, `buffer`, `processors` and `destination` are (inline) tables whose keys depend on
 //! their `type`, which the schema in `raw` cannot express: their unknown keys are reported
@@ -12,19 +12,43 @@ use std::path::PathBuf;
 
 use toml::Value;
 
-use super::raw::{self, join};
-use super::validate::{
-    parse_access_key_id, parse_env_name, parse_region, parse_stream_name, plaintext_secret,
-    wrong_type, Check,
-};
-use super::{format_size, DeliverySettings, Reference, SecretSource};
-use crate::delivery::config::{
+use serde::Deserialize;
+
+use super::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
     ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
 };
+use crate::config::check::{
+    parse_access_key_id, parse_env_name, parse_region, parse_stream_name, plaintext_secret,
+    wrong_type, Check,
+};
+use crate::config::raw::join;
+use crate::config::{format_size, DeliverySettings, Reference, SecretSource};
 use crate::delivery::destinations::naming::check_prefix;
 use crate::delivery::processors::check_jq;
+
+/// One `[[delivery_streams]]` entry. `source`, `buffer`, `processors` and `destination` are
+/// kept whole: their keys depend on their `type`, so this module checks them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliveryStream {
+    pub name: Option<Value>,
+    pub source: Option<Value>,
+    pub buffer: Option<Value>,
+    pub compression: Option<Value>,
+    pub priority: Option<Value>,
+    pub processors: Option<Value>,
+    pub destination: Option<Value>,
+}
+
+/// `[delivery]`: settings shared by all delivery streams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub max_bandwidth: Option<Value>,
+    pub dead_letter_dir: Option<Value>,
+}
 
 const PROCESSOR_TYPES: &[&str] = &[
     "filter",
@@ -134,7 +158,7 @@ impl Fields {
 }
 
 impl Check {
-    pub(super) fn delivery(&mut self, raw: raw::Delivery) -> DeliverySettings {
+    pub(crate) fn delivery(&mut self, raw: RawDelivery) -> DeliverySettings {
         let max_bandwidth = self
             .size("delivery.max_bandwidth", raw.max_bandwidth, 0..=u64::MAX)
             .unwrap_or(0);
@@ -151,9 +175,9 @@ impl Check {
         }
     }
 
-    pub(super) fn delivery_streams(
+    pub(crate) fn delivery_streams(
         &mut self,
-        raw: Vec<raw::DeliveryStream>,
+        raw: Vec<RawDeliveryStream>,
     ) -> Vec<DeliveryStreamConfig> {
         let mut streams = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -169,7 +193,7 @@ impl Check {
     fn delivery_stream(
         &mut self,
         key: &str,
-        raw: raw::DeliveryStream,
+        raw: RawDeliveryStream,
         seen: &mut HashMap<String, String>,
     ) -> Option<DeliveryStreamConfig> {
         let name_key = join(key, "name");

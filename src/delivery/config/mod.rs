@@ -1,12 +1,17 @@
 //! What a delivery stream is made of, as the config file (`[[delivery_streams]]`) and the
-//! Firehose API (CreateDeliveryStream) describe it. `crate::config` checks a file into these
-//! types; the delivery part only reads them. They serialize to JSON so that delivery streams
+//! Firehose API (CreateDeliveryStream) describe it. `validate` checks a file into these types
+//! (the raw serde structs of `[[delivery_streams]]` and `[delivery]` live there); the rest of
+//! the delivery part only reads them. They serialize to JSON so that delivery streams
 //! created through the API are kept in the stream database across restarts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+mod validate;
+
+pub use validate::{RawDelivery, RawDeliveryStream};
 
 pub const MIB: u64 = 1024 * 1024;
 
