@@ -28,6 +28,14 @@ use std::path::PathBuf;
 
 pub use size::{format_size, parse_size};
 
+/// The keys a table of type `T` supports: the fields of its serde struct, in their order.
+pub fn field_names<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    match introspect::shape_of::<T>() {
+        introspect::Shape::Table(fields) => fields.into_iter().map(|(name, _)| name).collect(),
+        _ => Vec::new(),
+    }
+}
+
 const MIB: u64 = 1024 * 1024;
 
 /// `[video]`.

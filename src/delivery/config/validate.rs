@@ -16,8 +16,7 @@ use serde::Deserialize;
 
 use super::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
-    DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
-    ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
+    HttpEndpointConfig, ProcessorConfig, Secret, SourceConfig, StartPosition,
 };
 use crate::config::check::{
     parse_access_key_id, parse_env_name, parse_region, parse_stream_name, plaintext_secret,
@@ -26,6 +25,7 @@ use crate::config::check::{
 use crate::config::raw::join;
 use crate::config::{format_size, DeliverySettings, Reference, SecretSource};
 use crate::delivery::destinations::naming::check_prefix;
+use crate::delivery::destinations::{self, DestinationCheck};
 use crate::delivery::processors::check_jq;
 
 /// One `[[delivery_streams]]` entry. `source`, `buffer`, `processors` and `destination` are
@@ -50,109 +50,50 @@ pub struct RawDelivery {
     pub dead_letter_dir: Option<Value>,
 }
 
-const PROCESSOR_TYPES: &[&str] = &[
+pub(crate) const PROCESSOR_TYPES: &[&str] = &[
     "filter",
     "partition_keys",
     "append_delimiter",
     "metadata",
     "http_transform",
 ];
-const DESTINATION_TYPES: &[&str] = &[
-    "s3",
-    "http_endpoint",
-    "kinesis",
-    "firehose",
-    "mqtt",
-    "directory",
-];
-
-const S3_KEYS: &[&str] = &[
-    "type",
-    "bucket",
-    "region",
-    "prefix",
-    "error_prefix",
-    "endpoint",
-    "access_key_id",
-    "secret_env",
-    "secret_file",
-    "force_path_style",
-];
-const HTTP_ENDPOINT_KEYS: &[&str] = &[
-    "type",
-    "url",
-    "access_key_env",
-    "access_key_file",
-    "common_attributes",
-    "retry_duration_s",
-];
-const KINESIS_KEYS: &[&str] = &[
-    "type",
-    "stream",
-    "region",
-    "endpoint",
-    "access_key_id",
-    "secret_env",
-    "secret_file",
-];
-const FIREHOSE_KEYS: &[&str] = &[
-    "type",
-    "delivery_stream",
-    "region",
-    "endpoint",
-    "access_key_id",
-    "secret_env",
-    "secret_file",
-];
-const MQTT_KEYS: &[&str] = &[
-    "type",
-    "url",
-    "topic",
-    "client_id",
-    "ca",
-    "cert",
-    "key",
-    "username",
-    "password_env",
-    "password_file",
-];
-const DIRECTORY_KEYS: &[&str] = &["type", "path", "prefix", "error_prefix"];
 
 /// Where the secret of an AWS access key id is given.
-const AWS_SECRET_KEYS: Option<(&str, &str)> = Some(("secret_file", "secret_env"));
+pub(crate) const AWS_SECRET_KEYS: Option<(&str, &str)> = Some(("secret_file", "secret_env"));
 
 /// Keys that would hold a secret in the file itself: refused with a reason, never echoed.
-const PLAINTEXT_SECRET_KEYS: &[&str] = &["secret", "secret_access_key", "password", "access_key"];
+pub(crate) const PLAINTEXT_SECRET_KEYS: &[&str] =
+    &["secret", "secret_access_key", "password", "access_key"];
 
 /// Bounds, so that a config cannot ask for unbounded work per record.
-const MAX_PROCESSORS: usize = 32;
-const MAX_PARTITION_KEYS: usize = 50;
-const MAX_PARTITION_KEY_NAME: usize = 64;
-const MAX_DELIMITER_BYTES: usize = 64;
+pub(crate) const MAX_PROCESSORS: usize = 32;
+pub(crate) const MAX_PARTITION_KEYS: usize = 50;
+pub(crate) const MAX_PARTITION_KEY_NAME: usize = 64;
+pub(crate) const MAX_DELIMITER_BYTES: usize = 64;
 /// Firehose's limits for HTTP endpoint common attributes.
-const MAX_COMMON_ATTRIBUTES: usize = 50;
-const MAX_ATTRIBUTE_NAME: usize = 256;
-const MAX_ATTRIBUTE_VALUE: usize = 1024;
-const MAX_DELIVERY_STREAM_NAME: usize = 64;
-const MAX_MQTT_CLIENT_ID: usize = 128;
-const MAX_MQTT_TOPIC: usize = 65_535;
+pub(crate) const MAX_COMMON_ATTRIBUTES: usize = 50;
+pub(crate) const MAX_ATTRIBUTE_NAME: usize = 256;
+pub(crate) const MAX_ATTRIBUTE_VALUE: usize = 1024;
+pub(crate) const MAX_DELIVERY_STREAM_NAME: usize = 64;
+pub(crate) const MAX_MQTT_CLIENT_ID: usize = 128;
+pub(crate) const MAX_MQTT_TOPIC: usize = 65_535;
 /// Firehose's ranges for a transformation (Lambda) processor.
-const TRANSFORM_MAX_RECORDS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
-const TRANSFORM_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u32> = 1..=900;
-const TRANSFORM_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=300;
+pub(crate) const TRANSFORM_MAX_RECORDS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+pub(crate) const TRANSFORM_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u32> = 1..=900;
+pub(crate) const TRANSFORM_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=300;
 
 /// The keys of one table, taken out one by one as they are checked.
-struct Fields {
-    path: String,
-    map: toml::Table,
+pub(crate) struct Fields {
+    pub(crate) path: String,
+    pub(crate) map: toml::Table,
 }
 
 impl Fields {
-    fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         join(&self.path, name)
     }
 
-    fn take(&mut self, name: &str) -> Option<Value> {
+    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
         self.map.remove(name)
     }
 }
@@ -652,7 +593,7 @@ impl Check {
                 format!(
                     "missing: every delivery stream needs a destination, e.g. destination = \
                      {{ type = \"directory\", path = \"deliveries\" }} (types: {})",
-                    DESTINATION_TYPES.join(", ")
+                    destinations::TYPES.join(", ")
                 ),
             );
             return (None, None);
@@ -664,273 +605,20 @@ impl Check {
         ) else {
             return (None, None);
         };
-        let Some(kind) = self.kind(&mut f, "destination", DESTINATION_TYPES) else {
+        let Some(kind) = self.kind(&mut f, "destination", destinations::TYPES) else {
             return (None, None);
         };
-        let f = &mut f;
         let what = format!("destination type \"{kind}\"");
-        let config = match kind {
-            "s3" => self.s3_destination(f, &what, partition_keys),
-            "http_endpoint" => self.http_endpoint_destination(f, &what),
-            "kinesis" => self.kinesis_destination(f, &what),
-            "firehose" => self.firehose_destination(f, &what),
-            "mqtt" => self.mqtt_destination(f, &what, name),
-            "directory" => self.directory_destination(f, &what, partition_keys),
-            _ => None,
+        let context = DestinationCheck {
+            name,
+            partition_keys,
         };
+        let config = destinations::validate(kind, self, &mut f, &what, &context);
         (Some(kind), config)
     }
 
-    fn s3_destination(
-        &mut self,
-        f: &mut Fields,
-        what: &str,
-        partition_keys: &BTreeSet<String>,
-    ) -> Option<DestinationConfig> {
-        let refused = self.unknown_keys(f, what, S3_KEYS, AWS_SECRET_KEYS);
-        let bucket = self.required(
-            f,
-            "bucket",
-            "a bucket name",
-            &format!("{what} needs a bucket"),
-            parse_bucket,
-        );
-        let region = self.region(f, what);
-        let (prefix, error_prefix) = self.prefixes(f, partition_keys);
-        let endpoint = self.endpoint(f);
-        let credentials = self.aws_credentials(f, refused);
-        let force_path_style = self.boolean(&f.key("force_path_style"), f.take("force_path_style"));
-        Some(DestinationConfig::S3(S3Config {
-            bucket: bucket?,
-            region: region?,
-            prefix: prefix?,
-            error_prefix: error_prefix?,
-            endpoint: endpoint?,
-            credentials: credentials?,
-            force_path_style: force_path_style.unwrap_or(false),
-        }))
-    }
-
-    fn http_endpoint_destination(
-        &mut self,
-        f: &mut Fields,
-        what: &str,
-    ) -> Option<DestinationConfig> {
-        self.unknown_keys(
-            f,
-            what,
-            HTTP_ENDPOINT_KEYS,
-            Some(("access_key_file", "access_key_env")),
-        );
-        let url = self.required(
-            f,
-            "url",
-            "a URL",
-            &format!(
-                "{what} needs the endpoint's url, e.g. \"https://receiver.example.com/firehose\""
-            ),
-            |s| {
-                parse_url(
-                    s,
-                    &["http", "https"],
-                    "https://receiver.example.com/firehose",
-                )
-            },
-        );
-        let access_key = self.secret(f, "access_key_file", "access_key_env");
-        let common_attributes =
-            self.common_attributes(&f.key("common_attributes"), f.take("common_attributes"));
-        let retry_duration_s = self.integer(
-            &f.key("retry_duration_s"),
-            f.take("retry_duration_s"),
-            0..=HttpEndpointConfig::MAX_RETRY_DURATION_S,
-            " seconds",
-        );
-        Some(DestinationConfig::HttpEndpoint(HttpEndpointConfig {
-            url: url?,
-            access_key: access_key.ok()?.map(|(secret, _)| secret),
-            common_attributes: common_attributes?,
-            retry_duration_s: retry_duration_s
-                .unwrap_or(HttpEndpointConfig::DEFAULT_RETRY_DURATION_S),
-        }))
-    }
-
-    fn kinesis_destination(&mut self, f: &mut Fields, what: &str) -> Option<DestinationConfig> {
-        let refused = self.unknown_keys(f, what, KINESIS_KEYS, AWS_SECRET_KEYS);
-        let stream = self.required(
-            f,
-            "stream",
-            "a stream name",
-            &format!("{what} needs the name of the upstream stream"),
-            parse_stream_name,
-        );
-        let region = self.region(f, what);
-        let endpoint = self.endpoint(f);
-        let credentials = self.aws_credentials(f, refused);
-        Some(DestinationConfig::Kinesis(KinesisConfig {
-            stream: stream?,
-            region: region?,
-            endpoint: endpoint?,
-            credentials: credentials?,
-        }))
-    }
-
-    fn firehose_destination(&mut self, f: &mut Fields, what: &str) -> Option<DestinationConfig> {
-        let refused = self.unknown_keys(f, what, FIREHOSE_KEYS, AWS_SECRET_KEYS);
-        let delivery_stream = self.required(
-            f,
-            "delivery_stream",
-            "a delivery stream name",
-            &format!("{what} needs the name of the upstream delivery stream"),
-            parse_delivery_stream_name,
-        );
-        let region = self.region(f, what);
-        let endpoint = self.endpoint(f);
-        let credentials = self.aws_credentials(f, refused);
-        Some(DestinationConfig::Firehose(FirehoseConfig {
-            delivery_stream: delivery_stream?,
-            region: region?,
-            endpoint: endpoint?,
-            credentials: credentials?,
-        }))
-    }
-
-    fn directory_destination(
-        &mut self,
-        f: &mut Fields,
-        what: &str,
-        partition_keys: &BTreeSet<String>,
-    ) -> Option<DestinationConfig> {
-        self.unknown_keys(f, what, DIRECTORY_KEYS, None);
-        let path = self.required(
-            f,
-            "path",
-            "a directory path",
-            &format!(
-                "{what} needs a path (a relative one is under the data directory), e.g. \
-                 \"deliveries\""
-            ),
-            parse_path,
-        );
-        self.absolute_directory(&f.key("path"), path.as_ref());
-        let (prefix, error_prefix) = self.prefixes(f, partition_keys);
-        Some(DestinationConfig::Directory(DirectoryConfig {
-            path: path?,
-            prefix: prefix?,
-            error_prefix: error_prefix?,
-        }))
-    }
-
-    fn mqtt_destination(
-        &mut self,
-        f: &mut Fields,
-        what: &str,
-        name: &str,
-    ) -> Option<DestinationConfig> {
-        self.unknown_keys(f, what, MQTT_KEYS, Some(("password_file", "password_env")));
-        let url = self.required(
-            f,
-            "url",
-            "a URL",
-            &format!("{what} needs the broker's url, e.g. \"mqtts://broker.example.com:8883\""),
-            parse_mqtt_url,
-        );
-        let topic = self.required(
-            f,
-            "topic",
-            "a topic template",
-            &format!("{what} needs a topic template, e.g. \"gateways/gw1/{{stream}}\""),
-            check_topic_template,
-        );
-        let client_id = self.optional(f, "client_id", "a string", |s| {
-            if s.is_empty() || s.len() > MAX_MQTT_CLIENT_ID || s.chars().any(char::is_control) {
-                Err(format!(
-                    "must be 1..={MAX_MQTT_CLIENT_ID} bytes without control characters; leave \
-                     client_id out for \"kinedge-<delivery stream name>\""
-                ))
-            } else {
-                Ok(s.to_owned())
-            }
-        });
-        let mut paths = BTreeMap::new();
-        for name in ["ca", "cert", "key"] {
-            let key = f.key(name);
-            let value = f.take(name);
-            let given = value.is_some();
-            let path = self.string(&key, value, "a file path", parse_path);
-            if let Some(path) = &path {
-                let reference = if name == "key" {
-                    Reference::PrivateKey(path.clone())
-                } else {
-                    Reference::Certificates(path.clone())
-                };
-                self.reference(&key, reference);
-            }
-            paths.insert(name, (key, given, path));
-        }
-        let given = |name: &str| paths.get(name).is_some_and(|(_, given, _)| *given);
-        for (present, absent) in [("cert", "key"), ("key", "cert")] {
-            if given(present) && !given(absent) {
-                if let Some((key, _, _)) = paths.get(present) {
-                    self.problem(
-                        key,
-                        format!(
-                            "`{present}` without `{absent}`: give both (a PEM client certificate \
-                             and its private key) or neither"
-                        ),
-                    );
-                }
-            }
-        }
-        if let Some((_, false)) = url {
-            for (name, (key, given, _)) in &paths {
-                if *given {
-                    self.problem(
-                        key,
-                        format!(
-                            "`{name}` is only used with TLS, but url is mqtt://: use an \
-                             mqtts:// url, or leave {name} out"
-                        ),
-                    );
-                }
-            }
-        }
-        let username_key = f.key("username");
-        let username = self.optional(f, "username", "a string", |s| {
-            if s.is_empty() || s.len() > usize::from(u16::MAX) {
-                Err(format!("must be 1..={} bytes", u16::MAX))
-            } else {
-                Ok(s.to_owned())
-            }
-        });
-        let had_username =
-            username.is_some() || self.problems.iter().any(|(k, _)| *k == username_key);
-        let password = self.secret(f, "password_file", "password_env");
-        if let Ok(Some((_, key))) = &password {
-            if !had_username {
-                self.problem(
-                    key,
-                    "a password needs a username (MQTT sends no password without one): set \
-                     username too",
-                );
-            }
-        }
-        let mut path = |name: &str| paths.remove(name).and_then(|(_, _, path)| path);
-        let (ca, cert, key) = (path("ca"), path("cert"), path("key"));
-        Some(DestinationConfig::Mqtt(MqttDestinationConfig {
-            url: url?.0,
-            topic: topic?,
-            client_id: client_id.unwrap_or_else(|| format!("kinedge-{name}")),
-            ca,
-            cert,
-            key,
-            username,
-            password: password.ok()?.map(|(secret, _)| secret),
-        }))
-    }
-
     /// `region`, required for AWS destinations.
-    fn region(&mut self, f: &mut Fields, what: &str) -> Option<String> {
+    pub(crate) fn region(&mut self, f: &mut Fields, what: &str) -> Option<String> {
         self.required(
             f,
             "region",
@@ -944,7 +632,7 @@ impl Check {
     }
 
     /// `endpoint`: `Some(None)` when not given, `None` when wrong.
-    fn endpoint(&mut self, f: &mut Fields) -> Option<Option<String>> {
+    pub(crate) fn endpoint(&mut self, f: &mut Fields) -> Option<Option<String>> {
         let before = self.problems.len();
         let endpoint = self.optional(f, "endpoint", "a URL", |s| {
             parse_url(s, &["http", "https"], "http://127.0.0.1:9000")
@@ -953,7 +641,7 @@ impl Check {
     }
 
     /// `prefix` and `error_prefix`: each `Some(None)` when not given, `None` when wrong.
-    fn prefixes(
+    pub(crate) fn prefixes(
         &mut self,
         f: &mut Fields,
         partition_keys: &BTreeSet<String>,
@@ -972,7 +660,7 @@ impl Check {
 
     /// `access_key_id` with one of `secret_file` / `secret_env`, or none of them (then the AWS
     /// environment and shared credentials file are used). `None` when wrong.
-    fn aws_credentials(
+    pub(crate) fn aws_credentials(
         &mut self,
         f: &mut Fields,
         refused_plaintext: bool,
@@ -1009,7 +697,7 @@ impl Check {
 
     /// One of `file_key` (a path) or `env_key` (a variable name), or neither; with the key
     /// path of the one given. `Err` when wrong (already reported).
-    fn secret(
+    pub(crate) fn secret(
         &mut self,
         f: &mut Fields,
         file_key: &str,
@@ -1044,56 +732,9 @@ impl Check {
         }
     }
 
-    /// `common_attributes = { name = "value" }` of an HTTP endpoint; `None` when wrong.
-    fn common_attributes(
-        &mut self,
-        key: &str,
-        value: Option<Value>,
-    ) -> Option<BTreeMap<String, String>> {
-        let mut attributes = BTreeMap::new();
-        let Some(value) = value else {
-            return Some(attributes);
-        };
-        let mut table = self.table(key, value, "a table like { site = \"greenhouse-2\" }")?;
-        let before = self.problems.len();
-        if table.map.len() > MAX_COMMON_ATTRIBUTES {
-            self.problem(
-                key,
-                format!(
-                    "{} attributes are too many: at most {MAX_COMMON_ATTRIBUTES}",
-                    table.map.len()
-                ),
-            );
-        }
-        for (name, value) in std::mem::take(&mut table.map) {
-            let key = table.key(&name);
-            if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME {
-                self.problem(
-                    &key,
-                    format!("attribute names must be 1..={MAX_ATTRIBUTE_NAME} bytes long"),
-                );
-                continue;
-            }
-            let value = self.string(&key, Some(value), "a string", |s| {
-                if s.len() > MAX_ATTRIBUTE_VALUE {
-                    Err(format!(
-                        "is {} bytes long: at most {MAX_ATTRIBUTE_VALUE}",
-                        s.len()
-                    ))
-                } else {
-                    Ok(s.to_owned())
-                }
-            });
-            if let Some(value) = value {
-                attributes.insert(name, value);
-            }
-        }
-        (self.problems.len() == before).then_some(attributes)
-    }
-
     /// An absolute directory path for `check-config` to look at; relative ones are under the
     /// data directory, which is only known at run time.
-    fn absolute_directory(&mut self, key: &str, path: Option<&PathBuf>) {
+    pub(crate) fn absolute_directory(&mut self, key: &str, path: Option<&PathBuf>) {
         if let Some(path) = path.filter(|p| p.is_absolute()) {
             self.reference(
                 key,
@@ -1106,7 +747,7 @@ impl Check {
     }
 
     /// A table value; `expected` describes one in the message when `value` is something else.
-    fn table(&mut self, key: &str, value: Value, expected: &str) -> Option<Fields> {
+    pub(crate) fn table(&mut self, key: &str, value: Value, expected: &str) -> Option<Fields> {
         match value {
             Value::Table(map) => Some(Fields {
                 path: key.to_owned(),
@@ -1120,7 +761,12 @@ impl Check {
     }
 
     /// The `type` of a processor or destination: one of `types`.
-    fn kind(&mut self, f: &mut Fields, what: &str, types: &[&'static str]) -> Option<&'static str> {
+    pub(crate) fn kind(
+        &mut self,
+        f: &mut Fields,
+        what: &str,
+        types: &[&'static str],
+    ) -> Option<&'static str> {
         let key = f.key("type");
         let Some(value) = f.take("type") else {
             self.problem(
@@ -1142,7 +788,7 @@ impl Check {
     /// when its keys depend on it. With `secrets` (the file and environment keys of this
     /// table), plaintext secret keys are refused with where the secret goes instead. Returns
     /// whether a plaintext secret was refused.
-    fn unknown_keys(
+    pub(crate) fn unknown_keys(
         &mut self,
         f: &mut Fields,
         what: &str,
@@ -1181,7 +827,7 @@ impl Check {
     }
 
     /// A required string key of `f`; `missing` says what it is for.
-    fn required<T>(
+    pub(crate) fn required<T>(
         &mut self,
         f: &mut Fields,
         name: &str,
@@ -1198,7 +844,7 @@ impl Check {
     }
 
     /// An optional string key of `f`.
-    fn optional<T>(
+    pub(crate) fn optional<T>(
         &mut self,
         f: &mut Fields,
         name: &str,
@@ -1211,7 +857,7 @@ impl Check {
 }
 
 /// `"a", "b" or "c"` for messages.
-fn one_of(options: &[&str]) -> String {
+pub(crate) fn one_of(options: &[&str]) -> String {
     let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
     match quoted.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("use {} or {last}", rest.join(", ")),
@@ -1220,7 +866,7 @@ fn one_of(options: &[&str]) -> String {
     }
 }
 
-fn parse_path(s: &str) -> Result<PathBuf, String> {
+pub(crate) fn parse_path(s: &str) -> Result<PathBuf, String> {
     if s.is_empty() {
         Err("must not be empty".to_owned())
     } else {
@@ -1229,7 +875,7 @@ fn parse_path(s: &str) -> Result<PathBuf, String> {
 }
 
 /// A delivery stream name, as in Firehose: 1..=64 of `[a-zA-Z0-9_.-]`.
-fn parse_delivery_stream_name(s: &str) -> Result<String, String> {
+pub(crate) fn parse_delivery_stream_name(s: &str) -> Result<String, String> {
     let valid = (1..=MAX_DELIVERY_STREAM_NAME).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -1243,30 +889,9 @@ fn parse_delivery_stream_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// An S3 bucket name: 3..=63 of `[a-z0-9.-]`, starting and ending with a letter or digit.
-fn parse_bucket(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let valid = (3..=63).contains(&s.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
-        && edge(bytes.first())
-        && edge(bytes.last())
-        && !s.contains("..");
-    if valid {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "`{s}` is not a valid bucket name: use 3..=63 characters from a-z, 0-9, `.`, `-`, \
-             starting and ending with a letter or digit"
-        ))
-    }
-}
-
 /// A URL with one of `schemes` and a host. URLs with a password are refused without being
 /// repeated (secrets do not belong in the config file).
-fn parse_url(s: &str, schemes: &[&str], example: &str) -> Result<String, String> {
+pub(crate) fn parse_url(s: &str, schemes: &[&str], example: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(s)
         .map_err(|err| format!("`{s}` is not a URL ({err}): write e.g. \"{example}\""))?;
     if url.password().is_some() {
@@ -1284,54 +909,6 @@ fn parse_url(s: &str, schemes: &[&str], example: &str) -> Result<String, String>
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{s}` has no host: write e.g. \"{example}\""));
-    }
-    Ok(s.to_owned())
-}
-
-/// An MQTT broker URL with its port; also says whether it uses TLS (`mqtts://`).
-fn parse_mqtt_url(s: &str) -> Result<(String, bool), String> {
-    const EXAMPLE: &str = "mqtts://broker.example.com:8883";
-    let url = parse_url(s, &["mqtt", "mqtts"], EXAMPLE)?;
-    let parsed = reqwest::Url::parse(&url).map_err(|err| err.to_string())?;
-    if parsed.port().is_none() {
-        return Err(format!(
-            "`{s}` has no port: write e.g. \"mqtt://broker:1883\" or \"{EXAMPLE}\""
-        ));
-    }
-    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
-        return Err(format!(
-            "`{s}` has a path or query: write only mqtt(s)://host:port, e.g. \"{EXAMPLE}\""
-        ));
-    }
-    let tls = parsed.scheme() == "mqtts";
-    Ok((url, tls))
-}
-
-/// An MQTT topic to publish to, with `{stream}` and `{partition_key}` placeholders.
-fn check_topic_template(s: &str) -> Result<String, String> {
-    const PLACEHOLDERS: &str = "use {stream} or {partition_key}";
-    if s.is_empty() || s.len() > MAX_MQTT_TOPIC {
-        return Err(format!("must be 1..={MAX_MQTT_TOPIC} bytes long"));
-    }
-    if s.contains(['+', '#', '\0']) {
-        return Err(format!(
-            "`{s}` is not a topic to publish to: it must not contain `+`, `#` or NUL"
-        ));
-    }
-    let mut rest = s;
-    while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
-            return Err(format!("`{s}` has a `}}` without `{{`: {PLACEHOLDERS}"));
-        }
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Err(format!("`{s}` has an unclosed `{{`: {PLACEHOLDERS}"));
-        };
-        let name = &after[..close];
-        if !matches!(name, "stream" | "partition_key") {
-            return Err(format!("unknown placeholder {{{name}}}: {PLACEHOLDERS}"));
-        }
-        rest = &after[close + 1..];
     }
     Ok(s.to_owned())
 }
