@@ -95,6 +95,7 @@ registry! {
     firehose: Firehose(FirehoseConfig),
     mqtt: Mqtt(MqttDestinationConfig),
     directory: Directory(DirectoryConfig),
+    file: File(FileConfig),
 }
 
 /// What a destination's checks need to know of its delivery stream.

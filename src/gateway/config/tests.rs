@@ -1477,14 +1477,14 @@ fn delivery_missing_keys_are_named() {
         1,
         "missing: every delivery stream needs a destination, e.g. destination = { type = \
          \"directory\", path = \"deliveries\" } (types: s3, http_endpoint, kinesis, firehose, \
-         mqtt, directory)",
+         mqtt, directory, file)",
     );
     assert_issue(
         &delivery("destination = { path = \"x\" }"),
         "delivery_streams[0].destination.type",
         4,
         "missing: every destination needs a type: use \"s3\", \"http_endpoint\", \"kinesis\", \
-         \"firehose\", \"mqtt\" or \"directory\"",
+         \"firehose\", \"mqtt\", \"directory\" or \"file\"",
     );
     assert_issue(
         "[[delivery_streams]]\nname = \"d\"\nsource = { start = \"latest\" }\ndestination = { type = \"directory\", path = \"x\" }\n",
@@ -1688,7 +1688,7 @@ fn delivery_unknown_keys_and_types_list_what_is_supported() {
         "delivery_streams[0].destination.type",
         4,
         "`gcs` is not a destination type: use \"s3\", \"http_endpoint\", \"kinesis\", \
-         \"firehose\", \"mqtt\" or \"directory\"",
+         \"firehose\", \"mqtt\", \"directory\" or \"file\"",
     );
     assert_issue(
         &delivery(&format!(
