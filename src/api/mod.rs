@@ -10,6 +10,7 @@
 
 pub mod body;
 mod byte_ranges;
+pub mod config;
 pub mod cors;
 pub mod error;
 pub mod firehose;

@@ -16,7 +16,7 @@ use serde_json::json;
 
 pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
 
-use crate::config::LogFormat;
+use crate::gateway::config::log::LogFormat;
 use crate::gateway::Config;
 use crate::ingest::mqtt::devices::{hash_secret, write_device_file};
 use crate::ingest::mqtt::{DeviceKind, DeviceRegistry};

@@ -14,7 +14,7 @@ use std::ops::RangeInclusive;
 use toml::Value;
 
 use super::raw::Problem;
-use super::{format_size, parse_size, Reference, StreamConfig};
+use super::{format_size, parse_size, Reference};
 
 /// What checking a configuration found.
 #[derive(Default)]
@@ -185,8 +185,19 @@ pub fn plaintext_secret(file_key: &str, env_key: &str) -> String {
     )
 }
 
+/// Longest stream name.
+pub const MAX_STREAM_NAME_LEN: usize = 128;
+
+/// Whether `name` is a valid stream name: 1..=128 of `[a-zA-Z0-9_.-]`.
+pub fn is_valid_stream_name(name: &str) -> bool {
+    (1..=MAX_STREAM_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 pub fn parse_stream_name(s: &str) -> Result<String, String> {
-    if StreamConfig::is_valid_name(s) {
+    if is_valid_stream_name(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(

@@ -47,15 +47,15 @@ pub fn resolve_data_dir(config: &Config, flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./data"))
 }
 
-fn stream_spec(stream: &crate::config::StreamConfig) -> StreamSpec {
+fn stream_spec(stream: &crate::streams::config::StreamConfig) -> StreamSpec {
     StreamSpec {
         name: stream.name.clone(),
         shards: stream.shards,
         retention_hours: stream.retention_hours,
         max_bytes: stream.max_bytes,
         on_full: match stream.on_full {
-            crate::config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
-            crate::config::OnFull::RejectNew => OnFull::RejectNew,
+            crate::streams::config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
+            crate::streams::config::OnFull::RejectNew => OnFull::RejectNew,
         },
         mode: StreamMode::Provisioned,
         tags: Default::default(),
@@ -252,7 +252,7 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
         Some(dir) => store.data_dir().join(dir),
         None => store
             .data_dir()
-            .join(crate::config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
+            .join(crate::delivery::config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
     };
     let settings = DeliverySettings {
         max_bandwidth: config.delivery.max_bandwidth,

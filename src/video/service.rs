@@ -15,11 +15,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
+use super::config::VideoConfig;
 use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
 use super::pipeline::PipelineSpec;
 use super::upload::{UploadHandle, UploadStatus, Uploader};
 use crate::config::camera::{CameraConfig, CameraOnFull};
-use crate::config::{SecretSource, VideoConfig};
+use crate::config::SecretSource;
 use crate::delivery::DeliveryService;
 use crate::ingest::mqtt::devices::Device;
 

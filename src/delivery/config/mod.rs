@@ -176,3 +176,18 @@ pub struct AwsCredentialsConfig {
     /// Required with `access_key_id`.
     pub secret: Option<Secret>,
 }
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliverySettings {
+    /// Bytes per second for all uploads together; 0 = unlimited.
+    pub max_bandwidth: u64,
+    /// Where records go whose destination is unreachable for good and that have no error
+    /// output of their own. `None` = `<data_dir>/dead-letter`; a relative path is relative to
+    /// the data directory (both resolved by the caller, which knows the data directory).
+    pub dead_letter_dir: Option<PathBuf>,
+}
+
+impl DeliverySettings {
+    pub const DEFAULT_DEAD_LETTER_DIR: &'static str = "dead-letter";
+}

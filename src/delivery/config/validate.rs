@@ -14,6 +14,7 @@ use toml::Value;
 
 use serde::Deserialize;
 
+use super::DeliverySettings;
 use super::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     HttpEndpointConfig, ProcessorConfig, Secret, SourceConfig, StartPosition,
@@ -23,7 +24,7 @@ use crate::config::check::{
     wrong_type, Check,
 };
 use crate::config::raw::join;
-use crate::config::{format_size, DeliverySettings, Reference, SecretSource};
+use crate::config::{format_size, Reference, SecretSource};
 use crate::delivery::destinations::naming::check_prefix;
 use crate::delivery::destinations::{self, DestinationCheck};
 use crate::delivery::processors::check_jq;

@@ -7,6 +7,7 @@
 //! none of them.
 
 pub mod check;
+pub mod log;
 
 #[cfg(test)]
 mod tests;
@@ -16,14 +17,20 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use self::log::{LogConfig, LogFormat, RawLog};
+pub use crate::api::config::{ApiConfig, ApiCredential, ApiTlsConfig, ConfigError, RawApi};
 use crate::config::check::Check;
 use crate::config::raw;
-pub use crate::config::{
-    ApiConfig, ConfigErrors, ConfigIssue, ConfigSource, DeliverySettings, DevicesConfig, LogConfig,
-    MqttConfig, Reference, StorageConfig, StreamConfig, VideoConfig,
+pub use crate::config::{ConfigErrors, ConfigIssue, ConfigSource, DevicesConfig, Reference};
+pub use crate::delivery::config::{
+    DeliverySettings, DeliveryStreamConfig, RawDelivery, RawDeliveryStream,
 };
-use crate::delivery::config::{DeliveryStreamConfig, RawDelivery, RawDeliveryStream};
-use crate::ingest::mqtt::config::{RawRoute, RouteConfig};
+pub use crate::ingest::mqtt::config::{
+    MqttConfig, MqttTlsConfig, RawMqtt, RawRoute, RouteConfig, RouteFormat,
+};
+pub use crate::storage::config::{RawStorage, StorageConfig};
+pub use crate::streams::config::{OnFull, RawStream, StreamConfig};
+pub use crate::video::config::{RawVideo, VideoConfig};
 
 /// The documented default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/kinedge.toml");
@@ -54,17 +61,17 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[storage]`: the stream database.
-    pub storage: Option<raw::Storage>,
+    pub storage: Option<RawStorage>,
     /// `[api]`: the HTTP API (Kinesis, Firehose, Kinesis Video).
-    pub api: Option<raw::Api>,
+    pub api: Option<RawApi>,
     /// `[[streams]]`: streams created at start.
-    pub streams: Option<Vec<raw::Stream>>,
+    pub streams: Option<Vec<RawStream>>,
     /// `[log]`: log level and format.
-    pub log: Option<raw::Log>,
+    pub log: Option<RawLog>,
     /// `[devices]`: where the device files are.
     pub devices: Option<raw::Devices>,
     /// `[mqtt]`: the embedded MQTT broker.
-    pub mqtt: Option<raw::Mqtt>,
+    pub mqtt: Option<RawMqtt>,
     /// `[[routes]]`: MQTT topic filter -> stream.
     pub routes: Option<Vec<RawRoute>>,
     /// `[[delivery_streams]]`: where records are delivered.
@@ -72,7 +79,7 @@ pub struct RawConfig {
     /// `[delivery]`: settings shared by all delivery streams.
     pub delivery: Option<RawDelivery>,
     /// `[video]`: settings shared by all cameras.
-    pub video: Option<raw::Video>,
+    pub video: Option<RawVideo>,
 }
 
 /// What reading a file found, for `check-config`.
@@ -123,19 +130,20 @@ pub(crate) fn parse_document(text: &str, source: ConfigSource) -> Parsed {
 
 /// Checks every section, then what spans sections.
 fn validate(file: RawConfig, source: ConfigSource, check: &mut Check) -> Config {
-    let streams = check.streams(file.streams.unwrap_or_default());
+    use crate::ingest::mqtt::config as mqtt;
+    let streams = crate::streams::config::validate(check, file.streams.unwrap_or_default());
     check.stream_names = streams.iter().map(|s| s.name.clone()).collect();
     let config = Config {
-        storage: check.storage(file.storage.unwrap_or_default()),
-        api: check.api(file.api.unwrap_or_default()),
+        storage: crate::storage::config::validate(check, file.storage.unwrap_or_default()),
+        api: crate::api::config::validate(check, file.api.unwrap_or_default()),
         streams,
-        log: check.log(file.log.unwrap_or_default()),
+        log: log::validate(check, file.log.unwrap_or_default()),
         devices: check.devices(file.devices.unwrap_or_default(), &source),
-        mqtt: check.mqtt(file.mqtt.unwrap_or_default()),
-        routes: crate::ingest::mqtt::config::validate(check, file.routes.unwrap_or_default()),
+        mqtt: mqtt::validate_mqtt(check, file.mqtt.unwrap_or_default()),
+        routes: mqtt::validate_routes(check, file.routes.unwrap_or_default()),
         delivery_streams: check.delivery_streams(file.delivery_streams.unwrap_or_default()),
         delivery: check.delivery(file.delivery.unwrap_or_default()),
-        video: check.video(file.video.unwrap_or_default()),
+        video: crate::video::config::validate(check, file.video.unwrap_or_default()),
         source,
     };
     listeners(check, &config);

@@ -6,7 +6,6 @@ use crate::delivery::config::{
     DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
     ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
 };
-use crate::ingest::mqtt::config::RouteFormat;
 use std::path::PathBuf;
 
 const MIB: u64 = 1024 * 1024;

@@ -1,15 +1,21 @@
-//! `[[routes]]`: MQTT topic filter -> stream, in order; the first match wins. This module owns
-//! the keys of a route (its raw serde struct), their checks, and the checked [`RouteConfig`]
-//! the listener's [`super::routes::Routes`] is built from.
+//! `[mqtt]` (the embedded broker) and `[[routes]]` (MQTT topic filter -> stream, in order; the
+//! first match wins). This module owns their keys (the raw serde structs: their fields are
+//! the supported keys), their checks, the checked [`MqttConfig`] and the [`RouteConfig`]s the
+//! listener's [`super::routes::Routes`] is built from.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Value;
 
 use super::routes::parse_template;
 use super::topics::check_filter;
-use crate::config::check::{parse_stream_name, Check};
+use crate::config::check::{parse_socket_addr, parse_stream_name, Check};
+use crate::config::Reference;
+
+const MIB: u64 = 1024 * 1024;
 
 /// One `[[routes]]` entry as written.
 #[derive(Debug, Default, Deserialize)]
@@ -62,7 +68,7 @@ impl RouteFormat {
 }
 
 /// Checks `[[routes]]`; a route to a stream not in `[[streams]]` is a warning.
-pub fn validate(check: &mut Check, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
+pub fn validate_routes(check: &mut Check, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
     let mut routes = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, raw) in raw.into_iter().enumerate() {
@@ -130,4 +136,261 @@ pub fn validate(check: &mut Check, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
         }
     }
     routes
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    pub enabled: Option<Value>,
+    pub listen: Option<Value>,
+    pub allow_anonymous: Option<Value>,
+    pub max_packet_size: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub max_pending_connections: Option<Value>,
+    pub max_pending_per_address: Option<Value>,
+    pub max_inflight: Option<Value>,
+    pub keep_alive_max_s: Option<Value>,
+    pub connect_timeout_s: Option<Value>,
+    pub client_id_pattern: Option<Value>,
+    pub websocket_listen: Option<Value>,
+    pub tls: Option<RawMqttTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttTls {
+    pub listen: Option<Value>,
+    pub cert: Option<Value>,
+    pub key: Option<Value>,
+    pub client_ca: Option<Value>,
+}
+
+/// `[mqtt]`: the embedded MQTT broker devices publish to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    /// Devices must authenticate (see `allow_anonymous`).
+    pub listen: SocketAddr,
+    /// Accept a CONNECT without credentials; such a client gets no device identity.
+    pub allow_anonymous: bool,
+    /// Largest MQTT packet accepted, bytes.
+    pub max_packet_size: u64,
+    pub max_connections: u32,
+    /// Connections that have not yet authenticated (no CONNECT, or its check still running),
+    /// at most; they do not count toward `max_connections`.
+    pub max_pending_connections: u32,
+    /// Not-yet-authenticated connections from one IP address, at most.
+    pub max_pending_per_address: u32,
+    /// QoS 1/2 publishes of one client awaiting commit.
+    pub max_inflight: u16,
+    /// Largest keep-alive a client may ask for, seconds.
+    pub keep_alive_max_s: u16,
+    /// Time a new connection has to send CONNECT, seconds.
+    pub connect_timeout_s: u32,
+    /// When set, a device's client id must match: contains `{device}` exactly once; `*`
+    /// matches any run of `[A-Za-z0-9_.-]`; e.g. `"{device}-*"`.
+    pub client_id_pattern: Option<String>,
+    /// When set, MQTT over WebSocket (subprotocol `mqtt`) is served here too.
+    pub websocket_listen: Option<SocketAddr>,
+    /// `[mqtt.tls]`: a second listener with TLS; optional client certificates.
+    pub tls: Option<MqttTlsConfig>,
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key of the server.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, client certificates signed by this CA are verified; their CN is the device id.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl MqttTlsConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        8883,
+    ));
+}
+
+impl MqttConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        1883,
+    ));
+    pub const DEFAULT_MAX_PACKET_SIZE: u64 = MIB;
+    pub const MAX_PACKET_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * MIB;
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+    pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+    pub const DEFAULT_MAX_PENDING_CONNECTIONS: u32 = 256;
+    pub const DEFAULT_MAX_PENDING_PER_ADDRESS: u32 = 32;
+    pub const MAX_PENDING_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+    pub const DEFAULT_MAX_INFLIGHT: u16 = 100;
+    pub const MAX_INFLIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=65_535;
+    pub const DEFAULT_KEEP_ALIVE_MAX_S: u16 = 3600;
+    pub const KEEP_ALIVE_MAX_S_RANGE: std::ops::RangeInclusive<u16> = 10..=65_535;
+    pub const DEFAULT_CONNECT_TIMEOUT_S: u32 = 10;
+    pub const CONNECT_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u32> = 1..=300;
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            listen: Self::DEFAULT_LISTEN,
+            allow_anonymous: false,
+            max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_pending_connections: Self::DEFAULT_MAX_PENDING_CONNECTIONS,
+            max_pending_per_address: Self::DEFAULT_MAX_PENDING_PER_ADDRESS,
+            max_inflight: Self::DEFAULT_MAX_INFLIGHT,
+            keep_alive_max_s: Self::DEFAULT_KEEP_ALIVE_MAX_S,
+            connect_timeout_s: Self::DEFAULT_CONNECT_TIMEOUT_S,
+            client_id_pattern: None,
+            websocket_listen: None,
+            tls: None,
+        }
+    }
+}
+
+pub fn validate_mqtt(check: &mut Check, raw: RawMqtt) -> MqttConfig {
+    let default = MqttConfig::default();
+    let listen = check.string("mqtt.listen", raw.listen, "an address", |s| {
+        parse_socket_addr(s, "0.0.0.0:1883")
+    });
+    let client_id_pattern = check.string(
+        "mqtt.client_id_pattern",
+        raw.client_id_pattern,
+        "a pattern",
+        check_client_id_pattern,
+    );
+    MqttConfig {
+        enabled: check
+            .boolean("mqtt.enabled", raw.enabled)
+            .unwrap_or(default.enabled),
+        listen: listen.unwrap_or(default.listen),
+        allow_anonymous: check
+            .boolean("mqtt.allow_anonymous", raw.allow_anonymous)
+            .unwrap_or(default.allow_anonymous),
+        max_packet_size: check
+            .size(
+                "mqtt.max_packet_size",
+                raw.max_packet_size,
+                MqttConfig::MAX_PACKET_SIZE_RANGE,
+            )
+            .unwrap_or(default.max_packet_size),
+        max_connections: check
+            .integer(
+                "mqtt.max_connections",
+                raw.max_connections,
+                MqttConfig::MAX_CONNECTIONS_RANGE,
+                "",
+            )
+            .unwrap_or(default.max_connections),
+        max_pending_connections: check
+            .integer(
+                "mqtt.max_pending_connections",
+                raw.max_pending_connections,
+                MqttConfig::MAX_PENDING_RANGE,
+                "",
+            )
+            .unwrap_or(default.max_pending_connections),
+        max_pending_per_address: check
+            .integer(
+                "mqtt.max_pending_per_address",
+                raw.max_pending_per_address,
+                MqttConfig::MAX_PENDING_RANGE,
+                "",
+            )
+            .unwrap_or(default.max_pending_per_address),
+        max_inflight: check
+            .integer(
+                "mqtt.max_inflight",
+                raw.max_inflight,
+                MqttConfig::MAX_INFLIGHT_RANGE,
+                "",
+            )
+            .unwrap_or(default.max_inflight),
+        keep_alive_max_s: check
+            .integer(
+                "mqtt.keep_alive_max_s",
+                raw.keep_alive_max_s,
+                MqttConfig::KEEP_ALIVE_MAX_S_RANGE,
+                " seconds",
+            )
+            .unwrap_or(default.keep_alive_max_s),
+        connect_timeout_s: check
+            .integer(
+                "mqtt.connect_timeout_s",
+                raw.connect_timeout_s,
+                MqttConfig::CONNECT_TIMEOUT_S_RANGE,
+                " seconds",
+            )
+            .unwrap_or(default.connect_timeout_s),
+        client_id_pattern,
+        websocket_listen: check.string(
+            "mqtt.websocket_listen",
+            raw.websocket_listen,
+            "an address",
+            |s| parse_socket_addr(s, "127.0.0.1:8083"),
+        ),
+        tls: raw.tls.and_then(|tls| mqtt_tls(check, tls)),
+    }
+}
+
+fn mqtt_tls(check: &mut Check, raw: RawMqttTls) -> Option<MqttTlsConfig> {
+    let listen = check
+        .string("mqtt.tls.listen", raw.listen, "an address", |s| {
+            parse_socket_addr(s, "0.0.0.0:8883")
+        })
+        .unwrap_or(MqttTlsConfig::DEFAULT_LISTEN);
+    let path = |check: &mut Check, key: &str, value: Option<toml::Value>, required: bool| {
+        if value.is_none() && required {
+            check.problem(key, "missing: the TLS listener needs a PEM certificate chain (cert) and its private key (key)");
+            return None;
+        }
+        check.string(key, value, "a file path", |s| {
+            if s.is_empty() {
+                Err("must not be empty".to_string())
+            } else {
+                Ok(std::path::PathBuf::from(s))
+            }
+        })
+    };
+    let cert = path(check, "mqtt.tls.cert", raw.cert, true);
+    let key = path(check, "mqtt.tls.key", raw.key, true);
+    let client_ca = path(check, "mqtt.tls.client_ca", raw.client_ca, false);
+    if let Some(cert) = &cert {
+        check.reference("mqtt.tls.cert", Reference::Certificates(cert.clone()));
+    }
+    if let Some(key) = &key {
+        check.reference("mqtt.tls.key", Reference::PrivateKey(key.clone()));
+    }
+    if let Some(ca) = &client_ca {
+        check.reference("mqtt.tls.client_ca", Reference::Certificates(ca.clone()));
+    }
+    Some(MqttTlsConfig {
+        listen,
+        cert: cert?,
+        key: key?,
+        client_ca,
+    })
+}
+
+/// `mqtt.client_id_pattern`: `{device}` exactly once, `*` wildcards, no other braces.
+fn check_client_id_pattern(s: &str) -> Result<String, String> {
+    const RULE: &str = "a client id pattern contains {device} exactly once; `*` matches any \
+                        run of A-Z a-z 0-9 _ . -; e.g. \"{device}-*\"";
+    let count = s.matches("{device}").count();
+    if count != 1 {
+        let found = if count == 0 { "lacks" } else { "repeats" };
+        return Err(format!("`{s}` {found} {{device}}: {RULE}"));
+    }
+    if s.replace("{device}", "").contains(['{', '}']) {
+        return Err(format!(
+            "`{s}` has a placeholder other than {{device}}: {RULE}"
+        ));
+    }
+    Ok(s.to_owned())
 }

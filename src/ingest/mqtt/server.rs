@@ -15,10 +15,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, Busy};
 use super::broker::{Broker, BrokerLimits};
+use super::config::MqttConfig;
 use super::qos2::Qos2Sessions;
 use super::routes::Routes;
 use super::{session, Device, DeviceRegistry};
-use crate::config::MqttConfig;
 use crate::storage::Store;
 
 /// Limits and policies of the listener, from `[mqtt]`.
