@@ -18,28 +18,41 @@ use crate::config::{Reference, SecretSource};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
+    /// The HTTP API's address; default `"127.0.0.1:4567"`.
     pub listen: Option<Value>,
+    /// Region used in ARNs; default `"us-east-1"`.
     pub region: Option<Value>,
+    /// Account id used in ARNs, 12 digits; default `"000000000000"`.
     pub account_id: Option<Value>,
+    /// `GET /metrics` without a signature even with credentials (for Prometheus); default false.
     pub open_metrics: Option<Value>,
+    /// Connections the API serves at once (1-100000); default 256.
     pub max_connections: Option<Value>,
+    /// Origins allowed by CORS, e.g. `["https://dash.example"]`; `["*"]` = any; default none.
     pub cors_origins: Option<Value>,
+    /// `[api.tls]`: the API listener speaks TLS (ALPN `h2` and `http/1.1`).
     pub tls: Option<RawApiTls>,
+    /// `[[api.credentials]]`: when present every request needs a valid SigV4 signature.
     pub credentials: Option<Vec<RawCredential>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiTls {
+    /// PEM certificate chain of the server; required.
     pub cert: Option<Value>,
+    /// PEM private key of `cert`; required.
     pub key: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCredential {
+    /// The access key id (1-128 of A-Z a-z 0-9 _); required.
     pub access_key_id: Option<Value>,
+    /// File holding the secret key (one of `secret_file`, `secret_env`).
     pub secret_file: Option<Value>,
+    /// Environment variable holding the secret key.
     pub secret_env: Option<Value>,
     /// Only to refuse it with a reason (see `validate`).
     pub secret: Option<serde::de::IgnoredAny>,

@@ -16,13 +16,14 @@ use serde::de::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
     Value,
-    Table(Vec<(&'static str, Shape)>),
-    ArrayOfTables(Vec<(&'static str, Shape)>),
+    /// A struct: its Rust name and its fields in order.
+    Table(&'static str, Vec<(&'static str, Shape)>),
+    ArrayOfTables(&'static str, Vec<(&'static str, Shape)>),
     /// Accepted but not listed as supported: the section refuses it with a reason.
     Unlisted,
 }
 
-/// The shape of `T`: `Shape::Table` with its fields for a struct.
+/// The shape of `T`: `Shape::Table` with its name and fields for a struct.
 pub fn shape_of<T: DeserializeOwned>() -> Shape {
     let mut shape = Shape::Value;
     // The introspector offers every field once, with a value of the wrong kind at worst; an
@@ -45,7 +46,7 @@ impl<'de> de::Deserializer<'de> for Introspector<'_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
@@ -55,7 +56,7 @@ impl<'de> de::Deserializer<'de> for Introspector<'_> {
             fields: &mut found,
             next: 0,
         });
-        *self.out = Shape::Table(found);
+        *self.out = Shape::Table(name, found);
         result
     }
 
@@ -70,7 +71,7 @@ impl<'de> de::Deserializer<'de> for Introspector<'_> {
             done: false,
         });
         *self.out = match element {
-            Shape::Table(fields) => Shape::ArrayOfTables(fields),
+            Shape::Table(name, fields) => Shape::ArrayOfTables(name, fields),
             _ => Shape::Value,
         };
         result
@@ -163,11 +164,14 @@ mod tests {
         let inner = vec![("a", Shape::Value), ("hidden", Shape::Unlisted)];
         assert_eq!(
             shape_of::<Outer>(),
-            Shape::Table(vec![
-                ("x", Shape::Value),
-                ("inner", Shape::Table(inner.clone())),
-                ("list", Shape::ArrayOfTables(inner)),
-            ])
+            Shape::Table(
+                "Outer",
+                vec![
+                    ("x", Shape::Value),
+                    ("inner", Shape::Table("Inner", inner.clone())),
+                    ("list", Shape::ArrayOfTables("Inner", inner)),
+                ]
+            )
         );
     }
 }

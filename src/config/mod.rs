@@ -14,7 +14,7 @@
 
 pub mod camera;
 pub mod check;
-mod introspect;
+pub mod introspect;
 mod load;
 pub mod raw;
 mod size;
@@ -31,7 +31,7 @@ pub use size::{format_size, parse_size};
 /// The keys a table of type `T` supports: the fields of its serde struct, in their order.
 pub fn field_names<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
     match introspect::shape_of::<T>() {
-        introspect::Shape::Table(fields) => fields.into_iter().map(|(name, _)| name).collect(),
+        introspect::Shape::Table(_, fields) => fields.into_iter().map(|(name, _)| name).collect(),
         _ => Vec::new(),
     }
 }

@@ -13,6 +13,7 @@ use super::introspect::{shape_of, Shape};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Devices {
+    /// Folder of the device files, relative to the config file's folder; default `devices`.
     pub dir: Option<Value>,
 }
 
@@ -27,7 +28,7 @@ pub fn prune_unknown_keys<R: DeserializeOwned>(
 ) -> (DocumentMut, Vec<Problem>) {
     let mut pruned = doc.clone().into_mut();
     let mut problems = Vec::new();
-    if let Shape::Table(fields) = shape_of::<R>() {
+    if let Shape::Table(_, fields) = shape_of::<R>() {
         prune_table(pruned.as_table_mut(), &fields, "", &mut problems);
     }
     (pruned, problems)
@@ -67,12 +68,12 @@ fn prune_table(
 
 fn prune_item(item: &mut Item, shape: &Shape, path: &str, problems: &mut Vec<Problem>) {
     match shape {
-        Shape::Table(fields) => {
+        Shape::Table(_, fields) => {
             if let Some(table) = item.as_table_like_mut() {
                 prune_table(table, fields, path, problems);
             }
         }
-        Shape::ArrayOfTables(fields) => {
+        Shape::ArrayOfTables(_, fields) => {
             if let Some(tables) = item.as_array_of_tables_mut() {
                 for (i, table) in tables.iter_mut().enumerate() {
                     prune_table(table, fields, &format!("{path}[{i}]"), problems);

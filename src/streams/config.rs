@@ -14,10 +14,15 @@ const MIB: u64 = 1024 * 1024;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStream {
+    /// Stream name, 1-128 of a-z A-Z 0-9 _ . -; required.
     pub name: Option<Value>,
+    /// Shards (1-1024); default 1.
     pub shards: Option<Value>,
+    /// Hours records are kept (24-8760); default 24.
     pub retention_hours: Option<Value>,
+    /// Optional quota for the whole stream, at least 1 MiB.
     pub max_bytes: Option<Value>,
+    /// At `max_bytes`: `"overwrite_oldest"` (default) or `"reject_new"`.
     pub on_full: Option<Value>,
 }
 

@@ -12,8 +12,11 @@ use crate::config::Reference;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVideo {
+    /// The fragment log (`video.redb`); default `<storage.data_dir>/video`.
     pub data_dir: Option<Value>,
+    /// Target fragment duration (500-10000 ms); default 2000.
     pub fragment_duration_ms: Option<Value>,
+    /// Fragments in a live HLS playlist (3-100); default 5.
     pub live_segments: Option<Value>,
 }
 

@@ -60,6 +60,15 @@ macro_rules! registry {
             }
         }
 
+        /// The keys a destination of type `kind` supports (none for an unknown type).
+        #[cfg(test)]
+        pub(crate) fn field_names(kind: &str) -> Vec<&'static str> {
+            match kind {
+                $(stringify!($module) => crate::config::field_names::<$module::config::Raw>(),)*
+                _ => Vec::new(),
+            }
+        }
+
         /// Checks the keys of a destination of type `kind` (one of [`TYPES`]).
         pub(crate) fn validate(
             kind: &str,

@@ -9,7 +9,9 @@ use crate::config::check::Check;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
+    /// A tracing filter, e.g. `"info,kinedge::storage=debug"` (`RUST_LOG` overrides); default `info`.
     pub level: Option<Value>,
+    /// `"auto"` (default), `"text"` or `"json"`.
     pub format: Option<Value>,
 }
 

@@ -10,6 +10,8 @@ pub mod check;
 pub mod log;
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;

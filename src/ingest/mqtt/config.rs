@@ -141,27 +141,44 @@ pub fn validate_routes(check: &mut Check, raw: Vec<RawRoute>) -> Vec<RouteConfig
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqtt {
+    /// Run the MQTT broker; default true.
     pub enabled: Option<Value>,
+    /// Its address; default `"0.0.0.0:1883"`.
     pub listen: Option<Value>,
+    /// Accept a CONNECT without credentials (no device identity); default false.
     pub allow_anonymous: Option<Value>,
+    /// Largest MQTT packet (1 KiB-256 MiB); default `"1MiB"`.
     pub max_packet_size: Option<Value>,
+    /// Connections at once (1-100000); default 1000.
     pub max_connections: Option<Value>,
+    /// Connections not yet authenticated, at most; default 256.
     pub max_pending_connections: Option<Value>,
+    /// Not-yet-authenticated connections from one IP address, at most; default 32.
     pub max_pending_per_address: Option<Value>,
+    /// QoS 1/2 publishes of one client awaiting commit (1-65535); default 100.
     pub max_inflight: Option<Value>,
+    /// Largest keep-alive a client may ask for (10-65535 s); default 3600.
     pub keep_alive_max_s: Option<Value>,
+    /// Time a new connection has to send CONNECT (1-300 s); default 10.
     pub connect_timeout_s: Option<Value>,
+    /// A device's client id must match: `{device}` once, `*` any run of A-Z a-z 0-9 _ . -, e.g. `"{device}-*"`.
     pub client_id_pattern: Option<Value>,
+    /// Also serve MQTT over WebSocket (subprotocol `mqtt`) here.
     pub websocket_listen: Option<Value>,
+    /// `[mqtt.tls]`: a second listener with TLS.
     pub tls: Option<RawMqttTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqttTls {
+    /// Its address; default `"0.0.0.0:8883"`.
     pub listen: Option<Value>,
+    /// PEM certificate chain of the server; required.
     pub cert: Option<Value>,
+    /// PEM private key of `cert`; required.
     pub key: Option<Value>,
+    /// Verify client certificates signed by this CA; their CN is the device id.
     pub client_ca: Option<Value>,
 }
 
