@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod fields;
 pub(crate) mod validate;
 
 pub use super::destinations::directory::config::DirectoryConfig;
@@ -18,7 +19,7 @@ pub use super::destinations::kinesis::config::KinesisConfig;
 pub use super::destinations::mqtt::config::MqttDestinationConfig;
 pub use super::destinations::s3::config::S3Config;
 pub use super::destinations::DestinationConfig;
-pub(crate) use validate::Fields;
+pub(crate) use fields::Fields;
 pub use validate::{RawDelivery, RawDeliveryStream};
 
 pub const MIB: u64 = 1024 * 1024;

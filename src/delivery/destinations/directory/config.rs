@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use super::super::{BuildError, Destination, DestinationCheck, DestinationContext};
-use crate::config::check::*;
+use crate::config::check::Check;
 use crate::config::field_names;
-use crate::delivery::config::validate::*;
+use crate::delivery::config::fields::parse_path;
 use crate::delivery::config::Fields;
 
 /// The keys of the table, as written; each value is checked by [`validate`].

@@ -10,7 +10,7 @@ use toml::Value;
 use super::super::{BuildError, Destination, DestinationCheck, DestinationContext};
 use crate::config::check::Check;
 use crate::config::{field_names, Reference};
-use crate::delivery::config::validate::parse_path;
+use crate::delivery::config::fields::parse_path;
 use crate::delivery::config::Fields;
 
 /// The keys of the table, as written; each value is checked by [`validate`].

@@ -9,10 +9,15 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use super::super::{BuildError, Destination, DestinationCheck, DestinationContext};
-use crate::config::check::*;
+use crate::config::check::Check;
 use crate::config::field_names;
-use crate::delivery::config::validate::*;
+use crate::delivery::config::fields::parse_url;
 use crate::delivery::config::{Fields, Secret, MIB};
+
+/// Firehose's limits for HTTP endpoint common attributes.
+const MAX_COMMON_ATTRIBUTES: usize = 50;
+const MAX_ATTRIBUTE_NAME: usize = 256;
+const MAX_ATTRIBUTE_VALUE: usize = 1024;
 
 /// The keys of the table, as written; each value is checked by [`validate`].
 #[derive(Debug, Default, Deserialize)]

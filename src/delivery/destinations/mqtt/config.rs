@@ -10,11 +10,15 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use super::super::{BuildError, Destination, DestinationCheck, DestinationContext};
-use crate::config::check::*;
+use crate::config::check::Check;
 use crate::config::field_names;
 use crate::config::Reference;
-use crate::delivery::config::validate::*;
+use crate::delivery::config::fields::{parse_path, parse_url};
 use crate::delivery::config::{Fields, Secret};
+
+/// Bounds of MQTT strings.
+const MAX_MQTT_CLIENT_ID: usize = 128;
+const MAX_MQTT_TOPIC: usize = 65_535;
 
 /// The keys of the table, as written; each value is checked by [`validate`].
 #[derive(Debug, Default, Deserialize)]

@@ -3,14 +3,13 @@
 //! streams created through the Firehose API: its serde form must not change) and how to
 //! build the destination from it.
 
-
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use super::super::{BuildError, Destination, DestinationCheck, DestinationContext};
-use crate::config::check::*;
+use crate::config::check::Check;
 use crate::config::field_names;
-use crate::delivery::config::validate::*;
+use crate::delivery::config::fields::AWS_SECRET_KEYS;
 use crate::delivery::config::{AwsCredentialsConfig, Fields};
 
 /// The keys of the table, as written; each value is checked by [`validate`].
