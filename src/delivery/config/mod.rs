@@ -20,7 +20,7 @@ pub use super::destinations::mqtt::config::MqttDestinationConfig;
 pub use super::destinations::s3::config::S3Config;
 pub use super::destinations::DestinationConfig;
 pub(crate) use fields::Fields;
-pub use validate::{RawDelivery, RawDeliveryStream};
+pub use validate::{RawBuffer, RawDelivery, RawDeliveryStream, RawStreamSource};
 
 pub const MIB: u64 = 1024 * 1024;
 

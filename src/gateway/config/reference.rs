@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::introspect::{shape_of, Shape};
+use crate::delivery::config::{RawBuffer, RawStreamSource};
 use crate::delivery::destinations::TYPES;
+use crate::delivery::processors::config as processors;
 
 /// Everything below this line is generated.
 const MARKER: &str = "<!-- Generated from the components' config structs: do not edit below this line; \
@@ -127,6 +129,36 @@ fn generate() -> String {
             _ => format!("`[{key}]`"),
         };
         section(&mut out, &title, key, shape, &docs);
+    }
+    let tables = [
+        (
+            "`delivery_streams[].source` (reading a stream)",
+            shape_of::<RawStreamSource>(),
+        ),
+        ("`delivery_streams[].buffer`", shape_of::<RawBuffer>()),
+        (
+            "Processor type `\"filter\"`",
+            shape_of::<processors::RawFilter>(),
+        ),
+        (
+            "Processor type `\"partition_keys\"`",
+            shape_of::<processors::RawPartitionKeys>(),
+        ),
+        (
+            "Processor type `\"append_delimiter\"`",
+            shape_of::<processors::RawAppendDelimiter>(),
+        ),
+        (
+            "Processor type `\"metadata\"`",
+            shape_of::<processors::RawMetadata>(),
+        ),
+        (
+            "Processor type `\"http_transform\"`",
+            shape_of::<processors::RawHttpTransform>(),
+        ),
+    ];
+    for (title, shape) in &tables {
+        section(&mut out, title, "", shape, &docs);
     }
     for kind in TYPES {
         let path = src.join(format!("delivery/destinations/{kind}/config.rs"));
