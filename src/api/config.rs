@@ -15,6 +15,7 @@ use crate::config::check::{
 };
 use crate::config::{Reference, SecretSource};
 
+/// `[api]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
@@ -36,6 +37,7 @@ pub struct RawApi {
     pub credentials: Option<Vec<RawCredential>>,
 }
 
+/// `[api.tls]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiTls {
@@ -45,6 +47,7 @@ pub struct RawApiTls {
     pub key: Option<Value>,
 }
 
+/// One `[[api.credentials]]` entry as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCredential {

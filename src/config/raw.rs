@@ -10,6 +10,7 @@ use toml_edit::{Document, DocumentMut, Item, TableLike};
 
 use super::introspect::{shape_of, Shape};
 
+/// `[devices]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Devices {

@@ -11,20 +11,24 @@ use crate::config::Reference;
 
 const MIB: u64 = 1024 * 1024;
 
+/// `[storage]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     /// Where `streams.redb` lives; default `--data-dir`, else `$STATE_DIRECTORY`, else `./data`.
     pub data_dir: Option<Value>,
-    /// Below this much free disk new records are refused (free pages inside `streams.redb` count as room); default `"256MiB"`.
+    /// Below this much free disk new records are refused (free pages inside `streams.redb` count as
+    /// room); default `"256MiB"`.
     pub min_free_disk: Option<Value>,
     /// redb page cache, at least 1 MiB; default `"16MiB"`.
     pub cache_size: Option<Value>,
     /// Most record bytes in one group commit (1 MiB-128 MiB); default `"8MiB"`.
     pub max_commit_bytes: Option<Value>,
-    /// After a commit, gather arriving records this long (0-1000 ms) before the next one; 0 commits on every arrival; default 100.
+    /// After a commit, gather arriving records this long (0-1000 ms) before the next one; 0 commits
+    /// on every arrival; default 100.
     pub commit_interval_ms: Option<Value>,
-    /// Save redb's allocator state with every commit (no file check after a crash, more bytes written); default false.
+    /// Save redb's allocator state with every commit (no file check after a crash, more bytes
+    /// written); default false.
     pub quick_repair: Option<Value>,
 }
 

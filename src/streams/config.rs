@@ -11,6 +11,7 @@ use crate::config::check::{parse_stream_name, Check};
 
 const MIB: u64 = 1024 * 1024;
 
+/// One `[[streams]]` entry as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStream {

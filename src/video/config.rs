@@ -9,6 +9,7 @@ use toml::Value;
 use crate::config::check::Check;
 use crate::config::Reference;
 
+/// `[video]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVideo {

@@ -30,7 +30,8 @@ use crate::delivery::destinations::{self, DestinationCheck};
 pub struct RawDeliveryStream {
     /// Delivery stream name, 1-64 of a-z A-Z 0-9 _ . -; required.
     pub name: Option<Value>,
-    /// `{ stream = "NAME", start = "trim_horizon" | "latest" }`, `"direct_put"` or `"video"`; required.
+    /// `{ stream = "NAME", start = "trim_horizon" | "latest" }`, `"direct_put"` or `"video"`;
+    /// required.
     pub source: Option<Value>,
     /// `{ size = "5MiB", interval_s = 300 }`: a batch goes out at either.
     pub buffer: Option<Value>,
@@ -38,7 +39,8 @@ pub struct RawDeliveryStream {
     pub compression: Option<Value>,
     /// 1 (served first)-10 for the shared bandwidth cap; default 5.
     pub priority: Option<Value>,
-    /// `[{ type = ... }]`: `filter`, `partition_keys`, `append_delimiter`, `metadata`, `http_transform`.
+    /// `[{ type = ... }]`: `filter`, `partition_keys`, `append_delimiter`, `metadata`,
+    /// `http_transform`.
     pub processors: Option<Value>,
     /// `{ type = ... }`: see the destination types below; required.
     pub destination: Option<Value>,
@@ -71,9 +73,11 @@ pub struct RawBuffer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
-    /// Bytes per second for all delivery streams and camera uploads together; 0 (default) = unlimited.
+    /// Bytes per second for all delivery streams and camera uploads together; 0 (default) =
+    /// unlimited.
     pub max_bandwidth: Option<Value>,
-    /// Records that failed for good without an error output of their own; default `<data dir>/dead-letter`.
+    /// Records that failed for good without an error output of their own; default `<data
+    /// dir>/dead-letter`.
     pub dead_letter_dir: Option<Value>,
 }
 

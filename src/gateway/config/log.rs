@@ -6,10 +6,12 @@ use toml::Value;
 
 use crate::config::check::Check;
 
+/// `[log]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
-    /// A tracing filter, e.g. `"info,kinedge::storage=debug"` (`RUST_LOG` overrides); default `info`.
+    /// A tracing filter, e.g. `"info,kinedge::storage=debug"` (`RUST_LOG` overrides); default
+    /// `info`.
     pub level: Option<Value>,
     /// `"auto"` (default), `"text"` or `"json"`.
     pub format: Option<Value>,

@@ -138,6 +138,7 @@ pub fn validate_routes(check: &mut Check, raw: Vec<RawRoute>) -> Vec<RouteConfig
     routes
 }
 
+/// `[mqtt]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqtt {
@@ -161,7 +162,8 @@ pub struct RawMqtt {
     pub keep_alive_max_s: Option<Value>,
     /// Time a new connection has to send CONNECT (1-300 s); default 10.
     pub connect_timeout_s: Option<Value>,
-    /// A device's client id must match: `{device}` once, `*` any run of A-Z a-z 0-9 _ . -, e.g. `"{device}-*"`.
+    /// A device's client id must match: `{device}` once, `*` any run of A-Z a-z 0-9 _ . -, e.g.
+    /// `"{device}-*"`.
     pub client_id_pattern: Option<Value>,
     /// Also serve MQTT over WebSocket (subprotocol `mqtt`) here.
     pub websocket_listen: Option<Value>,
@@ -169,6 +171,7 @@ pub struct RawMqtt {
     pub tls: Option<RawMqttTls>,
 }
 
+/// `[mqtt.tls]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqttTls {

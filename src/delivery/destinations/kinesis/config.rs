@@ -25,7 +25,8 @@ pub struct Raw {
     pub region: Option<Value>,
     /// Kinesis-compatible endpoint, `http(s)://host:port`.
     pub endpoint: Option<Value>,
-    /// AWS access key id; without it the AWS environment variables and shared credentials file are used.
+    /// AWS access key id; without it the AWS environment variables and shared credentials file are
+    /// used.
     pub access_key_id: Option<Value>,
     /// Environment variable holding the secret access key (with `access_key_id`).
     pub secret_env: Option<Value>,
