@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod body;
 mod byte_ranges;
+pub mod config;
 pub mod cors;
 pub mod error;
 pub mod events;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub(super) fn check_config(file: Option<PathBuf>) -> ExitCode {
-    let report = crate::config::check::check(file.as_deref());
+    let report = crate::gateway::config::check::check(file.as_deref());
     for issue in report.all() {
         eprintln!("{issue}");
     }

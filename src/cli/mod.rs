@@ -23,7 +23,8 @@ use clap::Parser;
 
 pub use client::{ClientError, KinesisClient, DEFAULT_ENDPOINT};
 
-use crate::config::{Config, LogFormat};
+use crate::gateway::config::log::LogFormat;
+use crate::gateway::Config;
 use args::{Cli, Command};
 
 /// Entry point of the binary.

@@ -1,294 +1,43 @@
 //! The file as serde sees it: table shape only, every value kept as a `toml::Value` so that
-//! `validate` can check types and ranges of all keys at once. `SCHEMA` lists the same keys for
-//! reporting every unknown key (serde's `deny_unknown_fields` stops at the first).
+//! `validate` can check types and ranges of all keys at once. The supported keys of a table
+//! are the fields of its serde struct, read from serde itself (see `super::introspect`), so
+//! that every unknown key is reported without a second list of keys to keep in sync.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::Value;
 use toml_edit::{Document, DocumentMut, Item, TableLike};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct File {
-    pub storage: Option<Storage>,
-    pub api: Option<Api>,
-    pub streams: Option<Vec<Stream>>,
-    pub log: Option<Log>,
-    pub devices: Option<Devices>,
-    pub mqtt: Option<Mqtt>,
-    pub routes: Option<Vec<Route>>,
-    pub delivery_streams: Option<Vec<DeliveryStream>>,
-    pub delivery: Option<Delivery>,
-    pub video: Option<Video>,
-}
+use super::introspect::{shape_of, Shape};
 
+/// `[devices]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Video {
-    pub data_dir: Option<Value>,
-    pub fragment_duration_ms: Option<Value>,
-    pub live_segments: Option<Value>,
-}
-
-/// One `[[delivery_streams]]` entry. `source`, `buffer`, `processors` and `destination` are
-/// kept whole: their keys depend on their `type`, so `super::delivery` checks them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DeliveryStream {
-    pub name: Option<Value>,
-    pub source: Option<Value>,
-    pub buffer: Option<Value>,
-    pub compression: Option<Value>,
-    pub priority: Option<Value>,
-    pub processors: Option<Value>,
-    pub destination: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Delivery {
-    pub max_bandwidth: Option<Value>,
-    pub dead_letter_dir: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Mqtt {
-    pub enabled: Option<Value>,
-    pub listen: Option<Value>,
-    pub allow_anonymous: Option<Value>,
-    pub max_packet_size: Option<Value>,
-    pub max_connections: Option<Value>,
-    pub max_pending_connections: Option<Value>,
-    pub max_pending_per_address: Option<Value>,
-    pub max_inflight: Option<Value>,
-    pub keep_alive_max_s: Option<Value>,
-    pub connect_timeout_s: Option<Value>,
-    pub client_id_pattern: Option<Value>,
-    pub websocket_listen: Option<Value>,
-    pub tls: Option<MqttTls>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MqttTls {
-    pub listen: Option<Value>,
-    pub cert: Option<Value>,
-    pub key: Option<Value>,
-    pub client_ca: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Route {
-    pub topic: Option<Value>,
-    pub stream: Option<Value>,
-    pub partition_key: Option<Value>,
-    pub format: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Storage {
-    pub data_dir: Option<Value>,
-    pub min_free_disk: Option<Value>,
-    pub cache_size: Option<Value>,
-    pub max_commit_bytes: Option<Value>,
-    pub commit_interval_ms: Option<Value>,
-    pub quick_repair: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Api {
-    pub listen: Option<Value>,
-    pub region: Option<Value>,
-    pub account_id: Option<Value>,
-    pub credentials: Option<Vec<Credential>>,
-    pub open_metrics: Option<Value>,
-    pub max_connections: Option<Value>,
-    pub cors_origins: Option<Value>,
-    pub tls: Option<ApiTls>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ApiTls {
-    pub cert: Option<Value>,
-    pub key: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Credential {
-    pub access_key_id: Option<Value>,
-    pub secret_file: Option<Value>,
-    pub secret_env: Option<Value>,
-    /// Only to refuse it with a reason (see `validate`).
-    pub secret: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Stream {
-    pub name: Option<Value>,
-    pub shards: Option<Value>,
-    pub retention_hours: Option<Value>,
-    pub max_bytes: Option<Value>,
-    pub on_full: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Devices {
+pub struct Devices {
+    /// Folder of the device files, relative to the config file's folder; default `devices`.
     pub dir: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Log {
-    pub level: Option<Value>,
-    pub format: Option<Value>,
-}
-
-/// The keys of each table; must match the structs above (a unit test checks).
-pub(super) enum Shape {
-    Value,
-    Table(&'static [(&'static str, Shape)]),
-    ArrayOfTables(&'static [(&'static str, Shape)]),
-    /// Accepted here but not listed as supported: `validate` refuses it with a reason.
-    Unlisted,
-}
-
-pub(super) const SCHEMA: &[(&str, Shape)] = &[
-    (
-        "storage",
-        Shape::Table(&[
-            ("data_dir", Shape::Value),
-            ("min_free_disk", Shape::Value),
-            ("cache_size", Shape::Value),
-            ("max_commit_bytes", Shape::Value),
-            ("commit_interval_ms", Shape::Value),
-            ("quick_repair", Shape::Value),
-        ]),
-    ),
-    (
-        "api",
-        Shape::Table(&[
-            ("listen", Shape::Value),
-            ("region", Shape::Value),
-            ("account_id", Shape::Value),
-            ("open_metrics", Shape::Value),
-            ("max_connections", Shape::Value),
-            ("cors_origins", Shape::Value),
-            (
-                "tls",
-                Shape::Table(&[("cert", Shape::Value), ("key", Shape::Value)]),
-            ),
-            (
-                "credentials",
-                Shape::ArrayOfTables(&[
-                    ("access_key_id", Shape::Value),
-                    ("secret_file", Shape::Value),
-                    ("secret_env", Shape::Value),
-                    ("secret", Shape::Unlisted),
-                ]),
-            ),
-        ]),
-    ),
-    (
-        "streams",
-        Shape::ArrayOfTables(&[
-            ("name", Shape::Value),
-            ("shards", Shape::Value),
-            ("retention_hours", Shape::Value),
-            ("max_bytes", Shape::Value),
-            ("on_full", Shape::Value),
-        ]),
-    ),
-    (
-        "log",
-        Shape::Table(&[("level", Shape::Value), ("format", Shape::Value)]),
-    ),
-    ("devices", Shape::Table(&[("dir", Shape::Value)])),
-    (
-        "mqtt",
-        Shape::Table(&[
-            ("enabled", Shape::Value),
-            ("listen", Shape::Value),
-            ("allow_anonymous", Shape::Value),
-            ("max_packet_size", Shape::Value),
-            ("max_connections", Shape::Value),
-            ("max_pending_connections", Shape::Value),
-            ("max_pending_per_address", Shape::Value),
-            ("max_inflight", Shape::Value),
-            ("keep_alive_max_s", Shape::Value),
-            ("connect_timeout_s", Shape::Value),
-            ("client_id_pattern", Shape::Value),
-            ("websocket_listen", Shape::Value),
-            (
-                "tls",
-                Shape::Table(&[
-                    ("listen", Shape::Value),
-                    ("cert", Shape::Value),
-                    ("key", Shape::Value),
-                    ("client_ca", Shape::Value),
-                ]),
-            ),
-        ]),
-    ),
-    (
-        "routes",
-        Shape::ArrayOfTables(&[
-            ("topic", Shape::Value),
-            ("stream", Shape::Value),
-            ("partition_key", Shape::Value),
-            ("format", Shape::Value),
-        ]),
-    ),
-    (
-        "delivery_streams",
-        Shape::ArrayOfTables(&[
-            ("name", Shape::Value),
-            ("source", Shape::Value),
-            ("buffer", Shape::Value),
-            ("compression", Shape::Value),
-            ("priority", Shape::Value),
-            ("processors", Shape::Value),
-            ("destination", Shape::Value),
-        ]),
-    ),
-    (
-        "delivery",
-        Shape::Table(&[
-            ("max_bandwidth", Shape::Value),
-            ("dead_letter_dir", Shape::Value),
-        ]),
-    ),
-    (
-        "video",
-        Shape::Table(&[
-            ("data_dir", Shape::Value),
-            ("fragment_duration_ms", Shape::Value),
-            ("live_segments", Shape::Value),
-        ]),
-    ),
-];
-
 /// A key path and what is wrong there.
-pub(super) type Problem = (String, String);
+pub type Problem = (String, String);
 
-/// Reports every key that is not in `SCHEMA` and returns the document
-/// without them, so that the remaining keys can still be checked.
-pub(super) fn prune_unknown_keys(doc: &Document<&str>) -> (DocumentMut, Vec<Problem>) {
+/// Reports every key that is not a field of `R` (or of the structs its fields hold, at any
+/// depth) and returns the document without them, so that the remaining keys can still be
+/// checked. serde's `deny_unknown_fields` would stop at the first.
+pub fn prune_unknown_keys<R: DeserializeOwned>(
+    doc: &Document<&str>,
+) -> (DocumentMut, Vec<Problem>) {
     let mut pruned = doc.clone().into_mut();
     let mut problems = Vec::new();
-    prune_table(pruned.as_table_mut(), SCHEMA, "", &mut problems);
+    if let Shape::Table(_, fields) = shape_of::<R>() {
+        prune_table(pruned.as_table_mut(), &fields, "", &mut problems);
+    }
     (pruned, problems)
 }
 
 fn prune_table(
     table: &mut dyn TableLike,
-    fields: &[(&str, Shape)],
+    fields: &[(&'static str, Shape)],
     path: &str,
     problems: &mut Vec<Problem>,
 ) {
@@ -320,12 +69,12 @@ fn prune_table(
 
 fn prune_item(item: &mut Item, shape: &Shape, path: &str, problems: &mut Vec<Problem>) {
     match shape {
-        Shape::Table(fields) => {
+        Shape::Table(_, fields) => {
             if let Some(table) = item.as_table_like_mut() {
                 prune_table(table, fields, path, problems);
             }
         }
-        Shape::ArrayOfTables(fields) => {
+        Shape::ArrayOfTables(_, fields) => {
             if let Some(tables) = item.as_array_of_tables_mut() {
                 for (i, table) in tables.iter_mut().enumerate() {
                     prune_table(table, fields, &format!("{path}[{i}]"), problems);
@@ -343,7 +92,7 @@ fn prune_item(item: &mut Item, shape: &Shape, path: &str, problems: &mut Vec<Pro
 }
 
 /// `path.key`, quoting `key` when it is not a bare TOML key.
-pub(super) fn join(path: &str, key: &str) -> String {
+pub fn join(path: &str, key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()
@@ -362,7 +111,7 @@ pub(super) fn join(path: &str, key: &str) -> String {
 
 /// Maps the (pruned) document onto `File`. Fails only on table shape, e.g. `streams = 5`;
 /// serde stops at the first such error, which is reported with its key path.
-pub(super) fn deserialize(doc: &DocumentMut) -> Result<File, Problem> {
+pub fn deserialize<R: DeserializeOwned>(doc: &DocumentMut) -> Result<R, Problem> {
     let text = doc.to_string();
     let deserializer = toml::Deserializer::parse(&text)
         .map_err(|err| (String::new(), err.message().to_owned()))?;

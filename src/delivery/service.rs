@@ -532,13 +532,5 @@ fn direct_put_spec(name: &str) -> StreamSpec {
 
 /// Where a destination delivers, without secrets.
 fn destination_target(config: &DeliveryStreamConfig) -> String {
-    use super::config::DestinationConfig as D;
-    match &config.destination {
-        D::S3(c) => format!("s3://{}/{}", c.bucket, c.prefix.as_deref().unwrap_or("")),
-        D::HttpEndpoint(c) => c.url.clone(),
-        D::Kinesis(c) => format!("kinesis:{}", c.stream),
-        D::Firehose(c) => format!("firehose:{}", c.delivery_stream),
-        D::Mqtt(c) => format!("{} {}", c.url, c.topic),
-        D::Directory(c) => c.path.display().to_string(),
-    }
+    config.destination.target()
 }

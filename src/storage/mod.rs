@@ -12,6 +12,7 @@ mod admin;
 mod append;
 pub(crate) mod block;
 mod compact;
+pub mod config;
 mod database;
 pub mod disk;
 mod error;

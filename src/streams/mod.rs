@@ -1,6 +1,7 @@
 //! The Kinesis Data Streams model: streams, shards, hash-key ranges, sequence numbers,
 //! iterators and resharding. Pure logic with no I/O; the storage writer owns the live copy.
 
+pub mod config;
 pub mod hash;
 pub mod iterator;
 pub mod model;

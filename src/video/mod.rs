@@ -10,6 +10,7 @@
 
 pub mod camera;
 pub mod clip;
+pub mod config;
 pub mod cutter;
 pub mod hls;
 pub mod image;

@@ -15,10 +15,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
+use super::config::VideoConfig;
 use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
 use super::pipeline::PipelineSpec;
 use super::uploads::{UploadHandle, UploadStarter, UploadStatus};
-use crate::config::{SecretSource, VideoConfig};
+use crate::config::SecretSource;
 use crate::devices::camera::{CameraConfig, CameraOnFull};
 use crate::devices::Device;
 

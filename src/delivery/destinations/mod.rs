@@ -4,27 +4,116 @@
 //! the upstream confirmed. It never retries on its own: the delivery runner owns retries,
 //! backoff, checkpoints and status, so every destination behaves the same through outages.
 //!
+//! Each type is a folder: `mod.rs` is the destination, `config.rs` its keys, checks, checked
+//! configuration and `build`. [`registry!`] below has one line per type and makes the tagged
+//! [`DestinationConfig`] (whose JSON is persisted: variants and fields must not change), the
+//! list of types, the dispatch of checks and builds. Adding a type = one folder + one line.
+//!
 //! The `s3` and `directory` destinations are also [`ObjectStore`]s: single objects under keys
 //! the caller chooses (camera video), with the same signing, multipart, atomic writes and
 //! error kinds.
 
 pub(crate) mod aws;
-pub mod directory;
-pub mod firehose;
-pub mod http_endpoint;
-pub mod kinesis;
-pub mod mqtt;
 pub mod naming;
-pub mod s3;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, ErrorBatch};
-use super::config::DestinationConfig;
+use super::config::Fields;
+use crate::config::check::Check;
+
+/// Declares the destination types: `module: Variant(Config)`, the module's name being the
+/// `type` in the config file and in the persisted JSON.
+macro_rules! registry {
+    ($($module:ident: $variant:ident($config:ident),)*) => {
+        $(pub mod $module;)*
+
+        /// A destination's checked configuration, tagged by its `type`.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum DestinationConfig {
+            $($variant($module::config::$config),)*
+        }
+
+        /// The `type`s, in the order messages list them.
+        pub(crate) const TYPES: &[&str] = &[$(stringify!($module),)*];
+
+        impl DestinationConfig {
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(DestinationConfig::$variant(_) => stringify!($module),)*
+                }
+            }
+
+            /// Where it delivers, without secrets (for status).
+            pub fn target(&self) -> String {
+                match self {
+                    $(DestinationConfig::$variant(c) => $module::config::target(c),)*
+                }
+            }
+        }
+
+        /// The keys a destination of type `kind` supports (none for an unknown type).
+        #[cfg(test)]
+        pub(crate) fn field_names(kind: &str) -> Vec<&'static str> {
+            match kind {
+                $(stringify!($module) => crate::config::field_names::<$module::config::Raw>(),)*
+                _ => Vec::new(),
+            }
+        }
+
+        /// Checks the keys of a destination of type `kind` (one of [`TYPES`]).
+        pub(crate) fn validate(
+            kind: &str,
+            check: &mut Check,
+            f: &mut Fields,
+            what: &str,
+            context: &DestinationCheck<'_>,
+        ) -> Option<DestinationConfig> {
+            match kind {
+                $(stringify!($module) => {
+                    $module::config::validate(check, f, what, context).map(DestinationConfig::$variant)
+                })*
+                _ => None,
+            }
+        }
+
+        /// Builds the destination a configuration describes.
+        pub async fn build(
+            config: &DestinationConfig,
+            context: &DestinationContext,
+        ) -> Result<Box<dyn Destination>, BuildError> {
+            match config {
+                $(DestinationConfig::$variant(c) => $module::config::build(c, context).await,)*
+            }
+        }
+    };
+}
+
+registry! {
+    s3: S3(S3Config),
+    http_endpoint: HttpEndpoint(HttpEndpointConfig),
+    kinesis: Kinesis(KinesisConfig),
+    firehose: Firehose(FirehoseConfig),
+    mqtt: Mqtt(MqttDestinationConfig),
+    directory: Directory(DirectoryConfig),
+    file: File(FileConfig),
+}
+
+/// What a destination's checks need to know of its delivery stream.
+pub(crate) struct DestinationCheck<'a> {
+    /// The delivery stream's name.
+    pub name: &'a str,
+    /// The keys the `partition_keys` processor sets (for `!{partitionKeyFromQuery:KEY}`).
+    pub partition_keys: &'a BTreeSet<String>,
+}
 
 /// Why a delivery attempt failed; the runner decides what happens next from the kind.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -160,24 +249,4 @@ pub fn object_store(
 pub struct BuildError {
     pub kind: &'static str,
     pub message: String,
-}
-
-/// Builds the destination a configuration describes.
-pub async fn build(
-    config: &DestinationConfig,
-    context: &DestinationContext,
-) -> Result<Box<dyn Destination>, BuildError> {
-    let destination: Box<dyn Destination> = match config {
-        DestinationConfig::S3(c) => Box::new(s3::S3Destination::new(c, context)?),
-        DestinationConfig::HttpEndpoint(c) => {
-            Box::new(http_endpoint::HttpEndpointDestination::new(c, context)?)
-        }
-        DestinationConfig::Kinesis(c) => Box::new(kinesis::KinesisDestination::new(c, context)?),
-        DestinationConfig::Firehose(c) => Box::new(firehose::FirehoseDestination::new(c, context)?),
-        DestinationConfig::Mqtt(c) => Box::new(mqtt::MqttDestination::new(c, context).await?),
-        DestinationConfig::Directory(c) => {
-            Box::new(directory::DirectoryDestination::new(c, context)?)
-        }
-    };
-    Ok(destination)
 }

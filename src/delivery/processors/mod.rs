@@ -21,6 +21,7 @@
 //! Consecutive steps other than `http_transform` run together on a blocking thread, record
 //! by record, parsing each record's JSON once while its data does not change.
 
+pub(crate) mod config;
 mod jq;
 mod transform;
 

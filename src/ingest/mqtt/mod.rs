@@ -13,6 +13,7 @@
 mod admission;
 mod broker;
 pub(crate) mod codec;
+pub mod config;
 mod link;
 mod metrics;
 mod qos2;

@@ -13,8 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::RouteConfig;
-pub use crate::config::RouteFormat;
+pub use super::config::{RouteConfig, RouteFormat};
 
 use crate::devices::topics;
 

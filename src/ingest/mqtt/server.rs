@@ -13,10 +13,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::Busy;
 use super::broker::{Broker, BrokerLimits};
+use super::config::MqttConfig;
 use super::routes::Routes;
 use super::session;
 use super::shared::{MqttShared, Settings};
-use crate::config::MqttConfig;
 use crate::devices::DeviceRegistry;
 use crate::storage::Store;
 

@@ -11,9 +11,9 @@ use tokio::sync::{watch, Semaphore};
 
 use super::admission::Admission;
 use super::broker::Broker;
+use super::config::MqttConfig;
 use super::qos2::Qos2Sessions;
 use super::routes::Routes;
-use crate::config::MqttConfig;
 use crate::devices::{Device, DeviceRegistry};
 use crate::storage::Store;
 

@@ -11,7 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::MqttTlsConfig;
+use super::config::MqttTlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -3,6 +3,8 @@
 //! most 500 records and 5 MiB; entries the stream refused are reported as
 //! [`DeliveryError::Partial`] so that only they are retried (see [`RecordPutter::put`]).
 
+pub mod config;
+
 use base64::Engine;
 
 use super::aws::{AwsClient, RecordPutter};

@@ -22,6 +22,8 @@
 //! connection is sent again behind the runner's back. At most 100 publishes are unacknowledged
 //! at a time (AWS IoT Core's limit per connection).
 
+pub mod config;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

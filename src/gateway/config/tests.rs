@@ -1,9 +1,12 @@
+use super::check;
 use super::*;
+use crate::config::*;
 use crate::delivery::config::{
     AwsCredentialsConfig, BufferHints, Compression, DeliveryStreamConfig, DestinationConfig,
     DirectoryConfig, FirehoseConfig, HttpEndpointConfig, KinesisConfig, MqttDestinationConfig,
     ProcessorConfig, S3Config, Secret, SourceConfig, StartPosition,
 };
+use std::path::PathBuf;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -245,7 +248,7 @@ fn empty_file_gives_defaults() {
 
 #[test]
 fn every_key_is_accepted() {
-    // Also checks that raw::SCHEMA and the serde structs list the same keys.
+    // Every key, at its bounds (the supported keys come from the serde structs themselves).
     let config = parse(
         r#"
         [storage]
@@ -1473,14 +1476,14 @@ fn delivery_missing_keys_are_named() {
         1,
         "missing: every delivery stream needs a destination, e.g. destination = { type = \
          \"directory\", path = \"deliveries\" } (types: s3, http_endpoint, kinesis, firehose, \
-         mqtt, directory)",
+         mqtt, directory, file)",
     );
     assert_issue(
         &delivery("destination = { path = \"x\" }"),
         "delivery_streams[0].destination.type",
         4,
         "missing: every destination needs a type: use \"s3\", \"http_endpoint\", \"kinesis\", \
-         \"firehose\", \"mqtt\" or \"directory\"",
+         \"firehose\", \"mqtt\", \"directory\" or \"file\"",
     );
     assert_issue(
         "[[delivery_streams]]\nname = \"d\"\nsource = { start = \"latest\" }\ndestination = { type = \"directory\", path = \"x\" }\n",
@@ -1684,7 +1687,7 @@ fn delivery_unknown_keys_and_types_list_what_is_supported() {
         "delivery_streams[0].destination.type",
         4,
         "`gcs` is not a destination type: use \"s3\", \"http_endpoint\", \"kinesis\", \
-         \"firehose\", \"mqtt\" or \"directory\"",
+         \"firehose\", \"mqtt\", \"directory\" or \"file\"",
     );
     assert_issue(
         &delivery(&format!(
@@ -2125,7 +2128,7 @@ max_bandwidth = -5
 
 /// Warnings of `text` (which must parse), as (key, line, message).
 fn warnings(text: &str) -> Vec<(String, Option<usize>, String)> {
-    let parsed = Parsed::new(text, ConfigSource::File(PathBuf::from("test.toml")));
+    let parsed = parse_document(text, ConfigSource::File(PathBuf::from("test.toml")));
     assert!(parsed.issues.is_empty(), "{:#?}", parsed.issues);
     parsed
         .warnings
@@ -2236,7 +2239,7 @@ name = "relative"
 source = "direct_put"
 destination = { type = "directory", path = "out" }
 "#;
-    let parsed = Parsed::new(
+    let parsed = parse_document(
         text,
         ConfigSource::File(PathBuf::from("/etc/kinedge/kinedge.toml")),
     );
@@ -2294,7 +2297,7 @@ destination = { type = "directory", path = "out" }
         expected.iter().map(|(k, l, r)| (*k, *l, r)).collect();
     assert_eq!(found, expected);
     // The built-in configuration's devices folder may be missing (it is ./devices).
-    let built_in = Parsed::new(DEFAULT_CONFIG_TOML, ConfigSource::BuiltIn);
+    let built_in = parse_document(DEFAULT_CONFIG_TOML, ConfigSource::BuiltIn);
     assert!(built_in.references.iter().all(|(_, r)| !matches!(
         r,
         Reference::Directory {
@@ -2616,5 +2619,16 @@ fn open_metrics_is_off_unless_asked_for() {
         "api.open_metrics",
         2,
         "true or false",
+    );
+}
+
+#[test]
+fn unknown_api_keys_list_the_supported_keys_in_their_order() {
+    assert_issue(
+        "[api]\nport = 1\n",
+        "api.port",
+        2,
+        "(this version supports listen, region, account_id, open_metrics, max_connections, \
+         cors_origins, tls, credentials)",
     );
 }

@@ -6,6 +6,10 @@
 //! committed and acknowledged), store each camera's last fragment, give delivery streams a
 //! moment, then stop the writer after its last commit.
 
+pub mod config;
+
+pub use config::Config;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +18,6 @@ use anyhow::Context;
 
 use crate::api::sigv4::SigV4Verifier;
 use crate::api::{self, ApiState};
-use crate::config::{self, Config};
 use crate::delivery::config::SourceConfig;
 use crate::delivery::{DeliveryService, DeliverySettings};
 use crate::devices::DeviceRegistry;
@@ -46,15 +49,15 @@ pub fn resolve_data_dir(config: &Config, flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./data"))
 }
 
-fn stream_spec(stream: &config::StreamConfig) -> StreamSpec {
+fn stream_spec(stream: &crate::streams::config::StreamConfig) -> StreamSpec {
     StreamSpec {
         name: stream.name.clone(),
         shards: stream.shards,
         retention_hours: stream.retention_hours,
         max_bytes: stream.max_bytes,
         on_full: match stream.on_full {
-            config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
-            config::OnFull::RejectNew => OnFull::RejectNew,
+            crate::streams::config::OnFull::OverwriteOldest => OnFull::OverwriteOldest,
+            crate::streams::config::OnFull::RejectNew => OnFull::RejectNew,
         },
         mode: StreamMode::Provisioned,
         tags: Default::default(),
@@ -65,43 +68,8 @@ fn stream_spec(stream: &config::StreamConfig) -> StreamSpec {
 pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let starting = crate::systemd::StartingUp::begin();
     crate::systemd::status("opening the stream store");
-    let data_dir = resolve_data_dir(&config, data_dir);
-    let mut options = StoreOptions::new(&data_dir);
-    options.cache_size = config.storage.cache_size;
-    options.min_free_disk = config.storage.min_free_disk;
-    options.max_commit_bytes = config.storage.max_commit_bytes;
-    options.commit_interval_ms = config.storage.commit_interval_ms;
-    options.quick_repair = config.storage.quick_repair;
-    let store = tokio::task::spawn_blocking(move || Store::open(options))
-        .await
-        .context("opening the stream store")?
-        .with_context(|| format!("opening the stream store in {}", data_dir.display()))?;
-    for stream in &config.streams {
-        store
-            .admin(AdminOp::EnsureStream(stream_spec(stream)))
-            .await
-            .with_context(|| format!("creating stream {} from the configuration", stream.name))?;
-    }
-
-    let verifier = if config.api.credentials.is_empty() {
-        None
-    } else {
-        let mut keys = Vec::new();
-        for credential in &config.api.credentials {
-            let secret = credential.load_secret().with_context(|| {
-                format!("loading the secret of API key {}", credential.access_key_id)
-            })?;
-            keys.push((credential.access_key_id.clone(), secret));
-        }
-        Some(SigV4Verifier::new(keys))
-    };
-    if verifier.is_none() && !config.api.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.api.listen, "the API listens beyond loopback without [[api.credentials]]: anyone who reaches it can read and write streams");
-    }
-    let iterator_ttl_ms = std::env::var("KINEDGE_ITERATOR_TTL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ITERATOR_TTL_MS);
+    let store = open_store(&config, resolve_data_dir(&config, data_dir)).await?;
+    let verifier = api_verifier(&config)?;
     let devices = DeviceRegistry::load(&config.devices.dir).map_err(|errors| {
         anyhow::anyhow!(
             "the device files have mistakes (kinedge check-config lists them):\n{errors}"
@@ -137,7 +105,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         verifier,
         region: config.api.region.clone(),
         account_id: config.api.account_id.clone(),
-        iterator_ttl_ms,
+        iterator_ttl_ms: iterator_ttl_ms(),
         mqtt: mqtt.as_ref().map(|m| m.shared.clone()),
         deliveries: Some(deliveries.clone()),
         #[cfg(feature = "video")]
@@ -146,54 +114,11 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         reporters,
         open_metrics: config.api.open_metrics,
     }));
-    let api_state = state.clone();
-    let listener = api::bind(config.api.listen).await?;
-    let listen = listener.local_addr().unwrap_or(config.api.listen);
-
-    let maintenance = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
-            loop {
-                tick.tick().await;
-                if let Err(error) = store.maintain().await {
-                    tracing::warn!(%error, "retention pass failed; will try again");
-                }
-            }
-        })
-    };
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let tls = match &config.api.tls {
-        Some(tls) => Some(api::tls::acceptor(tls).context("setting up TLS for the API")?),
-        None => None,
-    };
-    let serve_options = api::server::ServeOptions::new(config.api.max_connections as usize, tls);
-    let cors_origins = config.api.cors_origins.clone();
-    let server = tokio::spawn(async move {
-        api::serve(listener, state, &cors_origins, serve_options, async move {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
-    tracing::info!(
-        api = %listen,
-        mqtt = %mqtt.as_ref().map_or("off".to_string(), |m| m.local_addr.to_string()),
-        data_dir = %store.data_dir().display(),
-        streams = config.streams.len(),
-        delivery_streams = deliveries.names().len(),
-        "kinedge is ready"
-    );
+    let api = start_api(&config, state.clone()).await?;
+    let maintenance = spawn_maintenance(store.clone());
+    announce_ready(&config, &store, &api, mqtt.as_ref(), &deliveries);
     drop(starting);
-    crate::systemd::ready(&format!(
-        "serving: API {listen}, MQTT {}, {} streams, {} delivery streams",
-        mqtt.as_ref()
-            .map_or("off".to_string(), |m| m.local_addr.to_string()),
-        store.catalog().streams.len(),
-        deliveries.names().len(),
-    ));
     let watchdog = crate::systemd::spawn_watchdog(store.clone());
-
     let reload = tokio::spawn(watch_devices(
         config.devices.dir.clone(),
         mqtt.as_ref().map(|m| m.shared.clone()),
@@ -203,30 +128,12 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
 
     shutdown_signal().await;
     crate::systemd::stopping();
-    api_state
+    state
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("stopping: finishing requests in flight");
     reload.abort();
-    let _ = stop_tx.send(());
-    // MQTT sessions and API requests finish what they received (committed, acknowledged)
-    // at the same time; the store stays open until both are done.
-    let mqtt_drained = async {
-        if let Some(mqtt) = &mqtt {
-            if !mqtt.shutdown(Duration::from_secs(15)).await {
-                tracing::warn!("MQTT sessions still open after 15 s; stopping anyway");
-            }
-        }
-    };
-    let api_drained = async {
-        match tokio::time::timeout(Duration::from_secs(20), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "API server stopped with an error"),
-            Ok(Err(error)) => tracing::warn!(%error, "API server task failed"),
-            Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
-        }
-    };
-    tokio::join!(mqtt_drained, api_drained);
+    drain_connections(api, mqtt.as_ref()).await;
     maintenance.abort();
     // Each camera stores the fragment it was recording.
     #[cfg(feature = "video")]
@@ -252,13 +159,153 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     Ok(())
 }
 
+/// Opens the stream store with the `[storage]` settings and creates the configured streams.
+async fn open_store(config: &Config, data_dir: PathBuf) -> anyhow::Result<Store> {
+    let mut options = StoreOptions::new(&data_dir);
+    options.cache_size = config.storage.cache_size;
+    options.min_free_disk = config.storage.min_free_disk;
+    options.max_commit_bytes = config.storage.max_commit_bytes;
+    options.commit_interval_ms = config.storage.commit_interval_ms;
+    options.quick_repair = config.storage.quick_repair;
+    let store = tokio::task::spawn_blocking(move || Store::open(options))
+        .await
+        .context("opening the stream store")?
+        .with_context(|| format!("opening the stream store in {}", data_dir.display()))?;
+    for stream in &config.streams {
+        store
+            .admin(AdminOp::EnsureStream(stream_spec(stream)))
+            .await
+            .with_context(|| format!("creating stream {} from the configuration", stream.name))?;
+    }
+    Ok(store)
+}
+
+/// The SigV4 verifier of `[[api.credentials]]` (their secrets loaded); `None` without any.
+fn api_verifier(config: &Config) -> anyhow::Result<Option<SigV4Verifier>> {
+    let verifier = if config.api.credentials.is_empty() {
+        None
+    } else {
+        let mut keys = Vec::new();
+        for credential in &config.api.credentials {
+            let secret = credential.load_secret().with_context(|| {
+                format!("loading the secret of API key {}", credential.access_key_id)
+            })?;
+            keys.push((credential.access_key_id.clone(), secret));
+        }
+        Some(SigV4Verifier::new(keys))
+    };
+    if verifier.is_none() && !config.api.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.api.listen, "the API listens beyond loopback without [[api.credentials]]: anyone who reaches it can read and write streams");
+    }
+    Ok(verifier)
+}
+
+/// How long a shard iterator lives; `KINEDGE_ITERATOR_TTL_MS` shortens it for tests.
+fn iterator_ttl_ms() -> u64 {
+    std::env::var("KINEDGE_ITERATOR_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ITERATOR_TTL_MS)
+}
+
+/// Applies retention and quotas every [`MAINTENANCE_INTERVAL`].
+fn spawn_maintenance(store: Store) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(error) = store.maintain().await {
+                tracing::warn!(%error, "retention pass failed; will try again");
+            }
+        }
+    })
+}
+
+/// The running API server: where it listens, how to stop it, and its task.
+struct RunningApi {
+    listen: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the API listener (with TLS when `[api.tls]` is set) and serves `state`.
+async fn start_api(config: &Config, state: Arc<ApiState>) -> anyhow::Result<RunningApi> {
+    let listener = api::bind(config.api.listen).await?;
+    let listen = listener.local_addr().unwrap_or(config.api.listen);
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let tls = match &config.api.tls {
+        Some(tls) => Some(api::tls::acceptor(tls).context("setting up TLS for the API")?),
+        None => None,
+    };
+    let serve_options = api::server::ServeOptions::new(config.api.max_connections as usize, tls);
+    let cors_origins = config.api.cors_origins.clone();
+    let server = tokio::spawn(async move {
+        api::serve(listener, state, &cors_origins, serve_options, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    Ok(RunningApi {
+        listen,
+        stop,
+        server,
+    })
+}
+
+/// Logs that the gateway is ready and tells systemd READY=1.
+fn announce_ready(
+    config: &Config,
+    store: &Store,
+    api: &RunningApi,
+    mqtt: Option<&MqttServer>,
+    deliveries: &DeliveryService,
+) {
+    let mqtt_addr = mqtt.map_or("off".to_string(), |m| m.local_addr.to_string());
+    tracing::info!(
+        api = %api.listen,
+        mqtt = %mqtt_addr,
+        data_dir = %store.data_dir().display(),
+        streams = config.streams.len(),
+        delivery_streams = deliveries.names().len(),
+        "kinedge is ready"
+    );
+    crate::systemd::ready(&format!(
+        "serving: API {}, MQTT {mqtt_addr}, {} streams, {} delivery streams",
+        api.listen,
+        store.catalog().streams.len(),
+        deliveries.names().len(),
+    ));
+}
+
+/// Stops accepting; MQTT sessions and API requests finish what they received (committed,
+/// acknowledged) at the same time. The store stays open until both are done.
+async fn drain_connections(api: RunningApi, mqtt: Option<&MqttServer>) {
+    let _ = api.stop.send(());
+    let mqtt_drained = async {
+        if let Some(mqtt) = mqtt {
+            if !mqtt.shutdown(Duration::from_secs(15)).await {
+                tracing::warn!("MQTT sessions still open after 15 s; stopping anyway");
+            }
+        }
+    };
+    let api_drained = async {
+        match tokio::time::timeout(Duration::from_secs(20), api.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "API server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "API server task failed"),
+            Err(_) => tracing::warn!("API requests still running after 20 s; stopping anyway"),
+        }
+    };
+    tokio::join!(mqtt_drained, api_drained);
+}
+
 async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<DeliveryService> {
     let dead_letter_dir = match &config.delivery.dead_letter_dir {
         Some(dir) if dir.is_absolute() => dir.clone(),
         Some(dir) => store.data_dir().join(dir),
         None => store
             .data_dir()
-            .join(config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
+            .join(crate::delivery::config::DeliverySettings::DEFAULT_DEAD_LETTER_DIR),
     };
     let settings = DeliverySettings {
         max_bandwidth: config.delivery.max_bandwidth,

@@ -8,6 +8,8 @@
 //! virtual host can work there); virtual-hosted (`bucket.endpoint/key`) otherwise, as AWS
 //! prefers. moto and MinIO behind a host name need `force_path_style = true`.
 
+pub mod config;
+
 use bytes::Bytes;
 
 use super::aws::{uri_encode, xml_tag, AwsClient};

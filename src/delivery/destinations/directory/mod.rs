@@ -7,6 +7,8 @@
 //! Failed writes (disk full, permissions) are `Retryable`: nothing is lost while the user
 //! frees space. Its failure type is `s3-failed`: the layout is S3's.
 
+pub mod config;
+
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,8 @@
 //! whose retry (a batch of only such records) answers `Permanent`, so they end in the error
 //! output without holding up the records around them.
 
+pub mod config;
+
 use std::io::Write;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! Firehose refused (`FailedPutCount`, `RequestResponses[i].ErrorCode`) are reported as
 //! [`DeliveryError::Partial`] so that only they are retried (see [`RecordPutter::put`]).
 
+pub mod config;
+
 use base64::Engine;
 
 use super::aws::{AwsClient, RecordPutter};

@@ -1,12 +1,26 @@
 //! What a delivery stream is made of, as the config file (`[[delivery_streams]]`) and the
-//! Firehose API (CreateDeliveryStream) describe it. `crate::config` checks a file into these
-//! types; the delivery part only reads them. They serialize to JSON so that delivery streams
+//! Firehose API (CreateDeliveryStream) describe it. `validate` checks a file into these types
+//! (the raw serde structs of `[[delivery_streams]]` and `[delivery]` live there); the rest of
+//! the delivery part only reads them. They serialize to JSON so that delivery streams
 //! created through the API are kept in the stream database across restarts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) mod fields;
+pub(crate) mod validate;
+
+pub use super::destinations::directory::config::DirectoryConfig;
+pub use super::destinations::firehose::config::FirehoseConfig;
+pub use super::destinations::http_endpoint::config::HttpEndpointConfig;
+pub use super::destinations::kinesis::config::KinesisConfig;
+pub use super::destinations::mqtt::config::MqttDestinationConfig;
+pub use super::destinations::s3::config::S3Config;
+pub use super::destinations::DestinationConfig;
+pub(crate) use fields::Fields;
+pub use validate::{RawBuffer, RawDelivery, RawDeliveryStream, RawStreamSource};
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -164,101 +178,17 @@ pub struct AwsCredentialsConfig {
     pub secret: Option<Secret>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DestinationConfig {
-    S3(S3Config),
-    HttpEndpoint(HttpEndpointConfig),
-    Kinesis(KinesisConfig),
-    Firehose(FirehoseConfig),
-    Mqtt(MqttDestinationConfig),
-    Directory(DirectoryConfig),
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliverySettings {
+    /// Bytes per second for all uploads together; 0 = unlimited.
+    pub max_bandwidth: u64,
+    /// Where records go whose destination is unreachable for good and that have no error
+    /// output of their own. `None` = `<data_dir>/dead-letter`; a relative path is relative to
+    /// the data directory (both resolved by the caller, which knows the data directory).
+    pub dead_letter_dir: Option<PathBuf>,
 }
 
-impl DestinationConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DestinationConfig::S3(_) => "s3",
-            DestinationConfig::HttpEndpoint(_) => "http_endpoint",
-            DestinationConfig::Kinesis(_) => "kinesis",
-            DestinationConfig::Firehose(_) => "firehose",
-            DestinationConfig::Mqtt(_) => "mqtt",
-            DestinationConfig::Directory(_) => "directory",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3Config {
-    pub bucket: String,
-    pub region: String,
-    /// Firehose prefix template; `None` = `YYYY/MM/dd/HH/` (UTC).
-    pub prefix: Option<String>,
-    /// Must contain `!{firehose:error-output-type}`; `None` = Firehose's default
-    /// (`!{firehose:error-output-type}/YYYY/MM/dd/HH/`).
-    pub error_prefix: Option<String>,
-    /// S3-compatible stores (MinIO, moto, ...): `http(s)://host:port`.
-    pub endpoint: Option<String>,
-    pub credentials: AwsCredentialsConfig,
-    pub force_path_style: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpEndpointConfig {
-    pub url: String,
-    /// Sent as `X-Amz-Firehose-Access-Key`.
-    pub access_key: Option<Secret>,
-    /// Sent as `X-Amz-Firehose-Common-Attributes`.
-    pub common_attributes: BTreeMap<String, String>,
-    /// How long a batch is retried while the endpoint answers with errors (0–7200 s).
-    pub retry_duration_s: u32,
-}
-
-impl HttpEndpointConfig {
-    pub const DEFAULT_RETRY_DURATION_S: u32 = 300;
-    pub const MAX_RETRY_DURATION_S: u32 = 7200;
-    /// HTTP endpoints take at most 64 MiB per request.
-    pub const MAX_BUFFER_BYTES: u64 = 64 * MIB;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KinesisConfig {
-    pub stream: String,
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub credentials: AwsCredentialsConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirehoseConfig {
-    pub delivery_stream: String,
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub credentials: AwsCredentialsConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MqttDestinationConfig {
-    /// `mqtt://host:1883` or `mqtts://host:8883`.
-    pub url: String,
-    /// Template: `{stream}` (delivery stream), `{partition_key}` and text.
-    pub topic: String,
-    pub client_id: String,
-    /// PEM CA bundle for `mqtts://` (else the system roots).
-    pub ca: Option<PathBuf>,
-    /// PEM client certificate and key (AWS IoT Core), both or neither.
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryConfig {
-    /// Relative paths are relative to the data directory.
-    pub path: PathBuf,
-    /// Same templates as `s3.prefix`; `None` = `YYYY/MM/dd/HH/`.
-    pub prefix: Option<String>,
-    /// Same as `s3.error_prefix`.
-    pub error_prefix: Option<String>,
+impl DeliverySettings {
+    pub const DEFAULT_DEAD_LETTER_DIR: &'static str = "dead-letter";
 }
