@@ -4,8 +4,9 @@
 //! its first record. Packing many records into one value keeps B-tree work and page writes
 //! per record low (an SD card wears by bytes written), and readers decode a block in one go.
 //! Blocks stay below [`BLOCK_TARGET_BYTES`]; a record too large for a block gets a block of
-//! its own that holds only its header, with the data split into chunks below 256 KiB in the
-//! shard's chunk table, because redb rounds a large value up to a power-of-two page.
+//! its own that holds only its header, with the data split into chunks of [`CHUNK_BYTES`]
+//! (128 KiB less room for redb's overhead) in the shard's chunk table, because redb rounds a
+//! large value up to a power-of-two page: each chunk fills one 128 KiB page.
 //!
 //! Block layout (integers are LEB128 varints):
 //! ```text

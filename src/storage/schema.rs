@@ -2,7 +2,8 @@
 //!
 //! - `system`: the gateway's iterator-signing key and the next storage id.
 //! - `streams`: stream name -> `StreamMeta` (JSON; written only when a stream changes).
-//! - `shard_state`: shard storage id -> last position, bytes and record count (24 bytes),
+//! - `shard_state`: shard storage id -> last position, bytes and record count (64 bytes;
+//!   24-byte rows of older gateways are still read),
 //!   written with every commit that touches the shard, so start-up needs no scan.
 //!   Also the shard's lifetime counters: records and record bytes ever appended and ever
 //!   trimmed, and the last trimmed position (delivery streams count what they lost from these).

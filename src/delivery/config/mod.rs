@@ -58,8 +58,8 @@ pub enum SourceConfig {
     DirectPut,
     /// Camera fragments: cameras whose device file names this delivery stream in
     /// `upload = { destination = .. }` put their video as objects to its `s3` or `directory`
-    /// destination (`crate::video::upload`). No record runner reads it; only the config file
-    /// can define one.
+    /// destination through the engine's video source (`sources::video`), with the same
+    /// retries, error output and status as records. Only the config file can define one.
     Video,
 }
 
