@@ -447,6 +447,9 @@ impl Store {
     }
 
     async fn send(&self, op: writer::WriteOp) -> Result<(), StoreError> {
+        if self.inner.health.is_closed() {
+            return Err(StoreError::ShuttingDown);
+        }
         self.inner
             .ops
             .send_async(op)

@@ -32,6 +32,9 @@ const FILE_ROOM_TTL: Duration = Duration::from_secs(10);
 pub struct WriterHealth {
     /// Why writes are suspended, while they are.
     suspended: Mutex<Option<StorageFault>>,
+    /// Set by the writer once it stopped taking requests (after a shutdown): the store then
+    /// refuses new ones at once instead of queueing them where nobody reads.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl WriterHealth {
@@ -44,6 +47,14 @@ impl WriterHealth {
 
     pub(super) fn set(&self, fault: Option<StorageFault>) {
         *self.suspended.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    pub(super) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -288,3 +288,46 @@ async fn piled_up_producers_share_commits_and_a_lone_one_is_not_delayed() {
     assert_eq!(stored(&store, "s"), 205);
     store.shutdown().await;
 }
+
+/// Requests that reach the queue after the writer took its shutdown are answered (with
+/// `ShuttingDown`), never left waiting forever, and the store refuses new ones at once.
+#[test]
+fn requests_queued_behind_a_shutdown_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path());
+    // One append fills a group: the second stays in the queue behind the shutdown.
+    options.max_commit_bytes = 1;
+    let db =
+        Arc::new(database::DbSlot::open(&dir.path().join(STREAMS_DB), options.cache_size).unwrap());
+    let health = Arc::new(WriterHealth::default());
+    let (writer, _) = writer::Writer::start(
+        db,
+        options,
+        Arc::new(RwLock::new(Arc::new(Catalog::default()))),
+        Arc::new(WriterStats::default()),
+        health.clone(),
+    )
+    .unwrap();
+    let (ops, queue) = flume::bounded(8);
+    let mut answers = Vec::new();
+    ops.send(writer::WriteOp::Shutdown).unwrap();
+    for _ in 0..2 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        ops.send(writer::WriteOp::Append {
+            stream: "s".into(),
+            records: vec![record("k", &[1; 64])],
+            reply,
+        })
+        .unwrap();
+        answers.push(answer);
+    }
+    writer.run(queue);
+    for mut answer in answers {
+        assert!(
+            answer.try_recv().unwrap().is_err(),
+            "every request is answered"
+        );
+    }
+    assert!(health.is_closed());
+    drop(ops);
+}

@@ -278,6 +278,13 @@ impl Writer {
                 break;
             }
         }
+        // Requests that reached the queue behind the shutdown are answered, not left waiting:
+        // the queue outlives this receiver (the store's sender keeps it), so a request left in
+        // it would never hear back. Producers that send from now on find the store closing.
+        self.health.close();
+        for op in ops.drain() {
+            op.fail(&StoreError::ShuttingDown);
+        }
         // A clean close: the next start needs no repair.
         self.db.close();
         tracing::debug!("stream writer stopped");
