@@ -51,15 +51,27 @@ pub(super) fn issue(file: &Path, line: Option<usize>, key: &str, message: String
     }
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "id",
-    "kind",
-    "password_hash",
-    "publish",
-    "subscribe",
-    "metadata",
-    "camera",
-];
+/// The keys of a device file (their names are the supported keys; `parse_device` checks
+/// each value).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Raw {
+    /// The device id: the MQTT user name and client id.
+    id: Option<toml::Value>,
+    /// `"sensor"` or `"camera"`.
+    kind: Option<toml::Value>,
+    /// The Argon2id hash of the device's secret (`kinedge devices add` writes it).
+    password_hash: Option<toml::Value>,
+    /// Topic filters the device may publish to.
+    publish: Option<toml::Value>,
+    /// Topic filters the device may subscribe to.
+    subscribe: Option<toml::Value>,
+    /// Free-form labels, shown in status.
+    metadata: Option<toml::Value>,
+    /// A camera's `[camera]` table.
+    camera: Option<toml::Value>,
+}
 
 /// The mistakes of one file, each with the line of its key.
 struct Issues<'a> {
@@ -138,11 +150,12 @@ fn parse_toml<'a>(
 }
 
 fn check_keys(table: &toml::Table, issues: &mut Issues) {
+    let known = crate::config::field_names::<Raw>();
     for key in table.keys() {
-        if !KNOWN_KEYS.contains(&key.as_str()) {
+        if !known.contains(&key.as_str()) {
             let message = format!(
                 "unknown key `{key}` (a device file has {})",
-                KNOWN_KEYS.join(", ")
+                known.join(", ")
             );
             issues.problem(key, message);
         }

@@ -7,31 +7,58 @@ use super::{
     parse_source, parse_window, CameraConfig, CameraEncoder, CameraOnFull, CameraSource,
     CameraUpload,
 };
-use crate::config::{format_size, parse_size, SecretSource};
+use crate::config::{field_names, format_size, parse_size, SecretSource};
 
-const KNOWN_KEYS: &[&str] = &[
-    "source",
-    "username",
-    "password_file",
-    "password_env",
-    "retention_hours",
-    "max_bytes",
-    "on_full",
-    "fragment_duration_ms",
-    "no_data_timeout_s",
-    "encoder",
-    "width",
-    "height",
-    "framerate",
-    "upload",
-];
+/// The keys of a device file's `[camera]` table (their names are the supported keys; each
+/// value is checked below).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Raw {
+    /// `rtsp://`, `rtsps://`, `srt://`, `v4l2:///dev/videoN`, `file:///path` or `test:`.
+    source: Option<toml::Value>,
+    /// The RTSP user name.
+    username: Option<toml::Value>,
+    /// A file holding the RTSP password.
+    password_file: Option<toml::Value>,
+    /// An environment variable holding the RTSP password.
+    password_env: Option<toml::Value>,
+    /// Hours of video kept.
+    retention_hours: Option<toml::Value>,
+    /// Bytes of video kept, at most.
+    max_bytes: Option<toml::Value>,
+    /// What happens when `max_bytes` is reached.
+    on_full: Option<toml::Value>,
+    /// Target fragment duration.
+    fragment_duration_ms: Option<toml::Value>,
+    /// Seconds without data before the camera counts as lost.
+    no_data_timeout_s: Option<toml::Value>,
+    /// The encoder of a V4L2 camera that delivers raw video.
+    encoder: Option<toml::Value>,
+    /// V4L2 frame width.
+    width: Option<toml::Value>,
+    /// V4L2 frame height.
+    height: Option<toml::Value>,
+    /// V4L2 frame rate.
+    framerate: Option<toml::Value>,
+    /// `{ destination, window, delete_after_upload, segment_minutes }`.
+    upload: Option<toml::Value>,
+}
 
-const UPLOAD_KEYS: &[&str] = &[
-    "destination",
-    "window",
-    "delete_after_upload",
-    "segment_minutes",
-];
+/// The keys of `camera.upload`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawUpload {
+    /// The delivery stream (`source = "video"`) that uploads this camera's fragments.
+    destination: Option<toml::Value>,
+    /// The daily window uploads may run in, local time (`"01:00-05:00"`).
+    window: Option<toml::Value>,
+    /// Delete local fragments once they are uploaded.
+    delete_after_upload: Option<toml::Value>,
+    /// Minutes of video joined into one object; 0 = one fragment per object.
+    segment_minutes: Option<toml::Value>,
+}
 
 /// Passes each problem on under `camera.<key>` and counts them.
 struct Report<'a> {
@@ -108,8 +135,9 @@ pub fn parse_camera(
 }
 
 fn check_keys(table: &toml::Table, report: &mut Report) {
+    let known = field_names::<Raw>();
     for key in table.keys() {
-        if !KNOWN_KEYS.contains(&key.as_str()) {
+        if !known.contains(&key.as_str()) {
             let message = if key == "password" {
                 "plaintext secrets are not allowed in device files: put the password in a file \
                  (password_file, mode 0600) or an environment variable (password_env)"
@@ -117,7 +145,7 @@ fn check_keys(table: &toml::Table, report: &mut Report) {
             } else {
                 format!(
                     "unknown key `{key}` (a [camera] table has {})",
-                    KNOWN_KEYS.join(", ")
+                    known.join(", ")
                 )
             };
             report.at(key, message);
@@ -276,11 +304,12 @@ fn encoder(table: &toml::Table, report: &mut Report) -> CameraEncoder {
 /// `upload = { ... }`; `None` when it has mistakes.
 fn parse_upload(table: &toml::Table, report: &mut Report) -> Option<CameraUpload> {
     let before = report.count;
+    let upload_keys = field_names::<RawUpload>();
     for key in table.keys() {
-        if !UPLOAD_KEYS.contains(&key.as_str()) {
+        if !upload_keys.contains(&key.as_str()) {
             let message = format!(
                 "unknown key `{key}` (upload has {})",
-                UPLOAD_KEYS.join(", ")
+                upload_keys.join(", ")
             );
             report.at(&format!("upload.{key}"), message);
         }

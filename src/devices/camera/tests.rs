@@ -86,3 +86,32 @@ fn upload_window() {
     assert!(upload.delete_after_upload);
     assert!(parse_window("01:00-01:00").is_err());
 }
+
+/// The supported keys named by an unknown-key message come from the raw structs, in the
+/// order the messages always gave them.
+#[test]
+fn unknown_keys_name_the_supported_ones() {
+    let problems = check(
+        "source = \"rtsp://192.0.2.10/s\"\nzoom = 2\nupload = { destination = \"v\", speed = 1 }\n",
+    )
+    .unwrap_err();
+    let message = |key: &str| {
+        problems
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        message("camera.zoom"),
+        "unknown key `zoom` (a [camera] table has source, username, password_file, \
+         password_env, retention_hours, max_bytes, on_full, fragment_duration_ms, \
+         no_data_timeout_s, encoder, width, height, framerate, upload)",
+        "{problems:?}"
+    );
+    assert!(
+        message("camera.upload.speed")
+            .ends_with("(upload has destination, window, delete_after_upload, segment_minutes)"),
+        "{problems:?}"
+    );
+}
