@@ -3,6 +3,7 @@
 //! One binary for ARM gateways: durable local shard logs in redb, a Kinesis-compatible HTTP
 //! API, MQTT ingest, Firehose-style delivery streams and video, run as a systemd service.
 
+pub mod analytics;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -88,6 +88,23 @@ impl Broker {
         Ok((self.bridge.link(tx), rx, connack))
     }
 
+    /// Publishes a message as the gateway (an analytics result) with `qos` (0 or 1) to the
+    /// router's subscribers. Returns false when the router did not take it.
+    pub async fn publish(&self, topic: bytes::Bytes, payload: bytes::Bytes, qos: u8) -> bool {
+        let mut publish = Publish::new(topic, payload, false);
+        if qos > 0 {
+            publish.qos = rumqttd::protocol::QoS::AtLeastOnce;
+            publish.pkid = 1;
+        }
+        match self.system.send(vec![Packet::Publish(publish, None)]).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hand an analytics result to the broker");
+                false
+            }
+        }
+    }
+
     /// Publishes a message as the gateway (a client's last will).
     pub async fn publish_system(
         &self,

@@ -24,5 +24,6 @@ mod session;
 mod shared;
 pub(crate) mod tls;
 
+pub use broker::Broker;
 pub use server::MqttServer;
 pub use shared::{MqttShared, MqttStats};

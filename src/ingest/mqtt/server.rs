@@ -39,6 +39,11 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<(TcpListener, Socke
 }
 
 impl MqttServer {
+    /// The embedded broker core, for the gateway's own publishers (analytics' MQTT sinks).
+    pub fn broker(&self) -> Broker {
+        self.shared.broker.clone()
+    }
+
     /// Starts the broker core and listens on `config.listen`.
     pub async fn start(
         config: &MqttConfig,

@@ -1,0 +1,1 @@
+//! `[[analytics]]`: applications defined in the config file (being written).
