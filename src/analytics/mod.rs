@@ -14,7 +14,7 @@
 //! the application's error output and never stops it; a query error stops only its application.
 
 pub mod config;
-mod service;
+pub mod service;
 
 pub use service::{
     AnalyticsError, AnalyticsService, ApplicationDef, ApplicationOrigin, ApplicationState,

@@ -124,6 +124,7 @@ impl From<StoreError> for ApiError {
             StoreError::Reshard(_) | StoreError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             StoreError::LimitExceeded(_) => ErrorKind::LimitExceeded,
             StoreError::InvalidRecord(_) => ErrorKind::InvalidArgument,
+            StoreError::Refused(_) => ErrorKind::ProvisionedThroughputExceeded,
             // A full disk or a database being reopened: retryable, as throttling is.
             StoreError::Storage(fault) if e.is_retryable() => {
                 return ApiError::new(

@@ -89,6 +89,12 @@ pub enum CheckpointOp {
         consumer: String,
         rows: Vec<(u64, Vec<u8>)>,
     },
+    /// Replaces all the consumer's rows with `rows` (an analytics checkpoint: its state
+    /// chunks shrink as well as grow).
+    Replace {
+        consumer: String,
+        rows: Vec<(u64, Vec<u8>)>,
+    },
     /// Keeps the consumer's definition (a delivery stream created through the API: JSON).
     SaveDefinition { consumer: String, bytes: Vec<u8> },
     /// Forgets a consumer: its definition and all its rows.

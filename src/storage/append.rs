@@ -103,6 +103,54 @@ impl Writer {
         Ok(outcomes)
     }
 
+    /// Stages the appends of a transaction: all of them, or (a record refused, a stream
+    /// missing) none, with the working copy as it was.
+    pub(super) fn stage_all(
+        &mut self,
+        appends: Vec<(String, Vec<NewRecord>)>,
+        staged: &mut BTreeMap<u64, Vec<PendingRecord>>,
+        disk: DiskCheck,
+    ) -> Result<(), StoreError> {
+        let touched: Vec<u64> = appends
+            .iter()
+            .filter_map(|(name, _)| self.streams.get(name))
+            .flat_map(|s| s.shards.iter().map(|sh| sh.uid))
+            .collect();
+        let before: Vec<(u64, Option<ShardState>)> = touched
+            .iter()
+            .map(|uid| (*uid, self.states.get(uid).copied()))
+            .collect();
+        let mut mine = BTreeMap::new();
+        let mut result = Ok(());
+        for (name, records) in appends {
+            match self.stage(&name, records, &mut mine, disk) {
+                Ok(outcomes) => {
+                    if let Some(Err(rejected)) = outcomes.into_iter().find(|o| o.is_err()) {
+                        result = Err(StoreError::Refused(rejected));
+                        break;
+                    }
+                }
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            for (uid, state) in before {
+                match state {
+                    Some(state) => self.states.insert(uid, state),
+                    None => self.states.remove(&uid),
+                };
+            }
+            return result;
+        }
+        for (uid, records) in mine {
+            staged.entry(uid).or_default().extend(records);
+        }
+        Ok(())
+    }
+
     /// Writes staged records as blocks, then trims streams over their quota.
     pub(super) fn flush(
         &mut self,

@@ -125,6 +125,10 @@ pub enum StoreError {
     Storage(#[from] StorageFault),
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// A transaction (`Store::transact`) held a record the store refuses (a quota, the disk
+    /// guard): nothing of it was stored.
+    #[error(transparent)]
+    Refused(#[from] super::Rejected),
 }
 
 impl StoreError {

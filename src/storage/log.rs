@@ -189,6 +189,25 @@ pub(super) fn apply_checkpoint(txn: &WriteTransaction, op: CheckpointOp) -> Resu
                     .map_err(storage)?;
             }
         }
+        CheckpointOp::Replace { consumer, rows } => {
+            let mut table = txn
+                .open_table(schema::DELIVERY_CHECKPOINTS)
+                .map_err(storage)?;
+            let old: Vec<u64> = table
+                .range((consumer.as_str(), 0)..=(consumer.as_str(), u64::MAX))
+                .map_err(storage)?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(storage)?;
+            for key in old {
+                table.remove((consumer.as_str(), key)).map_err(storage)?;
+            }
+            for (key, bytes) in rows {
+                table
+                    .insert((consumer.as_str(), key), bytes.as_slice())
+                    .map_err(storage)?;
+            }
+        }
         CheckpointOp::SaveDefinition { consumer, bytes } => {
             txn.open_table(schema::DELIVERY_STREAMS)
                 .map_err(storage)?

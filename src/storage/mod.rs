@@ -392,6 +392,27 @@ impl Store {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
+    /// Appends records to streams and changes a consumer's rows in one commit: all of it is
+    /// stored or none (a refused record fails the whole transaction with
+    /// [`StoreError::Refused`]). Analytics commit their output with their checkpoint this way.
+    pub async fn transact(
+        &self,
+        appends: Vec<(String, Vec<NewRecord>)>,
+        checkpoint: CheckpointOp,
+    ) -> Result<(), StoreError> {
+        for (_, records) in &appends {
+            check_records(records)?;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::WriteOp::Transact {
+            appends,
+            checkpoint,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
     /// The committed checkpoint rows of a consumer, by row key (for a delivery stream: the
     /// shard storage id). Blocking.
     pub fn checkpoint_rows(&self, consumer: &str) -> Result<HashMap<u64, Vec<u8>>, StoreError> {

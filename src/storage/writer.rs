@@ -55,6 +55,12 @@ pub(crate) enum WriteOp {
         op: CheckpointOp,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Appends and a checkpoint change that commit together or not at all.
+    Transact {
+        appends: Vec<(String, Vec<NewRecord>)>,
+        checkpoint: CheckpointOp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Maintain {
         /// Apply retention as of this time (epoch ms) instead of now.
         as_of: Option<u64>,
@@ -69,10 +75,10 @@ pub(crate) enum WriteOp {
 impl WriteOp {
     fn weight(&self) -> u64 {
         match self {
-            WriteOp::Append { records, .. } => records
-                .iter()
-                .map(|r| (r.data.len() + r.partition_key.len()) as u64)
-                .sum(),
+            WriteOp::Append { records, .. } => records_weight(records),
+            WriteOp::Transact { appends, .. } => {
+                appends.iter().map(|(_, records)| records_weight(records)).sum()
+            }
             _ => 0,
         }
     }
@@ -88,7 +94,9 @@ impl WriteOp {
             WriteOp::Append { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
-            WriteOp::Admin { reply, .. } | WriteOp::Checkpoint { reply, .. } => {
+            WriteOp::Admin { reply, .. }
+            | WriteOp::Checkpoint { reply, .. }
+            | WriteOp::Transact { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             WriteOp::Maintain { reply, .. } => {
@@ -102,6 +110,13 @@ impl WriteOp {
             WriteOp::Shutdown => {}
         }
     }
+}
+
+fn records_weight(records: &[NewRecord]) -> u64 {
+    records
+        .iter()
+        .map(|r| (r.data.len() + r.partition_key.len()) as u64)
+        .sum()
 }
 
 enum Reply {
@@ -374,7 +389,12 @@ impl Writer {
             None => work,
             Some(error) => {
                 let (refused, rest): (Vec<_>, Vec<_>) = work.into_iter().partition(|op| {
-                    matches!(op, WriteOp::Append { .. } | WriteOp::Checkpoint { .. })
+                    matches!(
+                        op,
+                        WriteOp::Append { .. }
+                            | WriteOp::Checkpoint { .. }
+                            | WriteOp::Transact { .. }
+                    )
                 });
                 for op in refused {
                     op.fail(error);
@@ -433,6 +453,21 @@ impl Writer {
                     let outcome = match &failure {
                         Some(error) => Err(error.clone()),
                         None => apply_checkpoint(&txn, op),
+                    };
+                    note_failure(&mut failure, &outcome);
+                    writes |= outcome.is_ok();
+                    replies.push(Reply::Admin(reply, outcome));
+                }
+                WriteOp::Transact {
+                    appends,
+                    checkpoint,
+                    reply,
+                } => {
+                    let outcome = match &failure {
+                        Some(error) => Err(error.clone()),
+                        None => self
+                            .stage_all(appends, &mut staged, disk)
+                            .and_then(|()| apply_checkpoint(&txn, checkpoint)),
                     };
                     note_failure(&mut failure, &outcome);
                     writes |= outcome.is_ok();

@@ -88,14 +88,11 @@ impl Broker {
         Ok((self.bridge.link(tx), rx, connack))
     }
 
-    /// Publishes a message as the gateway (an analytics result) with `qos` (0 or 1) to the
-    /// router's subscribers. Returns false when the router did not take it.
-    pub async fn publish(&self, topic: bytes::Bytes, payload: bytes::Bytes, qos: u8) -> bool {
-        let mut publish = Publish::new(topic, payload, false);
-        if qos > 0 {
-            publish.qos = rumqttd::protocol::QoS::AtLeastOnce;
-            publish.pkid = 1;
-        }
+    /// Publishes a message as the gateway (an analytics result) to the router's subscribers,
+    /// at QoS 0 (rumqttd 0.20 builds only QoS 0 publishes for a local link). Returns false
+    /// when the router did not take it.
+    pub async fn publish(&self, topic: bytes::Bytes, payload: bytes::Bytes) -> bool {
+        let publish = Publish::new(topic, payload, false);
         match self.system.send(vec![Packet::Publish(publish, None)]).await {
             Ok(()) => true,
             Err(error) => {
