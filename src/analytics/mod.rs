@@ -14,7 +14,13 @@
 //! the application's error output and never stops it; a query error stops only its application.
 
 pub mod config;
+pub mod format;
+pub mod ops;
+pub mod query;
+pub mod runtime;
 pub mod service;
+pub mod sql;
+pub mod value;
 
 pub use service::{
     AnalyticsError, AnalyticsService, ApplicationDef, ApplicationOrigin, ApplicationState,
@@ -24,3 +30,5 @@ pub use service::{
 /// The prefix of an application's consumer name in the store (checkpoint rows, definition):
 /// delivery stream names cannot contain ':', so the two never collide.
 pub const CONSUMER_PREFIX: &str = "analytics:";
+#[cfg(test)]
+mod tests;

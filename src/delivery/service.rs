@@ -188,6 +188,10 @@ impl DeliveryService {
                 .map_err(|e| DeliveryServiceError::Definition(e.to_string()))??
         };
         for (name, json) in stored {
+            // Other consumers (analytics applications) keep their definitions here too.
+            if name.contains(':') {
+                continue;
+            }
             if service.lock().contains_key(&name) {
                 tracing::warn!(delivery_stream = %name, "a delivery stream created through the API has the name of one in the configuration file; the file's wins");
                 continue;

@@ -1,0 +1,237 @@
+//! Aggregate functions as accumulators: COUNT, SUM, MIN, MAX, AVG, STDDEV/VAR, FIRST/LAST_VALUE,
+//! APPROX_COUNT_DISTINCT (exact here), PERCENTILE, each with DISTINCT and FILTER. NULLs are
+//! skipped (COUNT(*) counts rows); results are typed as Flink types them (AVG of INT is INT).
+//!
+//! Invariant: an accumulator holds running values only (a DISTINCT or percentile keeps the
+//! values it needs), and serializes into the application's checkpoint.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analytics::sql::expr::Scalar;
+use crate::analytics::value::{SqlType, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AggKind {
+    CountStar,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    StddevPop,
+    StddevSamp,
+    VarPop,
+    VarSamp,
+    First,
+    Last,
+    ApproxCountDistinct,
+    /// Continuous percentile (linear interpolation), 0..=1.
+    Percentile(f64),
+}
+
+/// One aggregate call of a query.
+#[derive(Debug, Clone)]
+pub struct AggSpec {
+    pub kind: AggKind,
+    pub arg: Option<Scalar>,
+    pub distinct: bool,
+    pub filter: Option<Scalar>,
+    pub input: SqlType,
+    pub output: SqlType,
+}
+
+impl AggSpec {
+    /// The result type of `kind` over `input` (Flink's).
+    pub fn output_type(kind: AggKind, input: SqlType) -> SqlType {
+        match kind {
+            AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => SqlType::BigInt,
+            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => input,
+            AggKind::Avg => input,
+            AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
+                if input.is_integer() { input } else { SqlType::Double }
+            }
+            AggKind::Percentile(_) => SqlType::Double,
+        }
+    }
+
+    pub fn new_acc(&self) -> Acc {
+        let inner = match self.kind {
+            AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => Acc::Count(0),
+            AggKind::Sum | AggKind::Avg | AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
+                Acc::Moments { n: 0, isum: 0, sum: 0.0, sumsq: 0.0 }
+            }
+            AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => Acc::One(Value::Null),
+            AggKind::Percentile(_) => Acc::Values(Vec::new()),
+        };
+        if self.distinct || self.kind == AggKind::ApproxCountDistinct {
+            Acc::Distinct(HashSet::new(), Box::new(inner))
+        } else {
+            inner
+        }
+    }
+
+    /// Adds one input row.
+    pub fn add(&self, acc: &mut Acc, row: &[Value]) -> Result<(), String> {
+        if let Some(filter) = &self.filter {
+            if !matches!(filter.eval(row)?, Value::Bool(true)) {
+                return Ok(());
+            }
+        }
+        let value = match &self.arg {
+            Some(arg) => arg.eval(row)?,
+            None => Value::Bool(true),
+        };
+        self.add_value(acc, value);
+        Ok(())
+    }
+
+    pub fn add_value(&self, acc: &mut Acc, value: Value) {
+        if value.is_null() {
+            return;
+        }
+        match acc {
+            Acc::Distinct(seen, inner) => {
+                if seen.insert(value.clone()) {
+                    self.add_value(inner, value);
+                }
+            }
+            Acc::Count(n) => *n += 1,
+            Acc::Moments { n, isum, sum, sumsq } => {
+                *n += 1;
+                if let Value::Int(i) = value {
+                    *isum = isum.wrapping_add(i);
+                }
+                let x = value.as_f64().unwrap_or(0.0);
+                *sum += x;
+                *sumsq += x * x;
+            }
+            Acc::One(current) => {
+                let replace = match self.kind {
+                    AggKind::Min => current.is_null() || value.total_cmp(current).is_lt(),
+                    AggKind::Max => current.is_null() || value.total_cmp(current).is_gt(),
+                    AggKind::First => current.is_null(),
+                    _ => true,
+                };
+                if replace {
+                    *current = value;
+                }
+            }
+            Acc::Values(values) => {
+                if let Some(x) = value.as_f64() {
+                    values.push(x);
+                }
+            }
+        }
+    }
+
+    /// Folds `from` (a later session's accumulator) into `into`.
+    pub fn merge(&self, into: &mut Acc, from: Acc) {
+        match (into, from) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Moments { n, isum, sum, sumsq }, Acc::Moments { n: n2, isum: i2, sum: s2, sumsq: q2 }) => {
+                *n += n2;
+                *isum = isum.wrapping_add(i2);
+                *sum += s2;
+                *sumsq += q2;
+            }
+            (Acc::One(current), Acc::One(value)) => {
+                if !value.is_null() && !(self.kind == AggKind::First && !current.is_null()) {
+                    let mut acc = Acc::One(current.clone());
+                    self.add_value(&mut acc, value);
+                    if let Acc::One(v) = acc {
+                        *current = v;
+                    }
+                }
+            }
+            (Acc::Values(a), Acc::Values(b)) => a.extend(b),
+            (Acc::Distinct(seen, inner), Acc::Distinct(other, _)) => {
+                for value in other {
+                    if seen.insert(value.clone()) {
+                        self.add_value(inner, value);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The aggregate's value now.
+    pub fn result(&self, acc: &Acc) -> Value {
+        let acc = match acc {
+            Acc::Distinct(_, inner) => inner.as_ref(),
+            other => other,
+        };
+        let int = self.input.is_integer();
+        match (acc, self.kind) {
+            (Acc::Count(n), _) => Value::Int(*n),
+            (Acc::Moments { n: 0, .. }, _) => Value::Null,
+            (Acc::Moments { isum, sum, .. }, AggKind::Sum) => {
+                if int { Value::Int(narrow(*isum, self.input)) } else { Value::Double(*sum) }
+            }
+            (Acc::Moments { n, isum, sum, .. }, AggKind::Avg) => {
+                if int { Value::Int(isum / n) } else { Value::Double(sum / *n as f64) }
+            }
+            (Acc::Moments { n, sum, sumsq, .. }, kind) => {
+                let n_f = *n as f64;
+                let pop = matches!(kind, AggKind::VarPop | AggKind::StddevPop);
+                if !pop && *n < 2 {
+                    return Value::Null;
+                }
+                // Flink rewrites them to (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / (COUNT(x) [- 1]).
+                let var = (sumsq - sum * sum / n_f) / if pop { n_f } else { n_f - 1.0 };
+                let v = if matches!(kind, AggKind::StddevPop | AggKind::StddevSamp) { var.sqrt() } else { var };
+                if int { Value::Int(v as i64) } else { Value::Double(v) }
+            }
+            (Acc::One(v), _) => v.clone(),
+            (Acc::Values(values), AggKind::Percentile(p)) => {
+                if values.is_empty() {
+                    return Value::Null;
+                }
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                let rank = p * (sorted.len() - 1) as f64;
+                let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+                Value::Double(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+fn narrow(i: i64, ty: SqlType) -> i64 {
+    match ty {
+        SqlType::TinyInt => i as i8 as i64,
+        SqlType::SmallInt => i as i16 as i64,
+        SqlType::Int => i as i32 as i64,
+        _ => i,
+    }
+}
+
+/// The running state of one aggregate for one group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Acc {
+    Count(i64),
+    /// COUNT of non-null values, the integer sum (wrapping as Java's long), the double sum
+    /// and sum of squares: SUM, AVG, STDDEV_*, VAR_*.
+    Moments { n: i64, isum: i64, sum: f64, sumsq: f64 },
+    /// MIN, MAX, FIRST_VALUE, LAST_VALUE.
+    One(Value),
+    /// PERCENTILE: the values.
+    Values(Vec<f64>),
+    /// DISTINCT: the values seen, and the aggregate over them.
+    Distinct(HashSet<Value>, Box<Acc>),
+}
+
+/// Aggregates for a set of specs.
+pub fn new_accs(specs: &[AggSpec]) -> Vec<Acc> {
+    specs.iter().map(AggSpec::new_acc).collect()
+}
+
+pub fn add_row(specs: &[AggSpec], accs: &mut [Acc], row: &[Value]) -> Result<(), String> {
+    for (spec, acc) in specs.iter().zip(accs.iter_mut()) {
+        spec.add(acc, row)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Window table-valued functions (TUMBLE, HOP, CUMULATE, SESSION) and the window aggregation
+//! over them: rows are assigned to windows by their rowtime, aggregated per (window, group
+//! key), and a window fires when the watermark reaches its end - 1 ms, as Flink's does.
+//!
+//! Lateness is decided as Flink decides it: a row whose slice (TUMBLE: its window; HOP: its
+//! gcd(size, slide) slice; CUMULATE: its step) has fired, or whose session has fired after
+//! merging, is late: counted and written to the error output, never silently dropped.
+//! State is bounded: beyond `max_state_keys` (window, key) entries the oldest window fires
+//! early (counted as a state overflow).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::{add_row, new_accs, Acc, AggSpec};
+use super::{Output, RowError};
+use crate::analytics::sql::expr::Scalar;
+use crate::analytics::value::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble { size: i64, offset: i64 },
+    Hop { slide: i64, size: i64, offset: i64 },
+    Cumulate { step: i64, max: i64, offset: i64 },
+    Session { gap: i64 },
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl WindowKind {
+    /// The windows `ts` belongs to, as (start, end).
+    pub fn assign(&self, ts: i64, out: &mut Vec<(i64, i64)>) {
+        out.clear();
+        match *self {
+            WindowKind::Tumble { size, offset } => {
+                let start = ts - (ts - offset).rem_euclid(size);
+                out.push((start, start + size));
+            }
+            WindowKind::Hop { slide, size, offset } => {
+                let mut start = ts - (ts - offset).rem_euclid(slide);
+                while start > ts - size {
+                    out.push((start, start + size));
+                    start -= slide;
+                }
+                out.reverse();
+            }
+            WindowKind::Cumulate { step, max, offset } => {
+                let start = ts - (ts - offset).rem_euclid(max);
+                let mut end = start + step;
+                while end <= start + max {
+                    if end > ts {
+                        out.push((start, end));
+                    }
+                    end += step;
+                }
+            }
+            WindowKind::Session { gap } => out.push((ts, ts + gap)),
+        }
+    }
+
+    /// The end of the slice `ts` falls in: the row is late once that slice has fired.
+    pub fn slice_end(&self, ts: i64) -> i64 {
+        match *self {
+            WindowKind::Tumble { size, offset } => ts - (ts - offset).rem_euclid(size) + size,
+            WindowKind::Hop { slide, size, offset } => {
+                let g = gcd(size, slide);
+                ts - (ts - offset).rem_euclid(g) + g
+            }
+            WindowKind::Cumulate { step, offset, .. } => ts - (ts - offset).rem_euclid(step) + step,
+            WindowKind::Session { gap } => ts + gap,
+        }
+    }
+}
+
+/// A window aggregation's plan.
+#[derive(Debug, Clone)]
+pub struct WindowAggPlan {
+    pub kind: WindowKind,
+    /// Over the windowed row (input + window_start, window_end, window_time).
+    pub filter: Option<Scalar>,
+    /// SESSION's PARTITION BY keys, over the input row.
+    pub partition: Vec<Scalar>,
+    /// Group keys other than window_start/window_end, over the windowed row.
+    pub keys: Vec<Scalar>,
+    pub aggs: Vec<AggSpec>,
+    /// Over the group row (window_start, window_end, window_time, keys..., aggregates...).
+    pub having: Option<Scalar>,
+    pub select: Vec<Scalar>,
+    pub max_state_keys: usize,
+}
+
+type Groups = HashMap<Vec<Value>, Vec<Acc>>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Session {
+    start: i64,
+    end: i64,
+    groups: Groups,
+}
+
+/// What a window aggregation keeps between rows (serialized into checkpoints).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WindowAggState {
+    /// (end, start) -> groups.
+    windows: BTreeMap<(i64, i64), Groups>,
+    /// SESSION: partition key -> open sessions.
+    sessions: HashMap<Vec<Value>, Vec<Session>>,
+    /// (window, key) entries held.
+    entries: usize,
+    pub overflows: u64,
+}
+
+pub struct WindowAgg {
+    pub plan: WindowAggPlan,
+    pub state: WindowAggState,
+    scratch: Vec<(i64, i64)>,
+    /// The input row's width: window columns follow it.
+    width: usize,
+}
+
+impl WindowAgg {
+    pub fn new(plan: WindowAggPlan, width: usize) -> WindowAgg {
+        WindowAgg { plan, state: WindowAggState::default(), scratch: Vec::new(), width }
+    }
+
+    pub fn open_entries(&self) -> usize {
+        self.state.entries
+    }
+
+    /// Adds a row with rowtime `ts`; `watermark` is the current one (None: none yet).
+    pub fn process(&mut self, mut row: Vec<Value>, ts: i64, watermark: Option<i64>, out: &mut Output) -> Result<(), RowError> {
+        let fired = |end: i64| watermark.is_some_and(|wm| end - 1 <= wm);
+        if let WindowKind::Session { gap } = self.plan.kind {
+            return self.process_session(row, ts, gap, watermark, out);
+        }
+        if fired(self.plan.kind.slice_end(ts)) {
+            return Err(RowError::Late);
+        }
+        let mut windows = std::mem::take(&mut self.scratch);
+        self.plan.kind.assign(ts, &mut windows);
+        row.truncate(self.width);
+        row.extend([Value::Null, Value::Null, Value::Null]);
+        for &(start, end) in &windows {
+            if fired(end) {
+                continue;
+            }
+            row[self.width] = Value::Ts(start);
+            row[self.width + 1] = Value::Ts(end);
+            row[self.width + 2] = Value::Ts(end - 1);
+            if let Some(filter) = &self.plan.filter {
+                if !matches!(filter.eval(&row).map_err(RowError::Eval)?, Value::Bool(true)) {
+                    continue;
+                }
+            }
+            let key = self.plan.keys.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+            let groups = self.state.windows.entry((end, start)).or_default();
+            let accs = match groups.get_mut(&key) {
+                Some(accs) => accs,
+                None => {
+                    self.state.entries += 1;
+                    groups.entry(key).or_insert_with(|| new_accs(&self.plan.aggs))
+                }
+            };
+            add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
+        }
+        self.scratch = windows;
+        while self.state.entries > self.plan.max_state_keys {
+            let Some((&(end, start), _)) = self.state.windows.iter().next() else { break };
+            let groups = self.state.windows.remove(&(end, start)).unwrap_or_default();
+            self.state.overflows += 1;
+            self.emit(start, end, groups, out);
+        }
+        Ok(())
+    }
+
+    fn process_session(&mut self, mut row: Vec<Value>, ts: i64, gap: i64, watermark: Option<i64>, _out: &mut Output) -> Result<(), RowError> {
+        let partition = self.plan.partition.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+        let sessions = self.state.sessions.entry(partition).or_default();
+        // Merge every session that overlaps [ts, ts + gap).
+        let mut merged = Session { start: ts, end: ts + gap, groups: HashMap::new() };
+        let mut i = 0;
+        let mut absorbed = Vec::new();
+        while i < sessions.len() {
+            let s = &sessions[i];
+            if s.start < merged.end && ts < s.end {
+                let s = sessions.swap_remove(i);
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                absorbed.push(s);
+            } else {
+                i += 1;
+            }
+        }
+        if watermark.is_some_and(|wm| merged.end - 1 <= wm) {
+            sessions.extend(absorbed);
+            return Err(RowError::Late);
+        }
+        absorbed.sort_by_key(|s| s.start);
+        for s in absorbed {
+            for (key, accs) in s.groups {
+                match merged.groups.get_mut(&key) {
+                    None => {
+                        merged.groups.insert(key, accs);
+                    }
+                    Some(into) => {
+                        for ((spec, into), from) in self.plan.aggs.iter().zip(into.iter_mut()).zip(accs) {
+                            spec.merge(into, from);
+                        }
+                        self.state.entries = self.state.entries.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        row.truncate(self.width);
+        row.extend([Value::Ts(merged.start), Value::Ts(merged.end), Value::Ts(merged.end - 1)]);
+        let keep = match &self.plan.filter {
+            Some(filter) => matches!(filter.eval(&row).map_err(RowError::Eval)?, Value::Bool(true)),
+            None => true,
+        };
+        if keep {
+            let key = self.plan.keys.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+            let accs = match merged.groups.get_mut(&key) {
+                Some(accs) => accs,
+                None => {
+                    self.state.entries += 1;
+                    merged.groups.entry(key).or_insert_with(|| new_accs(&self.plan.aggs))
+                }
+            };
+            add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
+        }
+        sessions.push(merged);
+        Ok(())
+    }
+
+    /// Fires every window whose end - 1 is at or before `watermark`, in end order.
+    pub fn advance(&mut self, watermark: i64, out: &mut Output) {
+        while let Some((&(end, start), _)) = self.state.windows.iter().next() {
+            if end - 1 > watermark {
+                break;
+            }
+            let groups = self.state.windows.remove(&(end, start)).unwrap_or_default();
+            self.emit(start, end, groups, out);
+        }
+        if matches!(self.plan.kind, WindowKind::Session { .. }) && !self.state.sessions.is_empty() {
+            let mut due = Vec::new();
+            self.state.sessions.retain(|_, sessions| {
+                let mut i = 0;
+                while i < sessions.len() {
+                    if sessions[i].end - 1 <= watermark {
+                        due.push(sessions.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                !sessions.is_empty()
+            });
+            due.sort_by_key(|s| (s.end, s.start));
+            for s in due {
+                self.emit(s.start, s.end, s.groups, out);
+            }
+        }
+    }
+
+    fn emit(&mut self, start: i64, end: i64, groups: Groups, out: &mut Output) {
+        self.state.entries = self.state.entries.saturating_sub(groups.len());
+        for (key, accs) in groups {
+            let mut row = Vec::with_capacity(3 + key.len() + accs.len());
+            row.extend([Value::Ts(start), Value::Ts(end), Value::Ts(end - 1)]);
+            let partition_key = key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("|");
+            row.extend(key);
+            row.extend(self.plan.aggs.iter().zip(&accs).map(|(spec, acc)| spec.result(acc)));
+            out.project(&row, self.plan.having.as_ref(), &self.plan.select, Some(partition_key));
+        }
+    }
+}

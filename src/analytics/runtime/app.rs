@@ -1,0 +1,447 @@
+//! One running application: read, process, and commit output with the checkpoint.
+//!
+//! The loop: read a chunk of every readable input shard and run it through the engine (on a
+//! blocking thread); hand MQTT and print results out at once (at-least-once: after a crash
+//! they are produced again from the last checkpoint); keep Kinesis/Firehose results and error
+//! records pending; then commit the pending records together with the checkpoint (cursors and
+//! engine state) in one store transaction: exactly once. It commits when the input is caught
+//! up, every `COMMIT_EVERY` under a backlog, and when `PENDING_BYTES` are waiting; with no
+//! output it checkpoints every `CHECKPOINT_EVERY` (only replay time is at stake).
+//!
+//! A commit that fails (a full disk, a quota) is retried with the same records and the same
+//! checkpoint, and nothing more is read until it succeeds: nothing is lost or doubled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::checkpoint::{fingerprint, Checkpoint};
+use super::engine::{Counters, Engine, ErrorRecord};
+use super::reader::StreamReader;
+use crate::analytics::format::encode;
+use crate::analytics::ops::{OutRow, Output};
+use crate::analytics::service::ApplicationState;
+use crate::analytics::sql::plan::{self, Plan, SinkKind};
+use crate::analytics::sql::parse_script;
+use crate::analytics::value::Value;
+use crate::ingest::mqtt::Broker;
+use crate::storage::{AdminOp, CheckpointOp, NewRecord, Store, StoreError, StreamSpec};
+use crate::streams::{hash_key_of, OnFull, Position, StreamMode};
+
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+const PENDING_BYTES: usize = 4 * 1024 * 1024;
+/// Records read per shard per step.
+const READ_RECORDS: usize = 20_000;
+const READ_BYTES: usize = 4 * 1024 * 1024;
+/// Wake up this often without new records (idle shards, processing-time windows, stop).
+const TICK: Duration = Duration::from_millis(200);
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// What `/analytics/{name}` shows of a running application.
+#[derive(Debug, Clone, Default)]
+pub struct LiveStatus {
+    pub state: Option<ApplicationState>,
+    pub error: Option<String>,
+    pub counters: Counters,
+    pub watermark: Option<i64>,
+    pub input_lag_ms: Option<u64>,
+    pub state_entries: usize,
+    pub state_overflows: u64,
+    pub commits: u64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<LiveStatus>>;
+
+pub struct AppContext {
+    pub name: String,
+    pub sql: String,
+    pub max_state_keys: usize,
+    pub store: Store,
+    pub broker: Option<Broker>,
+    pub status: SharedStatus,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// The stream an application's error records go to.
+pub fn error_stream(name: &str) -> String {
+    format!("{name}-errors")
+}
+
+pub fn consumer(name: &str) -> String {
+    format!("{}{name}", crate::analytics::CONSUMER_PREFIX)
+}
+
+/// Runs until stopped (Ok) or failed (the reason).
+pub async fn run(ctx: AppContext) {
+    let outcome = run_inner(&ctx).await;
+    let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
+    match outcome {
+        Ok(()) => {
+            status.state = Some(ApplicationState::Stopped);
+        }
+        Err(error) => {
+            tracing::warn!(application = %ctx.name, %error, "analytics application failed");
+            status.state = Some(ApplicationState::Failed);
+            status.error = Some(error);
+        }
+    }
+}
+
+struct Pending {
+    /// (stream, records)
+    records: BTreeMap<String, Vec<NewRecord>>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending { records: BTreeMap::new(), bytes: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn push(&mut self, stream: &str, partition_key: String, data: String) {
+        self.bytes += data.len() + partition_key.len();
+        self.records.entry(stream.to_string()).or_default().push(NewRecord {
+            hash_key: hash_key_of(&partition_key),
+            partition_key,
+            data: Bytes::from(data),
+        });
+    }
+}
+
+struct Working {
+    engine: Engine,
+    reader: StreamReader,
+}
+
+struct Step {
+    rows: Vec<OutRow>,
+    errors: Vec<ErrorRecord>,
+    more: bool,
+    records: usize,
+    newest_arrival: Option<u64>,
+}
+
+async fn run_inner(ctx: &AppContext) -> Result<(), String> {
+    let script = parse_script(&ctx.sql).map_err(|e| e.to_string())?;
+    let plan = plan::plan(&script, ctx.max_state_keys, false).map_err(|e| e.to_string())?;
+    let sink = plan.sink.clone().ok_or("an application needs INSERT INTO")?;
+    let input = plan.source.stream.clone();
+    let out_stream = match &sink.kind {
+        SinkKind::Kinesis { stream } => Some(stream.clone()),
+        SinkKind::Firehose { delivery_stream } => Some(crate::delivery::config::direct_put_stream_name(delivery_stream)),
+        _ => None,
+    };
+    {
+        let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.inputs = vec![input.clone()];
+        status.outputs = out_stream.iter().cloned().chain(match &sink.kind {
+            SinkKind::Mqtt { topic } => Some(format!("mqtt:{topic}")),
+            _ => None,
+        }).collect();
+        status.state = Some(ApplicationState::Running);
+    }
+    if let SinkKind::Kinesis { stream } = &sink.kind {
+        ensure_stream(&ctx.store, stream).await.map_err(|e| format!("cannot create output stream {stream}: {e}"))?;
+    }
+    if let SinkKind::Firehose { delivery_stream } = &sink.kind {
+        let backing = crate::delivery::config::direct_put_stream_name(delivery_stream);
+        if ctx.store.catalog().stream(&backing).is_none() {
+            return Err(format!("delivery stream {delivery_stream} does not exist or is not a DirectPut delivery stream"));
+        }
+    }
+    if matches!(sink.kind, SinkKind::Mqtt { .. }) && ctx.broker.is_none() {
+        return Err("the mqtt sink needs the MQTT broker ([mqtt] is disabled)".into());
+    }
+    // The input stream may be created later: wait for it, saying so.
+    let mut stop = ctx.stop.clone();
+    while ctx.store.catalog().stream(&input).is_none() {
+        set_error(ctx, Some(format!("waiting for input stream {input}, which does not exist")));
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+    set_error(ctx, None);
+    let stream_uid = ctx.store.catalog().stream(&input).map(|m| m.uid).unwrap_or(0);
+    let fp = fingerprint(&ctx.sql);
+    let consumer = consumer(&ctx.name);
+    let rows = {
+        let store = ctx.store.clone();
+        let consumer = consumer.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint_rows(&consumer)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?
+    };
+    let saved = Checkpoint::decode(rows)?;
+    let mut working = Working {
+        reader: StreamReader::new(ctx.store.clone(), input.clone(), plan.source.start),
+        engine: Engine::new(plan.clone()),
+    };
+    let mut fresh = true;
+    if let Some(saved) = saved {
+        if saved.stream_uid == stream_uid {
+            working.reader.cursors = saved.cursors;
+            fresh = false;
+            if saved.fingerprint == fp {
+                working.engine.restore(saved.engine);
+            } else {
+                tracing::warn!(application = %ctx.name, "the application's SQL changed: it goes on from its input positions with empty window state");
+                let mut state = super::engine::EngineState::default();
+                state.counters = saved.engine.counters;
+                working.engine.restore(state);
+            }
+            for (uid, cursor) in working.reader.cursors.iter() {
+                if !cursor.exhausted {
+                    working.engine.register_shard(*uid);
+                }
+            }
+        }
+    }
+    if fresh {
+        for uid in working.reader.discover() {
+            working.engine.register_shard(uid);
+        }
+    }
+    let mut pending = Pending::new();
+    // The first checkpoint fixes where reading starts (LATEST means "when it was created").
+    let mut last_commit = if fresh { Instant::now().checked_sub(CHECKPOINT_EVERY).unwrap_or_else(Instant::now) } else { Instant::now() };
+    let mut dirty = fresh;
+    let mut receivers: HashMap<u64, watch::Receiver<Position>> = HashMap::new();
+    let idle_timeout = (plan.idle_timeout_ms > 0).then(|| Duration::from_millis(plan.idle_timeout_ms));
+    let mut last_data: HashMap<u64, Instant> = HashMap::new();
+    loop {
+        if *ctx.stop.borrow() {
+            commit(ctx, &working, &mut pending, fp, stream_uid, &consumer).await?;
+            return Ok(());
+        }
+        for uid in working.reader.cursors.iter().filter(|(_, c)| !c.exhausted).map(|(u, _)| *u).collect::<Vec<_>>() {
+            if let std::collections::hash_map::Entry::Vacant(e) = receivers.entry(uid) {
+                if let Some(rx) = ctx.store.subscribe(uid) {
+                    e.insert(rx);
+                }
+            }
+            if let Some(rx) = receivers.get_mut(&uid) {
+                rx.borrow_and_update();
+            }
+        }
+        let (back, step) = tokio::task::spawn_blocking(move || {
+            let step = step(&mut working);
+            (working, step)
+        })
+        .await
+        .map_err(|e| format!("the application's worker failed: {e}"))?;
+        working = back;
+        let step = step.map_err(|e| format!("reading input stream {input}: {e}"))?;
+        let now = Instant::now();
+        if let Some(timeout) = idle_timeout {
+            let mut out = Output::default();
+            for uid in working.reader.cursors.keys().copied().collect::<Vec<_>>() {
+                let seen = *last_data.entry(uid).or_insert(now);
+                working.engine.set_idle(uid, now.duration_since(seen) >= timeout, &mut out);
+            }
+            route(ctx, &sink, &plan, out.rows, &mut pending, &mut working.engine).await;
+        }
+        if step.records > 0 {
+            dirty = true;
+        }
+        route(ctx, &sink, &plan, step.rows, &mut pending, &mut working.engine).await;
+        for error in step.errors {
+            let data = serde_json::json!({
+                "application": ctx.name,
+                "reason": error.reason,
+                "message": error.message,
+                "shard_id": error.shard_id,
+                "sequence_number": error.sequence_number,
+                "partition_key": error.partition_key,
+                "data": error.data,
+            });
+            let key = if error.partition_key.is_empty() { error.reason.to_string() } else { error.partition_key };
+            pending.push(&error_stream(&ctx.name), key, data.to_string());
+        }
+        update_status(ctx, &working, step.more, step.newest_arrival);
+        let due = (!pending.is_empty() && (!step.more || last_commit.elapsed() >= COMMIT_EVERY || pending.bytes >= PENDING_BYTES))
+            || (dirty && last_commit.elapsed() >= CHECKPOINT_EVERY);
+        if due {
+            if pending.records.contains_key(&error_stream(&ctx.name)) {
+                ensure_stream(&ctx.store, &error_stream(&ctx.name)).await.map_err(|e| format!("cannot create the error stream: {e}"))?;
+            }
+            // Retry the same commit until it goes through (or the application is stopped).
+            loop {
+                match commit(ctx, &working, &mut pending, fp, stream_uid, &consumer).await {
+                    Ok(()) => {
+                        set_error(ctx, None);
+                        break;
+                    }
+                    Err(error) => {
+                        set_error(ctx, Some(format!("cannot commit results, retrying: {error}")));
+                        tokio::select! {
+                            _ = tokio::time::sleep(RETRY_EVERY) => {}
+                            _ = stop.changed() => {
+                                if *stop.borrow() {
+                                    return Err(format!("stopped while results could not be committed: {error}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            last_commit = Instant::now();
+            dirty = false;
+        }
+        if !step.more {
+            for (uid, _) in working.reader.cursors.iter().filter(|(_, c)| !c.exhausted) {
+                if step.records > 0 {
+                    last_data.insert(*uid, now);
+                }
+            }
+            wait_for_records(&mut receivers, &mut stop).await;
+        }
+    }
+}
+
+fn step(working: &mut Working) -> Result<Step, StoreError> {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for uid in working.reader.discover() {
+        working.engine.register_shard(uid);
+    }
+    let (chunks, more) = working.reader.read(READ_RECORDS, READ_BYTES)?;
+    let mut records = 0;
+    let mut newest_arrival = None;
+    for chunk in &chunks {
+        for record in &chunk.records {
+            working.engine.process(chunk.uid, chunk.index, record, &mut out, &mut errors);
+        }
+        records += chunk.records.len();
+        if let Some(last) = chunk.records.last() {
+            newest_arrival = newest_arrival.max(Some(last.position.millis()));
+        }
+    }
+    let exhausted: Vec<u64> = working.reader.cursors.iter().filter(|(_, c)| c.exhausted).map(|(u, _)| *u).collect();
+    for uid in exhausted {
+        working.engine.retire_shard(uid, &mut out);
+    }
+    working.engine.tick(&mut out);
+    Ok(Step { rows: out.rows, errors, more, records, newest_arrival })
+}
+
+/// Sends result rows where the sink wants them.
+async fn route(ctx: &AppContext, sink: &plan::SinkPlan, plan: &Plan, rows: Vec<OutRow>, pending: &mut Pending, engine: &mut Engine) {
+    if rows.is_empty() {
+        return;
+    }
+    engine.count_out(rows.len());
+    for row in rows {
+        let data = encode(sink.format, &sink.columns, &row.values);
+        match &sink.kind {
+            SinkKind::Kinesis { stream } => pending.push(stream, partition_key(&row), data),
+            SinkKind::Firehose { delivery_stream } => {
+                pending.push(&crate::delivery::config::direct_put_stream_name(delivery_stream), partition_key(&row), data)
+            }
+            SinkKind::Mqtt { topic } => {
+                if let Some(broker) = &ctx.broker {
+                    let topic = fill_topic(topic, &plan.columns, &row.values);
+                    broker.publish(Bytes::from(topic), Bytes::from(data)).await;
+                }
+            }
+            SinkKind::Print => tracing::info!(application = %ctx.name, row = %data, "analytics result"),
+            SinkKind::Blackhole => {}
+        }
+    }
+}
+
+fn partition_key(row: &OutRow) -> String {
+    let key = match &row.partition_key {
+        Some(k) if !k.is_empty() => k.clone(),
+        _ => row.values.first().map(|v| v.to_string()).unwrap_or_default(),
+    };
+    let key: String = key.chars().take(crate::storage::MAX_PARTITION_KEY_CHARS).collect();
+    if key.is_empty() { "-".into() } else { key }
+}
+
+/// `alerts/{device}`: each `{column}` replaced by the row's value (MQTT wildcards removed).
+pub fn fill_topic(template: &str, columns: &[(String, crate::analytics::value::SqlType)], values: &[Value]) -> String {
+    let mut topic = template.to_string();
+    for ((name, _), value) in columns.iter().zip(values) {
+        let needle = format!("{{{name}}}");
+        if topic.contains(&needle) {
+            let text: String = value.to_string().chars().filter(|c| !matches!(c, '+' | '#' | '/' | '\0')).collect();
+            topic = topic.replace(&needle, &text);
+        }
+    }
+    topic
+}
+
+async fn commit(ctx: &AppContext, working: &Working, pending: &mut Pending, fp: u64, stream_uid: u64, consumer: &str) -> Result<(), String> {
+    let checkpoint = Checkpoint::new(fp, stream_uid, working.reader.cursors.clone(), working.engine.snapshot());
+    let rows = checkpoint.encode()?;
+    let appends: Vec<(String, Vec<NewRecord>)> = pending.records.iter().map(|(s, r)| (s.clone(), r.clone())).collect();
+    ctx.store
+        .transact(appends, CheckpointOp::Replace { consumer: consumer.to_string(), rows })
+        .await
+        .map_err(|e| e.to_string())?;
+    *pending = Pending::new();
+    let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
+    status.commits += 1;
+    Ok(())
+}
+
+async fn ensure_stream(store: &Store, name: &str) -> Result<(), StoreError> {
+    if store.catalog().stream(name).is_some() {
+        return Ok(());
+    }
+    let spec = StreamSpec {
+        name: name.to_string(),
+        shards: 1,
+        retention_hours: 24,
+        max_bytes: None,
+        on_full: OnFull::OverwriteOldest,
+        mode: StreamMode::Provisioned,
+        tags: BTreeMap::new(),
+    };
+    match store.admin(AdminOp::CreateStream(spec)).await {
+        Ok(()) | Err(StoreError::StreamExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_error(ctx: &AppContext, error: Option<String>) {
+    ctx.status.lock().unwrap_or_else(|p| p.into_inner()).error = error;
+}
+
+fn update_status(ctx: &AppContext, working: &Working, more: bool, newest_arrival: Option<u64>) {
+    let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
+    status.counters = working.engine.counters;
+    status.watermark = working.engine.watermark.filter(|w| *w != i64::MAX && *w != i64::MIN);
+    status.state_entries = working.engine.state_entries();
+    status.state_overflows = working.engine.state_overflows();
+    status.input_lag_ms = if more {
+        newest_arrival.map(|t| crate::storage::now_ms().saturating_sub(t))
+    } else {
+        Some(0)
+    };
+}
+
+async fn wait_for_records(receivers: &mut HashMap<u64, watch::Receiver<Position>>, stop: &mut watch::Receiver<bool>) {
+    let changes: Vec<_> = receivers.values_mut().map(|rx| Box::pin(rx.changed())).collect();
+    if changes.is_empty() {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => {}
+        }
+        return;
+    }
+    tokio::select! {
+        _ = futures_util::future::select_all(changes) => {}
+        _ = tokio::time::sleep(TICK) => {}
+        _ = stop.changed() => {}
+    }
+}

@@ -1,0 +1,62 @@
+//! An application's checkpoint: its input cursors and its engine state (watermarks, window or
+//! OVER state, counters), stored as the rows of consumer `analytics:<name>` in the stream
+//! store, replaced in the same transaction as the output records it covers.
+//!
+//! Format: CBOR (ciborium) of [`Checkpoint`], cut into rows of at most `ROW_BYTES` (redb rounds
+//! large values up to a power-of-two page), keyed 0, 1, 2, ... A checkpoint of another
+//! `fingerprint` (the SQL changed) keeps its cursors and drops its state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::EngineState;
+use super::reader::ShardCursor;
+
+const ROW_BYTES: usize = 192 * 1024;
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// Hash of the application's SQL.
+    pub fingerprint: u64,
+    /// The input stream's uid (a re-created stream starts over).
+    pub stream_uid: u64,
+    pub cursors: BTreeMap<u64, ShardCursor>,
+    pub engine: EngineState,
+}
+
+pub fn fingerprint(sql: &str) -> u64 {
+    // FNV-1a: stable across builds (std's hasher is not).
+    sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl Checkpoint {
+    pub fn new(fingerprint: u64, stream_uid: u64, cursors: BTreeMap<u64, ShardCursor>, engine: EngineState) -> Checkpoint {
+        Checkpoint { version: VERSION, fingerprint, stream_uid, cursors, engine }
+    }
+
+    pub fn encode(&self) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(self, &mut bytes).map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
+        Ok(bytes.chunks(ROW_BYTES).enumerate().map(|(i, c)| (i as u64, c.to_vec())).collect())
+    }
+
+    /// The checkpoint in `rows` (None when there is none).
+    pub fn decode(rows: HashMap<u64, Vec<u8>>) -> Result<Option<Checkpoint>, String> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        for i in 0..rows.len() as u64 {
+            let row = rows.get(&i).ok_or_else(|| format!("checkpoint row {i} is missing"))?;
+            bytes.extend_from_slice(row);
+        }
+        let checkpoint: Checkpoint = ciborium::from_reader(bytes.as_slice()).map_err(|e| format!("the checkpoint is unreadable: {e}"))?;
+        if checkpoint.version != VERSION {
+            return Err(format!("checkpoint version {} is not {VERSION}", checkpoint.version));
+        }
+        Ok(Some(checkpoint))
+    }
+}
