@@ -108,7 +108,7 @@ async fn hop_cumulate_and_session_windows() {
         json!({"window_start": "2026-01-01 00:03:20.000", "window_end": "2026-01-01 00:04:05.000", "s": 4.0}),
     ]));
     let cumulate = run(&store, "SELECT window_end, MAX(temp) AS m FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '20' SECOND, INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
-    assert_eq!(cumulate.len(), 4, "{cumulate:?}");
+    assert_eq!(cumulate.len(), 5, "{cumulate:?}");
 }
 
 #[tokio::test]
