@@ -61,11 +61,54 @@ impl SqlType {
         match (a, b) {
             (Double, _) | (_, Double) => Double,
             (Float, _) | (_, Float) => Double,
-            (Decimal(p, s), _) | (_, Decimal(p, s)) => Decimal(p, s),
+            (Decimal(..), _) | (_, Decimal(..)) => SqlType::decimal_result('+', a, b).unwrap_or(Double),
             (BigInt, _) | (_, BigInt) => BigInt,
             (Null, x) | (x, Null) => x,
             _ => Int,
         }
+    }
+
+    /// Precision and scale of an exact numeric (integers are DECIMAL(n, 0) in arithmetic).
+    pub fn decimal_shape(self) -> Option<(u32, u32)> {
+        match self {
+            SqlType::TinyInt => Some((3, 0)),
+            SqlType::SmallInt => Some((5, 0)),
+            SqlType::Int => Some((10, 0)),
+            SqlType::BigInt => Some((19, 0)),
+            SqlType::Decimal(p, s) => Some((p as u32, s as u32)),
+            _ => None,
+        }
+    }
+
+    /// The DECIMAL type of `a op b` when one side is a DECIMAL (Flink's rules, from Calcite
+    /// and Hive: precision at most 38, at least 6 digits of scale kept for a division).
+    pub fn decimal_result(op: char, a: SqlType, b: SqlType) -> Option<SqlType> {
+        if !matches!(a, SqlType::Decimal(..)) && !matches!(b, SqlType::Decimal(..)) {
+            return None;
+        }
+        let ((p1, s1), (p2, s2)) = (a.decimal_shape()?, b.decimal_shape()?);
+        let (p, s) = match op {
+            '+' | '-' => {
+                let s = s1.max(s2);
+                ((p1 - s1).max(p2 - s2) + s + 1, s)
+            }
+            '*' => (p1 + p2, s1 + s2),
+            '/' => {
+                let s = 6.max(s1 + p2 + 1);
+                (p1 - s1 + s2 + s, s)
+            }
+            _ => {
+                let s = s1.max(s2);
+                ((p1 - s1).min(p2 - s2) + s, s)
+            }
+        };
+        let (p, s) = if p > 38 {
+            let s = s.saturating_sub(p - 38).max(s.min(6));
+            (38, s)
+        } else {
+            (p, s)
+        };
+        Some(SqlType::Decimal(p as u8, s as u8))
     }
 
     /// The name Flink gives the type, for messages.
@@ -214,6 +257,58 @@ impl fmt::Display for Value {
     }
 }
 
+/// Rounds `x` to `scale` decimal places, HALF_UP on its shortest decimal form (as Java's
+/// `BigDecimal.valueOf(x).setScale(scale, HALF_UP)`, which Flink's ROUND and DECIMAL use).
+pub fn round_half_up(x: f64, scale: i32) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    let text = format!("{}", x.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
+    let point = int.len() as i32;
+    let keep = point + scale;
+    if keep >= digits.len() as i32 {
+        return x;
+    }
+    if keep < 0 {
+        return 0.0 * x.signum();
+    }
+    let mut kept: Vec<u8> = digits[..keep as usize].to_vec();
+    if digits[keep as usize] >= 5 {
+        let mut i = kept.len();
+        loop {
+            if i == 0 {
+                kept.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if kept[i] == 9 {
+                kept[i] = 0;
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    let grown = kept.len() as i32 - keep;
+    let point = (point + grown) as usize;
+    let mut out = String::new();
+    for (i, d) in kept.iter().enumerate() {
+        if i == point {
+            out.push('.');
+        }
+        out.push((b'0' + d) as char);
+    }
+    if point >= kept.len() {
+        for _ in kept.len()..point {
+            out.push('0');
+        }
+    }
+    let value: f64 = if out.is_empty() { 0.0 } else { out.parse().unwrap_or(x.abs()) };
+    value * x.signum()
+}
+
 /// A double as Java prints it (`1.0`, `1.5E10`), as Flink's CAST to STRING does.
 pub fn format_double(d: f64) -> String {
     if d.is_nan() {
@@ -356,6 +451,16 @@ mod tests {
         assert_eq!(parse_timestamp("2026-01-01T00:00:01.5Z"), Some(1_767_225_601_500));
         assert_eq!(parse_timestamp("2026-02-30 00:00:00"), None);
         assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn rounding_is_half_up_on_the_decimal_form() {
+        assert_eq!(round_half_up(2.675, 2), 2.68);
+        assert_eq!(round_half_up(-2.5, 0), -3.0);
+        assert_eq!(round_half_up(16.666666666666668, 6), 16.666667);
+        assert_eq!(round_half_up(9.995, 2), 10.0);
+        assert_eq!(round_half_up(1234.5, -2), 1200.0);
+        assert_eq!(round_half_up(0.125, 5), 0.125);
     }
 
     #[test]

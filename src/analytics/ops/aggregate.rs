@@ -60,7 +60,7 @@ impl AggSpec {
         let inner = match self.kind {
             AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => Acc::Count(0),
             AggKind::Sum | AggKind::Avg | AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
-                Acc::Moments { n: 0, isum: 0, sum: 0.0, sumsq: 0.0 }
+                Acc::Moments { n: 0, isum: 0, isumsq: 0, sum: 0.0, sumsq: 0.0 }
             }
             AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => Acc::One(Value::Null),
             AggKind::Percentile(_) => Acc::Values(Vec::new()),
@@ -98,10 +98,11 @@ impl AggSpec {
                 }
             }
             Acc::Count(n) => *n += 1,
-            Acc::Moments { n, isum, sum, sumsq } => {
+            Acc::Moments { n, isum, isumsq, sum, sumsq } => {
                 *n += 1;
                 if let Value::Int(i) = value {
                     *isum = isum.wrapping_add(i);
+                    *isumsq = isumsq.wrapping_add(i.wrapping_mul(i));
                 }
                 let x = value.as_f64().unwrap_or(0.0);
                 *sum += x;
@@ -130,9 +131,10 @@ impl AggSpec {
     pub fn merge(&self, into: &mut Acc, from: Acc) {
         match (into, from) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Moments { n, isum, sum, sumsq }, Acc::Moments { n: n2, isum: i2, sum: s2, sumsq: q2 }) => {
+            (Acc::Moments { n, isum, isumsq, sum, sumsq }, Acc::Moments { n: n2, isum: i2, isumsq: iq2, sum: s2, sumsq: q2 }) => {
                 *n += n2;
                 *isum = isum.wrapping_add(i2);
+                *isumsq = isumsq.wrapping_add(iq2);
                 *sum += s2;
                 *sumsq += q2;
             }
@@ -173,16 +175,23 @@ impl AggSpec {
             (Acc::Moments { n, isum, sum, .. }, AggKind::Avg) => {
                 if int { Value::Int(isum / n) } else { Value::Double(sum / *n as f64) }
             }
-            (Acc::Moments { n, sum, sumsq, .. }, kind) => {
+            (Acc::Moments { n, isum, isumsq, sum, sumsq }, kind) => {
                 let n_f = *n as f64;
                 let pop = matches!(kind, AggKind::VarPop | AggKind::StddevPop);
                 if !pop && *n < 2 {
                     return Value::Null;
                 }
+                let root = matches!(kind, AggKind::StddevPop | AggKind::StddevSamp);
+                if int {
+                    // Flink's rewrite in the argument's own (integer) type: integer divisions.
+                    let diff = isumsq.wrapping_sub(isum.wrapping_mul(*isum) / n);
+                    let var = diff / if pop { *n } else { n - 1 };
+                    let v = if root { ((var as f64).powf(0.5)) as i64 } else { var };
+                    return Value::Int(narrow(v, self.input));
+                }
                 // Flink rewrites them to (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / (COUNT(x) [- 1]).
                 let var = (sumsq - sum * sum / n_f) / if pop { n_f } else { n_f - 1.0 };
-                let v = if matches!(kind, AggKind::StddevPop | AggKind::StddevSamp) { var.sqrt() } else { var };
-                if int { Value::Int(v as i64) } else { Value::Double(v) }
+                Value::Double(if root { var.powf(0.5) } else { var })
             }
             (Acc::One(v), _) => v.clone(),
             (Acc::Values(values), AggKind::Percentile(p)) => {
@@ -215,7 +224,7 @@ pub enum Acc {
     Count(i64),
     /// COUNT of non-null values, the integer sum (wrapping as Java's long), the double sum
     /// and sum of squares: SUM, AVG, STDDEV_*, VAR_*.
-    Moments { n: i64, isum: i64, sum: f64, sumsq: f64 },
+    Moments { n: i64, isum: i64, isumsq: i64, sum: f64, sumsq: f64 },
     /// MIN, MAX, FIRST_VALUE, LAST_VALUE.
     One(Value),
     /// PERCENTILE: the values.

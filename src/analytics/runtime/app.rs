@@ -124,6 +124,8 @@ struct Working {
 }
 
 struct Step {
+    /// Shards that gave records in this step.
+    active: Vec<u64>,
     rows: Vec<OutRow>,
     errors: Vec<ErrorRecord>,
     more: bool,
@@ -215,7 +217,10 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     let mut last_commit = if fresh { Instant::now().checked_sub(CHECKPOINT_EVERY).unwrap_or_else(Instant::now) } else { Instant::now() };
     let mut dirty = fresh;
     let mut receivers: HashMap<u64, watch::Receiver<Position>> = HashMap::new();
-    let idle_timeout = (plan.idle_timeout_ms > 0).then(|| Duration::from_millis(plan.idle_timeout_ms));
+    let idle_timeout = match plan.idle_timeout_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
     let mut last_data: HashMap<u64, Instant> = HashMap::new();
     loop {
         if *ctx.stop.borrow() {
@@ -241,6 +246,9 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         working = back;
         let step = step.map_err(|e| format!("reading input stream {input}: {e}"))?;
         let now = Instant::now();
+        for uid in &step.active {
+            last_data.insert(*uid, now);
+        }
         if let Some(timeout) = idle_timeout {
             let mut out = Output::default();
             for uid in working.reader.cursors.keys().copied().collect::<Vec<_>>() {
@@ -297,11 +305,6 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             dirty = false;
         }
         if !step.more {
-            for (uid, _) in working.reader.cursors.iter().filter(|(_, c)| !c.exhausted) {
-                if step.records > 0 {
-                    last_data.insert(*uid, now);
-                }
-            }
             wait_for_records(&mut receivers, &mut stop).await;
         }
     }
@@ -316,6 +319,7 @@ fn step(working: &mut Working) -> Result<Step, StoreError> {
     let (chunks, more) = working.reader.read(READ_RECORDS, READ_BYTES)?;
     let mut records = 0;
     let mut newest_arrival = None;
+    let active = chunks.iter().map(|c| c.uid).collect();
     for chunk in &chunks {
         for record in &chunk.records {
             working.engine.process(chunk.uid, chunk.index, record, &mut out, &mut errors);
@@ -330,7 +334,7 @@ fn step(working: &mut Working) -> Result<Step, StoreError> {
         working.engine.retire_shard(uid, &mut out);
     }
     working.engine.tick(&mut out);
-    Ok(Step { rows: out.rows, errors, more, records, newest_arrival })
+    Ok(Step { active, rows: out.rows, errors, more, records, newest_arrival })
 }
 
 /// Sends result rows where the sink wants them.

@@ -344,7 +344,8 @@ fn literal(value: &SqlValue, at: &Expr) -> Result<Typed, SqlError> {
                     SqlType::Double
                 } else {
                     let scale = text.split_once('.').map(|(_, f)| f.len()).unwrap_or(0) as u8;
-                    SqlType::Decimal(text.len() as u8, scale)
+                    let digits = text.trim_start_matches(['-', '0', '.']).bytes().filter(u8::is_ascii_digit).count().max(scale as usize).max(1);
+                    SqlType::Decimal(digits as u8, scale)
                 };
                 Typed { scalar: Scalar::Lit(Value::Double(d)), ty }
             }
@@ -410,8 +411,17 @@ pub fn time_unit(field: &DateTimeField, at: &Expr) -> Result<TimeUnit, SqlError>
 fn binary(at: &Expr, op: &BinaryOperator, l: Typed, r: Typed) -> Result<Typed, SqlError> {
     use BinaryOperator as B;
     let arith = |op: ArithOp| -> Result<Typed, SqlError> {
+        let symbol = match op {
+            ArithOp::Add => '+',
+            ArithOp::Sub => '-',
+            ArithOp::Mul => '*',
+            ArithOp::Div => '/',
+            ArithOp::Mod => '%',
+        };
         let ty = match (l.ty, r.ty, op) {
-            (a, b, _) if a.is_numeric() && b.is_numeric() => SqlType::numeric_result(a, b),
+            (a, b, _) if a.is_numeric() && b.is_numeric() => {
+                SqlType::decimal_result(symbol, a, b).unwrap_or_else(|| SqlType::numeric_result(a, b))
+            }
             (SqlType::Null, b, _) | (b, SqlType::Null, _) => b,
             (t, SqlType::Interval, ArithOp::Add | ArithOp::Sub) if t.is_time() => t,
             (SqlType::Interval, t, ArithOp::Add) if t.is_time() => t,
@@ -641,7 +651,10 @@ fn arith(op: ArithOp, a: Value, b: Value, ty: SqlType) -> EvalResult {
                 }
                 ArithOp::Mod => x % y,
             };
-            V::Double(r)
+            match ty {
+                SqlType::Decimal(_, scale) => V::Double(crate::analytics::value::round_half_up(r, scale as i32)),
+                _ => V::Double(r),
+            }
         }
     })
 }

@@ -609,16 +609,12 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
                 }
                 v => {
                     let x = v.as_f64().unwrap_or(f64::NAN);
-                    let f = 10f64.powi(digits);
-                    let scaled = x * f;
-                    let r = if *func == Func::Round {
-                        // HALF_UP on the decimal representation, as Java's BigDecimal.
-                        let s = format!("{scaled:.6}").parse::<f64>().unwrap_or(scaled);
-                        s.abs().add_half_round() * s.signum()
+                    if *func == Func::Round {
+                        Value::Double(crate::analytics::value::round_half_up(x, digits))
                     } else {
-                        scaled.trunc()
-                    };
-                    Value::Double(r / f)
+                        let f = 10f64.powi(digits);
+                        Value::Double((x * f).trunc() / f)
+                    }
                 }
             }
         }
@@ -742,12 +738,3 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
     })
 }
 
-trait HalfUp {
-    fn add_half_round(self) -> f64;
-}
-
-impl HalfUp for f64 {
-    fn add_half_round(self) -> f64 {
-        (self + 0.5).floor()
-    }
-}

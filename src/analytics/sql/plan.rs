@@ -93,11 +93,16 @@ pub struct Plan {
     pub stage: Stage,
     pub columns: Vec<(String, SqlType)>,
     pub sink: Option<SinkPlan>,
-    /// `table.exec.source.idle-timeout` in ms (0: idle shards hold the watermark back).
+    /// `table.exec.source.idle-timeout` in ms: a shard without records for this long does not
+    /// hold the watermark back. 0 turns it off (Flink's default); the gateway's default is
+    /// `DEFAULT_IDLE_TIMEOUT_MS`, so that a quiet shard does not stall every window.
     pub idle_timeout_ms: u64,
     /// LIMIT of a bounded query.
     pub limit: Option<usize>,
 }
+
+/// The idle timeout when the script sets none.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
 
 /// Options Flink's connectors take that the gateway accepts and does not need.
 const IGNORED_OPTIONS: &[&str] = &[
@@ -144,7 +149,7 @@ pub fn plan(script: &Script, max_state_keys: usize, bounded: bool) -> Result<Pla
         .find(|(k, _)| k == "table.exec.source.idle-timeout")
         .map(|(_, v)| parse_duration_ms(v).ok_or_else(|| SqlError::at(Location::empty(), format!("table.exec.source.idle-timeout '{v}' is not a duration ('10 s', '500 ms')"))))
         .transpose()?
-        .unwrap_or(0);
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
     let mut planner = Planner { script, max_state_keys, bounded };
     let (source, stage, columns) = planner.select(select)?;
     let sink = match sink {
