@@ -32,7 +32,7 @@ use crate::storage::{AdminOp, CheckpointOp, NewRecord, Store, StoreError, Stream
 use crate::streams::{hash_key_of, OnFull, Position, StreamMode};
 
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Records read per shard per step.
 const READ_RECORDS: usize = 20_000;
