@@ -59,6 +59,16 @@ impl KinesisClient {
         }
     }
 
+    /// The same client, waiting up to `timeout` for an answer (30 s by default): a query over
+    /// a long history takes longer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

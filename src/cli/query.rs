@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use super::KinesisClient;
 
+/// How long `kinedge query` waits for the gateway's answer.
+pub(super) const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What `kinedge query` was given.
 pub(super) struct QueryArgs {
     pub sql: Option<String>,

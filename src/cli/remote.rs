@@ -102,7 +102,7 @@ pub(super) async fn run_client(command: Command) -> anyhow::Result<()> {
             max_rows,
             endpoint,
         } => {
-            let client = KinesisClient::new(endpoint.endpoint);
+            let client = KinesisClient::new(endpoint.endpoint).with_timeout(query::TIMEOUT);
             let args = query::QueryArgs {
                 sql,
                 file,
