@@ -5,13 +5,15 @@
 //! - `operations`: `POST /`, the AWS JSON front, handing each operation to `kinesis` or
 //!   `firehose` by `X-Amz-Target`;
 //! - `video`: `/video/...` (playback, clips, images), when built with video;
-//! - `ops`: `/health`, `/ready`, `/status`, `/metrics`, `/deliveries`.
+//! - `ops`: `/health`, `/ready`, `/status`, `/metrics`, `/deliveries`;
+//! - `analytics`: `/analytics/...` (applications, bounded queries).
 //!
 //! Every answer carries an `x-amzn-RequestId` (`front`). Signatures are checked by `auth`
 //! (the [`auth::Signed`] extractor for GETs); errors are AWS-shaped (`error`, `protocol`). A
 //! request body is read only after its signature header passed the checks a head allows
 //! (`SigV4Verifier::precheck`), into memory taken from the body budget as it arrives (`body`).
 
+pub mod analytics;
 pub mod auth;
 pub mod body;
 mod byte_ranges;
@@ -42,6 +44,7 @@ use axum::Router;
 use http::HeaderValue;
 use tokio::net::TcpListener;
 
+use crate::analytics::AnalyticsService;
 use crate::delivery::DeliveryService;
 use crate::ingest::mqtt::MqttShared;
 use crate::metrics::Reporters;
@@ -77,6 +80,8 @@ pub struct ApiParts {
     pub deliveries: Option<DeliveryService>,
     #[cfg(feature = "video")]
     pub video: Option<crate::video::VideoService>,
+    /// The analytics applications, when they run.
+    pub analytics: Option<AnalyticsService>,
     /// The API's own counters (also among `reporters`).
     pub counters: Arc<ApiCounters>,
     pub reporters: Reporters,
@@ -90,6 +95,7 @@ pub struct ApiState {
     pub ops: Arc<OpsState>,
     #[cfg(feature = "video")]
     pub video: Arc<video::VideoState>,
+    pub analytics: Arc<analytics::AnalyticsState>,
     /// Set when a stop begins: `/ready` answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
 }
@@ -123,6 +129,10 @@ impl ApiState {
             operations,
             #[cfg(feature = "video")]
             video: Arc::new(video::VideoState::new(auth.clone(), parts.video.clone())),
+            analytics: Arc::new(analytics::AnalyticsState::new(
+                auth.clone(),
+                parts.analytics.clone(),
+            )),
             ops: Arc::new(OpsState {
                 auth,
                 store: parts.store,
@@ -130,6 +140,7 @@ impl ApiState {
                 deliveries: parts.deliveries,
                 #[cfg(feature = "video")]
                 video: parts.video,
+                analytics: parts.analytics,
                 reporters: parts.reporters,
                 stopping: stopping.clone(),
                 started: std::time::Instant::now(),
@@ -145,7 +156,8 @@ pub fn router(state: &ApiState) -> Router {
     let router = Router::new()
         .route("/", post(operations::handle))
         .with_state(state.operations.clone())
-        .merge(ops::routes(state.ops.clone()));
+        .merge(ops::routes(state.ops.clone()))
+        .merge(analytics::routes(state.analytics.clone()));
     #[cfg(feature = "video")]
     let router = router.merge(video::routes(state.video.clone()));
     router

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use super::DEFAULT_ENDPOINT;
 
@@ -102,6 +102,31 @@ pub(super) enum Command {
         #[command(subcommand)]
         action: StorageAction,
     },
+    /// Kinesis Data Analytics applications: continuous Flink SQL over streams.
+    Analytics {
+        #[command(subcommand)]
+        action: AnalyticsAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Run a Flink SQL query over the stored history of streams (bounded) and print its rows.
+    #[command(group(ArgGroup::new("script").required(true).args(["sql", "file"])))]
+    Query {
+        /// The query (`CREATE TABLE ...;` statements, optional, then one SELECT); `-` reads it
+        /// from standard input.
+        sql: Option<String>,
+        /// Read the query from this file instead.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// `table`: aligned columns and a row count; `json`: one JSON object per row per line.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Most rows to return (default 10000, at most 1000000).
+        #[arg(long)]
+        max_rows: Option<usize>,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
     /// Follow new records live (Ctrl-C to stop).
     Tail {
         stream: String,
@@ -138,6 +163,34 @@ pub(super) enum DeliveriesAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub(super) enum AnalyticsAction {
+    /// One line per application: state, records in and out, late, errors, watermark.
+    List,
+    /// Everything about one application, as JSON.
+    Describe { name: String },
+    /// Create an application from a Flink SQL script and start it.
+    #[command(group(ArgGroup::new("script").required(true).args(["sql", "sql_file"])))]
+    Create {
+        name: String,
+        /// The script.
+        #[arg(long)]
+        sql: Option<String>,
+        /// Read the script from this file.
+        #[arg(long, value_name = "FILE")]
+        sql_file: Option<PathBuf>,
+        /// Most group keys (open windows x keys) the application keeps (default 100000).
+        #[arg(long)]
+        max_state_keys: Option<usize>,
+    },
+    /// Stop an application (it keeps its checkpoint).
+    Stop { name: String },
+    /// Start a stopped or failed application again from its checkpoint.
+    Start { name: String },
+    /// Stop an application and forget it with its checkpoint (its output stays).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]

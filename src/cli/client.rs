@@ -59,6 +59,16 @@ impl KinesisClient {
         }
     }
 
+    /// The same client, waiting up to `timeout` for an answer (30 s by default): a query over
+    /// a long history takes longer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -104,12 +114,41 @@ impl KinesisClient {
     /// GETs a JSON path of the gateway (`/deliveries`, `/status`), signed when credentials
     /// are in the environment.
     pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        self.send_json(reqwest::Method::GET, path, None).await
+    }
+
+    /// Sends `body` (none: an empty body) as JSON to a path of the gateway (`/analytics`),
+    /// signed when credentials are in the environment; returns the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.endpoint);
-        let mut request = self.http.get(&url);
+        let body = match body {
+            Some(body) => {
+                serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let headers: Vec<(String, String)> = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![("content-type".into(), "application/json".into())]
+        };
+        let mut request = self.http.request(method.clone(), &url);
         if let Some(credentials) = &self.credentials {
-            for (name, value) in self.sign_method(credentials, "GET", &url, &[], b"")? {
+            let signed = self.sign_method(credentials, method.as_str(), &url, &headers, &body)?;
+            for (name, value) in signed {
                 request = request.header(name, value);
             }
+        }
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        if !body.is_empty() {
+            request = request.body(body);
         }
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),
@@ -173,10 +212,12 @@ impl KinesisClient {
     }
 }
 
-/// The AWS error in a failed answer: its `__type` (without namespace) and message.
+/// The error in a failed answer: its `__type` (without namespace) or `error` (the
+/// gateway's own JSON paths), and its message.
 fn api_error(status: reqwest::StatusCode, value: &Value) -> ClientError {
     let kind = value["__type"]
         .as_str()
+        .or_else(|| value["error"].as_str())
         .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
         .unwrap_or_else(|| format!("HTTP {status}"));
     let message = value["message"]

@@ -1,13 +1,16 @@
 //! The `kinedge` command line: `run` starts the gateway (`run.rs`), `check-config` validates
 //! a configuration (`check_config.rs`), `devices` and `storage` work on local files, and the
-//! client commands (`streams`, `put`, `get`, `tail`, `deliveries`, `status`) talk to a running
-//! gateway over its API (`remote.rs`). The arguments are in `args.rs`.
+//! client commands (`streams`, `put`, `get`, `tail`, `deliveries`, `status`, `analytics`,
+//! `query`) talk to a running gateway over its API (`remote.rs`). The arguments are in
+//! `args.rs`.
 
+mod analytics;
 mod args;
 mod check_config;
 mod client;
 mod deliveries;
 mod devices;
+mod query;
 mod records;
 mod remote;
 mod run;

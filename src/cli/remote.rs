@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::args::{Command, DeliveriesAction};
-use super::{deliveries, records, status, streams, KinesisClient};
+use super::{analytics, deliveries, query, records, status, streams, KinesisClient};
 
 pub(super) async fn run_client(command: Command) -> anyhow::Result<()> {
     match command {
@@ -90,6 +90,26 @@ pub(super) async fn run_client(command: Command) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Analytics { action, endpoint } => {
+            let client = KinesisClient::new(endpoint.endpoint);
+            analytics::analytics_command(&client, action).await
+        }
+        Command::Query {
+            sql,
+            file,
+            format,
+            max_rows,
+            endpoint,
+        } => {
+            let client = KinesisClient::new(endpoint.endpoint).with_timeout(query::TIMEOUT);
+            let args = query::QueryArgs {
+                sql,
+                file,
+                format,
+                max_rows,
+            };
+            query::query_command(&client, args).await
         }
         Command::Run { .. }
         | Command::CheckConfig { .. }

@@ -1,5 +1,6 @@
 //! `kinedge status`: one screen summing up a running gateway from its `GET /status` —
-//! readiness, storage, streams, MQTT, delivery streams and cameras — for a terminal.
+//! readiness, storage, streams, MQTT, delivery streams, cameras and analytics applications —
+//! for a terminal.
 
 use std::fmt::Write;
 
@@ -76,6 +77,7 @@ pub fn render(status: &Value, now_ms: i64) -> String {
     mqtt(&mut out, status);
     deliveries(&mut out, status);
     cameras(&mut out, status, now_ms);
+    analytics(&mut out, status);
     out
 }
 
@@ -286,6 +288,16 @@ fn cameras(out: &mut String, status: &Value, now_ms: i64) {
             let _ = writeln!(out, "  last error: {}", fit(error, WIDTH - 14));
         }
     }
+}
+
+/// The analytics applications, as `kinedge analytics list` shows them (nothing from a gateway
+/// without analytics).
+fn analytics(out: &mut String, status: &Value) {
+    if status["analytics"].as_array().is_none_or(Vec::is_empty) {
+        return;
+    }
+    out.push('\n');
+    out.push_str(&super::analytics::applications_table(&status["analytics"]));
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Builds the gateway from a configuration, runs it, and shuts it down in order.
 //!
 //! Start: open the stream store, create the configured streams, start MQTT, delivery streams,
-//! cameras and the API, then tell systemd READY=1. Stop (SIGTERM or Ctrl-C): STOPPING=1, stop
-//! accepting connections and requests, let in-flight requests finish (their records are
-//! committed and acknowledged), store each camera's last fragment, give delivery streams a
+//! cameras, the analytics applications and the API, then tell systemd READY=1. Stop (SIGTERM
+//! or Ctrl-C): STOPPING=1, stop accepting connections and requests, let in-flight requests
+//! finish (their records are committed and acknowledged), store each camera's last fragment,
+//! let the analytics applications commit what they have in hand, give delivery streams a
 //! moment, then stop the writer after its last commit.
 
 pub mod config;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::analytics::AnalyticsService;
 use crate::api::sigv4::SigV4Verifier;
 use crate::api::{self, ApiState};
 use crate::delivery::config::SourceConfig;
@@ -91,6 +93,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     let deliveries = start_deliveries(&config, store.clone()).await?;
     #[cfg(feature = "video")]
     let video = start_video(&config, &store, cameras, &deliveries).await?;
+    let analytics = start_analytics(&config, store.clone(), mqtt.as_ref()).await?;
 
     let api_counters = Arc::new(api::events::ApiCounters::default());
     // What /metrics lists, in this order.
@@ -100,6 +103,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     reporters.push(Arc::new(deliveries.clone()));
     #[cfg(feature = "video")]
     reporters.push(Arc::new(video.clone()));
+    reporters.push(Arc::new(analytics.clone()));
     let state = Arc::new(ApiState::new(api::ApiParts {
         store: store.clone(),
         verifier,
@@ -110,6 +114,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         deliveries: Some(deliveries.clone()),
         #[cfg(feature = "video")]
         video: Some(video.clone()),
+        analytics: Some(analytics.clone()),
         counters: api_counters,
         reporters,
         open_metrics: config.api.open_metrics,
@@ -142,6 +147,14 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .is_err()
     {
         tracing::warn!("cameras still stopping after 10 s");
+    }
+    // Each application commits its output with its checkpoint; what is not committed is
+    // computed again after the restart, from the checkpoint.
+    if tokio::time::timeout(Duration::from_secs(10), analytics.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("analytics applications still stopping after 10 s; they go on from their checkpoints after the restart");
     }
     // Batches on their way get a moment to be confirmed; the rest is sent again after the
     // restart, from the checkpoints.
@@ -328,6 +341,32 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
     )
     .await
     .context("starting the delivery streams")
+}
+
+/// Starts the analytics applications of the configuration and those created through the API
+/// earlier; results go to MQTT subscribers through the broker when MQTT runs. Applications
+/// with `enabled = false` are stopped at once (defined, visible, startable through the API).
+async fn start_analytics(
+    config: &Config,
+    store: Store,
+    mqtt: Option<&MqttServer>,
+) -> anyhow::Result<AnalyticsService> {
+    let defs = config.analytics.iter().map(|a| a.def()).collect();
+    let analytics = AnalyticsService::start(store, mqtt.map(MqttServer::broker), defs)
+        .await
+        .context("starting the analytics applications")?;
+    for application in config.analytics.iter().filter(|a| !a.enabled) {
+        analytics
+            .stop(&application.name)
+            .await
+            .with_context(|| format!("stopping the disabled application {}", application.name))?;
+    }
+    tracing::info!(
+        applications = analytics.list().len(),
+        configured = config.analytics.len(),
+        "analytics started"
+    );
+    Ok(analytics)
 }
 
 /// Starts the cameras of the device registry (and later ones as device files appear).

@@ -16,6 +16,7 @@ use http::StatusCode;
 
 use super::auth::{Auth, HasAuth, Signed};
 use super::protocol::Wire;
+use crate::analytics::AnalyticsService;
 use crate::delivery::DeliveryService;
 use crate::ingest::mqtt::MqttShared;
 use crate::metrics::Reporters;
@@ -31,6 +32,8 @@ pub struct OpsState {
     /// Cameras and their fragment log, when video runs.
     #[cfg(feature = "video")]
     pub video: Option<crate::video::VideoService>,
+    /// The analytics applications, when they run.
+    pub analytics: Option<AnalyticsService>,
     /// What `/metrics` renders, in order.
     pub reporters: Reporters,
     /// Set when a stop begins: `/ready` answers 503 from then on.
@@ -195,6 +198,7 @@ async fn status(State(state): State<Arc<OpsState>>, _signed: Signed) -> Response
         "mqtt": state.mqtt.as_ref().map(|m| m.status()),
         "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
         "cameras": cameras,
+        "analytics": state.analytics.as_ref().map(AnalyticsService::list).unwrap_or_default(),
     }))
     .into_response()
 }

@@ -20,6 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use self::log::{LogConfig, LogFormat, RawLog};
+pub use crate::analytics::config::{ApplicationConfig, RawApplication};
 pub use crate::api::config::{ApiConfig, ApiCredential, ApiTlsConfig, ConfigError, RawApi};
 use crate::config::check::Check;
 use crate::config::raw;
@@ -55,6 +56,9 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// `[video]`: settings shared by all cameras.
     pub video: VideoConfig,
+    /// `[[analytics]]`: Flink SQL applications defined in the file (their input and output
+    /// streams need not be in `streams`).
+    pub analytics: Vec<ApplicationConfig>,
     pub source: ConfigSource,
 }
 
@@ -82,6 +86,8 @@ pub struct RawConfig {
     pub delivery: Option<RawDelivery>,
     /// `[video]`: settings shared by all cameras.
     pub video: Option<RawVideo>,
+    /// `[[analytics]]`: continuous Flink SQL applications.
+    pub analytics: Option<Vec<RawApplication>>,
 }
 
 /// What reading a file found, for `check-config`.
@@ -146,6 +152,11 @@ fn validate(file: RawConfig, source: ConfigSource, check: &mut Check) -> Config 
         delivery_streams: check.delivery_streams(file.delivery_streams.unwrap_or_default()),
         delivery: check.delivery(file.delivery.unwrap_or_default()),
         video: crate::video::config::validate(check, file.video.unwrap_or_default()),
+        analytics: crate::analytics::config::validate(
+            check,
+            file.analytics.unwrap_or_default(),
+            &source,
+        ),
         source,
     };
     listeners(check, &config);

@@ -364,10 +364,10 @@ fn every_key_is_accepted() {
 #[test]
 fn unknown_keys_are_named_with_what_is_supported() {
     assert_issue(
-        "[api]\nlisten = \"127.0.0.1:1\"\n\n[analytics]\nqueries = 2\n",
-        "analytics",
+        "[api]\nlisten = \"127.0.0.1:1\"\n\n[console]\nqueries = 2\n",
+        "console",
         4,
-        "unknown key `analytics` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery, video)",
+        "unknown key `console` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics)",
     );
     assert_issue(
         "[mqtt]\nlisten = \"0.0.0.0:1883\"\nport = 1883\n",
@@ -764,12 +764,12 @@ shards = 0
 #[test]
 fn display_is_file_line_key_message() {
     let errors =
-        parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[analytics]\n").unwrap_err();
+        parse("[[streams]]\nname = \"s\"\nretention_hours = 12\n\n[console]\n").unwrap_err();
     assert_eq!(
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
-         test.toml:5: analytics: unknown key `analytics` (this version supports storage, api, \
-         streams, log, devices, mqtt, routes, delivery_streams, delivery, video)"
+         test.toml:5: console: unknown key `console` (this version supports storage, api, \
+         streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics)"
     );
 }
 
@@ -2631,4 +2631,80 @@ fn unknown_api_keys_list_the_supported_keys_in_their_order() {
         "(this version supports listen, region, account_id, open_metrics, max_connections, \
          cors_origins, tls, credentials)",
     );
+}
+
+#[test]
+fn analytics_rules() {
+    let config = parse(
+        "[[analytics]]\nname = \"minute-avg\"\nsql = \"INSERT INTO b SELECT * FROM a\"\n\
+         [[analytics]]\nname = \"off\"\nsql = \"SELECT 1\"\nmax_state_keys = 10\nenabled = false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.analytics,
+        vec![
+            ApplicationConfig {
+                name: "minute-avg".into(),
+                sql: "INSERT INTO b SELECT * FROM a".into(),
+                max_state_keys: 100_000,
+                enabled: true,
+            },
+            ApplicationConfig {
+                name: "off".into(),
+                sql: "SELECT 1".into(),
+                max_state_keys: 10,
+                enabled: false,
+            },
+        ]
+    );
+    assert!(parse("").unwrap().analytics.is_empty());
+    assert_issue(
+        "[[analytics]]\nname = \"a\"\n",
+        "analytics[0].sql",
+        1,
+        "missing",
+    );
+    assert_issue(
+        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nsql_file = \"a.sql\"\n",
+        "analytics[0].sql_file",
+        4,
+        "both",
+    );
+    assert_issue(
+        "[[analytics]]\nname = \"a/b\"\nsql = \"SELECT 1\"\n",
+        "analytics[0].name",
+        2,
+        "not a valid application name",
+    );
+    assert_issue(
+        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\n\n[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\n",
+        "analytics[1].name",
+        6,
+        "duplicate application name `a`",
+    );
+    assert_issue(
+        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nquery = \"x\"\n",
+        "analytics[0].query",
+        4,
+        "unknown key `query` (this version supports name, sql, sql_file, max_state_keys, enabled)",
+    );
+}
+
+#[test]
+fn analytics_sql_file_is_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("avg.sql"), "SELECT 3").unwrap();
+    let file = dir.path().join("kinedge.toml");
+    std::fs::write(
+        &file,
+        "[[analytics]]\nname = \"a\"\nsql_file = \"avg.sql\"\n",
+    )
+    .unwrap();
+    let config = Config::load(&file).unwrap();
+    assert_eq!(config.analytics[0].sql, "SELECT 3");
+    std::fs::remove_file(dir.path().join("avg.sql")).unwrap();
+    let errors = Config::load(&file).unwrap_err();
+    assert_eq!(errors.issues.len(), 1, "{errors}");
+    assert_eq!(errors.issues[0].key, "analytics[0].sql_file");
+    assert_eq!(errors.issues[0].line, Some(3));
 }
