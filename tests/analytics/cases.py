@@ -6,23 +6,36 @@ kinedge (tests/interop/test_analytics_flink.py); their results must agree row by
     python tests/analytics/cases.py INPUT.jsonl CASES.json    # writes both files
 
 The input (make_input) is deterministic (seeded): ~2,000 JSON rows over ~10 minutes of event
-time, mostly increasing with out-of-order jitter smaller than the 5 s watermark delay, and a few
-rows more than a minute behind (late: window and OVER aggregations drop them), with NULLs in
+time, mostly increasing with out-of-order jitter smaller than the 5 s watermark delay, a few
+rows more than a minute behind (late: window and OVER aggregations drop them) and a few just
+behind the watermark (up to 400 ms), with NULLs in
 every column but `ts` (event times are distinct, so ROWS frames and FIRST/LAST_VALUE do not
 depend on how ties are broken), negative temperatures and humidities, an empty site, padded
 sites, and payloads that are JSON objects, JSON without the path, `not json`, or NULL.
 
-Every case runs in PyFlink 2.3 in streaming mode. What Flink rejected or got wrong, and so is
-not a case here (it tells what Flink does not support):
-- JSON_VALUE(... RETURNING DOUBLE) on a JSON *integer* (`{"b": 2}`) fails the job at run time
-  (ClassCastException: Integer cannot be cast to BigDecimal, in the generated Calc). The
+Every case runs in PyFlink 2.3 in streaming mode. What Flink rejected, or fails at run time,
+and so is not a case here (probed with tests/analytics/flink_oracle.py; it tells what Flink does
+not support):
+- APPROX_COUNT_DISTINCT in a (window) aggregation: TableException "APPROX_COUNT_DISTINCT
+  aggregate function does not support yet for streaming" (batch mode only).
+- PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY x): TableException "Unsupported Function".
+  PERCENTILE(x, p) does run, and exactly (continuous, interpolated linearly between the two
+  nearest values, as PERCENTILE_CONT: checked against Python over the same rows), so it has
+  cases.
+- OVER frames with FOLLOWING (`ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING`): TableException
+  "OVER RANGE FOLLOWING windows are not supported yet".
+- A GROUP BY without a window TVF (e.g. `SELECT device, COUNT(*) ... GROUP BY device`): runs,
+  but its result is an updating stream (-U/+U rows), not an append-only one; the oracle
+  refuses it, and kinedge's `query` and sinks are append-only, so no case has one.
+- JSON_VALUE(... RETURNING DOUBLE) on a JSON *integer* (`{"b": 2}`): the job fails at run
+  time (ClassCastException: Integer cannot be cast to BigDecimal, in the generated Calc). The
   payload's `b` is therefore always written with a fraction (`2.0`); `c` is an integer and is
   read RETURNING INT (which works) or as a string.
-- Queries whose result is an updating (retract) stream, e.g. a GROUP BY without a window
-  TVF or a global aggregate: not cases, as kinedge's `query` and sinks are append-only.
+- INT / 0: the job fails at run time (ArithmeticException: / by zero); divisions by `hum`
+  filter `hum <> 0`.
 - `1 AS one`: ONE is a reserved word in Flink's parser (SqlParserException); renamed.
-Not attempted: APPROX_COUNT_DISTINCT (Flink has none in its SQL function list) and
-percentiles (PERCENTILE is approximate/newer); joins (another test's business).
+Not cases although Flink runs them: TRY_CAST, LISTAGG, COUNT(DISTINCT) and FIRST_VALUE in OVER
+(issue 14 does not list them); joins (another test's business).
 """
 import json
 import random
@@ -58,6 +71,12 @@ def make_input(n: int = N_ROWS, seed: int = SEED) -> list[dict]:
         late = i > 400 and rnd.random() < 0.008
         if late:
             ms = max_ms - rnd.randint(61_000, 150_000)   # > 1 minute behind: late
+        elif i > 100 and rnd.random() < 0.008:
+            # Just behind the watermark (max - 5 s): dropped by OVER aggregations, and by a
+            # window aggregation iff its window has fired, which holds only if the watermark
+            # advances after every record (see flink_oracle.py).
+            late = True
+            ms = max_ms - 5000 - rnd.randint(1, 400)
         while ms in used:
             ms += 1
         used.add(ms)
@@ -260,6 +279,12 @@ _CASES = [
      "AVG(JSON_VALUE(payload, '$.a.b' RETURNING DOUBLE)) AS avg_b, "
      f"COUNT(JSON_VALUE(payload, '$.tag')) AS tags FROM {TUMBLE_1M} "
      "GROUP BY window_start, window_end, site"),
+    ("tumble_percentile",
+     "SELECT window_start, window_end, PERCENTILE(temp, 0.5) AS p50, PERCENTILE(temp, 0.9) AS p90, "
+     f"PERCENTILE(hum, 0.25) AS h25 FROM {TUMBLE_1M} GROUP BY window_start, window_end"),
+    ("tumble_percentile_device",
+     "SELECT window_start, window_end, device, PERCENTILE(temp, 0.5) AS median_temp, "
+     f"PERCENTILE(hum, 1.0) AS max_hum FROM {TUMBLE_1M} GROUP BY window_start, window_end, device"),
     ("tumble_window_time_device",
      "SELECT window_start, window_end, window_time, device, MAX(hum) AS mh FROM "
      f"{TUMBLE_10S} GROUP BY window_start, window_end, window_time, device"),
@@ -301,6 +326,10 @@ _CASES = [
     ("over_range_min_max",
      f"SELECT device, ts, MIN(temp) OVER w AS mn, MAX(temp) OVER w AS mx, "
      f"COUNT(hum) OVER w AS nh, SUM(hum) OVER w AS sh FROM telemetry WINDOW w AS ({OVER_RANGE})"),
+    ("over_rows_unbounded",
+     "SELECT device, ts, SUM(hum) OVER w AS s, COUNT(*) OVER w AS n, MAX(temp) OVER w AS mx "
+     "FROM telemetry WINDOW w AS (PARTITION BY device ORDER BY ts "
+     "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"),
     ("over_rows_inline_site",
      "SELECT site, ts, SUM(hum) OVER (PARTITION BY site ORDER BY ts "
      "ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s FROM telemetry"),
