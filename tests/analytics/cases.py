@@ -33,6 +33,11 @@ not support):
   read RETURNING INT (which works) or as a string.
 - INT / 0: the job fails at run time (ArithmeticException: / by zero); divisions by `hum`
   filter `hum <> 0`.
+- VAR_SAMP/VAR_POP/STDDEV_* of an INT column: Flink computes them in DOUBLE and truncates, and
+  its floating-point path gives e.g. 912.9999999999999 (so 912) where the exact variance is 913
+  (n=9, sum=438, sum of squares=28620); kinedge truncates the exact value. The case reads
+  VAR_SAMP(CAST(hum AS DOUBLE)) instead (STDDEV_POP(hum) stays: its square root is never whole
+  there); docs/analytics.md lists the difference.
 - `1 AS one`: ONE is a reserved word in Flink's parser (SqlParserException); renamed.
 Not cases although Flink runs them: TRY_CAST, LISTAGG, COUNT(DISTINCT) and FIRST_VALUE in OVER
 (issue 14 does not list them); joins (another test's business).
@@ -250,7 +255,7 @@ _CASES = [
      "GROUP BY window_start, window_end"),
     ("tumble_stddev_var_device",
      "SELECT window_start, window_end, device, STDDEV_POP(hum) AS sp, STDDEV_SAMP(temp) AS ss, "
-     f"VAR_POP(temp) AS vp, VAR_SAMP(hum) AS vs FROM {TUMBLE_1M} "
+     f"VAR_POP(temp) AS vp, VAR_SAMP(CAST(hum AS DOUBLE)) AS vs FROM {TUMBLE_1M} "
      "GROUP BY window_start, window_end, device"),
     ("tumble_first_last_value",
      "SELECT window_start, window_end, device, FIRST_VALUE(temp) AS first_temp, "

@@ -183,10 +183,21 @@ impl AggSpec {
                 }
                 let root = matches!(kind, AggKind::StddevPop | AggKind::StddevSamp);
                 if int {
-                    // Flink's rewrite in the argument's own (integer) type: integer divisions.
-                    let diff = isumsq.wrapping_sub(isum.wrapping_mul(*isum) / n);
-                    let var = diff / if pop { *n } else { n - 1 };
-                    let v = if root { ((var as f64).powf(0.5)) as i64 } else { var };
+                    // Flink's rewrite, (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / COUNT(x) [- 1], in
+                    // DECIMAL: the inner division is rounded half-up at scale 6, the outer one
+                    // kept (much finer), and the result cast back to the argument's integer type
+                    // (truncated). So a whole variance can come out one less, as in Flink.
+                    const SCALE: i128 = 1_000_000;
+                    let (sum, sumsq, count) = (*isum as i128, *isumsq as i128, *n as i128);
+                    let square = sum * sum * SCALE;
+                    let avg = (square + count / 2) / count; // half-up (non-negative)
+                    let diff = sumsq * SCALE - avg;
+                    let den = if pop { count } else { count - 1 } * SCALE;
+                    let v = if root {
+                        ((diff as f64) / (den as f64)).max(0.0).powf(0.5) as i64
+                    } else {
+                        (diff / den) as i64
+                    };
                     return Value::Int(narrow(v, self.input));
                 }
                 // Flink rewrites them to (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / (COUNT(x) [- 1]).

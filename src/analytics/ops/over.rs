@@ -2,8 +2,10 @@
 //! ROWS BETWEEN n PRECEDING AND CURRENT ROW)` or `RANGE BETWEEN INTERVAL ... PRECEDING AND
 //! CURRENT ROW` (or UNBOUNDED PRECEDING). As Flink does, rows wait until the watermark passes
 //! their rowtime, are then taken in rowtime order, and each is emitted with the aggregates over
-//! its frame; rows with the same rowtime are peers in a RANGE frame. A row at or behind the
-//! watermark when it arrives is late.
+//! its frame; rows with the same rowtime are peers in a RANGE frame. A row is late when its
+//! partition key already emitted a row at or after its rowtime (Flink's per-key
+//! `lastTriggeringTs`); a row behind the watermark but not behind its key waits for the next
+//! watermark.
 //!
 //! Invariant: per partition key only the rows the frame can still reach are kept.
 
@@ -41,6 +43,9 @@ pub struct OverState {
     seq: u64,
     /// Per partition key: the rows the frame still reaches, with their rowtime.
     frames: HashMap<Vec<Value>, VecDeque<(i64, Vec<Value>)>>,
+    /// Per partition key: the rowtime last emitted. A row at or before it is late (Flink keeps
+    /// this per key, not the watermark).
+    emitted: HashMap<Vec<Value>, i64>,
 }
 
 pub struct Over {
@@ -58,10 +63,18 @@ impl Over {
     }
 
     pub fn process(&mut self, row: Vec<Value>, ts: i64, watermark: Option<i64>) -> Result<(), RowError> {
-        if watermark.is_some_and(|wm| ts <= wm) {
+        let key = self.plan.partition.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+        // Flink's bounded frames drop a row behind its key's last emitted rowtime; its
+        // unbounded ones (a different operator) a row at or behind the watermark.
+        let unbounded = matches!(self.plan.frame, Frame::Rows(None) | Frame::Range(None));
+        let late = if unbounded {
+            watermark.is_some_and(|wm| ts <= wm)
+        } else {
+            self.state.emitted.get(&key).is_some_and(|last| ts <= *last)
+        };
+        if late {
             return Err(RowError::Late);
         }
-        let key = self.plan.partition.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
         self.state.seq += 1;
         self.state.pending.insert((ts, self.state.seq), (key, row));
         Ok(())
@@ -91,6 +104,7 @@ impl Over {
                         }
                     }
                     for (key, rows) in by_key {
+                        self.state.emitted.insert(key.clone(), ts);
                         let frame = self.state.frames.entry(key).or_default();
                         if let Some(range) = range {
                             while frame.front().is_some_and(|(t, _)| *t < ts - range) {
@@ -110,6 +124,7 @@ impl Over {
                 }
                 Frame::Rows(n) => {
                     for (key, row) in peers {
+                        self.state.emitted.insert(key.clone(), ts);
                         let frame = self.state.frames.entry(key).or_default();
                         frame.push_back((ts, row.clone()));
                         if let Some(n) = n {

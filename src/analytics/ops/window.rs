@@ -135,11 +135,14 @@ impl WindowAgg {
         if let WindowKind::Session { gap } = self.plan.kind {
             return self.process_session(row, ts, gap, watermark, out);
         }
-        if fired(self.plan.kind.slice_end(ts)) {
-            return Err(RowError::Late);
-        }
         let mut windows = std::mem::take(&mut self.scratch);
         self.plan.kind.assign(ts, &mut windows);
+        // Late only when every window of the row has fired: a row whose slice fired still
+        // counts in the windows that are open (Flink's slicing window operator).
+        if windows.iter().all(|(_, end)| fired(*end)) {
+            self.scratch = windows;
+            return Err(RowError::Late);
+        }
         row.truncate(self.width);
         row.extend([Value::Null, Value::Null, Value::Null]);
         for &(start, end) in &windows {
@@ -180,17 +183,25 @@ impl WindowAgg {
         let sessions = self.state.sessions.entry(partition).or_default();
         // Merge every session that overlaps [ts, ts + gap).
         let mut merged = Session { start: ts, end: ts + gap, groups: HashMap::new() };
-        let mut i = 0;
         let mut absorbed = Vec::new();
-        while i < sessions.len() {
-            let s = &sessions[i];
-            if s.start < merged.end && ts < s.end {
-                let s = sessions.swap_remove(i);
-                merged.start = merged.start.min(s.start);
-                merged.end = merged.end.max(s.end);
-                absorbed.push(s);
-            } else {
-                i += 1;
+        // Sessions that touch or overlap merge (Flink's TimeWindow.intersects is inclusive),
+        // until none is left to merge.
+        loop {
+            let before = absorbed.len();
+            let mut i = 0;
+            while i < sessions.len() {
+                let s = &sessions[i];
+                if s.start <= merged.end && merged.start <= s.end {
+                    let s = sessions.swap_remove(i);
+                    merged.start = merged.start.min(s.start);
+                    merged.end = merged.end.max(s.end);
+                    absorbed.push(s);
+                } else {
+                    i += 1;
+                }
+            }
+            if absorbed.len() == before {
+                break;
             }
         }
         if watermark.is_some_and(|wm| merged.end - 1 <= wm) {

@@ -118,7 +118,13 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
             format!("aggregate function {name} is not allowed here (use it in a SELECT with GROUP BY window_start, window_end, ... over a window table function, or with OVER)"),
         ));
     }
-    let exprs = plain_args(function, at)?;
+    let mut exprs = plain_args(function, at)?;
+    // TIMESTAMPADD(unit, n, ts) and TIMESTAMPDIFF(unit, a, b): the unit is a word, not a column.
+    let unit_word = if matches!(name.as_str(), "TIMESTAMPADD" | "TIMESTAMPDIFF") && !exprs.is_empty() {
+        Some(exprs.remove(0).to_string().to_ascii_uppercase())
+    } else {
+        None
+    };
     let args: Vec<Typed> = exprs.iter().map(|e| compile(e, scope)).collect::<Result<_, _>>()?;
     let arity = |min: usize, max: usize| -> Result<(), SqlError> {
         if args.len() < min || args.len() > max {
@@ -187,9 +193,8 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
         }
         "DATE_FORMAT" => (arity(2, 2).map(|_| Func::DateFormat)?, SqlType::String),
         "TIMESTAMPADD" | "TIMESTAMPDIFF" => {
-            arity(3, 3)?;
-            let unit_name = exprs[0].to_string().to_ascii_uppercase();
-            let unit = match unit_name.as_str() {
+            arity(2, 2)?;
+            let unit = match unit_word.as_deref().unwrap_or_default() {
                 "YEAR" => TimeUnit::Year,
                 "QUARTER" => TimeUnit::Quarter,
                 "MONTH" => TimeUnit::Month,
@@ -200,14 +205,11 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
                 "SECOND" => TimeUnit::Second,
                 other => return Err(SqlError::of(at, format!("{name} unit {other} is not supported"))),
             };
-            let mut args = args;
-            args.remove(0);
-            let (func, ty) = if name == "TIMESTAMPADD" {
+            if name == "TIMESTAMPADD" {
                 (Func::TimestampAdd(unit), args[1].ty)
             } else {
                 (Func::TimestampDiff(unit), SqlType::Int)
-            };
-            return Ok(Typed { ty, scalar: Scalar::Call(func, args.into_iter().map(|a| a.scalar).collect()) });
+            }
         }
         "TO_TIMESTAMP" => (arity(1, 2).map(|_| Func::ToTimestamp)?, SqlType::Timestamp),
         "TO_TIMESTAMP_LTZ" => (arity(1, 2).map(|_| Func::ToTimestampLtz)?, SqlType::TimestampLtz),
