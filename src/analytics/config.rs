@@ -208,9 +208,12 @@ mod tests {
         analytics: Vec<RawApplication>,
     }
 
+    /// A script the engine accepts; `VALID_SQL` in a test's TOML stands for it.
+    const SQL: &str = "CREATE TABLE src (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', 'stream' = 'in', 'format' = 'json'); CREATE TABLE dst (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', 'stream' = 'out', 'format' = 'json'); INSERT INTO dst SELECT device, temp FROM src WHERE temp > 80";
+
     /// The checked entries of `text` and the problems found, as (key, message).
     fn check(text: &str, source: &ConfigSource) -> (Vec<ApplicationConfig>, Vec<(String, String)>) {
-        let doc: Doc = toml::from_str(text).expect("test TOML");
+        let doc: Doc = toml::from_str(&text.replace("VALID_SQL", SQL)).expect("test TOML");
         let mut check = Check::default();
         let apps = validate(&mut check, doc.analytics, source);
         (apps, check.problems)
@@ -238,10 +241,10 @@ mod tests {
             r#"
             [[analytics]]
             name = "a"
-            sql = "INSERT INTO x SELECT * FROM y"
+            sql = "VALID_SQL"
             [[analytics]]
             name = "B.c_d-9"
-            sql = "SELECT 1"
+            sql = "VALID_SQL"
             max_state_keys = 1
             enabled = false
             "#,
@@ -253,13 +256,13 @@ mod tests {
             vec![
                 ApplicationConfig {
                     name: "a".into(),
-                    sql: "INSERT INTO x SELECT * FROM y".into(),
+                    sql: SQL.into(),
                     max_state_keys: 100_000,
                     enabled: true,
                 },
                 ApplicationConfig {
                     name: "B.c_d-9".into(),
-                    sql: "SELECT 1".into(),
+                    sql: SQL.into(),
                     max_state_keys: 1,
                     enabled: false,
                 },
@@ -274,14 +277,14 @@ mod tests {
     fn sql_file_is_read_relative_to_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("analytics")).unwrap();
-        std::fs::write(dir.path().join("analytics/a.sql"), "SELECT 2").unwrap();
+        std::fs::write(dir.path().join("analytics/a.sql"), SQL).unwrap();
         let source = ConfigSource::File(dir.path().join("kinedge.toml"));
         let (apps, problems) = check(
             "[[analytics]]\nname = \"a\"\nsql_file = \"analytics/a.sql\"\n",
             &source,
         );
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(apps[0].sql, "SELECT 2");
+        assert_eq!(apps[0].sql, SQL);
         let (apps, problems) = check(
             "[[analytics]]\nname = \"a\"\nsql_file = \"analytics/missing.sql\"\n",
             &source,
@@ -300,40 +303,40 @@ mod tests {
             "missing",
         );
         one_problem(
-            "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nsql_file = \"a.sql\"\n",
+            "[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\nsql_file = \"a.sql\"\n",
             "analytics[0].sql_file",
             "both",
         );
         one_problem(
-            "[[analytics]]\nname = \"a b\"\nsql = \"SELECT 1\"\n",
+            "[[analytics]]\nname = \"a b\"\nsql = \"VALID_SQL\"\n",
             "analytics[0].name",
             "not a valid application name",
         );
         one_problem(
             &format!(
-                "[[analytics]]\nname = \"{}\"\nsql = \"SELECT 1\"\n",
+                "[[analytics]]\nname = \"{}\"\nsql = \"VALID_SQL\"\n",
                 "x".repeat(129)
             ),
             "analytics[0].name",
             "1..=128",
         );
         one_problem(
-            "[[analytics]]\nsql = \"SELECT 1\"\n",
+            "[[analytics]]\nsql = \"VALID_SQL\"\n",
             "analytics[0].name",
             "missing",
         );
         one_problem(
-            "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\n[[analytics]]\nname = \"a\"\nsql = \"SELECT 2\"\n",
+            "[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\n[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\n",
             "analytics[1].name",
             "duplicate application name `a` (also in analytics[0])",
         );
         one_problem(
-            "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nmax_state_keys = 0\n",
+            "[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\nmax_state_keys = 0\n",
             "analytics[0].max_state_keys",
             "out of range",
         );
         one_problem(
-            "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nenabled = \"no\"\n",
+            "[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\nenabled = \"no\"\n",
             "analytics[0].enabled",
             "true or false",
         );

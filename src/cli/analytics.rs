@@ -102,7 +102,7 @@ fn time(ms: &Value) -> String {
 }
 
 /// One line per application (name, state, records in/out, late, errors, watermark), then
-/// why a failed one failed.
+/// why a failed one failed (or what a running one waits for).
 pub(super) fn applications_table(list: &Value) -> String {
     let empty = Vec::new();
     let list = list.as_array().unwrap_or(&empty);
@@ -127,7 +127,11 @@ pub(super) fn applications_table(list: &Value) -> String {
             time(&a["watermark"]),
         );
         if let Some(error) = a["error"].as_str() {
-            let _ = writeln!(out, "    error: {error}");
+            let label = match a["state"].as_str() {
+                Some("running") => "waiting",
+                _ => "error",
+            };
+            let _ = writeln!(out, "    {label}: {error}");
         }
     }
     out
@@ -158,6 +162,16 @@ mod tests {
         assert_eq!(
             applications_table(&json!([])),
             "no analytics applications\n"
+        );
+    }
+
+    #[test]
+    fn a_running_application_says_what_it_waits_for() {
+        let list = json!([{"name": "a", "state": "running", "error": "stream in does not exist"}]);
+        let table = applications_table(&list);
+        assert_eq!(
+            table.lines().last(),
+            Some("    waiting: stream in does not exist")
         );
     }
 

@@ -19,6 +19,12 @@ from botocore.credentials import Credentials
 from kutil import KINEDGE_BIN, TEST_KEY, TEST_SECRET_ENV, unique
 
 SECRET = "kinedge-analytics-secret-2b7e"
+# A script the engine accepts; VALID_SQL in a configuration below stands for it.
+SQL = ("CREATE TABLE src (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', "
+       "'stream' = 'in', 'format' = 'json'); "
+       "CREATE TABLE dst (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', "
+       "'stream' = 'out', 'format' = 'json'); "
+       "INSERT INTO dst SELECT device, temp FROM src WHERE temp > 80")
 
 
 def kinedge(*args, gw=None, stdin=None, env=None, timeout=30):
@@ -175,36 +181,128 @@ def test_cli_status_shows_no_analytics_section_when_there_are_none(gw):
 # ---- check-config -------------------------------------------------------------------------------
 def check_config(tmp_path, text: str):
     cfg = tmp_path / "kinedge.toml"
-    cfg.write_text('[api]\nlisten = "127.0.0.1:4999"\n\n' + text)
+    cfg.write_text('[api]\nlisten = "127.0.0.1:4999"\n\n' + text.replace("VALID_SQL", SQL))
     rc, out, err = kinedge("check-config", cfg)
     return cfg, rc, out + err
 
 
 @pytest.mark.parametrize("text,line,key,words", [
     ('[[analytics]]\nname = "a"\n', 4, "analytics[0].sql", "missing"),
-    ('[[analytics]]\nname = "a"\nsql = "SELECT 1"\nsql_file = "a.sql"\n', 7,
+    ('[[analytics]]\nname = "a"\nsql = "VALID_SQL"\nsql_file = "a.sql"\n', 7,
      "analytics[0].sql_file", "both"),
-    ('[[analytics]]\nname = "bad name"\nsql = "SELECT 1"\n', 5, "analytics[0].name",
+    ('[[analytics]]\nname = "bad name"\nsql = "VALID_SQL"\n', 5, "analytics[0].name",
      "not a valid application name"),
-    ('[[analytics]]\nname = "a"\nsql = "SELECT 1"\n\n[[analytics]]\nname = "a"\nsql = "SELECT 2"\n',
+    ('[[analytics]]\nname = "a"\nsql = "VALID_SQL"\n\n[[analytics]]\nname = "a"\nsql = "VALID_SQL"\n',
      9, "analytics[1].name", "duplicate application name `a` (also in analytics[0])"),
     ('[[analytics]]\nname = "a"\nsql_file = "nowhere.sql"\n', 6, "analytics[0].sql_file",
      "nowhere.sql"),
-    ('[[analytics]]\nname = "a"\nsql = "SELECT 1"\nmax_state_keys = 0\n', 7,
+    ('[[analytics]]\nname = "a"\nsql = "VALID_SQL"\nmax_state_keys = 0\n', 7,
      "analytics[0].max_state_keys", "out of range"),
-    ('[[analytics]]\nname = "a"\nsql = "SELECT 1"\nwindow = "1m"\n', 7, "analytics[0].window",
+    ('[[analytics]]\nname = "a"\nsql = "VALID_SQL"\nwindow = "1m"\n', 7, "analytics[0].window",
      "unknown key `window`"),
+    ('[[analytics]]\nname = "a"\nsql = "INSERT INTO nowhere SELECT FROM"\n', 6,
+     "analytics[0].sql", "SQL"),
 ])
 def test_check_config_names_each_mistake(tmp_path, text, line, key, words):
     cfg, rc, out = check_config(tmp_path, text)
     assert rc == 2, out
     assert f"{cfg}:{line}: {key}: " in out, out
+    assert out.count(f"{cfg}:") == 1, out  # that mistake alone
     assert words in out, out
 
 
 def test_check_config_reads_sql_file_beside_the_config(tmp_path):
     (tmp_path / "analytics").mkdir()
-    (tmp_path / "analytics" / "avg.sql").write_text("SELECT 1")
+    (tmp_path / "analytics" / "avg.sql").write_text(SQL)
     cfg, rc, out = check_config(
         tmp_path, '[[analytics]]\nname = "avg"\nsql_file = "analytics/avg.sql"\nenabled = false\n')
     assert rc == 0, out
+
+
+# ---- with running applications (the engine) -------------------------------------------------------
+def script(source: str, sink: str, where: str = "") -> str:
+    return (f"CREATE TABLE src (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', "
+            f"'stream' = '{source}', 'format' = 'json'); "
+            f"CREATE TABLE dst (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', "
+            f"'stream' = '{sink}', 'format' = 'json'); "
+            f"INSERT INTO dst SELECT device, temp FROM src {where}")
+
+
+@pytest.fixture(scope="module")
+def apps_gw(module_gateway_factory):
+    config = ('[[streams]]\nname = "readings"\n\n'
+              f'[[analytics]]\nname = "hot"\nsql = "{script("readings", "hot-out", "WHERE temp > 80")}"\n\n'
+              f'[[analytics]]\nname = "off"\nenabled = false\nsql = "{script("readings", "off-out")}"\n')
+    return module_gateway_factory(extra_config=config, name="analytics-apps")
+
+
+def test_config_applications_are_listed_with_their_state(apps_gw):
+    rc, out, err = kinedge("analytics", "list", gw=apps_gw)
+    assert rc == 0, err
+    states = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert states == {"hot": "running", "off": "stopped"}, out
+    status = requests.get(f"{apps_gw.url}/status", timeout=10).json()
+    assert {a["name"]: a["state"] for a in status["analytics"]} == states
+    rc, out, err = kinedge("analytics", "describe", "hot", gw=apps_gw)
+    described = json.loads(out)
+    assert (described["name"], described["origin"], described["inputs"]) == ("hot", "config", ["readings"])
+    rc, out, err = kinedge("status", gw=apps_gw)
+    assert "APPLICATION" in out and "hot" in out, out
+
+
+def test_config_applications_cannot_be_deleted_or_replaced(apps_gw):
+    rc, _, err = kinedge("analytics", "delete", "hot", gw=apps_gw)
+    assert rc == 1 and "FromConfig" in err, err
+    r = requests.post(f"{apps_gw.url}/analytics", json={"name": "hot", "sql": script("readings", "x")},
+                      timeout=10)
+    assert r.status_code in (403, 409), r.text
+
+
+def test_api_application_lifecycle(apps_gw, tmp_path):
+    name = unique("app")
+    sql_file = tmp_path / "app.sql"
+    sql_file.write_text(script("readings", f"{name}-out"))
+    rc, out, err = kinedge("analytics", "create", name, "--sql-file", sql_file,
+                           "--max-state-keys", "50", gw=apps_gw)
+    assert (rc, out) == (0, f"{name}: running\n"), err
+    assert requests.get(f"{apps_gw.url}/analytics/{name}", timeout=10).json()["origin"] == "api"
+    rc, _, err = kinedge("analytics", "create", name, "--sql", script("readings", "y"), gw=apps_gw)
+    assert rc == 1 and "Exists" in err, err
+    r = requests.post(f"{apps_gw.url}/analytics", json={"name": name, "sql": script("readings", "y")},
+                      timeout=10)
+    assert_error(r, 409, "Exists", [name])
+    assert kinedge("analytics", "stop", name, gw=apps_gw)[1] == f"{name}: stopped\n"
+    assert kinedge("analytics", "start", name, gw=apps_gw)[1] == f"{name}: running\n"
+    assert kinedge("analytics", "delete", name, gw=apps_gw)[1] == f"{name}: deleted\n"
+    assert_error(requests.get(f"{apps_gw.url}/analytics/{name}", timeout=10), 404, "NotFound")
+
+
+def test_bad_sql_is_400_with_the_reason(apps_gw):
+    r = requests.post(f"{apps_gw.url}/analytics",
+                      json={"name": unique("bad"), "sql": "INSERT INTO nowhere SELECT FROM"}, timeout=10)
+    assert_error(r, 400, "Sql")
+    rc, _, err = kinedge("query", "SELEC 1", gw=apps_gw)
+    assert rc == 1 and "Sql" in err, err
+
+
+def test_query_prints_a_table_or_json_lines(apps_gw):
+    c = apps_gw.client()
+    stream = unique("q")
+    c.create_stream(StreamName=stream, ShardCount=1)
+    for i, temp in enumerate([21.5, 30.0, 99.25]):
+        c.put_record(StreamName=stream, PartitionKey=f"d{i}",
+                     Data=json.dumps({"device": f"d{i}", "temp": temp}).encode())
+    sql = (f"CREATE TABLE t (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', "
+           f"'stream' = '{stream}', 'format' = 'json'); SELECT device, temp FROM t")
+    rc, out, err = kinedge("query", sql, "--format", "json", gw=apps_gw)
+    assert rc == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows == [{"device": "d0", "temp": 21.5}, {"device": "d1", "temp": 30.0},
+                    {"device": "d2", "temp": 99.25}], out
+    assert err == ""
+    rc, out, err = kinedge("query", "-", "--max-rows", "2", gw=apps_gw, stdin=sql.encode())
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["device", "|", "temp"], out
+    assert lines[2].startswith("d0") and lines[-1] == "(2 rows)", out
+    assert "cut at 2 rows" in err, err

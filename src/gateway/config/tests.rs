@@ -2633,25 +2633,32 @@ fn unknown_api_keys_list_the_supported_keys_in_their_order() {
     );
 }
 
+/// A script the engine accepts; `VALID_SQL` in a test's TOML stands for it.
+const ANALYTICS_SQL: &str = "CREATE TABLE src (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', 'stream' = 'in', 'format' = 'json'); CREATE TABLE dst (device STRING, temp DOUBLE) WITH ('connector' = 'kinesis', 'stream' = 'out', 'format' = 'json'); INSERT INTO dst SELECT device, temp FROM src WHERE temp > 80";
+
+fn with_sql(text: &str) -> String {
+    text.replace("VALID_SQL", ANALYTICS_SQL)
+}
+
 #[test]
 fn analytics_rules() {
-    let config = parse(
-        "[[analytics]]\nname = \"minute-avg\"\nsql = \"INSERT INTO b SELECT * FROM a\"\n\
-         [[analytics]]\nname = \"off\"\nsql = \"SELECT 1\"\nmax_state_keys = 10\nenabled = false\n",
-    )
+    let config = parse(&with_sql(
+        "[[analytics]]\nname = \"minute-avg\"\nsql = \"VALID_SQL\"\n\
+         [[analytics]]\nname = \"off\"\nsql = \"VALID_SQL\"\nmax_state_keys = 10\nenabled = false\n",
+    ))
     .unwrap();
     assert_eq!(
         config.analytics,
         vec![
             ApplicationConfig {
                 name: "minute-avg".into(),
-                sql: "INSERT INTO b SELECT * FROM a".into(),
+                sql: ANALYTICS_SQL.into(),
                 max_state_keys: 100_000,
                 enabled: true,
             },
             ApplicationConfig {
                 name: "off".into(),
-                sql: "SELECT 1".into(),
+                sql: ANALYTICS_SQL.into(),
                 max_state_keys: 10,
                 enabled: false,
             },
@@ -2659,41 +2666,47 @@ fn analytics_rules() {
     );
     assert!(parse("").unwrap().analytics.is_empty());
     assert_issue(
-        "[[analytics]]\nname = \"a\"\n",
+        &with_sql("[[analytics]]\nname = \"a\"\n"),
         "analytics[0].sql",
         1,
         "missing",
     );
     assert_issue(
-        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nsql_file = \"a.sql\"\n",
+        &with_sql("[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\nsql_file = \"a.sql\"\n"),
         "analytics[0].sql_file",
         4,
         "both",
     );
     assert_issue(
-        "[[analytics]]\nname = \"a/b\"\nsql = \"SELECT 1\"\n",
+        &with_sql("[[analytics]]\nname = \"a/b\"\nsql = \"VALID_SQL\"\n"),
         "analytics[0].name",
         2,
         "not a valid application name",
     );
     assert_issue(
-        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\n\n[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\n",
+        &with_sql("[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\n\n[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\n"),
         "analytics[1].name",
         6,
         "duplicate application name `a`",
     );
     assert_issue(
-        "[[analytics]]\nname = \"a\"\nsql = \"SELECT 1\"\nquery = \"x\"\n",
+        &with_sql("[[analytics]]\nname = \"a\"\nsql = \"VALID_SQL\"\nquery = \"x\"\n"),
         "analytics[0].query",
         4,
         "unknown key `query` (this version supports name, sql, sql_file, max_state_keys, enabled)",
+    ); // The engine parses and plans the script; its message comes under the `sql` key.
+    assert_issue(
+        "[[analytics]]\nname = \"a\"\nsql = \"INSERT INTO nowhere SELECT FROM\"\n",
+        "analytics[0].sql",
+        3,
+        "SQL",
     );
 }
 
 #[test]
 fn analytics_sql_file_is_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("avg.sql"), "SELECT 3").unwrap();
+    std::fs::write(dir.path().join("avg.sql"), ANALYTICS_SQL).unwrap();
     let file = dir.path().join("kinedge.toml");
     std::fs::write(
         &file,
@@ -2701,7 +2714,7 @@ fn analytics_sql_file_is_relative_to_the_config_file() {
     )
     .unwrap();
     let config = Config::load(&file).unwrap();
-    assert_eq!(config.analytics[0].sql, "SELECT 3");
+    assert_eq!(config.analytics[0].sql, ANALYTICS_SQL);
     std::fs::remove_file(dir.path().join("avg.sql")).unwrap();
     let errors = Config::load(&file).unwrap_err();
     assert_eq!(errors.issues.len(), 1, "{errors}");
