@@ -51,6 +51,7 @@ impl ApplicationConfig {
             sql: self.sql.clone(),
             max_state_keys: self.max_state_keys,
             origin: ApplicationOrigin::Config,
+            enabled: self.enabled,
         }
     }
 }

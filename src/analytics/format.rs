@@ -26,10 +26,14 @@ impl Decoder {
         match self.format {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_slice(data);
-                RowSeed { fields: &self.fields, row }
-                    .deserialize(&mut de)
-                    .map_err(|e| format!("not a JSON object of this table: {e}"))?;
-                de.end().map_err(|e| format!("trailing data after the JSON object: {e}"))
+                RowSeed {
+                    fields: &self.fields,
+                    row,
+                }
+                .deserialize(&mut de)
+                .map_err(|e| format!("not a JSON object of this table: {e}"))?;
+                de.end()
+                    .map_err(|e| format!("trailing data after the JSON object: {e}"))
             }
             Format::Raw => {
                 if let Some(field) = self.fields.first() {
@@ -38,11 +42,16 @@ impl Decoder {
                 Ok(())
             }
             Format::Csv => {
-                let text = std::str::from_utf8(data).map_err(|_| "CSV record is not UTF-8".to_string())?;
+                let text =
+                    std::str::from_utf8(data).map_err(|_| "CSV record is not UTF-8".to_string())?;
                 let text = text.trim_end_matches(['\r', '\n']);
                 let cells = split_csv(text, self.delimiter);
                 if cells.len() != self.fields.len() {
-                    return Err(format!("CSV record has {} fields, the table {}", cells.len(), self.fields.len()));
+                    return Err(format!(
+                        "CSV record has {} fields, the table {}",
+                        cells.len(),
+                        self.fields.len()
+                    ));
                 }
                 for (field, cell) in self.fields.iter().zip(cells) {
                     row[field.slot] = if cell.is_empty() && field.ty != SqlType::String {
@@ -78,10 +87,18 @@ fn split_csv(line: &str, delimiter: char) -> Vec<String> {
 }
 
 fn text_value(text: &str, field: &Field) -> Result<Value, String> {
-    let bad = || format!("field {} = '{text}' is not a {}", field.name, field.ty.name());
+    let bad = || {
+        format!(
+            "field {} = '{text}' is not a {}",
+            field.name,
+            field.ty.name()
+        )
+    };
     Ok(match field.ty {
         SqlType::String => Value::Str(Arc::from(text)),
-        SqlType::Timestamp | SqlType::TimestampLtz => Value::Ts(parse_timestamp(text).ok_or_else(bad)?),
+        SqlType::Timestamp | SqlType::TimestampLtz => {
+            Value::Ts(parse_timestamp(text).ok_or_else(bad)?)
+        }
         SqlType::Date => Value::Date(parse_date(text.trim()).ok_or_else(bad)?),
         ty => cast(Value::Str(Arc::from(text)), ty).map_err(|_| bad())?,
     })
@@ -163,7 +180,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         match self.0.ty {
             SqlType::Boolean => Ok(Value::Bool(v)),
             SqlType::String => Ok(Value::str(if v { "true" } else { "false" })),
-            _ => Err(E::custom(format!("field {} is a boolean, not a {}", self.0.name, self.0.ty.name()))),
+            _ => Err(E::custom(format!(
+                "field {} is a boolean, not a {}",
+                self.0.name,
+                self.0.ty.name()
+            ))),
         }
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
@@ -177,9 +198,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         if self.0.ty.is_integer() {
-            return Err(E::custom(format!("field {} = {v} is not an integer", self.0.name)));
+            return Err(E::custom(format!(
+                "field {} = {v} is not an integer",
+                self.0.name
+            )));
         }
-        number(self.0, Value::Double(v), &serde_json::Number::from_f64(v).map(|n| n.to_string()).unwrap_or_default())
+        number(
+            self.0,
+            Value::Double(v),
+            &serde_json::Number::from_f64(v)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        )
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         text_value(v, self.0).map_err(E::custom)
@@ -190,7 +220,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Err(de::Error::custom(format!("field {} is a JSON array, which is not supported", self.0.name)))
+        Err(de::Error::custom(format!(
+            "field {} is a JSON array, which is not supported",
+            self.0.name
+        )))
     }
 }
 
@@ -199,7 +232,11 @@ fn number<E: de::Error>(field: &Field, v: Value, text: &str) -> Result<Value, E>
         SqlType::String => Ok(Value::str(text)),
         ty if ty.is_numeric() => cast(v, ty).map_err(E::custom),
         SqlType::TimestampLtz | SqlType::Timestamp => Ok(Value::Ts(v.as_i64().unwrap_or(0))),
-        ty => Err(E::custom(format!("field {} is a number, not a {}", field.name, ty.name()))),
+        ty => Err(E::custom(format!(
+            "field {} is a number, not a {}",
+            field.name,
+            ty.name()
+        ))),
     }
 }
 
@@ -221,7 +258,9 @@ pub fn write_json_value(out: &mut String, value: &Value, ty: SqlType) {
         Value::Str(s) if ty == SqlType::String || ty == SqlType::Null => {
             out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_else(|_| "null".into()))
         }
-        Value::Str(s) => out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_else(|_| "null".into())),
+        Value::Str(s) => {
+            out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_else(|_| "null".into()))
+        }
         Value::Ts(t) => {
             out.push('"');
             out.push_str(&format_timestamp(*t));
@@ -253,12 +292,23 @@ pub fn encode(format: Format, columns: &[(String, SqlType)], values: &[Value]) -
             out.push('}');
             out
         }
-        Format::Raw => values.first().map(|v| if v.is_null() { String::new() } else { super::sql::functions::cast_to_string(v) }).unwrap_or_default(),
+        Format::Raw => values
+            .first()
+            .map(|v| {
+                if v.is_null() {
+                    String::new()
+                } else {
+                    super::sql::functions::cast_to_string(v)
+                }
+            })
+            .unwrap_or_default(),
         Format::Csv => values
             .iter()
             .map(|v| match v {
                 Value::Null => String::new(),
-                Value::Str(s) if s.contains([',', '"', '\n']) => format!("\"{}\"", s.replace('"', "\"\"")),
+                Value::Str(s) if s.contains([',', '"', '\n']) => {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                }
                 v => super::sql::functions::cast_to_string(v),
             })
             .collect::<Vec<_>>()
@@ -267,7 +317,10 @@ pub fn encode(format: Format, columns: &[(String, SqlType)], values: &[Value]) -
 }
 
 /// A result row as a JSON object (queries).
-pub fn json_object(columns: &[(String, SqlType)], values: &[Value]) -> serde_json::Map<String, serde_json::Value> {
+pub fn json_object(
+    columns: &[(String, SqlType)],
+    values: &[Value],
+) -> serde_json::Map<String, serde_json::Value> {
     let text = encode(Format::Json, columns, values);
     match serde_json::from_str(&text) {
         Ok(serde_json::Value::Object(map)) => map,

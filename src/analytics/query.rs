@@ -22,7 +22,8 @@ pub const QUERY_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// Runs a bounded query. Blocking: call it from a blocking context.
 pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, AnalyticsError> {
     let script = parse_script(sql).map_err(|e| AnalyticsError::Sql(e.to_string()))?;
-    let plan = plan::plan(&script, QUERY_STATE_KEYS, true).map_err(|e| AnalyticsError::Sql(e.to_string()))?;
+    let plan = plan::plan(&script, QUERY_STATE_KEYS, true)
+        .map_err(|e| AnalyticsError::Sql(e.to_string()))?;
     let limit = plan.limit.unwrap_or(usize::MAX).min(max_rows);
     let mut reader = StreamReader::new(store, plan.source.stream.clone(), plan.source.start);
     reader.bound_to_now()?;
@@ -39,7 +40,12 @@ pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, Anal
         let (chunks, _) = reader.read(10_000, 4 * 1024 * 1024)?;
         if chunks.is_empty() {
             // Shards read to their end (closed ones are retired so they hold nothing back).
-            let retired: Vec<u64> = reader.cursors.iter().filter(|(_, c)| c.exhausted).map(|(u, _)| *u).collect();
+            let retired: Vec<u64> = reader
+                .cursors
+                .iter()
+                .filter(|(_, c)| c.exhausted)
+                .map(|(u, _)| *u)
+                .collect();
             for uid in retired {
                 engine.retire_shard(uid, &mut out);
             }
@@ -76,6 +82,14 @@ pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, Anal
         out.rows.truncate(limit);
         truncated = true;
     }
-    let rows = out.rows.iter().map(|r| json_object(&columns, &r.values)).collect();
-    Ok(QueryOutput { columns: columns.into_iter().map(|(name, _)| name).collect(), rows, truncated })
+    let rows = out
+        .rows
+        .iter()
+        .map(|r| json_object(&columns, &r.values))
+        .collect();
+    Ok(QueryOutput {
+        columns: columns.into_iter().map(|(name, _)| name).collect(),
+        rows,
+        truncated,
+    })
 }

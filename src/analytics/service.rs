@@ -41,6 +41,8 @@ pub struct ApplicationDef {
     /// windows fire early (counted in `state_overflows`).
     pub max_state_keys: usize,
     pub origin: ApplicationOrigin,
+    /// False: defined but stopped (`enabled = false` in the config file).
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,7 +143,9 @@ pub struct AnalyticsService {
 pub fn check_name(name: &str) -> Result<(), AnalyticsError> {
     let ok = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
@@ -168,23 +172,34 @@ impl AnalyticsService {
         };
         for def in defs {
             AnalyticsService::check_sql(&def.sql)?;
-            service.launch(def, true);
+            let run = def.enabled;
+            service.launch(def, run);
         }
         let stored = tokio::task::spawn_blocking(move || store.consumer_definitions())
             .await
             .map_err(|e| AnalyticsError::Invalid(e.to_string()))??;
         for (consumer, bytes) in stored {
-            let Some(name) = consumer.strip_prefix(super::CONSUMER_PREFIX) else { continue };
+            let Some(name) = consumer.strip_prefix(super::CONSUMER_PREFIX) else {
+                continue;
+            };
             if service.lock().contains_key(name) {
                 tracing::warn!(application = %name, "an application created through the API has the name of one in the configuration file; the file's wins");
                 continue;
             }
             match serde_json::from_slice::<StoredDefinition>(&bytes) {
                 Ok(stored) => {
-                    let def = ApplicationDef { name: name.to_string(), sql: stored.sql, max_state_keys: stored.max_state_keys, origin: ApplicationOrigin::Api };
+                    let def = ApplicationDef {
+                        name: name.to_string(),
+                        sql: stored.sql,
+                        max_state_keys: stored.max_state_keys,
+                        origin: ApplicationOrigin::Api,
+                        enabled: !stored.stopped,
+                    };
                     service.launch(def, !stored.stopped);
                 }
-                Err(error) => tracing::error!(application = %name, %error, "a stored analytics application is unreadable; skipping it"),
+                Err(error) => {
+                    tracing::error!(application = %name, %error, "a stored analytics application is unreadable; skipping it")
+                }
             }
         }
         Ok(service)
@@ -200,7 +215,12 @@ impl AnalyticsService {
             state: Some(ApplicationState::Stopped),
             ..LiveStatus::default()
         }));
-        let mut entry = Entry { def, status, stop: None, task: None };
+        let mut entry = Entry {
+            def,
+            status,
+            stop: None,
+            task: None,
+        };
         if run {
             self.run(&mut entry);
         }
@@ -238,7 +258,9 @@ impl AnalyticsService {
     pub async fn create(&self, def: ApplicationDef) -> Result<ApplicationStatus, AnalyticsError> {
         check_name(&def.name)?;
         if def.max_state_keys == 0 {
-            return Err(AnalyticsError::Invalid("max_state_keys must be at least 1.".into()));
+            return Err(AnalyticsError::Invalid(
+                "max_state_keys must be at least 1.".into(),
+            ));
         }
         AnalyticsService::check_sql(&def.sql)?;
         let _one = self.inner.changes.lock().await;
@@ -246,9 +268,14 @@ impl AnalyticsService {
             return Err(AnalyticsError::Exists(def.name));
         }
         if self.lock().len() >= MAX_APPLICATIONS {
-            return Err(AnalyticsError::Invalid(format!("The gateway runs at most {MAX_APPLICATIONS} analytics applications.")));
+            return Err(AnalyticsError::Invalid(format!(
+                "The gateway runs at most {MAX_APPLICATIONS} analytics applications."
+            )));
         }
-        let def = ApplicationDef { origin: ApplicationOrigin::Api, ..def };
+        let def = ApplicationDef {
+            origin: ApplicationOrigin::Api,
+            ..def
+        };
         self.save(&def, false).await?;
         let name = def.name.clone();
         self.launch(def, true);
@@ -259,11 +286,18 @@ impl AnalyticsService {
         if def.origin != ApplicationOrigin::Api {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&StoredDefinition { sql: def.sql.clone(), max_state_keys: def.max_state_keys, stopped })
-            .map_err(|e| AnalyticsError::Invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec(&StoredDefinition {
+            sql: def.sql.clone(),
+            max_state_keys: def.max_state_keys,
+            stopped,
+        })
+        .map_err(|e| AnalyticsError::Invalid(e.to_string()))?;
         self.inner
             .store
-            .checkpoint(CheckpointOp::SaveDefinition { consumer: app::consumer(&def.name), bytes })
+            .checkpoint(CheckpointOp::SaveDefinition {
+                consumer: app::consumer(&def.name),
+                bytes,
+            })
             .await?;
         Ok(())
     }
@@ -273,7 +307,10 @@ impl AnalyticsService {
     }
 
     pub fn describe(&self, name: &str) -> Result<ApplicationStatus, AnalyticsError> {
-        self.lock().get(name).map(status_of).ok_or_else(|| AnalyticsError::NotFound(name.into()))
+        self.lock()
+            .get(name)
+            .map(status_of)
+            .ok_or_else(|| AnalyticsError::NotFound(name.into()))
     }
 
     /// Stops an application after it committed what it has in hand.
@@ -281,7 +318,9 @@ impl AnalyticsService {
         let _one = self.inner.changes.lock().await;
         let (task, def) = {
             let mut apps = self.lock();
-            let entry = apps.get_mut(name).ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
+            let entry = apps
+                .get_mut(name)
+                .ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
             if let Some(stop) = entry.stop.take() {
                 stop.send_replace(true);
             }
@@ -300,7 +339,9 @@ impl AnalyticsService {
         let _one = self.inner.changes.lock().await;
         let def = {
             let mut apps = self.lock();
-            let entry = apps.get_mut(name).ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
+            let entry = apps
+                .get_mut(name)
+                .ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
             let running = entry.task.as_ref().is_some_and(|t| !t.is_finished());
             if !running {
                 self.run(entry);
@@ -315,14 +356,21 @@ impl AnalyticsService {
     pub async fn delete(&self, name: &str) -> Result<(), AnalyticsError> {
         {
             let apps = self.lock();
-            let entry = apps.get(name).ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
+            let entry = apps
+                .get(name)
+                .ok_or_else(|| AnalyticsError::NotFound(name.into()))?;
             if entry.def.origin == ApplicationOrigin::Config {
                 return Err(AnalyticsError::FromConfig(name.into()));
             }
         }
         self.stop(name).await?;
         let _one = self.inner.changes.lock().await;
-        self.inner.store.checkpoint(CheckpointOp::Remove { consumer: app::consumer(name) }).await?;
+        self.inner
+            .store
+            .checkpoint(CheckpointOp::Remove {
+                consumer: app::consumer(name),
+            })
+            .await?;
         self.lock().remove(name);
         tracing::info!(application = %name, "analytics application deleted");
         Ok(())
@@ -358,7 +406,11 @@ impl AnalyticsService {
 }
 
 fn status_of(entry: &Entry) -> ApplicationStatus {
-    let live = entry.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let live = entry
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     ApplicationStatus {
         name: entry.def.name.clone(),
         state: live.state.unwrap_or(ApplicationState::Stopped),
@@ -388,13 +440,62 @@ impl crate::observe::Report for AnalyticsService {
             return;
         }
         let label = |a: &ApplicationStatus| vec![("application", a.name.clone())];
-        out.counter("kinedge_analytics_records_in", "Records an analytics application read.", apps.iter().map(|a| (label(a), a.records_in)).collect());
-        out.counter("kinedge_analytics_records_out", "Result records an analytics application produced.", apps.iter().map(|a| (label(a), a.records_out)).collect());
-        out.counter("kinedge_analytics_late_records", "Records behind the watermark, written to the error output.", apps.iter().map(|a| (label(a), a.late_records)).collect());
-        out.counter("kinedge_analytics_error_records", "Records that could not be read or evaluated, written to the error output.", apps.iter().map(|a| (label(a), a.error_records)).collect());
-        out.gauge("kinedge_analytics_running", "1 while the application runs.", apps.iter().map(|a| (label(a), if a.state == ApplicationState::Running { 1.0 } else { 0.0 })).collect());
-        out.gauge("kinedge_analytics_input_lag_milliseconds", "How far behind its newest input record the application is.", apps.iter().map(|a| (label(a), a.input_lag_ms.unwrap_or(0) as f64)).collect());
-        out.gauge("kinedge_analytics_state_entries", "Window groups and waiting rows held.", apps.iter().map(|a| (label(a), a.state_entries as f64)).collect());
-        out.gauge("kinedge_analytics_watermark_milliseconds", "The watermark (epoch ms).", apps.iter().filter_map(|a| a.watermark.map(|w| (label(a), w as f64))).collect());
+        out.counter(
+            "kinedge_analytics_records_in",
+            "Records an analytics application read.",
+            apps.iter().map(|a| (label(a), a.records_in)).collect(),
+        );
+        out.counter(
+            "kinedge_analytics_records_out",
+            "Result records an analytics application produced.",
+            apps.iter().map(|a| (label(a), a.records_out)).collect(),
+        );
+        out.counter(
+            "kinedge_analytics_late_records",
+            "Records behind the watermark, written to the error output.",
+            apps.iter().map(|a| (label(a), a.late_records)).collect(),
+        );
+        out.counter(
+            "kinedge_analytics_error_records",
+            "Records that could not be read or evaluated, written to the error output.",
+            apps.iter().map(|a| (label(a), a.error_records)).collect(),
+        );
+        out.gauge(
+            "kinedge_analytics_running",
+            "1 while the application runs.",
+            apps.iter()
+                .map(|a| {
+                    (
+                        label(a),
+                        if a.state == ApplicationState::Running {
+                            1.0
+                        } else {
+                            0.0
+                        },
+                    )
+                })
+                .collect(),
+        );
+        out.gauge(
+            "kinedge_analytics_input_lag_milliseconds",
+            "How far behind its newest input record the application is.",
+            apps.iter()
+                .map(|a| (label(a), a.input_lag_ms.unwrap_or(0) as f64))
+                .collect(),
+        );
+        out.gauge(
+            "kinedge_analytics_state_entries",
+            "Window groups and waiting rows held.",
+            apps.iter()
+                .map(|a| (label(a), a.state_entries as f64))
+                .collect(),
+        );
+        out.gauge(
+            "kinedge_analytics_watermark_milliseconds",
+            "The watermark (epoch ms).",
+            apps.iter()
+                .filter_map(|a| a.watermark.map(|w| (label(a), w as f64)))
+                .collect(),
+        );
     }
 }

@@ -37,7 +37,11 @@ async fn store_with(rows: &[Json]) -> (tempfile::TempDir, Store) {
     store.admin(AdminOp::CreateStream(spec("t"))).await.unwrap();
     let records = rows
         .iter()
-        .map(|r| NewRecord { partition_key: "k".into(), hash_key: hash_key_of("k"), data: Bytes::from(r.to_string()) })
+        .map(|r| NewRecord {
+            partition_key: "k".into(),
+            hash_key: hash_key_of("k"),
+            data: Bytes::from(r.to_string()),
+        })
         .collect();
     store.append("t", records).await.unwrap();
     (dir, store)
@@ -50,7 +54,10 @@ fn reading(device: &str, temp: f64, second: u32) -> Json {
 async fn run(store: &Store, select: &str) -> Vec<Json> {
     let sql = format!("{TABLE} {select}");
     let store = store.clone();
-    let out = tokio::task::spawn_blocking(move || query::run(store, &sql, 100_000)).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || query::run(store, &sql, 100_000))
+        .await
+        .unwrap()
+        .unwrap();
     let mut rows: Vec<Json> = out.rows.into_iter().map(Json::Object).collect();
     rows.sort_by_key(|r| r.to_string());
     rows
@@ -63,65 +70,103 @@ fn sorted(mut rows: Vec<Json>) -> Vec<Json> {
 
 #[tokio::test]
 async fn tumbling_average_per_device_fires_every_window_at_the_end() {
-    let rows = [reading("a", 10.0, 1), reading("a", 20.0, 30), reading("b", 5.0, 59), reading("a", 30.0, 61)];
+    let rows = [
+        reading("a", 10.0, 1),
+        reading("a", 20.0, 30),
+        reading("b", 5.0, 59),
+        reading("a", 30.0, 61),
+    ];
     let (_dir, store) = store_with(&rows).await;
     let got = run(&store, "SELECT window_start, device, AVG(temp) AS avg_temp, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, device").await;
-    assert_eq!(got, sorted(vec![
-        json!({"window_start": "2026-01-01 00:00:00.000", "device": "a", "avg_temp": 15.0, "n": 2}),
-        json!({"window_start": "2026-01-01 00:00:00.000", "device": "b", "avg_temp": 5.0, "n": 1}),
-        json!({"window_start": "2026-01-01 00:01:00.000", "device": "a", "avg_temp": 30.0, "n": 1}),
-    ]));
+    assert_eq!(
+        got,
+        sorted(vec![
+            json!({"window_start": "2026-01-01 00:00:00.000", "device": "a", "avg_temp": 15.0, "n": 2}),
+            json!({"window_start": "2026-01-01 00:00:00.000", "device": "b", "avg_temp": 5.0, "n": 1}),
+            json!({"window_start": "2026-01-01 00:01:00.000", "device": "a", "avg_temp": 30.0, "n": 1}),
+        ])
+    );
 }
 
 #[tokio::test]
 async fn rows_behind_the_watermark_are_late_and_not_counted() {
     // 70 s moves the watermark to 65 s: the first minute's window has fired; 10 s is late.
-    let rows = [reading("a", 1.0, 1), reading("a", 1.0, 70), reading("a", 100.0, 10)];
+    let rows = [
+        reading("a", 1.0, 1),
+        reading("a", 1.0, 70),
+        reading("a", 100.0, 10),
+    ];
     let (_dir, store) = store_with(&rows).await;
     let got = run(&store, "SELECT window_start, SUM(temp) AS s FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
-    assert_eq!(got, vec![
-        json!({"window_start": "2026-01-01 00:00:00.000", "s": 1.0}),
-        json!({"window_start": "2026-01-01 00:01:00.000", "s": 1.0}),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            json!({"window_start": "2026-01-01 00:00:00.000", "s": 1.0}),
+            json!({"window_start": "2026-01-01 00:01:00.000", "s": 1.0}),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn filters_projections_and_functions() {
-    let rows = [reading("a", 81.5, 1), reading("b", 20.0, 2), json!({"device": null, "temp": 90.0, "ts": "2026-01-01 00:00:03.000"})];
+    let rows = [
+        reading("a", 81.5, 1),
+        reading("b", 20.0, 2),
+        json!({"device": null, "temp": 90.0, "ts": "2026-01-01 00:00:03.000"}),
+    ];
     let (_dir, store) = store_with(&rows).await;
     let got = run(&store, "SELECT UPPER(device) AS d, temp * 2 AS t2, CASE WHEN temp > 85 THEN 'hot' ELSE 'warm' END AS level, hum / 3 AS h FROM t WHERE temp > 80").await;
-    assert_eq!(got, vec![
-        json!({"d": "A", "t2": 163.0, "level": "warm", "h": 16}),
-        json!({"d": null, "t2": 180.0, "level": "hot", "h": null}),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            json!({"d": "A", "t2": 163.0, "level": "warm", "h": 16}),
+            json!({"d": null, "t2": 180.0, "level": "hot", "h": null}),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn hop_cumulate_and_session_windows() {
-    let rows = [reading("a", 1.0, 0), reading("a", 2.0, 10), reading("a", 3.0, 50), reading("a", 4.0, 200)];
+    let rows = [
+        reading("a", 1.0, 0),
+        reading("a", 2.0, 10),
+        reading("a", 3.0, 50),
+        reading("a", 4.0, 200),
+    ];
     let (_dir, store) = store_with(&rows).await;
     let hop = run(&store, "SELECT window_start, window_end, COUNT(*) AS n FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '30' SECOND, INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
     assert_eq!(hop.len(), 5, "{hop:?}");
     let session = run(&store, "SELECT window_start, window_end, SUM(temp) AS s FROM TABLE(SESSION(TABLE t PARTITION BY device, DESCRIPTOR(ts), INTERVAL '45' SECOND)) GROUP BY window_start, window_end").await;
-    assert_eq!(session, sorted(vec![
-        json!({"window_start": "2026-01-01 00:00:00.000", "window_end": "2026-01-01 00:01:35.000", "s": 6.0}),
-        json!({"window_start": "2026-01-01 00:03:20.000", "window_end": "2026-01-01 00:04:05.000", "s": 4.0}),
-    ]));
+    assert_eq!(
+        session,
+        sorted(vec![
+            json!({"window_start": "2026-01-01 00:00:00.000", "window_end": "2026-01-01 00:01:35.000", "s": 6.0}),
+            json!({"window_start": "2026-01-01 00:03:20.000", "window_end": "2026-01-01 00:04:05.000", "s": 4.0}),
+        ])
+    );
     let cumulate = run(&store, "SELECT window_end, MAX(temp) AS m FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '20' SECOND, INTERVAL '1' MINUTE)) GROUP BY window_start, window_end").await;
     assert_eq!(cumulate.len(), 5, "{cumulate:?}");
 }
 
 #[tokio::test]
 async fn over_rows_frame_in_rowtime_order() {
-    let rows = [reading("a", 1.0, 1), reading("a", 3.0, 3), reading("a", 2.0, 2), reading("a", 4.0, 20)];
+    let rows = [
+        reading("a", 1.0, 1),
+        reading("a", 3.0, 3),
+        reading("a", 2.0, 2),
+        reading("a", 4.0, 20),
+    ];
     let (_dir, store) = store_with(&rows).await;
     let got = run(&store, "SELECT temp, SUM(temp) OVER (PARTITION BY device ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS s FROM t").await;
-    assert_eq!(got, vec![
-        json!({"temp": 1.0, "s": 1.0}),
-        json!({"temp": 2.0, "s": 3.0}),
-        json!({"temp": 3.0, "s": 5.0}),
-        json!({"temp": 4.0, "s": 7.0}),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            json!({"temp": 1.0, "s": 1.0}),
+            json!({"temp": 2.0, "s": 3.0}),
+            json!({"temp": 3.0, "s": 5.0}),
+            json!({"temp": 4.0, "s": 7.0}),
+        ]
+    );
 }
 
 #[test]
@@ -130,10 +175,15 @@ fn errors_name_the_construct_and_position() {
         let script = parse_script(sql).and_then(|s| plan::plan(&s, 10, true));
         script.err().map(|e| e.to_string()).unwrap_or_default()
     };
-    let e = check(&format!("{TABLE}\nSELECT device, AVG(temp) FROM t GROUP BY device"));
+    let e = check(&format!(
+        "{TABLE}\nSELECT device, AVG(temp) FROM t GROUP BY device"
+    ));
     assert!(e.contains("needs a window"), "{e}");
     let e = check(&format!("{TABLE}\nSELECT nosuch FROM t"));
-    assert!(e.starts_with("line 2, column 8: column nosuch not found"), "{e}");
+    assert!(
+        e.starts_with("line 2, column 8: column nosuch not found"),
+        "{e}"
+    );
     let e = check(&format!("{TABLE}\nSELECT FOO(temp) FROM t"));
     assert!(e.contains("function FOO is not supported"), "{e}");
     let e = check("CREATE TABLE x (a INT) WITH ('connector' = 'kinesis', 'stream' = 'x', 'format' = 'json', 'bogus' = '1'); SELECT a FROM x");

@@ -44,7 +44,11 @@ impl SqlType {
     }
 
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || matches!(self, SqlType::Float | SqlType::Double | SqlType::Decimal(..))
+        self.is_integer()
+            || matches!(
+                self,
+                SqlType::Float | SqlType::Double | SqlType::Decimal(..)
+            )
     }
 
     pub fn is_approximate(self) -> bool {
@@ -61,7 +65,9 @@ impl SqlType {
         match (a, b) {
             (Double, _) | (_, Double) => Double,
             (Float, _) | (_, Float) => Double,
-            (Decimal(..), _) | (_, Decimal(..)) => SqlType::decimal_result('+', a, b).unwrap_or(Double),
+            (Decimal(..), _) | (_, Decimal(..)) => {
+                SqlType::decimal_result('+', a, b).unwrap_or(Double)
+            }
             (BigInt, _) | (_, BigInt) => BigInt,
             (Null, x) | (x, Null) => x,
             _ => Int,
@@ -305,7 +311,11 @@ pub fn round_half_up(x: f64, scale: i32) -> f64 {
             out.push('0');
         }
     }
-    let value: f64 = if out.is_empty() { 0.0 } else { out.parse().unwrap_or(x.abs()) };
+    let value: f64 = if out.is_empty() {
+        0.0
+    } else {
+        out.parse().unwrap_or(x.abs())
+    };
     value * x.signum()
 }
 
@@ -315,7 +325,11 @@ pub fn format_double(d: f64) -> String {
         return "NaN".into();
     }
     if d.is_infinite() {
-        return if d > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if d > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     let abs = d.abs();
     if abs == 0.0 || (1e-3..1e7).contains(&abs) {
@@ -445,10 +459,17 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip() {
-        for s in ["2026-01-01 00:00:00.000", "1999-12-31 23:59:59.999", "2024-02-29 12:34:56.789"] {
+        for s in [
+            "2026-01-01 00:00:00.000",
+            "1999-12-31 23:59:59.999",
+            "2024-02-29 12:34:56.789",
+        ] {
             assert_eq!(format_timestamp(parse_timestamp(s).unwrap()), s);
         }
-        assert_eq!(parse_timestamp("2026-01-01T00:00:01.5Z"), Some(1_767_225_601_500));
+        assert_eq!(
+            parse_timestamp("2026-01-01T00:00:01.5Z"),
+            Some(1_767_225_601_500)
+        );
         assert_eq!(parse_timestamp("2026-02-30 00:00:00"), None);
         assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999");
     }

@@ -345,7 +345,7 @@ async fn start_deliveries(config: &Config, store: Store) -> anyhow::Result<Deliv
 
 /// Starts the analytics applications of the configuration and those created through the API
 /// earlier; results go to MQTT subscribers through the broker when MQTT runs. Applications
-/// with `enabled = false` are stopped at once (defined, visible, startable through the API).
+/// with `enabled = false` are defined and visible but not started (startable through the API).
 async fn start_analytics(
     config: &Config,
     store: Store,
@@ -355,12 +355,6 @@ async fn start_analytics(
     let analytics = AnalyticsService::start(store, mqtt.map(MqttServer::broker), defs)
         .await
         .context("starting the analytics applications")?;
-    for application in config.analytics.iter().filter(|a| !a.enabled) {
-        analytics
-            .stop(&application.name)
-            .await
-            .with_context(|| format!("stopping the disabled application {}", application.name))?;
-    }
     tracing::info!(
         applications = analytics.list().len(),
         configured = config.analytics.len(),

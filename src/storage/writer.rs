@@ -76,9 +76,10 @@ impl WriteOp {
     fn weight(&self) -> u64 {
         match self {
             WriteOp::Append { records, .. } => records_weight(records),
-            WriteOp::Transact { appends, .. } => {
-                appends.iter().map(|(_, records)| records_weight(records)).sum()
-            }
+            WriteOp::Transact { appends, .. } => appends
+                .iter()
+                .map(|(_, records)| records_weight(records))
+                .sum(),
             _ => 0,
         }
     }

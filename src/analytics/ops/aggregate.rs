@@ -50,7 +50,11 @@ impl AggSpec {
             AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => input,
             AggKind::Avg => input,
             AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
-                if input.is_integer() { input } else { SqlType::Double }
+                if input.is_integer() {
+                    input
+                } else {
+                    SqlType::Double
+                }
             }
             AggKind::Percentile(_) => SqlType::Double,
         }
@@ -59,9 +63,18 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         let inner = match self.kind {
             AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => Acc::Count(0),
-            AggKind::Sum | AggKind::Avg | AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
-                Acc::Moments { n: 0, isum: 0, isumsq: 0, sum: 0.0, sumsq: 0.0 }
-            }
+            AggKind::Sum
+            | AggKind::Avg
+            | AggKind::StddevPop
+            | AggKind::StddevSamp
+            | AggKind::VarPop
+            | AggKind::VarSamp => Acc::Moments {
+                n: 0,
+                isum: 0,
+                isumsq: 0,
+                sum: 0.0,
+                sumsq: 0.0,
+            },
             AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => Acc::One(Value::Null),
             AggKind::Percentile(_) => Acc::Values(Vec::new()),
         };
@@ -98,7 +111,13 @@ impl AggSpec {
                 }
             }
             Acc::Count(n) => *n += 1,
-            Acc::Moments { n, isum, isumsq, sum, sumsq } => {
+            Acc::Moments {
+                n,
+                isum,
+                isumsq,
+                sum,
+                sumsq,
+            } => {
                 *n += 1;
                 if let Value::Int(i) = value {
                     *isum = isum.wrapping_add(i);
@@ -131,20 +150,35 @@ impl AggSpec {
     pub fn merge(&self, into: &mut Acc, from: Acc) {
         match (into, from) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Moments { n, isum, isumsq, sum, sumsq }, Acc::Moments { n: n2, isum: i2, isumsq: iq2, sum: s2, sumsq: q2 }) => {
+            (
+                Acc::Moments {
+                    n,
+                    isum,
+                    isumsq,
+                    sum,
+                    sumsq,
+                },
+                Acc::Moments {
+                    n: n2,
+                    isum: i2,
+                    isumsq: iq2,
+                    sum: s2,
+                    sumsq: q2,
+                },
+            ) => {
                 *n += n2;
                 *isum = isum.wrapping_add(i2);
                 *isumsq = isumsq.wrapping_add(iq2);
                 *sum += s2;
                 *sumsq += q2;
             }
-            (Acc::One(current), Acc::One(value)) => {
-                if !value.is_null() && !(self.kind == AggKind::First && !current.is_null()) {
-                    let mut acc = Acc::One(current.clone());
-                    self.add_value(&mut acc, value);
-                    if let Acc::One(v) = acc {
-                        *current = v;
-                    }
+            (Acc::One(current), Acc::One(value))
+                if !value.is_null() && (self.kind != AggKind::First || current.is_null()) =>
+            {
+                let mut acc = Acc::One(current.clone());
+                self.add_value(&mut acc, value);
+                if let Acc::One(v) = acc {
+                    *current = v;
                 }
             }
             (Acc::Values(a), Acc::Values(b)) => a.extend(b),
@@ -170,12 +204,29 @@ impl AggSpec {
             (Acc::Count(n), _) => Value::Int(*n),
             (Acc::Moments { n: 0, .. }, _) => Value::Null,
             (Acc::Moments { isum, sum, .. }, AggKind::Sum) => {
-                if int { Value::Int(narrow(*isum, self.input)) } else { Value::Double(*sum) }
+                if int {
+                    Value::Int(narrow(*isum, self.input))
+                } else {
+                    Value::Double(*sum)
+                }
             }
             (Acc::Moments { n, isum, sum, .. }, AggKind::Avg) => {
-                if int { Value::Int(isum / n) } else { Value::Double(sum / *n as f64) }
+                if int {
+                    Value::Int(isum / n)
+                } else {
+                    Value::Double(sum / *n as f64)
+                }
             }
-            (Acc::Moments { n, isum, isumsq, sum, sumsq }, kind) => {
+            (
+                Acc::Moments {
+                    n,
+                    isum,
+                    isumsq,
+                    sum,
+                    sumsq,
+                },
+                kind,
+            ) => {
                 let n_f = *n as f64;
                 let pop = matches!(kind, AggKind::VarPop | AggKind::StddevPop);
                 if !pop && *n < 2 {
@@ -235,7 +286,13 @@ pub enum Acc {
     Count(i64),
     /// COUNT of non-null values, the integer sum (wrapping as Java's long), the double sum
     /// and sum of squares: SUM, AVG, STDDEV_*, VAR_*.
-    Moments { n: i64, isum: i64, isumsq: i64, sum: f64, sumsq: f64 },
+    Moments {
+        n: i64,
+        isum: i64,
+        isumsq: i64,
+        sum: f64,
+        sumsq: f64,
+    },
     /// MIN, MAX, FIRST_VALUE, LAST_VALUE.
     One(Value),
     /// PERCENTILE: the values.

@@ -36,7 +36,13 @@ pub struct Output {
 
 impl Output {
     /// Projects `row` through `select` (after `filter`, e.g. HAVING) into a result row.
-    pub fn project(&mut self, row: &[Value], filter: Option<&Scalar>, select: &[Scalar], partition_key: Option<String>) {
+    pub fn project(
+        &mut self,
+        row: &[Value],
+        filter: Option<&Scalar>,
+        select: &[Scalar],
+        partition_key: Option<String>,
+    ) {
         if let Some(filter) = filter {
             match filter.eval(row) {
                 Ok(Value::Bool(true)) => {}
@@ -47,8 +53,15 @@ impl Output {
                 }
             }
         }
-        match select.iter().map(|s| s.eval(row)).collect::<Result<Vec<_>, _>>() {
-            Ok(values) => self.rows.push(OutRow { values, partition_key }),
+        match select
+            .iter()
+            .map(|s| s.eval(row))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(values) => self.rows.push(OutRow {
+                values,
+                partition_key,
+            }),
             Err(e) => self.errors.push(e),
         }
     }

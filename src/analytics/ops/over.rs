@@ -55,15 +55,29 @@ pub struct Over {
 
 impl Over {
     pub fn new(plan: OverPlan) -> Over {
-        Over { plan, state: OverState::default() }
+        Over {
+            plan,
+            state: OverState::default(),
+        }
     }
 
     pub fn open_entries(&self) -> usize {
         self.state.pending.len() + self.state.frames.values().map(VecDeque::len).sum::<usize>()
     }
 
-    pub fn process(&mut self, row: Vec<Value>, ts: i64, watermark: Option<i64>) -> Result<(), RowError> {
-        let key = self.plan.partition.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+    pub fn process(
+        &mut self,
+        row: Vec<Value>,
+        ts: i64,
+        watermark: Option<i64>,
+    ) -> Result<(), RowError> {
+        let key = self
+            .plan
+            .partition
+            .iter()
+            .map(|k| k.eval(&row))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RowError::Eval)?;
         // Flink's bounded frames drop a row behind its key's last emitted rowtime; its
         // unbounded ones (a different operator) a row at or behind the watermark.
         let unbounded = matches!(self.plan.frame, Frame::Rows(None) | Frame::Range(None));
@@ -149,7 +163,10 @@ fn aggregate(aggs: &[AggSpec], frame: &VecDeque<(i64, Vec<Value>)>) -> Vec<Value
             let _ = spec.add(acc, row);
         }
     }
-    aggs.iter().zip(&accs).map(|(spec, acc)| spec.result(acc)).collect()
+    aggs.iter()
+        .zip(&accs)
+        .map(|(spec, acc)| spec.result(acc))
+        .collect()
 }
 
 fn emit(plan: &OverPlan, mut row: Vec<Value>, results: &[Value], out: &mut Output) {

@@ -26,7 +26,11 @@ pub enum WindowKind {
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 impl WindowKind {
@@ -38,7 +42,11 @@ impl WindowKind {
                 let start = ts - (ts - offset).rem_euclid(size);
                 out.push((start, start + size));
             }
-            WindowKind::Hop { slide, size, offset } => {
+            WindowKind::Hop {
+                slide,
+                size,
+                offset,
+            } => {
                 let mut start = ts - (ts - offset).rem_euclid(slide);
                 while start > ts - size {
                     out.push((start, start + size));
@@ -64,7 +72,11 @@ impl WindowKind {
     pub fn slice_end(&self, ts: i64) -> i64 {
         match *self {
             WindowKind::Tumble { size, offset } => ts - (ts - offset).rem_euclid(size) + size,
-            WindowKind::Hop { slide, size, offset } => {
+            WindowKind::Hop {
+                slide,
+                size,
+                offset,
+            } => {
                 let g = gcd(size, slide);
                 ts - (ts - offset).rem_euclid(g) + g
             }
@@ -122,7 +134,12 @@ pub struct WindowAgg {
 
 impl WindowAgg {
     pub fn new(plan: WindowAggPlan, width: usize) -> WindowAgg {
-        WindowAgg { plan, state: WindowAggState::default(), scratch: Vec::new(), width }
+        WindowAgg {
+            plan,
+            state: WindowAggState::default(),
+            scratch: Vec::new(),
+            width,
+        }
     }
 
     pub fn open_entries(&self) -> usize {
@@ -130,7 +147,13 @@ impl WindowAgg {
     }
 
     /// Adds a row with rowtime `ts`; `watermark` is the current one (None: none yet).
-    pub fn process(&mut self, mut row: Vec<Value>, ts: i64, watermark: Option<i64>, out: &mut Output) -> Result<(), RowError> {
+    pub fn process(
+        &mut self,
+        mut row: Vec<Value>,
+        ts: i64,
+        watermark: Option<i64>,
+        out: &mut Output,
+    ) -> Result<(), RowError> {
         let fired = |end: i64| watermark.is_some_and(|wm| end - 1 <= wm);
         if let WindowKind::Session { gap } = self.plan.kind {
             return self.process_session(row, ts, gap, watermark, out);
@@ -153,24 +176,37 @@ impl WindowAgg {
             row[self.width + 1] = Value::Ts(end);
             row[self.width + 2] = Value::Ts(end - 1);
             if let Some(filter) = &self.plan.filter {
-                if !matches!(filter.eval(&row).map_err(RowError::Eval)?, Value::Bool(true)) {
+                if !matches!(
+                    filter.eval(&row).map_err(RowError::Eval)?,
+                    Value::Bool(true)
+                ) {
                     continue;
                 }
             }
-            let key = self.plan.keys.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+            let key = self
+                .plan
+                .keys
+                .iter()
+                .map(|k| k.eval(&row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(RowError::Eval)?;
             let groups = self.state.windows.entry((end, start)).or_default();
             let accs = match groups.get_mut(&key) {
                 Some(accs) => accs,
                 None => {
                     self.state.entries += 1;
-                    groups.entry(key).or_insert_with(|| new_accs(&self.plan.aggs))
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| new_accs(&self.plan.aggs))
                 }
             };
             add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
         }
         self.scratch = windows;
         while self.state.entries > self.plan.max_state_keys {
-            let Some((&(end, start), _)) = self.state.windows.iter().next() else { break };
+            let Some((&(end, start), _)) = self.state.windows.iter().next() else {
+                break;
+            };
             let groups = self.state.windows.remove(&(end, start)).unwrap_or_default();
             self.state.overflows += 1;
             self.emit(start, end, groups, out);
@@ -178,11 +214,28 @@ impl WindowAgg {
         Ok(())
     }
 
-    fn process_session(&mut self, mut row: Vec<Value>, ts: i64, gap: i64, watermark: Option<i64>, _out: &mut Output) -> Result<(), RowError> {
-        let partition = self.plan.partition.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+    fn process_session(
+        &mut self,
+        mut row: Vec<Value>,
+        ts: i64,
+        gap: i64,
+        watermark: Option<i64>,
+        _out: &mut Output,
+    ) -> Result<(), RowError> {
+        let partition = self
+            .plan
+            .partition
+            .iter()
+            .map(|k| k.eval(&row))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RowError::Eval)?;
         let sessions = self.state.sessions.entry(partition).or_default();
         // Merge every session that overlaps [ts, ts + gap).
-        let mut merged = Session { start: ts, end: ts + gap, groups: HashMap::new() };
+        let mut merged = Session {
+            start: ts,
+            end: ts + gap,
+            groups: HashMap::new(),
+        };
         let mut absorbed = Vec::new();
         // Sessions that touch or overlap merge (Flink's TimeWindow.intersects is inclusive),
         // until none is left to merge.
@@ -216,7 +269,9 @@ impl WindowAgg {
                         merged.groups.insert(key, accs);
                     }
                     Some(into) => {
-                        for ((spec, into), from) in self.plan.aggs.iter().zip(into.iter_mut()).zip(accs) {
+                        for ((spec, into), from) in
+                            self.plan.aggs.iter().zip(into.iter_mut()).zip(accs)
+                        {
                             spec.merge(into, from);
                         }
                         self.state.entries = self.state.entries.saturating_sub(1);
@@ -225,18 +280,34 @@ impl WindowAgg {
             }
         }
         row.truncate(self.width);
-        row.extend([Value::Ts(merged.start), Value::Ts(merged.end), Value::Ts(merged.end - 1)]);
+        row.extend([
+            Value::Ts(merged.start),
+            Value::Ts(merged.end),
+            Value::Ts(merged.end - 1),
+        ]);
         let keep = match &self.plan.filter {
-            Some(filter) => matches!(filter.eval(&row).map_err(RowError::Eval)?, Value::Bool(true)),
+            Some(filter) => matches!(
+                filter.eval(&row).map_err(RowError::Eval)?,
+                Value::Bool(true)
+            ),
             None => true,
         };
         if keep {
-            let key = self.plan.keys.iter().map(|k| k.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(RowError::Eval)?;
+            let key = self
+                .plan
+                .keys
+                .iter()
+                .map(|k| k.eval(&row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(RowError::Eval)?;
             let accs = match merged.groups.get_mut(&key) {
                 Some(accs) => accs,
                 None => {
                     self.state.entries += 1;
-                    merged.groups.entry(key).or_insert_with(|| new_accs(&self.plan.aggs))
+                    merged
+                        .groups
+                        .entry(key)
+                        .or_insert_with(|| new_accs(&self.plan.aggs))
                 }
             };
             add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
@@ -279,10 +350,25 @@ impl WindowAgg {
         for (key, accs) in groups {
             let mut row = Vec::with_capacity(3 + key.len() + accs.len());
             row.extend([Value::Ts(start), Value::Ts(end), Value::Ts(end - 1)]);
-            let partition_key = key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("|");
+            let partition_key = key
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join("|");
             row.extend(key);
-            row.extend(self.plan.aggs.iter().zip(&accs).map(|(spec, acc)| spec.result(acc)));
-            out.project(&row, self.plan.having.as_ref(), &self.plan.select, Some(partition_key));
+            row.extend(
+                self.plan
+                    .aggs
+                    .iter()
+                    .zip(&accs)
+                    .map(|(spec, acc)| spec.result(acc)),
+            );
+            out.project(
+                &row,
+                self.plan.having.as_ref(),
+                &self.plan.select,
+                Some(partition_key),
+            );
         }
     }
 }

@@ -24,8 +24,8 @@ use super::reader::StreamReader;
 use crate::analytics::format::encode;
 use crate::analytics::ops::{OutRow, Output};
 use crate::analytics::service::ApplicationState;
-use crate::analytics::sql::plan::{self, Plan, SinkKind};
 use crate::analytics::sql::parse_script;
+use crate::analytics::sql::plan::{self, Plan, SinkKind};
 use crate::analytics::value::Value;
 use crate::ingest::mqtt::Broker;
 use crate::storage::{AdminOp, CheckpointOp, NewRecord, Store, StoreError, StreamSpec};
@@ -101,7 +101,10 @@ struct Pending {
 
 impl Pending {
     fn new() -> Pending {
-        Pending { records: BTreeMap::new(), bytes: 0 }
+        Pending {
+            records: BTreeMap::new(),
+            bytes: 0,
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -110,11 +113,14 @@ impl Pending {
 
     fn push(&mut self, stream: &str, partition_key: String, data: String) {
         self.bytes += data.len() + partition_key.len();
-        self.records.entry(stream.to_string()).or_default().push(NewRecord {
-            hash_key: hash_key_of(&partition_key),
-            partition_key,
-            data: Bytes::from(data),
-        });
+        self.records
+            .entry(stream.to_string())
+            .or_default()
+            .push(NewRecord {
+                hash_key: hash_key_of(&partition_key),
+                partition_key,
+                data: Bytes::from(data),
+            });
     }
 }
 
@@ -136,24 +142,35 @@ struct Step {
 async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     let script = parse_script(&ctx.sql).map_err(|e| e.to_string())?;
     let plan = plan::plan(&script, ctx.max_state_keys, false).map_err(|e| e.to_string())?;
-    let sink = plan.sink.clone().ok_or("an application needs INSERT INTO")?;
+    let sink = plan
+        .sink
+        .clone()
+        .ok_or("an application needs INSERT INTO")?;
     let input = plan.source.stream.clone();
     let out_stream = match &sink.kind {
         SinkKind::Kinesis { stream } => Some(stream.clone()),
-        SinkKind::Firehose { delivery_stream } => Some(crate::delivery::config::direct_put_stream_name(delivery_stream)),
+        SinkKind::Firehose { delivery_stream } => Some(
+            crate::delivery::config::direct_put_stream_name(delivery_stream),
+        ),
         _ => None,
     };
     {
         let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
         status.inputs = vec![input.clone()];
-        status.outputs = out_stream.iter().cloned().chain(match &sink.kind {
-            SinkKind::Mqtt { topic } => Some(format!("mqtt:{topic}")),
-            _ => None,
-        }).collect();
+        status.outputs = out_stream
+            .iter()
+            .cloned()
+            .chain(match &sink.kind {
+                SinkKind::Mqtt { topic } => Some(format!("mqtt:{topic}")),
+                _ => None,
+            })
+            .collect();
         status.state = Some(ApplicationState::Running);
     }
     if let SinkKind::Kinesis { stream } = &sink.kind {
-        ensure_stream(&ctx.store, stream).await.map_err(|e| format!("cannot create output stream {stream}: {e}"))?;
+        ensure_stream(&ctx.store, stream)
+            .await
+            .map_err(|e| format!("cannot create output stream {stream}: {e}"))?;
     }
     if let SinkKind::Firehose { delivery_stream } = &sink.kind {
         let backing = crate::delivery::config::direct_put_stream_name(delivery_stream);
@@ -167,20 +184,33 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     // The input stream may be created later: wait for it, saying so.
     let mut stop = ctx.stop.clone();
     while ctx.store.catalog().stream(&input).is_none() {
-        set_error(ctx, Some(format!("waiting for input stream {input}, which does not exist")));
+        set_error(
+            ctx,
+            Some(format!(
+                "waiting for input stream {input}, which does not exist"
+            )),
+        );
         tokio::select! {
             _ = tokio::time::sleep(RETRY_EVERY) => {}
             _ = stop.changed() => return Ok(()),
         }
     }
     set_error(ctx, None);
-    let stream_uid = ctx.store.catalog().stream(&input).map(|m| m.uid).unwrap_or(0);
+    let stream_uid = ctx
+        .store
+        .catalog()
+        .stream(&input)
+        .map(|m| m.uid)
+        .unwrap_or(0);
     let fp = fingerprint(&ctx.sql);
     let consumer = consumer(&ctx.name);
     let rows = {
         let store = ctx.store.clone();
         let consumer = consumer.clone();
-        tokio::task::spawn_blocking(move || store.checkpoint_rows(&consumer)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || store.checkpoint_rows(&consumer))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
     };
     let saved = Checkpoint::decode(rows)?;
     let mut working = Working {
@@ -196,9 +226,10 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                 working.engine.restore(saved.engine);
             } else {
                 tracing::warn!(application = %ctx.name, "the application's SQL changed: it goes on from its input positions with empty window state");
-                let mut state = super::engine::EngineState::default();
-                state.counters = saved.engine.counters;
-                working.engine.restore(state);
+                working.engine.restore(super::engine::EngineState {
+                    counters: saved.engine.counters,
+                    ..Default::default()
+                });
             }
             for (uid, cursor) in working.reader.cursors.iter() {
                 if !cursor.exhausted {
@@ -214,7 +245,13 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     }
     let mut pending = Pending::new();
     // The first checkpoint fixes where reading starts (LATEST means "when it was created").
-    let mut last_commit = if fresh { Instant::now().checked_sub(CHECKPOINT_EVERY).unwrap_or_else(Instant::now) } else { Instant::now() };
+    let mut last_commit = if fresh {
+        Instant::now()
+            .checked_sub(CHECKPOINT_EVERY)
+            .unwrap_or_else(Instant::now)
+    } else {
+        Instant::now()
+    };
     let mut dirty = fresh;
     let mut receivers: HashMap<u64, watch::Receiver<Position>> = HashMap::new();
     let idle_timeout = match plan.idle_timeout_ms {
@@ -227,7 +264,14 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             commit(ctx, &working, &mut pending, fp, stream_uid, &consumer).await?;
             return Ok(());
         }
-        for uid in working.reader.cursors.iter().filter(|(_, c)| !c.exhausted).map(|(u, _)| *u).collect::<Vec<_>>() {
+        for uid in working
+            .reader
+            .cursors
+            .iter()
+            .filter(|(_, c)| !c.exhausted)
+            .map(|(u, _)| *u)
+            .collect::<Vec<_>>()
+        {
             if let std::collections::hash_map::Entry::Vacant(e) = receivers.entry(uid) {
                 if let Some(rx) = ctx.store.subscribe(uid) {
                     e.insert(rx);
@@ -253,14 +297,32 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             let mut out = Output::default();
             for uid in working.reader.cursors.keys().copied().collect::<Vec<_>>() {
                 let seen = *last_data.entry(uid).or_insert(now);
-                working.engine.set_idle(uid, now.duration_since(seen) >= timeout, &mut out);
+                working
+                    .engine
+                    .set_idle(uid, now.duration_since(seen) >= timeout, &mut out);
             }
-            route(ctx, &sink, &plan, out.rows, &mut pending, &mut working.engine).await;
+            route(
+                ctx,
+                &sink,
+                &plan,
+                out.rows,
+                &mut pending,
+                &mut working.engine,
+            )
+            .await;
         }
         if step.records > 0 {
             dirty = true;
         }
-        route(ctx, &sink, &plan, step.rows, &mut pending, &mut working.engine).await;
+        route(
+            ctx,
+            &sink,
+            &plan,
+            step.rows,
+            &mut pending,
+            &mut working.engine,
+        )
+        .await;
         for error in step.errors {
             let data = serde_json::json!({
                 "application": ctx.name,
@@ -271,15 +333,24 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                 "partition_key": error.partition_key,
                 "data": error.data,
             });
-            let key = if error.partition_key.is_empty() { error.reason.to_string() } else { error.partition_key };
+            let key = if error.partition_key.is_empty() {
+                error.reason.to_string()
+            } else {
+                error.partition_key
+            };
             pending.push(&error_stream(&ctx.name), key, data.to_string());
         }
         update_status(ctx, &working, step.more, step.newest_arrival);
-        let due = (!pending.is_empty() && (!step.more || last_commit.elapsed() >= COMMIT_EVERY || pending.bytes >= PENDING_BYTES))
+        let due = (!pending.is_empty()
+            && (!step.more
+                || last_commit.elapsed() >= COMMIT_EVERY
+                || pending.bytes >= PENDING_BYTES))
             || (dirty && last_commit.elapsed() >= CHECKPOINT_EVERY);
         if due {
             if pending.records.contains_key(&error_stream(&ctx.name)) {
-                ensure_stream(&ctx.store, &error_stream(&ctx.name)).await.map_err(|e| format!("cannot create the error stream: {e}"))?;
+                ensure_stream(&ctx.store, &error_stream(&ctx.name))
+                    .await
+                    .map_err(|e| format!("cannot create the error stream: {e}"))?;
             }
             // Retry the same commit until it goes through (or the application is stopped).
             loop {
@@ -289,7 +360,10 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                         break;
                     }
                     Err(error) => {
-                        set_error(ctx, Some(format!("cannot commit results, retrying: {error}")));
+                        set_error(
+                            ctx,
+                            Some(format!("cannot commit results, retrying: {error}")),
+                        );
                         tokio::select! {
                             _ = tokio::time::sleep(RETRY_EVERY) => {}
                             _ = stop.changed() => {
@@ -322,23 +396,45 @@ fn step(working: &mut Working) -> Result<Step, StoreError> {
     let active = chunks.iter().map(|c| c.uid).collect();
     for chunk in &chunks {
         for record in &chunk.records {
-            working.engine.process(chunk.uid, chunk.index, record, &mut out, &mut errors);
+            working
+                .engine
+                .process(chunk.uid, chunk.index, record, &mut out, &mut errors);
         }
         records += chunk.records.len();
         if let Some(last) = chunk.records.last() {
             newest_arrival = newest_arrival.max(Some(last.position.millis()));
         }
     }
-    let exhausted: Vec<u64> = working.reader.cursors.iter().filter(|(_, c)| c.exhausted).map(|(u, _)| *u).collect();
+    let exhausted: Vec<u64> = working
+        .reader
+        .cursors
+        .iter()
+        .filter(|(_, c)| c.exhausted)
+        .map(|(u, _)| *u)
+        .collect();
     for uid in exhausted {
         working.engine.retire_shard(uid, &mut out);
     }
     working.engine.tick(&mut out);
-    Ok(Step { active, rows: out.rows, errors, more, records, newest_arrival })
+    Ok(Step {
+        active,
+        rows: out.rows,
+        errors,
+        more,
+        records,
+        newest_arrival,
+    })
 }
 
 /// Sends result rows where the sink wants them.
-async fn route(ctx: &AppContext, sink: &plan::SinkPlan, plan: &Plan, rows: Vec<OutRow>, pending: &mut Pending, engine: &mut Engine) {
+async fn route(
+    ctx: &AppContext,
+    sink: &plan::SinkPlan,
+    plan: &Plan,
+    rows: Vec<OutRow>,
+    pending: &mut Pending,
+    engine: &mut Engine,
+) {
     if rows.is_empty() {
         return;
     }
@@ -347,16 +443,20 @@ async fn route(ctx: &AppContext, sink: &plan::SinkPlan, plan: &Plan, rows: Vec<O
         let data = encode(sink.format, &sink.columns, &row.values);
         match &sink.kind {
             SinkKind::Kinesis { stream } => pending.push(stream, partition_key(&row), data),
-            SinkKind::Firehose { delivery_stream } => {
-                pending.push(&crate::delivery::config::direct_put_stream_name(delivery_stream), partition_key(&row), data)
-            }
+            SinkKind::Firehose { delivery_stream } => pending.push(
+                &crate::delivery::config::direct_put_stream_name(delivery_stream),
+                partition_key(&row),
+                data,
+            ),
             SinkKind::Mqtt { topic } => {
                 if let Some(broker) = &ctx.broker {
                     let topic = fill_topic(topic, &plan.columns, &row.values);
                     broker.publish(Bytes::from(topic), Bytes::from(data)).await;
                 }
             }
-            SinkKind::Print => tracing::info!(application = %ctx.name, row = %data, "analytics result"),
+            SinkKind::Print => {
+                tracing::info!(application = %ctx.name, row = %data, "analytics result")
+            }
             SinkKind::Blackhole => {}
         }
     }
@@ -365,31 +465,72 @@ async fn route(ctx: &AppContext, sink: &plan::SinkPlan, plan: &Plan, rows: Vec<O
 fn partition_key(row: &OutRow) -> String {
     let key = match &row.partition_key {
         Some(k) if !k.is_empty() => k.clone(),
-        _ => row.values.first().map(|v| v.to_string()).unwrap_or_default(),
+        _ => row
+            .values
+            .first()
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
     };
-    let key: String = key.chars().take(crate::storage::MAX_PARTITION_KEY_CHARS).collect();
-    if key.is_empty() { "-".into() } else { key }
+    let key: String = key
+        .chars()
+        .take(crate::storage::MAX_PARTITION_KEY_CHARS)
+        .collect();
+    if key.is_empty() {
+        "-".into()
+    } else {
+        key
+    }
 }
 
 /// `alerts/{device}`: each `{column}` replaced by the row's value (MQTT wildcards removed).
-pub fn fill_topic(template: &str, columns: &[(String, crate::analytics::value::SqlType)], values: &[Value]) -> String {
+pub fn fill_topic(
+    template: &str,
+    columns: &[(String, crate::analytics::value::SqlType)],
+    values: &[Value],
+) -> String {
     let mut topic = template.to_string();
     for ((name, _), value) in columns.iter().zip(values) {
         let needle = format!("{{{name}}}");
         if topic.contains(&needle) {
-            let text: String = value.to_string().chars().filter(|c| !matches!(c, '+' | '#' | '/' | '\0')).collect();
+            let text: String = value
+                .to_string()
+                .chars()
+                .filter(|c| !matches!(c, '+' | '#' | '/' | '\0'))
+                .collect();
             topic = topic.replace(&needle, &text);
         }
     }
     topic
 }
 
-async fn commit(ctx: &AppContext, working: &Working, pending: &mut Pending, fp: u64, stream_uid: u64, consumer: &str) -> Result<(), String> {
-    let checkpoint = Checkpoint::new(fp, stream_uid, working.reader.cursors.clone(), working.engine.snapshot());
+async fn commit(
+    ctx: &AppContext,
+    working: &Working,
+    pending: &mut Pending,
+    fp: u64,
+    stream_uid: u64,
+    consumer: &str,
+) -> Result<(), String> {
+    let checkpoint = Checkpoint::new(
+        fp,
+        stream_uid,
+        working.reader.cursors.clone(),
+        working.engine.snapshot(),
+    );
     let rows = checkpoint.encode()?;
-    let appends: Vec<(String, Vec<NewRecord>)> = pending.records.iter().map(|(s, r)| (s.clone(), r.clone())).collect();
+    let appends: Vec<(String, Vec<NewRecord>)> = pending
+        .records
+        .iter()
+        .map(|(s, r)| (s.clone(), r.clone()))
+        .collect();
     ctx.store
-        .transact(appends, CheckpointOp::Replace { consumer: consumer.to_string(), rows })
+        .transact(
+            appends,
+            CheckpointOp::Replace {
+                consumer: consumer.to_string(),
+                rows,
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
     *pending = Pending::new();
@@ -424,7 +565,10 @@ fn set_error(ctx: &AppContext, error: Option<String>) {
 fn update_status(ctx: &AppContext, working: &Working, more: bool, newest_arrival: Option<u64>) {
     let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
     status.counters = working.engine.counters;
-    status.watermark = working.engine.watermark.filter(|w| *w != i64::MAX && *w != i64::MIN);
+    status.watermark = working
+        .engine
+        .watermark
+        .filter(|w| *w != i64::MAX && *w != i64::MIN);
     status.state_entries = working.engine.state_entries();
     status.state_overflows = working.engine.state_overflows();
     status.input_lag_ms = if more {
@@ -434,8 +578,14 @@ fn update_status(ctx: &AppContext, working: &Working, more: bool, newest_arrival
     };
 }
 
-async fn wait_for_records(receivers: &mut HashMap<u64, watch::Receiver<Position>>, stop: &mut watch::Receiver<bool>) {
-    let changes: Vec<_> = receivers.values_mut().map(|rx| Box::pin(rx.changed())).collect();
+async fn wait_for_records(
+    receivers: &mut HashMap<u64, watch::Receiver<Position>>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let changes: Vec<_> = receivers
+        .values_mut()
+        .map(|rx| Box::pin(rx.changed()))
+        .collect();
     if changes.is_empty() {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

@@ -29,18 +29,36 @@ pub struct Checkpoint {
 
 pub fn fingerprint(sql: &str) -> u64 {
     // FNV-1a: stable across builds (std's hasher is not).
-    sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Checkpoint {
-    pub fn new(fingerprint: u64, stream_uid: u64, cursors: BTreeMap<u64, ShardCursor>, engine: EngineState) -> Checkpoint {
-        Checkpoint { version: VERSION, fingerprint, stream_uid, cursors, engine }
+    pub fn new(
+        fingerprint: u64,
+        stream_uid: u64,
+        cursors: BTreeMap<u64, ShardCursor>,
+        engine: EngineState,
+    ) -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            fingerprint,
+            stream_uid,
+            cursors,
+            engine,
+        }
     }
 
     pub fn encode(&self) -> Result<Vec<(u64, Vec<u8>)>, String> {
         let mut bytes = Vec::new();
-        ciborium::into_writer(self, &mut bytes).map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
-        Ok(bytes.chunks(ROW_BYTES).enumerate().map(|(i, c)| (i as u64, c.to_vec())).collect())
+        ciborium::into_writer(self, &mut bytes)
+            .map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
+        Ok(bytes
+            .chunks(ROW_BYTES)
+            .enumerate()
+            .map(|(i, c)| (i as u64, c.to_vec()))
+            .collect())
     }
 
     /// The checkpoint in `rows` (None when there is none).
@@ -50,12 +68,18 @@ impl Checkpoint {
         }
         let mut bytes = Vec::new();
         for i in 0..rows.len() as u64 {
-            let row = rows.get(&i).ok_or_else(|| format!("checkpoint row {i} is missing"))?;
+            let row = rows
+                .get(&i)
+                .ok_or_else(|| format!("checkpoint row {i} is missing"))?;
             bytes.extend_from_slice(row);
         }
-        let checkpoint: Checkpoint = ciborium::from_reader(bytes.as_slice()).map_err(|e| format!("the checkpoint is unreadable: {e}"))?;
+        let checkpoint: Checkpoint = ciborium::from_reader(bytes.as_slice())
+            .map_err(|e| format!("the checkpoint is unreadable: {e}"))?;
         if checkpoint.version != VERSION {
-            return Err(format!("checkpoint version {} is not {VERSION}", checkpoint.version));
+            return Err(format!(
+                "checkpoint version {} is not {VERSION}",
+                checkpoint.version
+            ));
         }
         Ok(Some(checkpoint))
     }

@@ -79,13 +79,22 @@ struct ShardMark {
 
 impl Engine {
     pub fn new(plan: Plan) -> Engine {
-        let decoder = Decoder { format: plan.source.format, fields: plan.source.fields.clone(), delimiter: plan.source.csv_delimiter };
+        let decoder = Decoder {
+            format: plan.source.format,
+            fields: plan.source.fields.clone(),
+            delimiter: plan.source.csv_delimiter,
+        };
         let width = plan.source.width;
         let (op, time_slot) = match &plan.stage {
             Stage::Project { .. } => (Operator::Project, None),
             Stage::WindowProject { time, .. } => (Operator::WindowProject, Some(*time)),
-            Stage::WindowAgg { time, plan: p, .. } => (Operator::WindowAgg(Box::new(WindowAgg::new(p.clone(), width))), Some(*time)),
-            Stage::Over { time, plan: p, .. } => (Operator::Over(Box::new(Over::new(p.clone()))), Some(*time)),
+            Stage::WindowAgg { time, plan: p, .. } => (
+                Operator::WindowAgg(Box::new(WindowAgg::new(p.clone(), width))),
+                Some(*time),
+            ),
+            Stage::Over { time, plan: p, .. } => {
+                (Operator::Over(Box::new(Over::new(p.clone()))), Some(*time))
+            }
         };
         let proctime_windows = time_slot.is_some() && time_slot == plan.source.proctime;
         Engine {
@@ -140,7 +149,14 @@ impl Engine {
     }
 
     /// Processes one record of shard `shard_uid` (index `shard_index`).
-    pub fn process(&mut self, shard_uid: u64, shard_index: u64, record: &StoredRecord, out: &mut Output, errors: &mut Vec<ErrorRecord>) {
+    pub fn process(
+        &mut self,
+        shard_uid: u64,
+        shard_index: u64,
+        record: &StoredRecord,
+        out: &mut Output,
+        errors: &mut Vec<ErrorRecord>,
+    ) {
         self.counters.records_in += 1;
         match self.process_row(shard_uid, shard_index, record, out) {
             Ok(()) => {}
@@ -154,7 +170,11 @@ impl Engine {
                     reason,
                     message,
                     shard_id: shard_id(shard_index),
-                    sequence_number: SequenceNumber { shard_index, position: record.position }.to_string(),
+                    sequence_number: SequenceNumber {
+                        shard_index,
+                        position: record.position,
+                    }
+                    .to_string(),
                     partition_key: record.partition_key.clone(),
                     data: String::from_utf8_lossy(&record.data).into_owned(),
                 });
@@ -166,20 +186,41 @@ impl Engine {
     fn count_output_errors(&mut self, out: &mut Output, errors: &mut Vec<ErrorRecord>) {
         for message in out.errors.drain(..) {
             self.counters.error_records += 1;
-            errors.push(ErrorRecord { reason: "eval", message, shard_id: String::new(), sequence_number: String::new(), partition_key: String::new(), data: String::new() });
+            errors.push(ErrorRecord {
+                reason: "eval",
+                message,
+                shard_id: String::new(),
+                sequence_number: String::new(),
+                partition_key: String::new(),
+                data: String::new(),
+            });
         }
     }
 
-    fn process_row(&mut self, shard_uid: u64, shard_index: u64, record: &StoredRecord, out: &mut Output) -> Result<(), (&'static str, String)> {
+    fn process_row(
+        &mut self,
+        shard_uid: u64,
+        shard_index: u64,
+        record: &StoredRecord,
+        out: &mut Output,
+    ) -> Result<(), (&'static str, String)> {
         let source = &self.plan.source;
         let mut row = vec![Value::Null; source.width];
-        self.decoder.decode(&record.data, &mut row).map_err(|m| ("parse", m))?;
+        self.decoder
+            .decode(&record.data, &mut row)
+            .map_err(|m| ("parse", m))?;
         for (metadata, slot) in &source.metadata {
             row[*slot] = match metadata {
                 Metadata::Timestamp => Value::Ts(record.position.millis() as i64),
                 Metadata::PartitionKey => Value::str(&record.partition_key),
                 Metadata::ShardId => Value::str(&shard_id(shard_index)),
-                Metadata::SequenceNumber => Value::str(&SequenceNumber { shard_index, position: record.position }.to_string()),
+                Metadata::SequenceNumber => Value::str(
+                    &SequenceNumber {
+                        shard_index,
+                        position: record.position,
+                    }
+                    .to_string(),
+                ),
             };
         }
         if let Some(slot) = source.proctime {
@@ -191,30 +232,58 @@ impl Engine {
         let mark = match &source.rowtime {
             Some((slot, expr)) => {
                 if row[*slot].is_null() {
-                    return Err(("parse", format!("the rowtime column {} is NULL", source.columns[*slot].name)));
+                    return Err((
+                        "parse",
+                        format!("the rowtime column {} is NULL", source.columns[*slot].name),
+                    ));
                 }
                 expr.eval(&row).map_err(|m| ("eval", m))?.as_i64()
             }
             None => None,
         };
         let rowtime = self.time_slot.and_then(|slot| row[slot].as_i64());
-        let watermark = if self.proctime_windows { Some(crate::storage::now_ms() as i64 - 1) } else { self.watermark };
+        let watermark = if self.proctime_windows {
+            Some(crate::storage::now_ms() as i64 - 1)
+        } else {
+            self.watermark
+        };
         let eval = |e: RowError| match e {
-            RowError::Late => ("late", "the row is behind the watermark: its window has fired".to_string()),
+            RowError::Late => (
+                "late",
+                "the row is behind the watermark: its window has fired".to_string(),
+            ),
             RowError::Eval(m) => ("eval", m),
         };
         match (&mut self.op, &self.plan.stage) {
             (Operator::Project, Stage::Project { filter, select }) => {
                 if let Some(filter) = filter {
-                    if !matches!(filter.eval(&row).map_err(|m| ("eval", m))?, Value::Bool(true)) {
+                    if !matches!(
+                        filter.eval(&row).map_err(|m| ("eval", m))?,
+                        Value::Bool(true)
+                    ) {
                         self.after_row(shard_uid, mark, out);
                         return Ok(());
                     }
                 }
-                let values = select.iter().map(|s| s.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(|m| ("eval", m))?;
-                out.rows.push(crate::analytics::ops::OutRow { values, partition_key: Some(record.partition_key.clone()) });
+                let values = select
+                    .iter()
+                    .map(|s| s.eval(&row))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| ("eval", m))?;
+                out.rows.push(crate::analytics::ops::OutRow {
+                    values,
+                    partition_key: Some(record.partition_key.clone()),
+                });
             }
-            (Operator::WindowProject, Stage::WindowProject { kind, filter, select, .. }) => {
+            (
+                Operator::WindowProject,
+                Stage::WindowProject {
+                    kind,
+                    filter,
+                    select,
+                    ..
+                },
+            ) => {
                 let ts = rowtime.ok_or(("parse", "the time column is NULL".to_string()))?;
                 if watermark.is_some_and(|wm| kind.slice_end(ts) - 1 <= wm) {
                     return Err(eval(RowError::Late));
@@ -231,19 +300,32 @@ impl Engine {
                     row[width + 1] = Value::Ts(end);
                     row[width + 2] = Value::Ts(end - 1);
                     if let Some(filter) = filter {
-                        if !matches!(filter.eval(&row).map_err(|m| ("eval", m))?, Value::Bool(true)) {
+                        if !matches!(
+                            filter.eval(&row).map_err(|m| ("eval", m))?,
+                            Value::Bool(true)
+                        ) {
                             continue;
                         }
                     }
-                    let values = select.iter().map(|s| s.eval(&row)).collect::<Result<Vec<_>, _>>().map_err(|m| ("eval", m))?;
-                    out.rows.push(crate::analytics::ops::OutRow { values, partition_key: Some(record.partition_key.clone()) });
+                    let values = select
+                        .iter()
+                        .map(|s| s.eval(&row))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| ("eval", m))?;
+                    out.rows.push(crate::analytics::ops::OutRow {
+                        values,
+                        partition_key: Some(record.partition_key.clone()),
+                    });
                 }
                 self.window_scratch = windows;
             }
             (Operator::WindowAgg(op), Stage::WindowAgg { pre_filter, .. }) => {
                 let ts = rowtime.ok_or(("parse", "the time column is NULL".to_string()))?;
                 if let Some(filter) = pre_filter {
-                    if !matches!(filter.eval(&row).map_err(|m| ("eval", m))?, Value::Bool(true)) {
+                    if !matches!(
+                        filter.eval(&row).map_err(|m| ("eval", m))?,
+                        Value::Bool(true)
+                    ) {
                         self.after_row(shard_uid, mark, out);
                         return Ok(());
                     }
@@ -253,7 +335,10 @@ impl Engine {
             (Operator::Over(op), Stage::Over { pre_filter, .. }) => {
                 let ts = rowtime.ok_or(("parse", "the time column is NULL".to_string()))?;
                 if let Some(filter) = pre_filter {
-                    if !matches!(filter.eval(&row).map_err(|m| ("eval", m))?, Value::Bool(true)) {
+                    if !matches!(
+                        filter.eval(&row).map_err(|m| ("eval", m))?,
+                        Value::Bool(true)
+                    ) {
                         self.after_row(shard_uid, mark, out);
                         return Ok(());
                     }

@@ -38,7 +38,13 @@ pub struct StreamReader {
 
 impl StreamReader {
     pub fn new(store: Store, stream: String, start: StartPosition) -> StreamReader {
-        StreamReader { store, stream, start, cursors: BTreeMap::new(), ends: None }
+        StreamReader {
+            store,
+            stream,
+            start,
+            cursors: BTreeMap::new(),
+            ends: None,
+        }
     }
 
     pub fn meta(&self) -> Option<std::sync::Arc<StreamMeta>> {
@@ -47,7 +53,9 @@ impl StreamReader {
 
     /// Fixes the end of a bounded read at what is committed now.
     pub fn bound_to_now(&mut self) -> Result<(), StoreError> {
-        let meta = self.meta().ok_or_else(|| StoreError::StreamNotFound(self.stream.clone()))?;
+        let meta = self
+            .meta()
+            .ok_or_else(|| StoreError::StreamNotFound(self.stream.clone()))?;
         let catalog = self.store.catalog();
         let ends = meta
             .shards
@@ -61,22 +69,32 @@ impl StreamReader {
     /// Adds cursors for shards that can be read now (a child once its parents are read to
     /// their end); returns the storage ids added.
     pub fn discover(&mut self) -> Vec<u64> {
-        let Some(meta) = self.meta() else { return Vec::new() };
+        let Some(meta) = self.meta() else {
+            return Vec::new();
+        };
         let catalog = self.store.catalog();
         let mut added = Vec::new();
-        let exhausted_or_gone = |index: u64, cursors: &BTreeMap<u64, ShardCursor>| {
-            match meta.shards.iter().find(|s| s.index == index) {
-                None => true,
-                Some(parent) => cursors.get(&parent.uid).is_some_and(|c| c.exhausted),
-            }
+        let exhausted_or_gone = |index: u64, cursors: &BTreeMap<u64, ShardCursor>| match meta
+            .shards
+            .iter()
+            .find(|s| s.index == index)
+        {
+            None => true,
+            Some(parent) => cursors.get(&parent.uid).is_some_and(|c| c.exhausted),
         };
         let first_generation = self.cursors.is_empty();
         for shard in &meta.shards {
             if self.cursors.contains_key(&shard.uid) {
                 continue;
             }
-            let parents: Vec<u64> = shard.parent.into_iter().chain(shard.adjacent_parent).collect();
-            let has_parent_here = parents.iter().any(|p| meta.shards.iter().any(|s| s.index == *p));
+            let parents: Vec<u64> = shard
+                .parent
+                .into_iter()
+                .chain(shard.adjacent_parent)
+                .collect();
+            let has_parent_here = parents
+                .iter()
+                .any(|p| meta.shards.iter().any(|s| s.index == *p));
             if has_parent_here && !parents.iter().all(|p| exhausted_or_gone(*p, &self.cursors)) {
                 continue;
             }
@@ -85,14 +103,24 @@ impl StreamReader {
             let next = if first_generation || !has_parent_here {
                 match self.start {
                     StartPosition::TrimHorizon => Position::ZERO,
-                    StartPosition::Latest if first_generation => catalog.live(shard.uid).map(|l| l.last().next()).unwrap_or(shard.starting),
+                    StartPosition::Latest if first_generation => catalog
+                        .live(shard.uid)
+                        .map(|l| l.last().next())
+                        .unwrap_or(shard.starting),
                     StartPosition::Latest => Position::ZERO,
                     StartPosition::AtTimestamp(ms) => Position::at_millis(ms),
                 }
             } else {
                 Position::ZERO
             };
-            self.cursors.insert(shard.uid, ShardCursor { index: shard.index, next, exhausted: false });
+            self.cursors.insert(
+                shard.uid,
+                ShardCursor {
+                    index: shard.index,
+                    next,
+                    exhausted: false,
+                },
+            );
             added.push(shard.uid);
         }
         added
@@ -100,18 +128,32 @@ impl StreamReader {
 
     /// Reads the next chunk of every readable shard (blocking). Marks shards read to their
     /// end; returns the chunks and whether any shard has more right now.
-    pub fn read(&mut self, max_records_per_shard: usize, max_bytes: usize) -> Result<(Vec<Chunk>, bool), StoreError> {
+    pub fn read(
+        &mut self,
+        max_records_per_shard: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Chunk>, bool), StoreError> {
         let meta = self.meta();
         let mut chunks = Vec::new();
         let mut more = false;
-        let uids: Vec<u64> = self.cursors.iter().filter(|(_, c)| !c.exhausted).map(|(u, _)| *u).collect();
+        let uids: Vec<u64> = self
+            .cursors
+            .iter()
+            .filter(|(_, c)| !c.exhausted)
+            .map(|(u, _)| *u)
+            .collect();
         for uid in uids {
             let cursor = self.cursors[&uid];
-            let end = self.ends.as_ref().map(|e| e.get(&uid).copied().unwrap_or(Position::ZERO));
+            let end = self
+                .ends
+                .as_ref()
+                .map(|e| e.get(&uid).copied().unwrap_or(Position::ZERO));
             if end.is_some_and(|e| cursor.next > e) {
                 continue;
             }
-            let batch = self.store.read(uid, cursor.next, max_records_per_shard, max_bytes)?;
+            let batch = self
+                .store
+                .read(uid, cursor.next, max_records_per_shard, max_bytes)?;
             let mut records = batch.records;
             if let Some(end) = end {
                 records.retain(|r| r.position <= end);
@@ -130,11 +172,20 @@ impl StreamReader {
             match closed_end {
                 // A closed shard gets nothing new: read without a limit cut, it is done.
                 Some(_) if !batch.truncated => c.exhausted = true,
-                None if meta.as_ref().is_some_and(|m| !m.shards.iter().any(|s| s.uid == uid)) => c.exhausted = true,
+                None if meta
+                    .as_ref()
+                    .is_some_and(|m| !m.shards.iter().any(|s| s.uid == uid)) =>
+                {
+                    c.exhausted = true
+                }
                 _ => {}
             }
             if !records.is_empty() {
-                chunks.push(Chunk { uid, index: c.index, records });
+                chunks.push(Chunk {
+                    uid,
+                    index: c.index,
+                    records,
+                });
             }
         }
         Ok((chunks, more))
@@ -143,6 +194,8 @@ impl StreamReader {
     /// True when a bounded read has read everything up to its ends.
     pub fn bounded_done(&self) -> bool {
         let Some(ends) = &self.ends else { return false };
-        self.cursors.iter().all(|(uid, c)| c.exhausted || ends.get(uid).is_none_or(|e| c.next > *e))
+        self.cursors
+            .iter()
+            .all(|(uid, c)| c.exhausted || ends.get(uid).is_none_or(|e| c.next > *e))
     }
 }

@@ -27,7 +27,7 @@ pub enum Metadata {
 pub enum ColumnKind {
     Physical,
     Metadata(Metadata),
-    Computed(Expr),
+    Computed(Box<Expr>),
     /// `PROCTIME()`: the processing time when the row is read.
     ProcTime,
 }
@@ -171,7 +171,7 @@ fn parse_column(parser: &mut Parser) -> Result<ColumnDef, SqlError> {
             kind: if is_proctime {
                 ColumnKind::ProcTime
             } else {
-                ColumnKind::Computed(expr)
+                ColumnKind::Computed(Box::new(expr))
             },
             location,
         });
@@ -203,9 +203,8 @@ fn parse_column(parser: &mut Parser) -> Result<ColumnDef, SqlError> {
         kind = ColumnKind::Metadata(metadata);
     }
     // Column constraints Flink allows and ignores here.
-    if parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) || parser.parse_keyword(Keyword::NULL)
-    {
-    }
+    let _ = parser.parse_keywords(&[Keyword::NOT, Keyword::NULL])
+        || parser.parse_keyword(Keyword::NULL);
     if parser.parse_keyword(Keyword::COMMENT) {
         parser
             .parse_literal_string()
@@ -268,7 +267,10 @@ fn check_table(table: &TableDef) -> Result<(), SqlError> {
         if !seen.insert(column.name.to_ascii_lowercase()) {
             return Err(SqlError::at(
                 column.location,
-                format!("column {} is declared twice in table {}", column.name, table.name),
+                format!(
+                    "column {} is declared twice in table {}",
+                    column.name, table.name
+                ),
             ));
         }
     }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Expr, Ident,
-    UnaryOperator, Value as SqlValue,
+    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Expr, Ident, UnaryOperator,
+    Value as SqlValue,
 };
 
 use super::functions::{self, Func, TimeUnit};
@@ -99,7 +99,12 @@ impl Scope {
         let (qualifier, name) = match parts {
             [name] => (None, &name.value),
             [q, name] => (Some(&q.value), &name.value),
-            _ => return Err(SqlError::of(at, format!("column {at} is not supported (one qualifier at most)"))),
+            _ => {
+                return Err(SqlError::of(
+                    at,
+                    format!("column {at} is not supported (one qualifier at most)"),
+                ))
+            }
         };
         let matches: Vec<usize> = self
             .columns
@@ -108,7 +113,9 @@ impl Scope {
             .filter(|(_, c)| {
                 c.name.eq_ignore_ascii_case(name)
                     && qualifier.is_none_or(|q| {
-                        c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q))
+                        c.qualifier
+                            .as_deref()
+                            .is_some_and(|cq| cq.eq_ignore_ascii_case(q))
                     })
             })
             .map(|(i, _)| i)
@@ -135,24 +142,36 @@ impl Scope {
 pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
     for (bound, slot, ty) in &scope.bound {
         if bound == expr {
-            return Ok(Typed { scalar: Scalar::Col(*slot), ty: *ty });
+            return Ok(Typed {
+                scalar: Scalar::Col(*slot),
+                ty: *ty,
+            });
         }
     }
     let c = |e: &Expr| compile(e, scope);
     Ok(match expr {
         Expr::Identifier(ident) => {
             let (i, ty) = scope.lookup(std::slice::from_ref(ident), expr)?;
-            Typed { scalar: Scalar::Col(i), ty }
+            Typed {
+                scalar: Scalar::Col(i),
+                ty,
+            }
         }
         Expr::CompoundIdentifier(parts) => {
             let (i, ty) = scope.lookup(parts, expr)?;
-            Typed { scalar: Scalar::Col(i), ty }
+            Typed {
+                scalar: Scalar::Col(i),
+                ty,
+            }
         }
         Expr::Nested(inner) => c(inner)?,
         Expr::Value(v) => literal(&v.value, expr)?,
         Expr::Interval(interval) => {
             let ms = interval_ms(interval, expr)?;
-            Typed { scalar: Scalar::Lit(Value::Interval(ms)), ty: SqlType::Interval }
+            Typed {
+                scalar: Scalar::Lit(Value::Interval(ms)),
+                ty: SqlType::Interval,
+            }
         }
         Expr::TypedString(typed) => {
             let ty = super::ddl::sql_type(&typed.data_type).map_err(|m| SqlError::of(expr, m))?;
@@ -165,52 +184,137 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
                 SqlType::Date => parse_date(&text).map(Value::Date),
                 _ => None,
             }
-            .ok_or_else(|| SqlError::of(expr, format!("'{text}' is not a valid {} literal", ty.name())))?;
-            Typed { scalar: Scalar::Lit(value), ty }
+            .ok_or_else(|| {
+                SqlError::of(
+                    expr,
+                    format!("'{text}' is not a valid {} literal", ty.name()),
+                )
+            })?;
+            Typed {
+                scalar: Scalar::Lit(value),
+                ty,
+            }
         }
         Expr::UnaryOp { op, expr: inner } => {
             let inner_t = c(inner)?;
             match op {
                 UnaryOperator::Minus => {
                     if !inner_t.ty.is_numeric() && inner_t.ty != SqlType::Interval {
-                        return Err(SqlError::of(expr, format!("cannot negate a {}", inner_t.ty.name())));
+                        return Err(SqlError::of(
+                            expr,
+                            format!("cannot negate a {}", inner_t.ty.name()),
+                        ));
                     }
-                    Typed { ty: inner_t.ty, scalar: Scalar::Neg(Box::new(inner_t.scalar)) }
+                    Typed {
+                        ty: inner_t.ty,
+                        scalar: Scalar::Neg(Box::new(inner_t.scalar)),
+                    }
                 }
                 UnaryOperator::Plus => inner_t,
                 UnaryOperator::Not => {
                     expect_bool(&inner_t, inner)?;
-                    Typed { ty: SqlType::Boolean, scalar: Scalar::Not(Box::new(inner_t.scalar)) }
+                    Typed {
+                        ty: SqlType::Boolean,
+                        scalar: Scalar::Not(Box::new(inner_t.scalar)),
+                    }
                 }
-                other => return Err(SqlError::of(expr, format!("operator {other} is not supported"))),
+                other => {
+                    return Err(SqlError::of(
+                        expr,
+                        format!("operator {other} is not supported"),
+                    ))
+                }
             }
         }
         Expr::BinaryOp { left, op, right } => binary(expr, op, c(left)?, c(right)?)?,
-        Expr::IsNull(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsNull(Box::new(c(inner)?.scalar), false) },
-        Expr::IsNotNull(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsNull(Box::new(c(inner)?.scalar), true) },
-        Expr::IsTrue(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), true, false) },
-        Expr::IsNotTrue(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), true, true) },
-        Expr::IsFalse(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), false, false) },
-        Expr::IsNotFalse(inner) => Typed { ty: SqlType::Boolean, scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), false, true) },
-        Expr::In { expr: inner, target, negated, .. } => {
+        Expr::IsNull(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsNull(Box::new(c(inner)?.scalar), false),
+        },
+        Expr::IsNotNull(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsNull(Box::new(c(inner)?.scalar), true),
+        },
+        Expr::IsTrue(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), true, false),
+        },
+        Expr::IsNotTrue(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), true, true),
+        },
+        Expr::IsFalse(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), false, false),
+        },
+        Expr::IsNotFalse(inner) => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::IsBool(Box::new(c(inner)?.scalar), false, true),
+        },
+        Expr::In {
+            expr: inner,
+            target,
+            negated,
+            ..
+        } => {
             let sqlparser::ast::InTarget::List(list) = target else {
-                return Err(SqlError::of(expr, "IN takes a list of values here (no subqueries)"));
+                return Err(SqlError::of(
+                    expr,
+                    "IN takes a list of values here (no subqueries)",
+                ));
             };
             let inner = c(inner)?;
-            let list = list.iter().map(|e| c(e).map(|t| t.scalar)).collect::<Result<_, _>>()?;
-            Typed { ty: SqlType::Boolean, scalar: Scalar::In(Box::new(inner.scalar), list, *negated) }
-        }
-        Expr::Between { expr: inner, negated, low, high } => Typed {
-            ty: SqlType::Boolean,
-            scalar: Scalar::Between(Box::new(c(inner)?.scalar), Box::new(c(low)?.scalar), Box::new(c(high)?.scalar), *negated),
-        },
-        Expr::Like { negated, expr: inner, pattern, escape_char, any } => {
-            if escape_char.is_some() || *any {
-                return Err(SqlError::of(expr, "LIKE ... ESCAPE and LIKE ANY are not supported"));
+            let list = list
+                .iter()
+                .map(|e| c(e).map(|t| t.scalar))
+                .collect::<Result<_, _>>()?;
+            Typed {
+                ty: SqlType::Boolean,
+                scalar: Scalar::In(Box::new(inner.scalar), list, *negated),
             }
-            Typed { ty: SqlType::Boolean, scalar: Scalar::Like(Box::new(c(inner)?.scalar), Box::new(c(pattern)?.scalar), *negated) }
         }
-        Expr::Case { operand, conditions, else_result, .. } => {
+        Expr::Between {
+            expr: inner,
+            negated,
+            low,
+            high,
+        } => Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::Between(
+                Box::new(c(inner)?.scalar),
+                Box::new(c(low)?.scalar),
+                Box::new(c(high)?.scalar),
+                *negated,
+            ),
+        },
+        Expr::Like {
+            negated,
+            expr: inner,
+            pattern,
+            escape_char,
+            any,
+        } => {
+            if escape_char.is_some() || *any {
+                return Err(SqlError::of(
+                    expr,
+                    "LIKE ... ESCAPE and LIKE ANY are not supported",
+                ));
+            }
+            Typed {
+                ty: SqlType::Boolean,
+                scalar: Scalar::Like(
+                    Box::new(c(inner)?.scalar),
+                    Box::new(c(pattern)?.scalar),
+                    *negated,
+                ),
+            }
+        }
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             let operand = operand.as_ref().map(|o| c(o)).transpose()?;
             let mut whens = Vec::new();
             let mut ty = SqlType::Null;
@@ -230,21 +334,41 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
             };
             let whens = whens.into_iter().map(|(w, r)| (w, coerce(r, ty))).collect();
             let otherwise = otherwise.map(|o| Box::new(coerce(*o, ty)));
-            Typed { ty, scalar: Scalar::Case { operand: operand.map(|o| Box::new(o.scalar)), whens, otherwise } }
+            Typed {
+                ty,
+                scalar: Scalar::Case {
+                    operand: operand.map(|o| Box::new(o.scalar)),
+                    whens,
+                    otherwise,
+                },
+            }
         }
-        Expr::Cast { kind, expr: inner, data_type, format } => {
+        Expr::Cast {
+            kind,
+            expr: inner,
+            data_type,
+            format,
+        } => {
             if format.is_some() {
                 return Err(SqlError::of(expr, "CAST ... FORMAT is not supported"));
             }
             let to = super::ddl::sql_type(data_type).map_err(|m| SqlError::of(expr, m))?;
             let inner = c(inner)?;
             let lenient = matches!(kind, CastKind::TryCast | CastKind::SafeCast);
-            Typed { ty: to, scalar: Scalar::Cast(Box::new(inner.scalar), to, lenient) }
+            Typed {
+                ty: to,
+                scalar: Scalar::Cast(Box::new(inner.scalar), to, lenient),
+            }
         }
-        Expr::Extract { field, expr: inner, .. } => {
+        Expr::Extract {
+            field, expr: inner, ..
+        } => {
             let unit = time_unit(field, expr)?;
             let inner = c(inner)?;
-            Typed { ty: SqlType::BigInt, scalar: Scalar::Call(Func::Extract(unit), vec![inner.scalar]) }
+            Typed {
+                ty: SqlType::BigInt,
+                scalar: Scalar::Call(Func::Extract(unit), vec![inner.scalar]),
+            }
         }
         Expr::Floor { expr: inner, field } | Expr::Ceil { expr: inner, field } => {
             let ceil = matches!(expr, Expr::Ceil { .. });
@@ -252,21 +376,41 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
             match field {
                 CeilFloorKind::DateTimeField(DateTimeField::NoDateTime) => {
                     let func = if ceil { Func::Ceil } else { Func::Floor };
-                    let ty = if inner.ty.is_approximate() || inner.ty.is_integer() { inner.ty } else { SqlType::Double };
-                    Typed { ty, scalar: Scalar::Call(func, vec![inner.scalar]) }
+                    let ty = if inner.ty.is_approximate() || inner.ty.is_integer() {
+                        inner.ty
+                    } else {
+                        SqlType::Double
+                    };
+                    Typed {
+                        ty,
+                        scalar: Scalar::Call(func, vec![inner.scalar]),
+                    }
                 }
                 CeilFloorKind::DateTimeField(unit) => {
                     let unit = time_unit(unit, expr)?;
-                    Typed { ty: inner.ty, scalar: Scalar::Call(Func::TimeRound(unit, ceil), vec![inner.scalar]) }
+                    Typed {
+                        ty: inner.ty,
+                        scalar: Scalar::Call(Func::TimeRound(unit, ceil), vec![inner.scalar]),
+                    }
                 }
-                CeilFloorKind::Scale(_) => return Err(SqlError::of(expr, "FLOOR/CEIL with a scale is not supported")),
+                CeilFloorKind::Scale(_) => {
+                    return Err(SqlError::of(
+                        expr,
+                        "FLOOR/CEIL with a scale is not supported",
+                    ))
+                }
             }
         }
         Expr::Position { expr: needle, r#in } => Typed {
             ty: SqlType::Int,
             scalar: Scalar::Call(Func::Position, vec![c(needle)?.scalar, c(r#in)?.scalar]),
         },
-        Expr::Substring { expr: inner, substring_from, substring_for, .. } => {
+        Expr::Substring {
+            expr: inner,
+            substring_from,
+            substring_for,
+            ..
+        } => {
             let mut args = vec![c(inner)?.scalar];
             args.push(match substring_from {
                 Some(from) => c(from)?.scalar,
@@ -275,11 +419,22 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
             if let Some(len) = substring_for {
                 args.push(c(len)?.scalar);
             }
-            Typed { ty: SqlType::String, scalar: Scalar::Call(Func::Substring, args) }
+            Typed {
+                ty: SqlType::String,
+                scalar: Scalar::Call(Func::Substring, args),
+            }
         }
-        Expr::Trim { trim_where, trim_what, expr: inner, trim_characters } => {
+        Expr::Trim {
+            trim_where,
+            trim_what,
+            expr: inner,
+            trim_characters,
+        } => {
             if trim_characters.is_some() {
-                return Err(SqlError::of(expr, "TRIM with a character list is not supported"));
+                return Err(SqlError::of(
+                    expr,
+                    "TRIM with a character list is not supported",
+                ));
             }
             let mode = match trim_where {
                 Some(sqlparser::ast::TrimWhereField::Leading) => 1,
@@ -290,11 +445,17 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
                 Some(w) => c(w)?.scalar,
                 None => Scalar::Lit(Value::str(" ")),
             };
-            Typed { ty: SqlType::String, scalar: Scalar::Call(Func::Trim(mode), vec![c(inner)?.scalar, what]) }
+            Typed {
+                ty: SqlType::String,
+                scalar: Scalar::Call(Func::Trim(mode), vec![c(inner)?.scalar, what]),
+            }
         }
         Expr::Function(function) => functions::compile_call(function, expr, scope)?,
         Expr::Prefixed { .. } => {
-            return Err(SqlError::of(expr, "TABLE t is only allowed as the first argument of TUMBLE, HOP, CUMULATE or SESSION"))
+            return Err(SqlError::of(
+                expr,
+                "TABLE t is only allowed as the first argument of TUMBLE, HOP, CUMULATE or SESSION",
+            ))
         }
         other => {
             return Err(SqlError::of(
@@ -309,7 +470,10 @@ fn expect_bool(t: &Typed, at: &Expr) -> Result<(), SqlError> {
     if matches!(t.ty, SqlType::Boolean | SqlType::Null) {
         Ok(())
     } else {
-        Err(SqlError::of(at, format!("{at} is a {}, not a BOOLEAN", t.ty.name())))
+        Err(SqlError::of(
+            at,
+            format!("{at} is a {}, not a BOOLEAN", t.ty.name()),
+        ))
     }
 }
 
@@ -321,7 +485,10 @@ pub fn unify(a: SqlType, b: SqlType, at: &Expr) -> Result<SqlType, SqlError> {
         (x, y) if x.is_numeric() && y.is_numeric() => SqlType::numeric_result(x, y),
         (x, y) if x.is_time() && y.is_time() => x,
         (x, y) => {
-            return Err(SqlError::of(at, format!("cannot mix {} and {} here", x.name(), y.name())))
+            return Err(SqlError::of(
+                at,
+                format!("cannot mix {} and {} here", x.name(), y.name()),
+            ))
         }
     })
 }
@@ -336,26 +503,56 @@ fn literal(value: &SqlValue, at: &Expr) -> Result<Typed, SqlError> {
     Ok(match value {
         SqlValue::Number(text, _) => {
             if let Ok(i) = text.parse::<i64>() {
-                let ty = if i32::try_from(i).is_ok() { SqlType::Int } else { SqlType::BigInt };
-                Typed { scalar: Scalar::Lit(Value::Int(i)), ty }
+                let ty = if i32::try_from(i).is_ok() {
+                    SqlType::Int
+                } else {
+                    SqlType::BigInt
+                };
+                Typed {
+                    scalar: Scalar::Lit(Value::Int(i)),
+                    ty,
+                }
             } else {
-                let d: f64 = text.parse().map_err(|_| SqlError::of(at, format!("{text} is not a number")))?;
+                let d: f64 = text
+                    .parse()
+                    .map_err(|_| SqlError::of(at, format!("{text} is not a number")))?;
                 let ty = if text.contains(['e', 'E']) {
                     SqlType::Double
                 } else {
                     let scale = text.split_once('.').map(|(_, f)| f.len()).unwrap_or(0) as u8;
-                    let digits = text.trim_start_matches(['-', '0', '.']).bytes().filter(u8::is_ascii_digit).count().max(scale as usize).max(1);
+                    let digits = text
+                        .trim_start_matches(['-', '0', '.'])
+                        .bytes()
+                        .filter(u8::is_ascii_digit)
+                        .count()
+                        .max(scale as usize)
+                        .max(1);
                     SqlType::Decimal(digits as u8, scale)
                 };
-                Typed { scalar: Scalar::Lit(Value::Double(d)), ty }
+                Typed {
+                    scalar: Scalar::Lit(Value::Double(d)),
+                    ty,
+                }
             }
         }
-        SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => {
-            Typed { scalar: Scalar::Lit(Value::str(s)), ty: SqlType::String }
+        SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Typed {
+            scalar: Scalar::Lit(Value::str(s)),
+            ty: SqlType::String,
+        },
+        SqlValue::Boolean(b) => Typed {
+            scalar: Scalar::Lit(Value::Bool(*b)),
+            ty: SqlType::Boolean,
+        },
+        SqlValue::Null => Typed {
+            scalar: Scalar::Lit(Value::Null),
+            ty: SqlType::Null,
+        },
+        other => {
+            return Err(SqlError::of(
+                at,
+                format!("literal {other} is not supported"),
+            ))
         }
-        SqlValue::Boolean(b) => Typed { scalar: Scalar::Lit(Value::Bool(*b)), ty: SqlType::Boolean },
-        SqlValue::Null => Typed { scalar: Scalar::Lit(Value::Null), ty: SqlType::Null },
-        other => return Err(SqlError::of(at, format!("literal {other} is not supported"))),
     })
 }
 
@@ -374,7 +571,10 @@ pub fn interval_ms(interval: &sqlparser::ast::Interval, at: &Expr) -> Result<i64
         .as_ref()
         .ok_or_else(|| SqlError::of(at, "an INTERVAL needs a unit (INTERVAL '5' SECOND)"))?;
     if interval.last_field.is_some() {
-        return Err(SqlError::of(at, "INTERVAL ... TO ... is not supported: use one unit (INTERVAL '90' SECOND)"));
+        return Err(SqlError::of(
+            at,
+            "INTERVAL ... TO ... is not supported: use one unit (INTERVAL '90' SECOND)",
+        ));
     }
     let unit_ms = match time_unit(unit, at)? {
         TimeUnit::Millisecond => 1.0,
@@ -382,7 +582,12 @@ pub fn interval_ms(interval: &sqlparser::ast::Interval, at: &Expr) -> Result<i64
         TimeUnit::Minute => 60_000.0,
         TimeUnit::Hour => 3_600_000.0,
         TimeUnit::Day => 86_400_000.0,
-        _ => return Err(SqlError::of(at, "INTERVAL units are MILLISECOND, SECOND, MINUTE, HOUR and DAY here")),
+        _ => {
+            return Err(SqlError::of(
+                at,
+                "INTERVAL units are MILLISECOND, SECOND, MINUTE, HOUR and DAY here",
+            ))
+        }
     };
     let n: f64 = text
         .trim()
@@ -404,7 +609,12 @@ pub fn time_unit(field: &DateTimeField, at: &Expr) -> Result<TimeUnit, SqlError>
         DateTimeField::Minute | DateTimeField::Minutes => TimeUnit::Minute,
         DateTimeField::Second | DateTimeField::Seconds => TimeUnit::Second,
         DateTimeField::Millisecond | DateTimeField::Milliseconds => TimeUnit::Millisecond,
-        other => return Err(SqlError::of(at, format!("time unit {other} is not supported"))),
+        other => {
+            return Err(SqlError::of(
+                at,
+                format!("time unit {other} is not supported"),
+            ))
+        }
     })
 }
 
@@ -419,19 +629,31 @@ fn binary(at: &Expr, op: &BinaryOperator, l: Typed, r: Typed) -> Result<Typed, S
             ArithOp::Mod => '%',
         };
         let ty = match (l.ty, r.ty, op) {
-            (a, b, _) if a.is_numeric() && b.is_numeric() => {
-                SqlType::decimal_result(symbol, a, b).unwrap_or_else(|| SqlType::numeric_result(a, b))
-            }
+            (a, b, _) if a.is_numeric() && b.is_numeric() => SqlType::decimal_result(symbol, a, b)
+                .unwrap_or_else(|| SqlType::numeric_result(a, b)),
             (SqlType::Null, b, _) | (b, SqlType::Null, _) => b,
             (t, SqlType::Interval, ArithOp::Add | ArithOp::Sub) if t.is_time() => t,
             (SqlType::Interval, t, ArithOp::Add) if t.is_time() => t,
             (SqlType::Date, SqlType::Interval, ArithOp::Add | ArithOp::Sub) => SqlType::Timestamp,
-            (SqlType::Interval, SqlType::Interval, ArithOp::Add | ArithOp::Sub) => SqlType::Interval,
+            (SqlType::Interval, SqlType::Interval, ArithOp::Add | ArithOp::Sub) => {
+                SqlType::Interval
+            }
             (a, b, _) => {
-                return Err(SqlError::of(at, format!("cannot apply {op:?} to {} and {}", a.name(), b.name())))
+                return Err(SqlError::of(
+                    at,
+                    format!("cannot apply {op:?} to {} and {}", a.name(), b.name()),
+                ))
             }
         };
-        Ok(Typed { ty, scalar: Scalar::Arith(op, Box::new(l.scalar.clone()), Box::new(r.scalar.clone()), ty) })
+        Ok(Typed {
+            ty,
+            scalar: Scalar::Arith(
+                op,
+                Box::new(l.scalar.clone()),
+                Box::new(r.scalar.clone()),
+                ty,
+            ),
+        })
     };
     let cmp = |op: CmpOp| -> Result<Typed, SqlError> {
         let comparable = l.ty == r.ty
@@ -440,9 +662,15 @@ fn binary(at: &Expr, op: &BinaryOperator, l: Typed, r: Typed) -> Result<Typed, S
             || (l.ty.is_numeric() && r.ty.is_numeric())
             || (l.ty.is_time() && r.ty.is_time());
         if !comparable {
-            return Err(SqlError::of(at, format!("cannot compare {} with {}", l.ty.name(), r.ty.name())));
+            return Err(SqlError::of(
+                at,
+                format!("cannot compare {} with {}", l.ty.name(), r.ty.name()),
+            ));
         }
-        Ok(Typed { ty: SqlType::Boolean, scalar: Scalar::Cmp(op, Box::new(l.scalar.clone()), Box::new(r.scalar.clone())) })
+        Ok(Typed {
+            ty: SqlType::Boolean,
+            scalar: Scalar::Cmp(op, Box::new(l.scalar.clone()), Box::new(r.scalar.clone())),
+        })
     };
     match op {
         B::Plus => arith(ArithOp::Add),
@@ -462,11 +690,21 @@ fn binary(at: &Expr, op: &BinaryOperator, l: Typed, r: Typed) -> Result<Typed, S
             let (a, b) = (Box::new(l.scalar), Box::new(r.scalar));
             Ok(Typed {
                 ty: SqlType::Boolean,
-                scalar: if *op == B::And { Scalar::And(a, b) } else { Scalar::Or(a, b) },
+                scalar: if *op == B::And {
+                    Scalar::And(a, b)
+                } else {
+                    Scalar::Or(a, b)
+                },
             })
         }
-        B::StringConcat => Ok(Typed { ty: SqlType::String, scalar: Scalar::Call(Func::Concat, vec![l.scalar, r.scalar]) }),
-        other => Err(SqlError::of(at, format!("operator {other} is not supported"))),
+        B::StringConcat => Ok(Typed {
+            ty: SqlType::String,
+            scalar: Scalar::Call(Func::Concat, vec![l.scalar, r.scalar]),
+        }),
+        other => Err(SqlError::of(
+            at,
+            format!("operator {other} is not supported"),
+        )),
     }
 }
 
@@ -522,7 +760,11 @@ impl Scalar {
                 let is = matches!(e.eval(row)?, Value::Bool(b) if b == *truth);
                 Value::Bool(is != *negated)
             }
-            Scalar::Case { operand, whens, otherwise } => {
+            Scalar::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
                 let operand = operand.as_ref().map(|o| o.eval(row)).transpose()?;
                 for (when, then) in whens {
                     let hit = match &operand {
@@ -557,7 +799,11 @@ impl Scalar {
                         _ => {}
                     }
                 }
-                if saw_null { Value::Null } else { Value::Bool(*negated) }
+                if saw_null {
+                    Value::Null
+                } else {
+                    Value::Bool(*negated)
+                }
             }
             Scalar::Between(e, low, high, negated) => {
                 let v = e.eval(row)?;
@@ -580,11 +826,21 @@ impl Scalar {
         match self {
             Scalar::Col(c) => *c == i,
             Scalar::Lit(_) => false,
-            Scalar::Neg(e) | Scalar::Not(e) | Scalar::IsNull(e, _) | Scalar::IsBool(e, _, _) | Scalar::Cast(e, _, _) => e.reads(i),
-            Scalar::Arith(_, a, b, _) | Scalar::Cmp(_, a, b) | Scalar::And(a, b) | Scalar::Or(a, b) | Scalar::Like(a, b, _) => {
-                a.reads(i) || b.reads(i)
-            }
-            Scalar::Case { operand, whens, otherwise } => {
+            Scalar::Neg(e)
+            | Scalar::Not(e)
+            | Scalar::IsNull(e, _)
+            | Scalar::IsBool(e, _, _)
+            | Scalar::Cast(e, _, _) => e.reads(i),
+            Scalar::Arith(_, a, b, _)
+            | Scalar::Cmp(_, a, b)
+            | Scalar::And(a, b)
+            | Scalar::Or(a, b)
+            | Scalar::Like(a, b, _) => a.reads(i) || b.reads(i),
+            Scalar::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
                 operand.as_ref().is_some_and(|o| o.reads(i))
                     || whens.iter().any(|(w, t)| w.reads(i) || t.reads(i))
                     || otherwise.as_ref().is_some_and(|o| o.reads(i))
@@ -633,7 +889,9 @@ fn arith(op: ArithOp, a: Value, b: Value, ty: SqlType) -> EvalResult {
             let t = d as i64 * 86_400_000;
             V::Ts(if op == ArithOp::Add { t + i } else { t - i })
         }
-        (V::Interval(x), V::Interval(y)) => V::Interval(if op == ArithOp::Add { x + y } else { x - y }),
+        (V::Interval(x), V::Interval(y)) => {
+            V::Interval(if op == ArithOp::Add { x + y } else { x - y })
+        }
         (a, b) => {
             let (x, y) = match (a.as_f64(), b.as_f64()) {
                 (Some(x), Some(y)) => (x, y),
@@ -652,7 +910,9 @@ fn arith(op: ArithOp, a: Value, b: Value, ty: SqlType) -> EvalResult {
                 ArithOp::Mod => x % y,
             };
             match ty {
-                SqlType::Decimal(_, scale) => V::Double(crate::analytics::value::round_half_up(r, scale as i32)),
+                SqlType::Decimal(_, scale) => {
+                    V::Double(crate::analytics::value::round_half_up(r, scale as i32))
+                }
                 _ => V::Double(r),
             }
         }

@@ -10,8 +10,8 @@ use sqlparser::ast::{
 use super::expr::{compile, unify, Scalar, Scope, Typed};
 use super::SqlError;
 use crate::analytics::value::{
-    civil_from_days, days_from_civil, format_date, format_double, format_timestamp,
-    parse_date, parse_timestamp, SqlType, Value,
+    civil_from_days, days_from_civil, format_date, format_double, format_timestamp, parse_date,
+    parse_timestamp, SqlType, Value,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +82,25 @@ pub enum PathStep {
 
 /// Names of the aggregate functions (planned elsewhere).
 pub const AGGREGATES: &[&str] = &[
-    "COUNT", "SUM", "MIN", "MAX", "AVG", "STDDEV_POP", "STDDEV_SAMP", "STDDEV", "VAR_POP",
-    "VAR_SAMP", "VARIANCE", "FIRST_VALUE", "LAST_VALUE", "APPROX_COUNT_DISTINCT",
-    "PERCENTILE", "PERCENTILE_CONT", "PERCENTILE_DISC", "LISTAGG", "COLLECT",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+    "STDDEV_POP",
+    "STDDEV_SAMP",
+    "STDDEV",
+    "VAR_POP",
+    "VAR_SAMP",
+    "VARIANCE",
+    "FIRST_VALUE",
+    "LAST_VALUE",
+    "APPROX_COUNT_DISTINCT",
+    "PERCENTILE",
+    "PERCENTILE_CONT",
+    "PERCENTILE_DISC",
+    "LISTAGG",
+    "COLLECT",
 ];
 
 pub fn is_aggregate(name: &str) -> bool {
@@ -100,7 +116,10 @@ pub fn plain_args<'a>(function: &'a Function, at: &Expr) -> Result<Vec<&'a Expr>
             .iter()
             .map(|arg| match arg {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                _ => Err(SqlError::of(at, format!("argument {arg} of {} is not supported", function.name))),
+                _ => Err(SqlError::of(
+                    at,
+                    format!("argument {arg} of {} is not supported", function.name),
+                )),
             })
             .collect(),
         FunctionArguments::Subquery(_) => Err(SqlError::of(at, "subqueries are not supported")),
@@ -110,7 +129,12 @@ pub fn plain_args<'a>(function: &'a Function, at: &Expr) -> Result<Vec<&'a Expr>
 pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typed, SqlError> {
     let name = function.name.to_string().to_ascii_uppercase();
     if function.over.is_some() {
-        return Err(SqlError::of(at, format!("{name}(...) OVER (...) is allowed only as a SELECT item of a query over a table")));
+        return Err(SqlError::of(
+            at,
+            format!(
+                "{name}(...) OVER (...) is allowed only as a SELECT item of a query over a table"
+            ),
+        ));
     }
     if is_aggregate(&name) {
         return Err(SqlError::of(
@@ -120,15 +144,30 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
     }
     let mut exprs = plain_args(function, at)?;
     // TIMESTAMPADD(unit, n, ts) and TIMESTAMPDIFF(unit, a, b): the unit is a word, not a column.
-    let unit_word = if matches!(name.as_str(), "TIMESTAMPADD" | "TIMESTAMPDIFF") && !exprs.is_empty() {
-        Some(exprs.remove(0).to_string().to_ascii_uppercase())
-    } else {
-        None
-    };
-    let args: Vec<Typed> = exprs.iter().map(|e| compile(e, scope)).collect::<Result<_, _>>()?;
+    let unit_word =
+        if matches!(name.as_str(), "TIMESTAMPADD" | "TIMESTAMPDIFF") && !exprs.is_empty() {
+            Some(exprs.remove(0).to_string().to_ascii_uppercase())
+        } else {
+            None
+        };
+    let args: Vec<Typed> = exprs
+        .iter()
+        .map(|e| compile(e, scope))
+        .collect::<Result<_, _>>()?;
     let arity = |min: usize, max: usize| -> Result<(), SqlError> {
         if args.len() < min || args.len() > max {
-            Err(SqlError::of(at, format!("{name} takes {} arguments, not {}", if min == max { min.to_string() } else { format!("{min} to {max}") }, args.len())))
+            Err(SqlError::of(
+                at,
+                format!(
+                    "{name} takes {} arguments, not {}",
+                    if min == max {
+                        min.to_string()
+                    } else {
+                        format!("{min} to {max}")
+                    },
+                    args.len()
+                ),
+            ))
         } else {
             Ok(())
         }
@@ -137,7 +176,9 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
     let (func, ty) = match name.as_str() {
         "UPPER" => (arity(1, 1).map(|_| Func::Upper)?, SqlType::String),
         "LOWER" => (arity(1, 1).map(|_| Func::Lower)?, SqlType::String),
-        "CHAR_LENGTH" | "CHARACTER_LENGTH" => (arity(1, 1).map(|_| Func::CharLength)?, SqlType::Int),
+        "CHAR_LENGTH" | "CHARACTER_LENGTH" => {
+            (arity(1, 1).map(|_| Func::CharLength)?, SqlType::Int)
+        }
         "SUBSTRING" | "SUBSTR" => (arity(2, 3).map(|_| Func::Substring)?, SqlType::String),
         "CONCAT" => (arity(1, 64).map(|_| Func::Concat)?, SqlType::String),
         "CONCAT_WS" => (arity(2, 64).map(|_| Func::ConcatWs)?, SqlType::String),
@@ -153,7 +194,10 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
         "TRUNCATE" => (arity(1, 2).map(|_| Func::Truncate)?, first_ty),
         "POWER" | "POW" => (arity(2, 2).map(|_| Func::Power)?, SqlType::Double),
         "SQRT" => (arity(1, 1).map(|_| Func::Sqrt)?, SqlType::Double),
-        "MOD" => (arity(2, 2).map(|_| Func::Mod)?, args.get(1).map(|a| a.ty).unwrap_or(first_ty)),
+        "MOD" => (
+            arity(2, 2).map(|_| Func::Mod)?,
+            args.get(1).map(|a| a.ty).unwrap_or(first_ty),
+        ),
         "LN" => (arity(1, 1).map(|_| Func::Ln)?, SqlType::Double),
         "LOG10" => (arity(1, 1).map(|_| Func::Log10)?, SqlType::Double),
         "LOG2" => (arity(1, 1).map(|_| Func::Log2)?, SqlType::Double),
@@ -176,16 +220,27 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
             arity(2, 2)?;
             let path = match &args[1].scalar {
                 Scalar::Lit(Value::Str(p)) => parse_path(p).map_err(|m| SqlError::of(at, m))?,
-                _ => return Err(SqlError::of(at, "the path of JSON_VALUE must be a string literal")),
+                _ => {
+                    return Err(SqlError::of(
+                        at,
+                        "the path of JSON_VALUE must be a string literal",
+                    ))
+                }
             };
             let mut ty = SqlType::String;
             if let FunctionArguments::List(list) = &function.args {
                 for clause in &list.clauses {
                     match clause {
                         FunctionArgumentClause::JsonReturningClause(r) => {
-                            ty = super::ddl::sql_type(&r.data_type).map_err(|m| SqlError::of(at, m))?;
+                            ty = super::ddl::sql_type(&r.data_type)
+                                .map_err(|m| SqlError::of(at, m))?;
                         }
-                        other => return Err(SqlError::of(at, format!("JSON_VALUE ... {other} is not supported"))),
+                        other => {
+                            return Err(SqlError::of(
+                                at,
+                                format!("JSON_VALUE ... {other} is not supported"),
+                            ))
+                        }
                     }
                 }
             }
@@ -203,7 +258,12 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
                 "HOUR" => TimeUnit::Hour,
                 "MINUTE" => TimeUnit::Minute,
                 "SECOND" => TimeUnit::Second,
-                other => return Err(SqlError::of(at, format!("{name} unit {other} is not supported"))),
+                other => {
+                    return Err(SqlError::of(
+                        at,
+                        format!("{name} unit {other} is not supported"),
+                    ))
+                }
             };
             if name == "TIMESTAMPADD" {
                 (Func::TimestampAdd(unit), args[1].ty)
@@ -212,23 +272,62 @@ pub fn compile_call(function: &Function, at: &Expr, scope: &Scope) -> Result<Typ
             }
         }
         "TO_TIMESTAMP" => (arity(1, 2).map(|_| Func::ToTimestamp)?, SqlType::Timestamp),
-        "TO_TIMESTAMP_LTZ" => (arity(1, 2).map(|_| Func::ToTimestampLtz)?, SqlType::TimestampLtz),
+        "TO_TIMESTAMP_LTZ" => (
+            arity(1, 2).map(|_| Func::ToTimestampLtz)?,
+            SqlType::TimestampLtz,
+        ),
         "UNIX_TIMESTAMP" => (arity(0, 2).map(|_| Func::UnixTimestamp)?, SqlType::BigInt),
-        "CURRENT_TIMESTAMP" | "NOW" | "LOCALTIMESTAMP" | "PROCTIME" | "CURRENT_ROW_TIMESTAMP" => {
-            (arity(0, 0).map(|_| Func::CurrentTimestamp)?, SqlType::TimestampLtz)
+        "CURRENT_TIMESTAMP" | "NOW" | "LOCALTIMESTAMP" | "PROCTIME" | "CURRENT_ROW_TIMESTAMP" => (
+            arity(0, 0).map(|_| Func::CurrentTimestamp)?,
+            SqlType::TimestampLtz,
+        ),
+        "YEAR" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Year))?,
+            SqlType::BigInt,
+        ),
+        "QUARTER" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Quarter))?,
+            SqlType::BigInt,
+        ),
+        "MONTH" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Month))?,
+            SqlType::BigInt,
+        ),
+        "DAYOFMONTH" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Day))?,
+            SqlType::BigInt,
+        ),
+        "DAYOFYEAR" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::DayOfYear))?,
+            SqlType::BigInt,
+        ),
+        "DAYOFWEEK" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::DayOfWeek))?,
+            SqlType::BigInt,
+        ),
+        "HOUR" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Hour))?,
+            SqlType::BigInt,
+        ),
+        "MINUTE" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Minute))?,
+            SqlType::BigInt,
+        ),
+        "SECOND" => (
+            arity(1, 1).map(|_| Func::Extract(TimeUnit::Second))?,
+            SqlType::BigInt,
+        ),
+        _ => {
+            return Err(SqlError::of(
+                at,
+                format!("function {name} is not supported (docs/analytics.md lists the functions)"),
+            ))
         }
-        "YEAR" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Year))?, SqlType::BigInt),
-        "QUARTER" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Quarter))?, SqlType::BigInt),
-        "MONTH" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Month))?, SqlType::BigInt),
-        "DAYOFMONTH" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Day))?, SqlType::BigInt),
-        "DAYOFYEAR" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::DayOfYear))?, SqlType::BigInt),
-        "DAYOFWEEK" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::DayOfWeek))?, SqlType::BigInt),
-        "HOUR" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Hour))?, SqlType::BigInt),
-        "MINUTE" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Minute))?, SqlType::BigInt),
-        "SECOND" => (arity(1, 1).map(|_| Func::Extract(TimeUnit::Second))?, SqlType::BigInt),
-        _ => return Err(SqlError::of(at, format!("function {name} is not supported (docs/analytics.md lists the functions)"))),
     };
-    Ok(Typed { ty, scalar: Scalar::Call(func, args.into_iter().map(|a| a.scalar).collect()) })
+    Ok(Typed {
+        ty,
+        scalar: Scalar::Call(func, args.into_iter().map(|a| a.scalar).collect()),
+    })
 }
 
 fn parse_path(path: &str) -> Result<Vec<PathStep>, String> {
@@ -266,11 +365,17 @@ fn parse_path(path: &str) -> Result<Vec<PathStep>, String> {
                 if let Some(key) = inside.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
                     steps.push(PathStep::Key(key.to_string()));
                 } else {
-                    let i = inside.parse().map_err(|_| format!("JSON path '{path}': [{inside}] is not an index"))?;
+                    let i = inside
+                        .parse()
+                        .map_err(|_| format!("JSON path '{path}': [{inside}] is not an index"))?;
                     steps.push(PathStep::Index(i));
                 }
             }
-            _ => return Err(format!("JSON path '{path}' is not supported (use $.a.b[0])")),
+            _ => {
+                return Err(format!(
+                    "JSON path '{path}' is not supported (use $.a.b[0])"
+                ))
+            }
         }
     }
     Ok(steps)
@@ -300,21 +405,27 @@ pub fn cast(v: Value, to: SqlType) -> Result<Value, String> {
         }
         (Value::Bool(b), t) if t.is_integer() => Value::Int(b as i64),
         (Value::Str(s), t) if t.is_integer() => Value::Int(narrow(
-            s.trim().parse::<i64>().map_err(|_| format!("cannot cast '{s}' to {}", t.name()))?,
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("cannot cast '{s}' to {}", t.name()))?,
             t,
         )),
         (Value::Str(s), T::Float | T::Double | T::Decimal(..)) => Value::Double(
-            s.trim().parse::<f64>().map_err(|_| format!("cannot cast '{s}' to {}", to.name()))?,
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("cannot cast '{s}' to {}", to.name()))?,
         ),
         (Value::Str(s), T::Boolean) => match s.trim().to_ascii_lowercase().as_str() {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             _ => return Err(format!("cannot cast '{s}' to BOOLEAN")),
         },
-        (Value::Str(s), T::Timestamp | T::TimestampLtz) => {
-            Value::Ts(parse_timestamp(&s).ok_or_else(|| format!("cannot cast '{s}' to {}", to.name()))?)
+        (Value::Str(s), T::Timestamp | T::TimestampLtz) => Value::Ts(
+            parse_timestamp(&s).ok_or_else(|| format!("cannot cast '{s}' to {}", to.name()))?,
+        ),
+        (Value::Str(s), T::Date) => {
+            Value::Date(parse_date(s.trim()).ok_or_else(|| format!("cannot cast '{s}' to DATE"))?)
         }
-        (Value::Str(s), T::Date) => Value::Date(parse_date(s.trim()).ok_or_else(|| format!("cannot cast '{s}' to DATE"))?),
         (Value::Ts(t), T::Timestamp | T::TimestampLtz) => Value::Ts(t),
         (Value::Ts(t), T::Date) => Value::Date(t.div_euclid(86_400_000) as i32),
         (Value::Ts(t), T::BigInt) => Value::Int(t.div_euclid(1000)),
@@ -359,7 +470,7 @@ fn date_format(ms: i64, pattern: &str) -> String {
             n += 1;
         }
         let field = match c {
-            'y' => Some(if n == 2 { (y % 100) as i64 } else { y }),
+            'y' => Some(if n == 2 { y % 100 } else { y }),
             'M' => Some(mo as i64),
             'd' => Some(d as i64),
             'H' => Some(in_day / 3_600_000),
@@ -392,7 +503,24 @@ fn add_months(ms: i64, months: i64) -> i64 {
     let (y, m, d) = civil_from_days(days);
     let total = y * 12 + (m as i64 - 1) + months;
     let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
-    let dim = [31, if (ny % 4 == 0 && ny % 100 != 0) || ny % 400 == 0 { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let dim = [
+        31,
+        if (ny % 4 == 0 && ny % 100 != 0) || ny % 400 == 0 {
+            29
+        } else {
+            28
+        },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let nd = d.min(dim[nm as usize - 1]);
     days_from_civil(ny, nm, nd) * 86_400_000 + in_day
 }
@@ -449,7 +577,9 @@ fn json_value(doc: &str, path: &[PathStep], ty: SqlType) -> Value {
                 Some(v) => v,
                 None => return Value::Null,
             },
-            (PathStep::Index(i), serde_json::Value::Array(mut items)) if *i < items.len() => items.swap_remove(*i),
+            (PathStep::Index(i), serde_json::Value::Array(mut items)) if *i < items.len() => {
+                items.swap_remove(*i)
+            }
             _ => return Value::Null,
         };
     }
@@ -466,7 +596,11 @@ fn json_value(doc: &str, path: &[PathStep], ty: SqlType) -> Value {
         SqlType::String => match scalar {
             Value::Str(_) => scalar,
             Value::Int(i) => Value::str(&i.to_string()),
-            Value::Double(d) => Value::str(&serde_json::Number::from_f64(d).map(|n| n.to_string()).unwrap_or_default()),
+            Value::Double(d) => Value::str(
+                &serde_json::Number::from_f64(d)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            ),
             Value::Bool(b) => Value::str(if b { "true" } else { "false" }),
             other => other,
         },
@@ -514,8 +648,16 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
             Value::str(&values.iter().filter_map(text).collect::<String>())
         }
         Func::ConcatWs => {
-            let Some(sep) = text(&values[0]) else { return Ok(Value::Null) };
-            Value::str(&values[1..].iter().filter_map(text).collect::<Vec<_>>().join(&sep))
+            let Some(sep) = text(&values[0]) else {
+                return Ok(Value::Null);
+            };
+            Value::str(
+                &values[1..]
+                    .iter()
+                    .filter_map(text)
+                    .collect::<Vec<_>>()
+                    .join(&sep),
+            )
         }
         Func::NullIf => {
             if values[0].sql_cmp(&values[1]).is_some_and(|o| o.is_eq()) {
@@ -532,7 +674,11 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
             let mut start = true;
             for c in s(0).chars() {
                 if c.is_alphanumeric() {
-                    if start { out.extend(c.to_uppercase()) } else { out.extend(c.to_lowercase()) }
+                    if start {
+                        out.extend(c.to_uppercase())
+                    } else {
+                        out.extend(c.to_lowercase())
+                    }
                     start = false;
                 } else {
                     out.push(c);
@@ -545,7 +691,14 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
         Func::Substring => {
             let chars: Vec<char> = s(0).chars().collect();
             let from = values[1].as_i64().unwrap_or(1);
-            let start = if from > 0 { from - 1 } else if from < 0 { chars.len() as i64 + from } else { 0 }.max(0) as usize;
+            let start = if from > 0 {
+                from - 1
+            } else if from < 0 {
+                chars.len() as i64 + from
+            } else {
+                0
+            }
+            .max(0) as usize;
             let len = match values.get(2) {
                 Some(l) => {
                     let l = l.as_i64().unwrap_or(0);
@@ -594,7 +747,11 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
             } else {
                 let fill: String = pad.iter().cycle().take(len - base.len()).collect();
                 let base: String = base.iter().collect();
-                Value::str(&if *func == Func::Lpad { fill + &base } else { base + &fill })
+                Value::str(&if *func == Func::Lpad {
+                    fill + &base
+                } else {
+                    base + &fill
+                })
             }
         }
         Func::Abs => match &values[0] {
@@ -607,7 +764,11 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
                 Value::Int(i) if digits >= 0 => Value::Int(*i),
                 Value::Int(i) => {
                     let f = 10i64.pow((-digits) as u32);
-                    Value::Int(if *func == Func::Round { (i + f / 2 * i.signum()) / f * f } else { i / f * f })
+                    Value::Int(if *func == Func::Round {
+                        (i + f / 2 * i.signum()) / f * f
+                    } else {
+                        i / f * f
+                    })
                 }
                 v => {
                     let x = v.as_f64().unwrap_or(f64::NAN);
@@ -654,13 +815,21 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
             },
         },
         Func::JsonValue(path, ty) => json_value(&s(0), path, *ty),
-        Func::Extract(unit) => extract(*unit, &values[0]).map(Value::Int).unwrap_or(Value::Null),
+        Func::Extract(unit) => extract(*unit, &values[0])
+            .map(Value::Int)
+            .unwrap_or(Value::Null),
         Func::TimeRound(unit, ceil) => {
-            let Value::Ts(t) = values[0] else { return Ok(values[0].clone()) };
+            let Value::Ts(t) = values[0] else {
+                return Ok(values[0].clone());
+            };
             match unit_ms(*unit) {
                 Some(u) => {
                     let floor = t - t.rem_euclid(u);
-                    Value::Ts(if *ceil && floor != t { floor + u } else { floor })
+                    Value::Ts(if *ceil && floor != t {
+                        floor + u
+                    } else {
+                        floor
+                    })
                 }
                 None => {
                     let (y, m, _) = civil_from_days(t.div_euclid(86_400_000));
@@ -674,7 +843,11 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
                         TimeUnit::Quarter => 3,
                         _ => 1,
                     };
-                    Value::Ts(if *ceil && start != t { add_months(start, months) } else { start })
+                    Value::Ts(if *ceil && start != t {
+                        add_months(start, months)
+                    } else {
+                        start
+                    })
                 }
             }
         }
@@ -688,14 +861,25 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
         },
         Func::TimestampAdd(unit) => {
             let n = values[0].as_i64().unwrap_or(0);
-            let Value::Ts(t) = values[1] else { return Ok(Value::Null) };
+            let Value::Ts(t) = values[1] else {
+                return Ok(Value::Null);
+            };
             Value::Ts(match unit_ms(*unit) {
                 Some(u) => t + n * u,
-                None => add_months(t, n * match unit { TimeUnit::Year => 12, TimeUnit::Quarter => 3, _ => 1 }),
+                None => add_months(
+                    t,
+                    n * match unit {
+                        TimeUnit::Year => 12,
+                        TimeUnit::Quarter => 3,
+                        _ => 1,
+                    },
+                ),
             })
         }
         Func::TimestampDiff(unit) => {
-            let (Value::Ts(a), Value::Ts(b)) = (&values[0], &values[1]) else { return Ok(Value::Null) };
+            let (Value::Ts(a), Value::Ts(b)) = (&values[0], &values[1]) else {
+                return Ok(Value::Null);
+            };
             Value::Int(match unit_ms(*unit) {
                 Some(u) => (b - a) / u,
                 None => {
@@ -739,4 +923,3 @@ pub fn call(func: &Func, args: &[Scalar], row: &[Value]) -> Result<Value, String
         Func::Coalesce | Func::If | Func::CurrentTimestamp => unreachable!("evaluated above"),
     })
 }
-

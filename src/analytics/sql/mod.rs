@@ -47,14 +47,23 @@ impl SqlError {
         let (message, line, column) = match text.rsplit_once(" at Line: ") {
             Some((message, position)) => {
                 let mut parts = position.split(", Column: ");
-                let line = parts.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-                let column = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+                let line = parts
+                    .next()
+                    .and_then(|l| l.trim().parse().ok())
+                    .unwrap_or(0);
+                let column = parts
+                    .next()
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(0);
                 (message.to_string(), line, column)
             }
             None => (text, 0, 0),
         };
         SqlError {
-            message: format!("SQL parse error: {}", message.trim_start_matches("sql parser error: ")),
+            message: format!(
+                "SQL parse error: {}",
+                message.trim_start_matches("sql parser error: ")
+            ),
             line,
             column,
         }
@@ -64,7 +73,11 @@ impl SqlError {
 impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+            write!(
+                f,
+                "line {}, column {}: {}",
+                self.line, self.column, self.message
+            )
         } else {
             f.write_str(&self.message)
         }
@@ -76,7 +89,11 @@ impl std::error::Error for SqlError {}
 /// The statement a script runs.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Insert { table: String, query: Box<Query>, location: Location },
+    Insert {
+        table: String,
+        query: Box<Query>,
+        location: Location,
+    },
     Select(Box<Query>),
 }
 
@@ -99,7 +116,10 @@ pub fn parse_script(sql: &str) -> Result<Script, SqlError> {
     if sql.len() > MAX_SCRIPT_BYTES {
         return Err(SqlError::at(
             Location::empty(),
-            format!("the SQL is {} bytes, more than the {MAX_SCRIPT_BYTES} allowed", sql.len()),
+            format!(
+                "the SQL is {} bytes, more than the {MAX_SCRIPT_BYTES} allowed",
+                sql.len()
+            ),
         ));
     }
     let dialect = FlinkDialect;
@@ -128,12 +148,18 @@ pub fn parse_script(sql: &str) -> Result<Script, SqlError> {
                 let found = parser.peek_token();
                 return Err(SqlError::at(
                     found.span.start,
-                    format!("only CREATE TABLE is supported, found CREATE {}", found.token),
+                    format!(
+                        "only CREATE TABLE is supported, found CREATE {}",
+                        found.token
+                    ),
                 ));
             }
             let _ = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
             let table = ddl::parse_create_table(&mut parser, location)?;
-            if tables.iter().any(|t| t.name.eq_ignore_ascii_case(&table.name)) {
+            if tables
+                .iter()
+                .any(|t| t.name.eq_ignore_ascii_case(&table.name))
+            {
                 return Err(SqlError::at(
                     location,
                     format!("table {} is created twice", table.name),
@@ -144,9 +170,15 @@ pub fn parse_script(sql: &str) -> Result<Script, SqlError> {
         }
         if parser.parse_keyword(Keyword::SET) {
             // SET 'table.exec.source.idle-timeout' = '10 s' and the like.
-            let key = parser.parse_literal_string().map_err(SqlError::from_parser)?;
-            parser.expect_token(&Token::Eq).map_err(SqlError::from_parser)?;
-            let value = parser.parse_literal_string().map_err(SqlError::from_parser)?;
+            let key = parser
+                .parse_literal_string()
+                .map_err(SqlError::from_parser)?;
+            parser
+                .expect_token(&Token::Eq)
+                .map_err(SqlError::from_parser)?;
+            let value = parser
+                .parse_literal_string()
+                .map_err(SqlError::from_parser)?;
             settings.push((key, value));
             continue;
         }
@@ -186,5 +218,9 @@ pub fn parse_script(sql: &str) -> Result<Script, SqlError> {
             "the script has no INSERT INTO ... SELECT (or SELECT) to run",
         )
     })?;
-    Ok(Script { tables, action, settings })
+    Ok(Script {
+        tables,
+        action,
+        settings,
+    })
 }

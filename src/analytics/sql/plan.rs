@@ -63,11 +63,27 @@ pub struct SourcePlan {
 
 #[derive(Debug, Clone)]
 pub enum Stage {
-    Project { filter: Option<Scalar>, select: Vec<Scalar> },
+    Project {
+        filter: Option<Scalar>,
+        select: Vec<Scalar>,
+    },
     /// A window TVF without aggregation: each row once per window, with its columns.
-    WindowProject { kind: WindowKind, time: usize, filter: Option<Scalar>, select: Vec<Scalar> },
-    WindowAgg { time: usize, pre_filter: Option<Scalar>, plan: WindowAggPlan },
-    Over { time: usize, pre_filter: Option<Scalar>, plan: OverPlan },
+    WindowProject {
+        kind: WindowKind,
+        time: usize,
+        filter: Option<Scalar>,
+        select: Vec<Scalar>,
+    },
+    WindowAgg {
+        time: usize,
+        pre_filter: Option<Scalar>,
+        plan: WindowAggPlan,
+    },
+    Over {
+        time: usize,
+        pre_filter: Option<Scalar>,
+        plan: OverPlan,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,22 +122,41 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
 
 /// Options Flink's connectors take that the gateway accepts and does not need.
 const IGNORED_OPTIONS: &[&str] = &[
-    "scan.shard-assigner", "scan.shard.discovery.intervalmillis", "scan.shard.getrecords.maxrecordcount",
-    "scan.stream.recordpublisher", "sink.partitioner", "sink.partitioner-field-delimiter",
-    "sink.fail-on-error", "sink.batch.max-size", "sink.requests.max-inflight", "sink.flush-buffer.size",
-    "sink.flush-buffer.timeout", "json.fail-on-missing-field", "json.map-null-key.mode",
-    "json.encode.decimal-as-plain-number", "csv.ignore-parse-errors", "json.ignore-parse-errors",
-    "json.timestamp-format.standard", "source.shard.discovery.interval",
+    "scan.shard-assigner",
+    "scan.shard.discovery.intervalmillis",
+    "scan.shard.getrecords.maxrecordcount",
+    "scan.stream.recordpublisher",
+    "sink.partitioner",
+    "sink.partitioner-field-delimiter",
+    "sink.fail-on-error",
+    "sink.batch.max-size",
+    "sink.requests.max-inflight",
+    "sink.flush-buffer.size",
+    "sink.flush-buffer.timeout",
+    "json.fail-on-missing-field",
+    "json.map-null-key.mode",
+    "json.encode.decimal-as-plain-number",
+    "csv.ignore-parse-errors",
+    "json.ignore-parse-errors",
+    "json.timestamp-format.standard",
+    "source.shard.discovery.interval",
 ];
 
 /// Plans a script. `max_state_keys` bounds window state; `bounded` is a `kinedge query`.
 pub fn plan(script: &Script, max_state_keys: usize, bounded: bool) -> Result<Plan, SqlError> {
     let (query, sink, location) = match &script.action {
-        Action::Insert { table, query, location } => (query.as_ref(), Some(table.as_str()), *location),
+        Action::Insert {
+            table,
+            query,
+            location,
+        } => (query.as_ref(), Some(table.as_str()), *location),
         Action::Select(query) => (query.as_ref(), None, Location::empty()),
     };
     if sink.is_some() && bounded {
-        return Err(SqlError::at(location, "a query runs a SELECT; INSERT INTO belongs in an application"));
+        return Err(SqlError::at(
+            location,
+            "a query runs a SELECT; INSERT INTO belongs in an application",
+        ));
     }
     if sink.is_none() && !bounded {
         return Err(SqlError::at(location, "an application runs INSERT INTO sink SELECT ...; a bare SELECT is a query (kinedge query)"));
@@ -136,27 +171,61 @@ pub fn plan(script: &Script, max_state_keys: usize, bounded: bool) -> Result<Pla
         None => None,
         Some(clause) => {
             let text = clause.to_string();
-            let n = text.trim().trim_start_matches("LIMIT").trim().parse::<usize>().ok().filter(|_| bounded);
-            Some(n.ok_or_else(|| SqlError::of(query, format!("{text} is supported only as LIMIT n in a query")))?)
+            let n = text
+                .trim()
+                .trim_start_matches("LIMIT")
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|_| bounded);
+            Some(n.ok_or_else(|| {
+                SqlError::of(
+                    query,
+                    format!("{text} is supported only as LIMIT n in a query"),
+                )
+            })?)
         }
     };
     let SetExpr::Select(select) = query.body.as_ref() else {
-        return Err(SqlError::of(query, "only a SELECT is supported (no UNION, VALUES or nested queries)"));
+        return Err(SqlError::of(
+            query,
+            "only a SELECT is supported (no UNION, VALUES or nested queries)",
+        ));
     };
     let idle_timeout_ms = script
         .settings
         .iter()
         .find(|(k, _)| k == "table.exec.source.idle-timeout")
-        .map(|(_, v)| parse_duration_ms(v).ok_or_else(|| SqlError::at(Location::empty(), format!("table.exec.source.idle-timeout '{v}' is not a duration ('10 s', '500 ms')"))))
+        .map(|(_, v)| {
+            parse_duration_ms(v).ok_or_else(|| {
+                SqlError::at(
+                    Location::empty(),
+                    format!(
+                        "table.exec.source.idle-timeout '{v}' is not a duration ('10 s', '500 ms')"
+                    ),
+                )
+            })
+        })
         .transpose()?
         .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
-    let mut planner = Planner { script, max_state_keys, bounded };
+    let mut planner = Planner {
+        script,
+        max_state_keys,
+        bounded,
+    };
     let (source, stage, columns) = planner.select(select)?;
     let sink = match sink {
         None => None,
         Some(name) => Some(planner.sink(name, &columns, location)?),
     };
-    Ok(Plan { source, stage, columns, sink, idle_timeout_ms, limit })
+    Ok(Plan {
+        source,
+        stage,
+        columns,
+        sink,
+        idle_timeout_ms,
+        limit,
+    })
 }
 
 fn parse_duration_ms(text: &str) -> Option<u64> {
@@ -173,6 +242,12 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
     })
 }
 
+/// A planned SELECT: its source, its stage and its result columns.
+type Planned = (SourcePlan, Stage, Vec<(String, SqlType)>);
+
+/// A window TVF call: the window, the time column's name, SESSION's partition keys.
+type WindowCall = (WindowKind, String, Vec<Expr>);
+
 struct Planner<'a> {
     script: &'a Script,
     max_state_keys: usize,
@@ -182,7 +257,12 @@ struct Planner<'a> {
 /// The raw-records table a query gets for a stream it did not declare.
 fn raw_table(name: &str) -> TableDef {
     use super::ddl::ColumnDef;
-    let column = |n: &str, ty, kind| ColumnDef { name: n.into(), ty, kind, location: Location::empty() };
+    let column = |n: &str, ty, kind| ColumnDef {
+        name: n.into(),
+        ty,
+        kind,
+        location: Location::empty(),
+    };
     let mut options = std::collections::BTreeMap::new();
     options.insert("connector".into(), "kinesis".into());
     options.insert("stream".into(), name.into());
@@ -191,10 +271,26 @@ fn raw_table(name: &str) -> TableDef {
         name: name.into(),
         columns: vec![
             column("data", SqlType::String, ColumnKind::Physical),
-            column("partition_key", SqlType::String, ColumnKind::Metadata(Metadata::PartitionKey)),
-            column("sequence_number", SqlType::String, ColumnKind::Metadata(Metadata::SequenceNumber)),
-            column("shard_id", SqlType::String, ColumnKind::Metadata(Metadata::ShardId)),
-            column("arrival_time", SqlType::TimestampLtz, ColumnKind::Metadata(Metadata::Timestamp)),
+            column(
+                "partition_key",
+                SqlType::String,
+                ColumnKind::Metadata(Metadata::PartitionKey),
+            ),
+            column(
+                "sequence_number",
+                SqlType::String,
+                ColumnKind::Metadata(Metadata::SequenceNumber),
+            ),
+            column(
+                "shard_id",
+                SqlType::String,
+                ColumnKind::Metadata(Metadata::ShardId),
+            ),
+            column(
+                "arrival_time",
+                SqlType::TimestampLtz,
+                ColumnKind::Metadata(Metadata::Timestamp),
+            ),
         ],
         watermark: None,
         options,
@@ -211,15 +307,24 @@ impl Planner<'_> {
         }
     }
 
-    fn select(&mut self, select: &Select) -> Result<(SourcePlan, Stage, Vec<(String, SqlType)>), SqlError> {
+    fn select(&mut self, select: &Select) -> Result<Planned, SqlError> {
         if select.distinct.is_some() {
-            return Err(SqlError::of(select, "SELECT DISTINCT over a stream produces updates; use a window aggregation"));
+            return Err(SqlError::of(
+                select,
+                "SELECT DISTINCT over a stream produces updates; use a window aggregation",
+            ));
         }
         let [from] = select.from.as_slice() else {
-            return Err(SqlError::of(select, "a SELECT reads exactly one table or window function (joins are not supported yet)"));
+            return Err(SqlError::of(
+                select,
+                "a SELECT reads exactly one table or window function (joins are not supported yet)",
+            ));
         };
         if !from.joins.is_empty() {
-            return Err(SqlError::of(&from.joins[0].relation, "joins are not supported yet (docs/analytics.md)"));
+            return Err(SqlError::of(
+                &from.joins[0].relation,
+                "joins are not supported yet (docs/analytics.md)",
+            ));
         }
         let (table_name, alias, window) = match &from.relation {
             TableFactor::Table { name, alias, args: None, .. } => {
@@ -237,7 +342,15 @@ impl Planner<'_> {
         let window = match window {
             None => None,
             Some((kind, time, partition)) => {
-                let slot = table.column(&time).ok_or_else(|| SqlError::of(&from.relation, format!("DESCRIPTOR({time}): table {} has no column {time}", table.name)))?;
+                let slot = table.column(&time).ok_or_else(|| {
+                    SqlError::of(
+                        &from.relation,
+                        format!(
+                            "DESCRIPTOR({time}): table {} has no column {time}",
+                            table.name
+                        ),
+                    )
+                })?;
                 let is_rowtime = source.rowtime.as_ref().is_some_and(|(t, _)| *t == slot);
                 if !is_rowtime && source.proctime != Some(slot) {
                     return Err(SqlError::of(&from.relation, format!("DESCRIPTOR({time}) must name a time attribute: declare WATERMARK FOR {time} AS ... on table {} (or use a PROCTIME() column)", table.name)));
@@ -249,7 +362,11 @@ impl Planner<'_> {
         let mut scope = Scope::new(source.columns.clone());
         if window.is_some() {
             for name in ["window_start", "window_end", "window_time"] {
-                scope.columns.push(ScopeColumn { name: name.into(), qualifier: alias.clone(), ty: SqlType::Timestamp });
+                scope.columns.push(ScopeColumn {
+                    name: name.into(),
+                    qualifier: alias.clone(),
+                    ty: SqlType::Timestamp,
+                });
             }
         }
         let items = expand_items(&select.projection, &scope)?;
@@ -259,7 +376,12 @@ impl Planner<'_> {
         let has_over = items.iter().any(|(e, _)| contains_over(e));
         let group_by = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
-            other => return Err(SqlError::of(select, format!("GROUP BY {other} is not supported"))),
+            other => {
+                return Err(SqlError::of(
+                    select,
+                    format!("GROUP BY {other} is not supported"),
+                ))
+            }
         };
         let where_scalar = |scope: &Scope| -> Result<Option<Scalar>, SqlError> {
             match &select.selection {
@@ -277,23 +399,53 @@ impl Planner<'_> {
         let mut columns = Vec::new();
         if has_over {
             if aggregated {
-                return Err(SqlError::of(select, "OVER aggregations cannot be mixed with GROUP BY"));
+                return Err(SqlError::of(
+                    select,
+                    "OVER aggregations cannot be mixed with GROUP BY",
+                ));
             }
             if window.is_some() {
-                return Err(SqlError::of(select, "OVER aggregations read a table, not a window function"));
+                return Err(SqlError::of(
+                    select,
+                    "OVER aggregations read a table, not a window function",
+                ));
             }
-            let (time, _) = source.rowtime.clone().ok_or_else(|| SqlError::of(select, format!("OVER ... ORDER BY needs a time attribute: declare a WATERMARK on table {}", table.name)))?;
+            let (time, _) = source.rowtime.clone().ok_or_else(|| {
+                SqlError::of(
+                    select,
+                    format!(
+                        "OVER ... ORDER BY needs a time attribute: declare a WATERMARK on table {}",
+                        table.name
+                    ),
+                )
+            })?;
             let pre_filter = where_scalar(&scope)?;
             let (plan, cols) = self.over(&items, &scope, select, time)?;
             columns = cols;
-            stage = Stage::Over { time, pre_filter, plan };
+            stage = Stage::Over {
+                time,
+                pre_filter,
+                plan,
+            };
         } else if aggregated {
             let Some((kind, time, partition)) = window else {
                 return Err(SqlError::of(select, "an aggregation over a stream needs a window: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, ... (an unbounded GROUP BY produces updates, which these sinks cannot take)"));
             };
-            let (plan, cols) = self.window_agg(kind, partition, &items, &group_by, select, &scope, input_width)?;
+            let (plan, cols) = self.window_agg(
+                kind,
+                partition,
+                &items,
+                &group_by,
+                select,
+                &scope,
+                input_width,
+            )?;
             columns = cols;
-            stage = Stage::WindowAgg { time, pre_filter: None, plan };
+            stage = Stage::WindowAgg {
+                time,
+                pre_filter: None,
+                plan,
+            };
         } else {
             let filter = where_scalar(&scope)?;
             let mut select_scalars = Vec::new();
@@ -303,8 +455,16 @@ impl Planner<'_> {
                 select_scalars.push(t.scalar);
             }
             stage = match window {
-                None => Stage::Project { filter, select: select_scalars },
-                Some((kind, time, _)) => Stage::WindowProject { kind, time, filter, select: select_scalars },
+                None => Stage::Project {
+                    filter,
+                    select: select_scalars,
+                },
+                Some((kind, time, _)) => Stage::WindowProject {
+                    kind,
+                    time,
+                    filter,
+                    select: select_scalars,
+                },
             };
         }
         mark_used(&mut source, &stage);
@@ -313,22 +473,32 @@ impl Planner<'_> {
 
     /// TUMBLE(TABLE t, DESCRIPTOR(ts), size[, offset]) and the others: (table, (kind, time
     /// column name, partition keys)).
-    fn window_function(&self, expr: &Expr) -> Result<(Ident, (WindowKind, String, Vec<Expr>)), SqlError> {
+    fn window_function(&self, expr: &Expr) -> Result<(Ident, WindowCall), SqlError> {
         let Expr::Function(f) = expr else {
-            return Err(SqlError::of(expr, "TABLE(...) takes TUMBLE, HOP, CUMULATE or SESSION"));
+            return Err(SqlError::of(
+                expr,
+                "TABLE(...) takes TUMBLE, HOP, CUMULATE or SESSION",
+            ));
         };
         let name = f.name.to_string().to_ascii_uppercase();
         let args = super::functions::plain_args(f, expr)?;
         let (table, partition) = match args.first() {
-            Some(Expr::Prefixed { prefix, value }) if prefix.value == "TABLE" => match value.as_ref() {
-                Expr::Identifier(t) => (t.clone(), Vec::new()),
-                Expr::Prefixed { prefix: t, value } => match value.as_ref() {
-                    Expr::Tuple(keys) => (t.clone(), keys.clone()),
-                    _ => return Err(SqlError::of(expr, "bad PARTITION BY")),
-                },
-                _ => return Err(SqlError::of(expr, "bad TABLE argument")),
-            },
-            _ => return Err(SqlError::of(expr, format!("the first argument of {name} is TABLE name"))),
+            Some(Expr::Prefixed { prefix, value }) if prefix.value == "TABLE" => {
+                match value.as_ref() {
+                    Expr::Identifier(t) => (t.clone(), Vec::new()),
+                    Expr::Prefixed { prefix: t, value } => match value.as_ref() {
+                        Expr::Tuple(keys) => (t.clone(), keys.clone()),
+                        _ => return Err(SqlError::of(expr, "bad PARTITION BY")),
+                    },
+                    _ => return Err(SqlError::of(expr, "bad TABLE argument")),
+                }
+            }
+            _ => {
+                return Err(SqlError::of(
+                    expr,
+                    format!("the first argument of {name} is TABLE name"),
+                ))
+            }
         };
         let time = match args.get(1) {
             Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
@@ -337,13 +507,21 @@ impl Planner<'_> {
                     _ => return Err(SqlError::of(expr, "DESCRIPTOR takes one time column")),
                 }
             }
-            _ => return Err(SqlError::of(expr, format!("the second argument of {name} is DESCRIPTOR(time column)"))),
+            _ => {
+                return Err(SqlError::of(
+                    expr,
+                    format!("the second argument of {name} is DESCRIPTOR(time column)"),
+                ))
+            }
         };
         let intervals: Vec<i64> = args[2..]
             .iter()
             .map(|a| match a {
                 Expr::Interval(i) => interval_ms(i, a),
-                other => Err(SqlError::of(*other, format!("{name} takes INTERVAL arguments"))),
+                other => Err(SqlError::of(
+                    *other,
+                    format!("{name} takes INTERVAL arguments"),
+                )),
             })
             .collect::<Result<_, _>>()?;
         if intervals.iter().any(|i| *i <= 0) && name != "TUMBLE" {
@@ -371,7 +549,10 @@ impl Planner<'_> {
             _ => return Err(SqlError::of(expr, format!("window function {name} is not supported (TUMBLE, HOP, CUMULATE, SESSION)"))),
         };
         if !partition.is_empty() && !matches!(kind, WindowKind::Session { .. }) {
-            return Err(SqlError::of(expr, "PARTITION BY is only for SESSION windows"));
+            return Err(SqlError::of(
+                expr,
+                "PARTITION BY is only for SESSION windows",
+            ));
         }
         Ok((table, (kind, time, partition)))
     }
@@ -381,32 +562,72 @@ impl Planner<'_> {
         if connector != "kinesis" {
             return Err(SqlError::at(table.location, format!("table {} is read with 'connector' = '{connector}': the gateway reads 'kinesis' tables (its streams)", table.name)));
         }
-        check_options(table, &["connector", "stream", "stream.arn", "format", "scan.stream.initpos", "scan.stream.initpos.timestamp", "source.init.position", "source.init.timestamp", "csv.field-delimiter"])?;
+        check_options(
+            table,
+            &[
+                "connector",
+                "stream",
+                "stream.arn",
+                "format",
+                "scan.stream.initpos",
+                "scan.stream.initpos.timestamp",
+                "source.init.position",
+                "source.init.timestamp",
+                "csv.field-delimiter",
+            ],
+        )?;
         let stream = stream_name(table)?;
         let format = format_of(table)?;
-        let initpos = table.option("scan.stream.initpos").or(table.option("source.init.position"));
+        let initpos = table
+            .option("scan.stream.initpos")
+            .or(table.option("source.init.position"));
         let start = match initpos.map(|p| p.to_ascii_uppercase()) {
-            None => if self.bounded { StartPosition::TrimHorizon } else { StartPosition::Latest },
+            None => {
+                if self.bounded {
+                    StartPosition::TrimHorizon
+                } else {
+                    StartPosition::Latest
+                }
+            }
             Some(p) if p == "LATEST" => StartPosition::Latest,
             Some(p) if p == "TRIM_HORIZON" => StartPosition::TrimHorizon,
             Some(p) if p == "AT_TIMESTAMP" => {
                 let ts = table.option("scan.stream.initpos.timestamp").or(table.option("source.init.timestamp")).ok_or_else(|| SqlError::at(table.location, "AT_TIMESTAMP needs 'scan.stream.initpos.timestamp' (epoch seconds or 'yyyy-MM-dd HH:mm:ss')"))?;
                 let ms = match ts.parse::<f64>() {
                     Ok(secs) => (secs * 1000.0) as u64,
-                    Err(_) => crate::analytics::value::parse_timestamp(ts).ok_or_else(|| SqlError::at(table.location, format!("'{ts}' is not a timestamp")))? as u64,
+                    Err(_) => crate::analytics::value::parse_timestamp(ts).ok_or_else(|| {
+                        SqlError::at(table.location, format!("'{ts}' is not a timestamp"))
+                    })? as u64,
                 };
                 StartPosition::AtTimestamp(ms)
             }
-            Some(p) => return Err(SqlError::at(table.location, format!("initial position '{p}' is not LATEST, TRIM_HORIZON or AT_TIMESTAMP"))),
+            Some(p) => {
+                return Err(SqlError::at(
+                    table.location,
+                    format!("initial position '{p}' is not LATEST, TRIM_HORIZON or AT_TIMESTAMP"),
+                ))
+            }
         };
-        let mut columns: Vec<ScopeColumn> = table.columns.iter().map(|c| ScopeColumn { name: c.name.clone(), qualifier: Some(alias.clone().unwrap_or_else(|| table.name.clone())), ty: c.ty }).collect();
+        let mut columns: Vec<ScopeColumn> = table
+            .columns
+            .iter()
+            .map(|c| ScopeColumn {
+                name: c.name.clone(),
+                qualifier: Some(alias.clone().unwrap_or_else(|| table.name.clone())),
+                ty: c.ty,
+            })
+            .collect();
         let mut fields = Vec::new();
         let mut metadata = Vec::new();
         let mut computed = Vec::new();
         let mut proctime = None;
         for (slot, column) in table.columns.iter().enumerate() {
             match &column.kind {
-                ColumnKind::Physical => fields.push(Field { name: column.name.clone(), ty: column.ty, slot }),
+                ColumnKind::Physical => fields.push(Field {
+                    name: column.name.clone(),
+                    ty: column.ty,
+                    slot,
+                }),
                 ColumnKind::Metadata(m) => {
                     let expected = match m {
                         Metadata::Timestamp => column.ty.is_time(),
@@ -427,7 +648,10 @@ impl Planner<'_> {
             }
         }
         if format == Format::Raw && fields.len() != 1 {
-            return Err(SqlError::at(table.location, "'format' = 'raw' needs exactly one physical column (STRING)"));
+            return Err(SqlError::at(
+                table.location,
+                "'format' = 'raw' needs exactly one physical column (STRING)",
+            ));
         }
         let rowtime = match &table.watermark {
             None => None,
@@ -435,7 +659,10 @@ impl Planner<'_> {
                 let slot = table.column(column).unwrap_or(0);
                 let t = compile(expr, &Scope::new(columns.clone()))?;
                 if !t.ty.is_time() {
-                    return Err(SqlError::of(expr, "the WATERMARK expression must give a timestamp (ts - INTERVAL '5' SECOND)"));
+                    return Err(SqlError::of(
+                        expr,
+                        "the WATERMARK expression must give a timestamp (ts - INTERVAL '5' SECOND)",
+                    ));
                 }
                 Some((slot, t.scalar))
             }
@@ -445,7 +672,10 @@ impl Planner<'_> {
             stream,
             format,
             fields,
-            csv_delimiter: table.option("csv.field-delimiter").and_then(|d| d.chars().next()).unwrap_or(','),
+            csv_delimiter: table
+                .option("csv.field-delimiter")
+                .and_then(|d| d.chars().next())
+                .unwrap_or(','),
             metadata,
             computed,
             proctime,
@@ -467,19 +697,41 @@ impl Planner<'_> {
         scope: &Scope,
         input_width: usize,
     ) -> Result<(WindowAggPlan, Vec<(String, SqlType)>), SqlError> {
-        let is_window_col = |e: &Expr, name: &str| matches!(e, Expr::Identifier(i) if i.value.eq_ignore_ascii_case(name)) || matches!(e, Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value.eq_ignore_ascii_case(name)));
-        if !group_by.iter().any(|e| is_window_col(e, "window_start")) || !group_by.iter().any(|e| is_window_col(e, "window_end")) {
-            return Err(SqlError::of(select, "a window aggregation must GROUP BY window_start, window_end (and its keys)"));
+        let is_window_col = |e: &Expr, name: &str| {
+            matches!(e, Expr::Identifier(i) if i.value.eq_ignore_ascii_case(name))
+                || matches!(e, Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value.eq_ignore_ascii_case(name)))
+        };
+        if !group_by.iter().any(|e| is_window_col(e, "window_start"))
+            || !group_by.iter().any(|e| is_window_col(e, "window_end"))
+        {
+            return Err(SqlError::of(
+                select,
+                "a window aggregation must GROUP BY window_start, window_end (and its keys)",
+            ));
         }
-        let mut post = Scope { aggregated: true, ..Scope::default() };
-        for (i, name) in ["window_start", "window_end", "window_time"].iter().enumerate() {
-            post.bound.push((Expr::Identifier(Ident::new(*name)), i, SqlType::Timestamp));
+        let mut post = Scope {
+            aggregated: true,
+            ..Scope::default()
+        };
+        for (i, name) in ["window_start", "window_end", "window_time"]
+            .iter()
+            .enumerate()
+        {
+            post.bound
+                .push((Expr::Identifier(Ident::new(*name)), i, SqlType::Timestamp));
         }
         let mut keys = Vec::new();
         for e in group_by {
-            if is_window_col(e, "window_start") || is_window_col(e, "window_end") || is_window_col(e, "window_time") {
+            if is_window_col(e, "window_start")
+                || is_window_col(e, "window_end")
+                || is_window_col(e, "window_time")
+            {
                 if is_window_col(e, "window_start") || is_window_col(e, "window_end") {
-                    let name = if is_window_col(e, "window_start") { "window_start" } else { "window_end" };
+                    let name = if is_window_col(e, "window_start") {
+                        "window_start"
+                    } else {
+                        "window_end"
+                    };
                     let slot = if name == "window_start" { 0 } else { 1 };
                     post.bound.push((e.clone(), slot, SqlType::Timestamp));
                 }
@@ -490,7 +742,8 @@ impl Planner<'_> {
             // A grouped column can be named alone as well as qualified.
             if let Expr::CompoundIdentifier(parts) = e {
                 if let Some(last) = parts.last() {
-                    post.bound.push((Expr::Identifier(last.clone()), 3 + keys.len(), t.ty));
+                    post.bound
+                        .push((Expr::Identifier(last.clone()), 3 + keys.len(), t.ty));
                 }
             }
             keys.push(t.scalar);
@@ -512,7 +765,8 @@ impl Planner<'_> {
                 }
                 let Expr::Function(f) = &x else { continue };
                 let spec = aggregate(f, &x, scope)?;
-                post.bound.push((x.clone(), 3 + keys.len() + aggs.len(), spec.output));
+                post.bound
+                    .push((x.clone(), 3 + keys.len() + aggs.len(), spec.output));
                 aggs.push(spec);
             }
             Ok(())
@@ -530,16 +784,44 @@ impl Planner<'_> {
             columns.push((name.clone(), t.ty));
             select_scalars.push(t.scalar);
         }
-        let having = select.having.as_ref().map(|h| compile(h, &post).map(|t| t.scalar)).transpose()?;
-        let filter = select.selection.as_ref().map(|w| compile(w, scope).map(|t| t.scalar)).transpose()?;
-        let partition = partition.iter().map(|p| compile(p, &Scope::new(scope.columns[..input_width].to_vec())).map(|t| t.scalar)).collect::<Result<_, _>>()?;
+        let having = select
+            .having
+            .as_ref()
+            .map(|h| compile(h, &post).map(|t| t.scalar))
+            .transpose()?;
+        let filter = select
+            .selection
+            .as_ref()
+            .map(|w| compile(w, scope).map(|t| t.scalar))
+            .transpose()?;
+        let partition = partition
+            .iter()
+            .map(|p| {
+                compile(p, &Scope::new(scope.columns[..input_width].to_vec())).map(|t| t.scalar)
+            })
+            .collect::<Result<_, _>>()?;
         Ok((
-            WindowAggPlan { kind, filter, partition, keys, aggs, having, select: select_scalars, max_state_keys: self.max_state_keys },
+            WindowAggPlan {
+                kind,
+                filter,
+                partition,
+                keys,
+                aggs,
+                having,
+                select: select_scalars,
+                max_state_keys: self.max_state_keys,
+            },
             columns,
         ))
     }
 
-    fn over(&self, items: &[(Expr, String)], scope: &Scope, select: &Select, time: usize) -> Result<(OverPlan, Vec<(String, SqlType)>), SqlError> {
+    fn over(
+        &self,
+        items: &[(Expr, String)],
+        scope: &Scope,
+        select: &Select,
+        time: usize,
+    ) -> Result<(OverPlan, Vec<(String, SqlType)>), SqlError> {
         let mut post = scope.clone();
         let width = scope.columns.len();
         let mut aggs = Vec::new();
@@ -560,10 +842,27 @@ impl Planner<'_> {
             let window = match &f.over {
                 Some(WindowType::WindowSpec(spec)) => spec.clone(),
                 Some(WindowType::NamedWindow(name)) => {
-                    let def = select.named_window.iter().find(|d| d.0.value.eq_ignore_ascii_case(&name.value)).ok_or_else(|| SqlError::of(&x, format!("window {} is not defined (WINDOW {} AS (...))", name.value, name.value)))?;
+                    let def = select
+                        .named_window
+                        .iter()
+                        .find(|d| d.0.value.eq_ignore_ascii_case(&name.value))
+                        .ok_or_else(|| {
+                            SqlError::of(
+                                &x,
+                                format!(
+                                    "window {} is not defined (WINDOW {} AS (...))",
+                                    name.value, name.value
+                                ),
+                            )
+                        })?;
                     match &def.1 {
                         sqlparser::ast::NamedWindowExpr::WindowSpec(spec) => spec.clone(),
-                        other => return Err(SqlError::of(&x, format!("window {other} is not supported"))),
+                        other => {
+                            return Err(SqlError::of(
+                                &x,
+                                format!("window {other} is not supported"),
+                            ))
+                        }
                     }
                 }
                 None => continue,
@@ -572,7 +871,9 @@ impl Planner<'_> {
                 return Err(SqlError::of(&x, "OVER needs ORDER BY the time attribute"));
             };
             let order_col = compile(&order.expr, scope)?;
-            if !matches!(order_col.scalar, Scalar::Col(c) if c == time) || matches!(order.options.sort, Some(sqlparser::ast::OrderBySort::Desc)) {
+            if !matches!(order_col.scalar, Scalar::Col(c) if c == time)
+                || matches!(order.options.sort, Some(sqlparser::ast::OrderBySort::Desc))
+            {
                 return Err(SqlError::of(&x, "OVER windows must be ORDER BY the table's rowtime column ascending (as Flink requires)"));
             }
             let frame = match &window.window_frame {
@@ -605,11 +906,16 @@ impl Planner<'_> {
             let mut plain = f.clone();
             plain.over = None;
             let spec = aggregate(&plain, &x, scope)?;
-            post.bound.push((x.clone(), width + aggs.len(), spec.output));
+            post.bound
+                .push((x.clone(), width + aggs.len(), spec.output));
             aggs.push(spec);
         }
-        let (partition_by, frame) = spec_seen.ok_or_else(|| SqlError::of(select, "no OVER aggregation found"))?;
-        let partition = partition_by.iter().map(|p| compile(p, scope).map(|t| t.scalar)).collect::<Result<_, _>>()?;
+        let (partition_by, frame) =
+            spec_seen.ok_or_else(|| SqlError::of(select, "no OVER aggregation found"))?;
+        let partition = partition_by
+            .iter()
+            .map(|p| compile(p, scope).map(|t| t.scalar))
+            .collect::<Result<_, _>>()?;
         let mut columns = Vec::new();
         let mut select_scalars = Vec::new();
         for (e, name) in items {
@@ -617,23 +923,76 @@ impl Planner<'_> {
             columns.push((name.clone(), t.ty));
             select_scalars.push(t.scalar);
         }
-        Ok((OverPlan { partition, frame, aggs, select: select_scalars, filter: None }, columns))
+        Ok((
+            OverPlan {
+                partition,
+                frame,
+                aggs,
+                select: select_scalars,
+                filter: None,
+            },
+            columns,
+        ))
     }
 
-    fn sink(&self, name: &str, columns: &[(String, SqlType)], location: Location) -> Result<SinkPlan, SqlError> {
-        let table = self.script.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name)).ok_or_else(|| SqlError::at(location, format!("sink table {name} is not created in this script")))?;
-        let physical: Vec<(String, SqlType)> = table.columns.iter().filter(|c| matches!(c.kind, ColumnKind::Physical)).map(|c| (c.name.clone(), c.ty)).collect();
+    fn sink(
+        &self,
+        name: &str,
+        columns: &[(String, SqlType)],
+        location: Location,
+    ) -> Result<SinkPlan, SqlError> {
+        let table = self
+            .script
+            .tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                SqlError::at(
+                    location,
+                    format!("sink table {name} is not created in this script"),
+                )
+            })?;
+        let physical: Vec<(String, SqlType)> = table
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Physical))
+            .map(|c| (c.name.clone(), c.ty))
+            .collect();
         if physical.len() != columns.len() {
-            return Err(SqlError::at(location, format!(
-                "the query gives {} columns ({}) but sink {name} has {} ({})",
-                columns.len(), columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", "),
-                physical.len(), physical.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+            return Err(SqlError::at(
+                location,
+                format!(
+                    "the query gives {} columns ({}) but sink {name} has {} ({})",
+                    columns.len(),
+                    columns
+                        .iter()
+                        .map(|c| c.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    physical.len(),
+                    physical
+                        .iter()
+                        .map(|c| c.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         for ((qn, qt), (sn, st)) in columns.iter().zip(&physical) {
-            let fits = qt == st || *qt == SqlType::Null || (qt.is_numeric() && st.is_numeric()) || (qt.is_time() && st.is_time()) || *st == SqlType::String;
+            let fits = qt == st
+                || *qt == SqlType::Null
+                || (qt.is_numeric() && st.is_numeric())
+                || (qt.is_time() && st.is_time())
+                || *st == SqlType::String;
             if !fits {
-                return Err(SqlError::at(location, format!("column {qn} of the query is {} but sink column {sn} is {}", qt.name(), st.name())));
+                return Err(SqlError::at(
+                    location,
+                    format!(
+                        "column {qn} of the query is {} but sink column {sn} is {}",
+                        qt.name(),
+                        st.name()
+                    ),
+                ));
             }
         }
         let connector = table.option("connector").unwrap_or_default();
@@ -663,18 +1022,36 @@ impl Planner<'_> {
             _ => format_of(table)?,
         };
         if format == Format::Raw && physical.len() != 1 {
-            return Err(SqlError::at(table.location, "'format' = 'raw' needs exactly one column"));
+            return Err(SqlError::at(
+                table.location,
+                "'format' = 'raw' needs exactly one column",
+            ));
         }
-        Ok(SinkPlan { table: table.name.clone(), kind, format, columns: physical })
+        Ok(SinkPlan {
+            table: table.name.clone(),
+            kind,
+            format,
+            columns: physical,
+        })
     }
 }
 
 fn check_options(table: &TableDef, known: &[&str]) -> Result<(), SqlError> {
     for key in table.options.keys() {
-        if known.contains(&key.as_str()) || key.starts_with("aws.") || IGNORED_OPTIONS.contains(&key.as_str()) {
+        if known.contains(&key.as_str())
+            || key.starts_with("aws.")
+            || IGNORED_OPTIONS.contains(&key.as_str())
+        {
             continue;
         }
-        return Err(SqlError::at(table.location, format!("unsupported option '{key}' for table {} (supported: {})", table.name, known.join(", "))));
+        return Err(SqlError::at(
+            table.location,
+            format!(
+                "unsupported option '{key}' for table {} (supported: {})",
+                table.name,
+                known.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -687,9 +1064,19 @@ fn stream_name(table: &TableDef) -> Result<String, SqlError> {
         return arn
             .rsplit_once(":stream/")
             .map(|(_, name)| name.to_string())
-            .ok_or_else(|| SqlError::at(table.location, format!("'{arn}' is not a stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)")));
+            .ok_or_else(|| {
+                SqlError::at(
+                    table.location,
+                    format!(
+                        "'{arn}' is not a stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"
+                    ),
+                )
+            });
     }
-    Err(SqlError::at(table.location, format!("table {} needs 'stream' (or 'stream.arn')", table.name)))
+    Err(SqlError::at(
+        table.location,
+        format!("table {} needs 'stream' (or 'stream.arn')", table.name),
+    ))
 }
 
 fn format_of(table: &TableDef) -> Result<Format, SqlError> {
@@ -697,20 +1084,40 @@ fn format_of(table: &TableDef) -> Result<Format, SqlError> {
         Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::Csv),
         Some("raw") => Ok(Format::Raw),
-        Some(other) => Err(SqlError::at(table.location, format!("format '{other}' is not supported (json, csv, raw)"))),
-        None => Err(SqlError::at(table.location, format!("table {} needs 'format' (json, csv or raw)", table.name))),
+        Some(other) => Err(SqlError::at(
+            table.location,
+            format!("format '{other}' is not supported (json, csv, raw)"),
+        )),
+        None => Err(SqlError::at(
+            table.location,
+            format!("table {} needs 'format' (json, csv or raw)", table.name),
+        )),
     }
 }
 
 fn aggregate(f: &Function, at: &Expr, scope: &Scope) -> Result<AggSpec, SqlError> {
     let name = f.name.to_string().to_ascii_uppercase();
     let (args, distinct) = match &f.args {
-        FunctionArguments::List(list) => (&list.args, matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))),
-        FunctionArguments::None => return Err(SqlError::of(at, format!("{name} needs an argument"))),
-        FunctionArguments::Subquery(_) => return Err(SqlError::of(at, "subqueries are not supported")),
+        FunctionArguments::List(list) => (
+            &list.args,
+            matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)),
+        ),
+        FunctionArguments::None => {
+            return Err(SqlError::of(at, format!("{name} needs an argument")))
+        }
+        FunctionArguments::Subquery(_) => {
+            return Err(SqlError::of(at, "subqueries are not supported"))
+        }
     };
-    let star = matches!(args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]);
-    let exprs: Vec<&Expr> = if star { Vec::new() } else { super::functions::plain_args(f, at)? };
+    let star = matches!(
+        args.as_slice(),
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]
+    );
+    let exprs: Vec<&Expr> = if star {
+        Vec::new()
+    } else {
+        super::functions::plain_args(f, at)?
+    };
     let kind = match (name.as_str(), star) {
         ("COUNT", true) => AggKind::CountStar,
         ("COUNT", false) => AggKind::Count,
@@ -727,13 +1134,28 @@ fn aggregate(f: &Function, at: &Expr, scope: &Scope) -> Result<AggSpec, SqlError
         ("APPROX_COUNT_DISTINCT", _) => AggKind::ApproxCountDistinct,
         ("PERCENTILE", _) => {
             let p = match exprs.get(1) {
-                Some(Expr::Value(v)) => v.value.to_string().parse::<f64>().ok().filter(|p| (0.0..=1.0).contains(p)),
+                Some(Expr::Value(v)) => v
+                    .value
+                    .to_string()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p)),
                 _ => None,
             }
-            .ok_or_else(|| SqlError::of(at, "PERCENTILE(x, p) needs p as a number literal between 0 and 1"))?;
+            .ok_or_else(|| {
+                SqlError::of(
+                    at,
+                    "PERCENTILE(x, p) needs p as a number literal between 0 and 1",
+                )
+            })?;
             AggKind::Percentile(p)
         }
-        _ => return Err(SqlError::of(at, format!("aggregate function {name} is not supported"))),
+        _ => {
+            return Err(SqlError::of(
+                at,
+                format!("aggregate function {name} is not supported"),
+            ))
+        }
     };
     let arity_ok = match kind {
         AggKind::CountStar => true,
@@ -742,23 +1164,53 @@ fn aggregate(f: &Function, at: &Expr, scope: &Scope) -> Result<AggSpec, SqlError
         _ => exprs.len() == 1,
     };
     if !arity_ok {
-        return Err(SqlError::of(at, format!("wrong number of arguments for {name}")));
+        return Err(SqlError::of(
+            at,
+            format!("wrong number of arguments for {name}"),
+        ));
     }
     let arg = match exprs.first() {
         Some(e) if kind != AggKind::CountStar => Some(compile(e, scope)?),
         _ => None,
     };
     let input = arg.as_ref().map(|a| a.ty).unwrap_or(SqlType::BigInt);
-    if matches!(kind, AggKind::Sum | AggKind::Avg | AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp | AggKind::Percentile(_)) && !input.is_numeric() && input != SqlType::Null {
-        return Err(SqlError::of(at, format!("{name} needs a numeric argument, not {}", input.name())));
+    if matches!(
+        kind,
+        AggKind::Sum
+            | AggKind::Avg
+            | AggKind::StddevPop
+            | AggKind::StddevSamp
+            | AggKind::VarPop
+            | AggKind::VarSamp
+            | AggKind::Percentile(_)
+    ) && !input.is_numeric()
+        && input != SqlType::Null
+    {
+        return Err(SqlError::of(
+            at,
+            format!("{name} needs a numeric argument, not {}", input.name()),
+        ));
     }
-    let filter = f.filter.as_ref().map(|w| compile(w, scope).map(|t| t.scalar)).transpose()?;
-    Ok(AggSpec { kind, arg: arg.map(|a| a.scalar), distinct, filter, input, output: AggSpec::output_type(kind, input) })
+    let filter = f
+        .filter
+        .as_ref()
+        .map(|w| compile(w, scope).map(|t| t.scalar))
+        .transpose()?;
+    Ok(AggSpec {
+        kind,
+        arg: arg.map(|a| a.scalar),
+        distinct,
+        filter,
+        input,
+        output: AggSpec::output_type(kind, input),
+    })
 }
 
 fn contains_aggregate(e: &Expr) -> bool {
     sqlparser::ast::visit_expressions(e, |x| match x {
-        Expr::Function(f) if f.over.is_none() && is_aggregate(&f.name.to_string()) => ControlFlow::Break(()),
+        Expr::Function(f) if f.over.is_none() && is_aggregate(&f.name.to_string()) => {
+            ControlFlow::Break(())
+        }
         _ => ControlFlow::Continue(()),
     })
     .is_break()
@@ -780,18 +1232,27 @@ fn expand_items(items: &[SelectItem], scope: &Scope) -> Result<Vec<(Expr, String
             SelectItem::UnnamedExpr(e) => {
                 let name = match e {
                     Expr::Identifier(i) => i.value.clone(),
-                    Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()).unwrap_or_default(),
+                    Expr::CompoundIdentifier(p) => {
+                        p.last().map(|i| i.value.clone()).unwrap_or_default()
+                    }
                     _ => format!("EXPR${}", out.len()),
                 };
                 out.push((e.clone(), name));
             }
-            SelectItem::ExprWithAlias { expr, alias } => out.push((expr.clone(), alias.value.clone())),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                out.push((expr.clone(), alias.value.clone()))
+            }
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                 for c in &scope.columns {
                     out.push((Expr::Identifier(Ident::new(c.name.clone())), c.name.clone()));
                 }
             }
-            other => return Err(SqlError::of(other, format!("SELECT item {other} is not supported"))),
+            other => {
+                return Err(SqlError::of(
+                    other,
+                    format!("SELECT item {other} is not supported"),
+                ))
+            }
         }
     }
     Ok(out)
@@ -805,17 +1266,45 @@ fn mark_used(source: &mut SourcePlan, stage: &Stage) {
     let reads = |slot: usize| -> bool {
         let s = |x: &Scalar| x.reads(slot);
         let o = |x: &Option<Scalar>| x.as_ref().is_some_and(|x| x.reads(slot));
-        let aggs = |a: &[AggSpec]| a.iter().any(|a| a.arg.as_ref().is_some_and(|x| x.reads(slot)) || o(&a.filter));
+        let aggs = |a: &[AggSpec]| {
+            a.iter()
+                .any(|a| a.arg.as_ref().is_some_and(|x| x.reads(slot)) || o(&a.filter))
+        };
         source.computed.iter().any(|(_, c)| c.reads(slot))
-            || source.rowtime.as_ref().is_some_and(|(t, w)| *t == slot || w.reads(slot))
+            || source
+                .rowtime
+                .as_ref()
+                .is_some_and(|(t, w)| *t == slot || w.reads(slot))
             || match stage {
                 Stage::Project { filter, select } => o(filter) || select.iter().any(s),
-                Stage::WindowProject { time, filter, select, .. } => *time == slot || o(filter) || select.iter().any(s),
-                Stage::WindowAgg { time, pre_filter, plan } => {
-                    *time == slot || o(pre_filter) || o(&plan.filter) || plan.keys.iter().any(s) || plan.partition.iter().any(s) || aggs(&plan.aggs)
+                Stage::WindowProject {
+                    time,
+                    filter,
+                    select,
+                    ..
+                } => *time == slot || o(filter) || select.iter().any(s),
+                Stage::WindowAgg {
+                    time,
+                    pre_filter,
+                    plan,
+                } => {
+                    *time == slot
+                        || o(pre_filter)
+                        || o(&plan.filter)
+                        || plan.keys.iter().any(s)
+                        || plan.partition.iter().any(s)
+                        || aggs(&plan.aggs)
                 }
-                Stage::Over { time, pre_filter, plan } => {
-                    *time == slot || o(pre_filter) || plan.partition.iter().any(s) || plan.select.iter().any(s) || aggs(&plan.aggs)
+                Stage::Over {
+                    time,
+                    pre_filter,
+                    plan,
+                } => {
+                    *time == slot
+                        || o(pre_filter)
+                        || plan.partition.iter().any(s)
+                        || plan.select.iter().any(s)
+                        || aggs(&plan.aggs)
                 }
             }
     };

@@ -252,6 +252,7 @@ async fn create(State(state): State<Arc<AnalyticsState>>, request: Request) -> A
             sql: input.sql,
             max_state_keys,
             origin: ApplicationOrigin::Api,
+            enabled: true,
         })
         .await?;
     Ok(Json(status).into_response())
