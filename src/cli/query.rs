@@ -36,9 +36,13 @@ pub(super) async fn query_command(client: &KinesisClient, args: QueryArgs) -> an
     let empty = Vec::new();
     let rows = output["rows"].as_array().unwrap_or(&empty);
     if args.format == "json" {
+        let columns: Vec<&str> = output["columns"]
+            .as_array()
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let mut out = String::new();
         for row in rows {
-            out.push_str(&serde_json::to_string(row)?);
+            out.push_str(&json_line(&columns, row)?);
             out.push('\n');
         }
         print!("{out}");
@@ -52,6 +56,24 @@ pub(super) async fn query_command(client: &KinesisClient, args: QueryArgs) -> an
         );
     }
     Ok(())
+}
+
+/// A row as one JSON object with its keys in the query's column order (the answer's objects
+/// come with sorted keys).
+fn json_line(columns: &[&str], row: &Value) -> anyhow::Result<String> {
+    let mut line = String::from("{");
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        line.push_str(&serde_json::to_string(column)?);
+        line.push(':');
+        line.push_str(&serde_json::to_string(
+            row.get(*column).unwrap_or(&Value::Null),
+        )?);
+    }
+    line.push('}');
+    Ok(line)
 }
 
 /// The query: the argument, standard input for `-`, or the file.
