@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::format::json_object;
 use super::ops::Output;
 use super::runtime::engine::Engine;
+use super::runtime::lookup::Lookup;
 use super::runtime::reader::StreamReader;
 use super::service::{AnalyticsError, QueryOutput};
 use super::sql::{parse_script, plan};
@@ -25,10 +26,23 @@ pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, Anal
     let plan = plan::plan(&script, QUERY_STATE_KEYS, true)
         .map_err(|e| AnalyticsError::Sql(e.to_string()))?;
     let limit = plan.limit.unwrap_or(usize::MAX).min(max_rows);
+    let reader_store = store.clone();
     let mut reader = StreamReader::new(store, plan.source.stream.clone(), plan.source.start);
     reader.bound_to_now()?;
     let columns = plan.columns.clone();
+    let lookup = plan
+        .source
+        .lookup
+        .clone()
+        .map(|l| Lookup::new(l, &reader_store));
     let mut engine = Engine::new(plan);
+    if let Some(mut lookup) = lookup {
+        lookup.refresh();
+        if let Some(error) = &lookup.error {
+            return Err(AnalyticsError::Invalid(error.clone()));
+        }
+        engine.lookup = Some(lookup);
+    }
     let mut out = Output::default();
     let mut errors = Vec::new();
     let started = Instant::now();

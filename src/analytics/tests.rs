@@ -191,3 +191,110 @@ fn errors_name_the_construct_and_position() {
     let e = check("SELEC 1");
     assert!(e.contains("SQL parse error"), "{e}");
 }
+
+#[tokio::test]
+async fn lookup_join_with_a_file_inner_and_left_and_reloaded_when_it_changes() {
+    let rows = [
+        reading("a", 1.0, 1),
+        reading("b", 2.0, 2),
+        json!({"device": null, "temp": 3.0, "ts": "2026-01-01 00:00:03.000"}),
+    ];
+    let (dir, store) = store_with(&rows).await;
+    let csv = dir.path().join("devices.csv");
+    std::fs::write(&csv, "a,boiler room,1\n").unwrap();
+    let table = format!(
+        "CREATE TABLE devices (device STRING, room STRING, level INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+        csv.display()
+    );
+    let inner = run(&store, &format!("{table} SELECT t.device, d.room, d.level + 1 AS up FROM t JOIN devices FOR SYSTEM_TIME AS OF t.ts AS d ON t.device = d.device")).await;
+    assert_eq!(
+        inner,
+        vec![json!({"device": "a", "room": "boiler room", "up": 2})]
+    );
+    let left = run(
+        &store,
+        &format!(
+            "{table} SELECT t.device, d.room FROM t LEFT JOIN devices d ON d.device = t.device"
+        ),
+    )
+    .await;
+    assert_eq!(
+        left,
+        sorted(vec![
+            json!({"device": "a", "room": "boiler room"}),
+            json!({"device": "b", "room": null}),
+            json!({"device": null, "room": null}),
+        ])
+    );
+    // A query reads the file as it is now.
+    std::fs::write(&csv, "a,boiler room,1\nb,roof,7\n").unwrap();
+    let again = run(
+        &store,
+        &format!("{table} SELECT t.device, d.level FROM t JOIN devices d ON t.device = d.device"),
+    )
+    .await;
+    assert_eq!(
+        again,
+        sorted(vec![
+            json!({"device": "a", "level": 1}),
+            json!({"device": "b", "level": 7})
+        ])
+    );
+}
+
+#[tokio::test]
+async fn lookup_join_with_a_stream_takes_the_latest_record_per_key() {
+    let rows = [reading("a", 1.0, 1), reading("b", 2.0, 2)];
+    let (_dir, store) = store_with(&rows).await;
+    store
+        .admin(AdminOp::CreateStream(spec("meta")))
+        .await
+        .unwrap();
+    let meta = |device: &str, room: &str| NewRecord {
+        partition_key: device.into(),
+        hash_key: hash_key_of(device),
+        data: Bytes::from(json!({"device": device, "room": room}).to_string()),
+    };
+    store
+        .append(
+            "meta",
+            vec![meta("a", "old"), meta("b", "hall"), meta("a", "new")],
+        )
+        .await
+        .unwrap();
+    let table = "CREATE TABLE meta (device STRING, room STRING) WITH ('connector' = 'kinesis', 'stream' = 'meta', 'format' = 'json');";
+    let got = run(
+        &store,
+        &format!("{table} SELECT t.device, m.room FROM t JOIN meta m ON t.device = m.device"),
+    )
+    .await;
+    assert_eq!(
+        got,
+        sorted(vec![
+            json!({"device": "a", "room": "new"}),
+            json!({"device": "b", "room": "hall"})
+        ])
+    );
+}
+
+#[test]
+fn joins_the_engine_cannot_run_are_refused() {
+    let check = |sql: &str| {
+        parse_script(sql)
+            .and_then(|s| plan::plan(&s, 10, true))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let devices = "CREATE TABLE d (device STRING, room STRING) WITH ('connector' = 'filesystem', 'path' = '/nonexistent', 'format' = 'csv');";
+    let e = check(&format!(
+        "{TABLE} {devices} SELECT t.device FROM t JOIN d ON t.temp > 1"
+    ));
+    assert!(e.contains("equalities"), "{e}");
+    let e = check(&format!(
+        "{TABLE} {devices} SELECT t.device FROM t FULL OUTER JOIN d ON t.device = d.device"
+    ));
+    assert!(e.contains("only [LEFT] JOIN"), "{e}");
+    let e = check(&format!("{TABLE} {devices} SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) JOIN d ON d.device = d.device GROUP BY window_start, window_end"));
+    assert!(e.contains("lookup join reads a table"), "{e}");
+}

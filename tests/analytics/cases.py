@@ -43,6 +43,7 @@ Not cases although Flink runs them: TRY_CAST, LISTAGG, COUNT(DISTINCT) and FIRST
 (issue 14 does not list them); joins (another test's business).
 """
 import json
+import os
 import random
 import sys
 from datetime import datetime, timedelta
@@ -110,12 +111,35 @@ def make_input(n: int = N_ROWS, seed: int = SEED) -> list[dict]:
     return rows
 
 
+# The reference table of the join cases: device metadata in a CSV file beside the input. Some
+# devices are missing from it (an inner join drops their rows) and one row names no device.
+REFERENCE_FILE = "devices.csv"
+REFERENCE_COLUMNS = "device STRING, building STRING, level INT"
+PRELUDE_JOIN = (f"CREATE TEMPORARY TABLE devices ({REFERENCE_COLUMNS}) WITH ("
+                "'connector' = 'filesystem', 'path' = '{reference}', 'format' = 'csv')")
+
+
+def reference_rows() -> list[str]:
+    rows = [f"dev-{i:02d},{'north' if i % 2 else 'south'} hall,{i % 4}" for i in range(1, 17)]
+    rows.append("dev-99,annex,9")
+    return rows
+
+
 def write_input(path, rows=None) -> list[dict]:
     rows = make_input() if rows is None else rows
     with open(path, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+    reference = os.path.join(os.path.dirname(os.path.abspath(path)), REFERENCE_FILE)
+    with open(reference, "w") as f:
+        f.write("\n".join(reference_rows()) + "\n")
     return rows
+
+
+def prelude(case: dict, input_path) -> str:
+    """The case's extra CREATE TABLE statements, with the reference file's path filled in."""
+    reference = os.path.join(os.path.dirname(os.path.abspath(input_path)), REFERENCE_FILE)
+    return case.get("prelude", "").replace("{reference}", reference.replace("'", "''"))
 
 
 def _tvf(kind: str, *args: str) -> str:
@@ -341,9 +365,26 @@ _CASES = [
 ]
 
 
+# Joins with a reference table: kinedge runs them as lookup joins (the file's rows by key);
+# Flink's filesystem connector is not a lookup source, so the same SQL is a regular join there,
+# which gives the same rows for a table that does not change. (A LEFT regular join in Flink
+# emits updates, which the oracle cannot write: LEFT lookup joins are tested in the unit tests.)
+_JOIN_CASES = [
+    ("join_reference_inner",
+     "SELECT t.device, t.ts, t.temp, d.building, d.level FROM telemetry AS t "
+     "JOIN devices AS d ON t.device = d.device"),
+    ("join_reference_filter_expr",
+     "SELECT t.ts, UPPER(d.building) AS b, d.level * 10 + t.hum AS code FROM telemetry t "
+     "JOIN devices d ON d.device = t.device WHERE t.temp > 20 AND d.level > 0"),
+]
+
+
 def cases() -> list[dict]:
-    """[{name, columns, sql, ordered}]: every result is compared as a multiset."""
-    return [{"name": n, "columns": DDL_COLUMNS, "sql": s, "ordered": False} for n, s in _CASES]
+    """[{name, columns, sql, ordered, prelude?}]: every result is compared as a multiset."""
+    out = [{"name": n, "columns": DDL_COLUMNS, "sql": s, "ordered": False} for n, s in _CASES]
+    out += [{"name": n, "columns": DDL_COLUMNS, "sql": s, "ordered": False, "prelude": PRELUDE_JOIN}
+            for n, s in _JOIN_CASES]
+    return out
 
 
 def write_cases(path, only=None) -> list[dict]:

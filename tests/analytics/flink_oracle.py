@@ -82,6 +82,12 @@ def make_env():
     return env
 
 
+def prelude_of(case: dict, input_path: str) -> str:
+    """A case's extra CREATE TABLE statements ('{reference}': the CSV beside the input)."""
+    reference = os.path.join(os.path.dirname(os.path.abspath(input_path)), "devices.csv")
+    return case.get("prelude", "").replace("{reference}", reference.replace("'", "''"))
+
+
 def declare(env, input_path: str, columns: str) -> None:
     env.execute_sql("DROP TEMPORARY TABLE IF EXISTS telemetry")
     path = os.path.abspath(input_path).replace("'", "''")
@@ -246,6 +252,12 @@ def main(argv) -> int:
         by_columns.setdefault(c["columns"], []).append(c)
     for columns, group in by_columns.items():
         declare(env, input_path, columns)
+        # Extra tables of some cases (a join's reference table), declared once.
+        for text in sorted({prelude_of(c, input_path) for c in group} - {""}):
+            for stmt in filter(str.strip, text.split(";")):
+                name = stmt.split("(")[0].split()[-1]
+                env.execute_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+                env.execute_sql(stmt)
         todo = group
         if mode == "statement-set":
             with tempfile.TemporaryDirectory(prefix="flink-oracle-") as tmp:

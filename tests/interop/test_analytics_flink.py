@@ -97,15 +97,16 @@ def telemetry_gateway(module_gateway_factory, analytics_input):
     return gw
 
 
-def query_script(case: dict) -> str:
+def query_script(case: dict, input_path) -> str:
+    extra = analytics_cases.prelude(case, input_path)
     return (f"CREATE TABLE {STREAM} ({case['columns']}) WITH ('connector' = 'kinesis', "
             f"'stream' = '{STREAM}', 'format' = 'json', 'scan.stream.initpos' = 'TRIM_HORIZON'); "
-            f"{case['sql']}")
+            + (f"{extra}; " if extra else "") + f"{case['sql']}")
 
 
-def kinedge_query(gw, case: dict) -> list[dict]:
+def kinedge_query(gw, case: dict, input_path) -> list[dict]:
     args = [str(KINEDGE_BIN), "query", "--endpoint", gw.url, "--format", "json",
-            query_script(case)]
+            query_script(case, input_path)]
     env = dict(os.environ)
     env.pop("AWS_ACCESS_KEY_ID", None)
     env.pop("AWS_SECRET_ACCESS_KEY", None)
@@ -131,10 +132,10 @@ def kinedge_query(gw, case: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_same_result_as_flink(case, flink_results, telemetry_gateway):
+def test_same_result_as_flink(case, flink_results, telemetry_gateway, analytics_input):
     expected = flink_results[case["name"]]
     if isinstance(expected, str):
         pytest.fail(expected)
-    actual = kinedge_query(telemetry_gateway, case)
+    actual = kinedge_query(telemetry_gateway, case, analytics_input[0])
     diff = compare(expected, actual, ordered=case.get("ordered", False))
     assert not diff, f"{case['name']}: kinedge differs from Flink\n{case['sql']}\n{diff}"

@@ -217,6 +217,11 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         reader: StreamReader::new(ctx.store.clone(), input.clone(), plan.source.start),
         engine: Engine::new(plan.clone()),
     };
+    working.engine.lookup = plan
+        .source
+        .lookup
+        .clone()
+        .map(|l| super::lookup::Lookup::new(l, &ctx.store));
     let mut fresh = true;
     if let Some(saved) = saved {
         if saved.stream_uid == stream_uid {
@@ -341,6 +346,9 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             pending.push(&error_stream(&ctx.name), key, data.to_string());
         }
         update_status(ctx, &working, step.more, step.newest_arrival);
+        if let Some(error) = working.engine.lookup.as_ref().and_then(|l| l.error.clone()) {
+            set_error(ctx, Some(error));
+        }
         let due = (!pending.is_empty()
             && (!step.more
                 || last_commit.elapsed() >= COMMIT_EVERY
@@ -387,6 +395,9 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
 fn step(working: &mut Working) -> Result<Step, StoreError> {
     let mut out = Output::default();
     let mut errors = Vec::new();
+    if let Some(lookup) = working.engine.lookup.as_mut() {
+        lookup.refresh();
+    }
     for uid in working.reader.discover() {
         working.engine.register_shard(uid);
     }

@@ -60,6 +60,8 @@ pub struct EngineState {
 
 pub struct Engine {
     pub plan: Plan,
+    /// The rows of a lookup join's table.
+    pub lookup: Option<super::lookup::Lookup>,
     decoder: Decoder,
     op: Operator,
     /// Shards whose watermark counts (registered and not idle), with their watermark.
@@ -99,6 +101,7 @@ impl Engine {
         let proctime_windows = time_slot.is_some() && time_slot == plan.source.proctime;
         Engine {
             plan,
+            lookup: None,
             decoder,
             op,
             shards: BTreeMap::new(),
@@ -228,6 +231,19 @@ impl Engine {
         }
         for (slot, expr) in &source.computed {
             row[*slot] = expr.eval(&row).map_err(|m| ("eval", m))?;
+        }
+        if let (Some(plan), Some(lookup)) = (&source.lookup, &self.lookup) {
+            let key = plan
+                .left_keys
+                .iter()
+                .map(|k| k.eval(&row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| ("eval", m))?;
+            match lookup.get(&key) {
+                Some(found) => row.extend(found.iter().cloned()),
+                None if plan.outer => row.extend(std::iter::repeat_n(Value::Null, lookup.width())),
+                None => return Ok(()),
+            }
         }
         let mark = match &source.rowtime {
             Some((slot, expr)) => {

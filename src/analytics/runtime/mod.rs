@@ -4,4 +4,5 @@
 pub mod app;
 pub mod checkpoint;
 pub mod engine;
+pub mod lookup;
 pub mod reader;

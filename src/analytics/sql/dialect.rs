@@ -32,6 +32,11 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    /// `JOIN t FOR SYSTEM_TIME AS OF l.proc_time`: a lookup join.
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         // `TABLE name` inside TUMBLE(...), HOP(...): the table the window function reads.
         let token = parser.peek_token();

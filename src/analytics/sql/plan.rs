@@ -59,6 +59,33 @@ pub struct SourcePlan {
     pub width: usize,
     pub start: StartPosition,
     pub columns: Vec<ScopeColumn>,
+    /// A lookup join: its columns follow the source's in the row.
+    pub lookup: Option<LookupPlan>,
+}
+
+/// Where a lookup table's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupSource {
+    /// A CSV or JSON-lines file, read again when it changes.
+    File { path: String },
+    /// A stream: the latest record per key.
+    Stream { stream: String },
+}
+
+/// `JOIN t FOR SYSTEM_TIME AS OF ... ON l.k = t.k`: enrich each row with the table's row of
+/// the same key (INNER: rows without one are dropped; LEFT: they get NULLs).
+#[derive(Debug, Clone)]
+pub struct LookupPlan {
+    pub table: String,
+    pub source: LookupSource,
+    pub format: Format,
+    pub csv_delimiter: char,
+    /// The table's columns (all physical), decoded into slots 0.. of the lookup row.
+    pub fields: Vec<Field>,
+    /// The key over the source row, and the lookup columns it matches.
+    pub left_keys: Vec<Scalar>,
+    pub right_keys: Vec<usize>,
+    pub outer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -320,10 +347,10 @@ impl Planner<'_> {
                 "a SELECT reads exactly one table or window function (joins are not supported yet)",
             ));
         };
-        if !from.joins.is_empty() {
+        if from.joins.len() > 1 {
             return Err(SqlError::of(
-                &from.joins[0].relation,
-                "joins are not supported yet (docs/analytics.md)",
+                &from.joins[1].relation,
+                "one lookup join per query is supported (docs/analytics.md)",
             ));
         }
         let (table_name, alias, window) = match &from.relation {
@@ -360,6 +387,14 @@ impl Planner<'_> {
         };
         let input_width = source.width;
         let mut scope = Scope::new(source.columns.clone());
+        if let Some(join) = from.joins.first() {
+            if window.is_some() {
+                return Err(SqlError::of(&join.relation, "a lookup join reads a table, not a window function: enrich in one application and aggregate the result in another"));
+            }
+            let (lookup, columns) = self.lookup(join, &scope)?;
+            scope.columns.extend(columns);
+            source.lookup = Some(lookup);
+        }
         if window.is_some() {
             for name in ["window_start", "window_end", "window_time"] {
                 scope.columns.push(ScopeColumn {
@@ -467,8 +502,149 @@ impl Planner<'_> {
                 },
             };
         }
+        if source.lookup.is_some() && !matches!(stage, Stage::Project { .. }) {
+            return Err(SqlError::of(select, "a query with a lookup join projects and filters; aggregate the enriched stream in a second application"));
+        }
         mark_used(&mut source, &stage);
         Ok((source, stage, columns))
+    }
+
+    /// The lookup table of a join and the columns it adds to the scope.
+    fn lookup(
+        &self,
+        join: &sqlparser::ast::Join,
+        left: &Scope,
+    ) -> Result<(LookupPlan, Vec<ScopeColumn>), SqlError> {
+        use sqlparser::ast::{JoinConstraint, JoinOperator};
+        let (constraint, outer) = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, false),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true),
+            _ => return Err(SqlError::of(&join.relation, "only [LEFT] JOIN ... ON is supported: a lookup join is [LEFT] JOIN t FOR SYSTEM_TIME AS OF l.proc_time ON l.k = t.k")),
+        };
+        let JoinConstraint::On(on) = constraint else {
+            return Err(SqlError::of(
+                &join.relation,
+                "a lookup join needs ON l.k = t.k",
+            ));
+        };
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = &join.relation
+        else {
+            return Err(SqlError::of(
+                &join.relation,
+                "a lookup join reads a table created in the script",
+            ));
+        };
+        let ident = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .cloned()
+            .ok_or_else(|| SqlError::of(&join.relation, "bad table name"))?;
+        let table = self
+            .script
+            .tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(&ident.value))
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::of(
+                    &join.relation,
+                    format!("lookup table {} is not created in this script", ident.value),
+                )
+            })?;
+        let qualifier = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| table.name.clone());
+        let mut fields = Vec::new();
+        for (slot, column) in table.columns.iter().enumerate() {
+            if !matches!(column.kind, ColumnKind::Physical) {
+                return Err(SqlError::at(
+                    column.location,
+                    "a lookup table has physical columns only",
+                ));
+            }
+            fields.push(Field {
+                name: column.name.clone(),
+                ty: column.ty,
+                slot,
+            });
+        }
+        let connector = table.option("connector").unwrap_or_default();
+        let source = match connector {
+            "filesystem" => {
+                check_options(&table, &["connector", "path", "format", "csv.field-delimiter", "lookup.cache", "lookup.cache.ttl"])?;
+                LookupSource::File { path: table.option("path").ok_or_else(|| SqlError::at(table.location, "a filesystem lookup table needs 'path'"))?.to_string() }
+            }
+            "kinesis" => {
+                check_options(&table, &["connector", "stream", "stream.arn", "format", "scan.stream.initpos"])?;
+                LookupSource::Stream { stream: stream_name(&table)? }
+            }
+            other => return Err(SqlError::at(table.location, format!("lookup tables are 'filesystem' (a CSV or JSON file) or 'kinesis' (a stream: the latest record per key), not '{other}'"))),
+        };
+        let format = format_of(&table)?;
+        if format == Format::Raw {
+            return Err(SqlError::at(
+                table.location,
+                "a lookup table is 'csv' or 'json'",
+            ));
+        }
+        let right_columns: Vec<ScopeColumn> = table
+            .columns
+            .iter()
+            .map(|c| ScopeColumn {
+                name: c.name.clone(),
+                qualifier: Some(qualifier.clone()),
+                ty: c.ty,
+            })
+            .collect();
+        let mut both = left.clone();
+        both.columns.extend(right_columns.clone());
+        let left_width = left.columns.len();
+        let mut conjuncts = Vec::new();
+        split_and(on, &mut conjuncts);
+        let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
+        for part in conjuncts {
+            let Expr::BinaryOp {
+                left: a,
+                op: sqlparser::ast::BinaryOperator::Eq,
+                right: b,
+            } = part
+            else {
+                return Err(SqlError::of(part, "a lookup join's ON is equalities between the stream's and the table's columns, joined with AND"));
+            };
+            let (ca, cb) = (compile(a, &both)?, compile(b, &both)?);
+            let side = |t: &Typed| match t.scalar {
+                Scalar::Col(i) if i >= left_width => Some(i - left_width),
+                _ => None,
+            };
+            let (l, r) = match (side(&ca), side(&cb)) {
+                (None, Some(r)) => (a, r),
+                (Some(r), None) => (b, r),
+                _ => return Err(SqlError::of(part, "each equality of a lookup join compares a stream expression with a column of the lookup table")),
+            };
+            left_keys.push(compile(l, left)?.scalar);
+            right_keys.push(r);
+        }
+        let lookup = LookupPlan {
+            table: table.name.clone(),
+            source,
+            format,
+            csv_delimiter: table
+                .option("csv.field-delimiter")
+                .and_then(|d| d.chars().next())
+                .unwrap_or(','),
+            fields,
+            left_keys,
+            right_keys,
+            outer,
+        };
+        Ok((lookup, right_columns))
     }
 
     /// TUMBLE(TABLE t, DESCRIPTOR(ts), size[, offset]) and the others: (table, (kind, time
@@ -683,6 +859,7 @@ impl Planner<'_> {
             width: table.columns.len(),
             start,
             columns,
+            lookup: None,
         })
     }
 
@@ -1036,6 +1213,21 @@ impl Planner<'_> {
     }
 }
 
+fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        Expr::Nested(inner) => split_and(inner, out),
+        other => out.push(other),
+    }
+}
+
 fn check_options(table: &TableDef, known: &[&str]) -> Result<(), SqlError> {
     for key in table.options.keys() {
         if known.contains(&key.as_str())
@@ -1271,6 +1463,10 @@ fn mark_used(source: &mut SourcePlan, stage: &Stage) {
                 .any(|a| a.arg.as_ref().is_some_and(|x| x.reads(slot)) || o(&a.filter))
         };
         source.computed.iter().any(|(_, c)| c.reads(slot))
+            || source
+                .lookup
+                .as_ref()
+                .is_some_and(|l| l.left_keys.iter().any(s))
             || source
                 .rowtime
                 .as_ref()
