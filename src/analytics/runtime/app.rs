@@ -37,8 +37,10 @@ const PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Records read per shard per step.
 const READ_RECORDS: usize = 20_000;
 const READ_BYTES: usize = 4 * 1024 * 1024;
-/// Wake up this often without new records (idle shards, processing-time windows, stop).
-const TICK: Duration = Duration::from_millis(200);
+/// Wake up this often without new records: idle shards (whose timeout is seconds) ...
+const TICK: Duration = Duration::from_secs(1);
+/// ... and processing-time windows, which fire on the clock.
+const PROCTIME_TICK: Duration = Duration::from_millis(200);
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// What `/analytics/{name}` shows of a running application.
@@ -387,7 +389,12 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             dirty = false;
         }
         if !step.more {
-            wait_for_records(&mut receivers, &mut stop).await;
+            let tick = if plan.source.proctime.is_some() {
+                PROCTIME_TICK
+            } else {
+                TICK
+            };
+            wait_for_records(&mut receivers, &mut stop, tick).await;
         }
     }
 }
@@ -592,6 +599,7 @@ fn update_status(ctx: &AppContext, working: &Working, more: bool, newest_arrival
 async fn wait_for_records(
     receivers: &mut HashMap<u64, watch::Receiver<Position>>,
     stop: &mut watch::Receiver<bool>,
+    tick: Duration,
 ) {
     let changes: Vec<_> = receivers
         .values_mut()
@@ -599,14 +607,14 @@ async fn wait_for_records(
         .collect();
     if changes.is_empty() {
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => {}
         }
         return;
     }
     tokio::select! {
         _ = futures_util::future::select_all(changes) => {}
-        _ = tokio::time::sleep(TICK) => {}
+        _ = tokio::time::sleep(tick) => {}
         _ = stop.changed() => {}
     }
 }
