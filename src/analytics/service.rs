@@ -131,6 +131,9 @@ struct Inner {
     apps: Mutex<BTreeMap<String, Entry>>,
     /// Create, delete, stop and start one at a time.
     changes: tokio::sync::Mutex<()>,
+    /// Applications compute (read, process, encode checkpoints) at most this many at once:
+    /// one per core, so that fifty of them do not hold fifty batches in memory together.
+    workers: Arc<tokio::sync::Semaphore>,
 }
 
 /// The running analytics of the gateway. Cheap to clone.
@@ -168,6 +171,9 @@ impl AnalyticsService {
                 broker,
                 apps: Mutex::new(BTreeMap::new()),
                 changes: tokio::sync::Mutex::new(()),
+                workers: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
             }),
         };
         for def in defs {
@@ -242,6 +248,7 @@ impl AnalyticsService {
             broker: self.inner.broker.clone(),
             status: entry.status.clone(),
             stop: stop_rx,
+            workers: self.inner.workers.clone(),
         };
         tracing::info!(application = %ctx.name, "analytics application started");
         entry.task = Some(tokio::spawn(app::run(ctx)));

@@ -63,23 +63,19 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         let inner = match self.kind {
             AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => Acc::Count(0),
-            AggKind::Sum
-            | AggKind::Avg
-            | AggKind::StddevPop
-            | AggKind::StddevSamp
-            | AggKind::VarPop
-            | AggKind::VarSamp => Acc::Moments {
+            AggKind::Sum | AggKind::Avg => Acc::Sum {
                 n: 0,
                 isum: 0,
-                isumsq: 0,
                 sum: 0.0,
-                sumsq: 0.0,
             },
+            AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
+                Acc::Moments(Box::default())
+            }
             AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => Acc::One(Value::Null),
-            AggKind::Percentile(_) => Acc::Values(Vec::new()),
+            AggKind::Percentile(_) => Acc::Values(Box::default()),
         };
         if self.distinct || self.kind == AggKind::ApproxCountDistinct {
-            Acc::Distinct(HashSet::new(), Box::new(inner))
+            Acc::Distinct(Box::new((HashSet::new(), inner)))
         } else {
             inner
         }
@@ -105,27 +101,29 @@ impl AggSpec {
             return;
         }
         match acc {
-            Acc::Distinct(seen, inner) => {
+            Acc::Distinct(distinct) => {
+                let (seen, inner) = distinct.as_mut();
                 if seen.insert(value.clone()) {
                     self.add_value(inner, value);
                 }
             }
             Acc::Count(n) => *n += 1,
-            Acc::Moments {
-                n,
-                isum,
-                isumsq,
-                sum,
-                sumsq,
-            } => {
+            Acc::Sum { n, isum, sum } => {
                 *n += 1;
                 if let Value::Int(i) = value {
                     *isum = isum.wrapping_add(i);
-                    *isumsq = isumsq.wrapping_add(i.wrapping_mul(i));
+                }
+                *sum += value.as_f64().unwrap_or(0.0);
+            }
+            Acc::Moments(m) => {
+                m.n += 1;
+                if let Value::Int(i) = value {
+                    m.isum = m.isum.wrapping_add(i);
+                    m.isumsq = m.isumsq.wrapping_add(i.wrapping_mul(i));
                 }
                 let x = value.as_f64().unwrap_or(0.0);
-                *sum += x;
-                *sumsq += x * x;
+                m.sum += x;
+                m.sumsq += x * x;
             }
             Acc::One(current) => {
                 let replace = match self.kind {
@@ -151,26 +149,23 @@ impl AggSpec {
         match (into, from) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
             (
-                Acc::Moments {
-                    n,
-                    isum,
-                    isumsq,
-                    sum,
-                    sumsq,
-                },
-                Acc::Moments {
+                Acc::Sum { n, isum, sum },
+                Acc::Sum {
                     n: n2,
                     isum: i2,
-                    isumsq: iq2,
                     sum: s2,
-                    sumsq: q2,
                 },
             ) => {
                 *n += n2;
                 *isum = isum.wrapping_add(i2);
-                *isumsq = isumsq.wrapping_add(iq2);
                 *sum += s2;
-                *sumsq += q2;
+            }
+            (Acc::Moments(a), Acc::Moments(b)) => {
+                a.n += b.n;
+                a.isum = a.isum.wrapping_add(b.isum);
+                a.isumsq = a.isumsq.wrapping_add(b.isumsq);
+                a.sum += b.sum;
+                a.sumsq += b.sumsq;
             }
             (Acc::One(current), Acc::One(value))
                 if !value.is_null() && (self.kind != AggKind::First || current.is_null()) =>
@@ -181,9 +176,10 @@ impl AggSpec {
                     *current = v;
                 }
             }
-            (Acc::Values(a), Acc::Values(b)) => a.extend(b),
-            (Acc::Distinct(seen, inner), Acc::Distinct(other, _)) => {
-                for value in other {
+            (Acc::Values(a), Acc::Values(b)) => a.extend(b.iter()),
+            (Acc::Distinct(distinct), Acc::Distinct(other)) => {
+                let (seen, inner) = distinct.as_mut();
+                for value in other.0 {
                     if seen.insert(value.clone()) {
                         self.add_value(inner, value);
                     }
@@ -196,37 +192,37 @@ impl AggSpec {
     /// The aggregate's value now.
     pub fn result(&self, acc: &Acc) -> Value {
         let acc = match acc {
-            Acc::Distinct(_, inner) => inner.as_ref(),
+            Acc::Distinct(distinct) => &distinct.1,
             other => other,
         };
         let int = self.input.is_integer();
         match (acc, self.kind) {
             (Acc::Count(n), _) => Value::Int(*n),
-            (Acc::Moments { n: 0, .. }, _) => Value::Null,
-            (Acc::Moments { isum, sum, .. }, AggKind::Sum) => {
+            (Acc::Sum { n: 0, .. }, _) => Value::Null,
+            (Acc::Sum { isum, sum, .. }, AggKind::Sum) => {
                 if int {
                     Value::Int(narrow(*isum, self.input))
                 } else {
                     Value::Double(*sum)
                 }
             }
-            (Acc::Moments { n, isum, sum, .. }, AggKind::Avg) => {
+            (Acc::Sum { n, isum, sum }, _) => {
                 if int {
                     Value::Int(isum / n)
                 } else {
                     Value::Double(sum / *n as f64)
                 }
             }
-            (
-                Acc::Moments {
+            (Acc::Moments(m), _) if m.n == 0 => Value::Null,
+            (Acc::Moments(m), kind) => {
+                let Moments {
                     n,
                     isum,
                     isumsq,
                     sum,
                     sumsq,
-                },
-                kind,
-            ) => {
+                } = **m;
+                let n = &n;
                 let n_f = *n as f64;
                 let pop = matches!(kind, AggKind::VarPop | AggKind::StddevPop);
                 if !pop && *n < 2 {
@@ -234,12 +230,12 @@ impl AggSpec {
                 }
                 let root = matches!(kind, AggKind::StddevPop | AggKind::StddevSamp);
                 if int {
-                    // Flink's rewrite, (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / COUNT(x) [- 1], in
-                    // DECIMAL: the inner division is rounded half-up at scale 6, the outer one
-                    // kept (much finer), and the result cast back to the argument's integer type
-                    // (truncated). So a whole variance can come out one less, as in Flink.
+                    // (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / (COUNT(x) [- 1]) over the exact
+                    // integer sums (the inner division half-up at 6 decimals), truncated to the
+                    // argument's type. Flink's floating-point path can give one less when the
+                    // variance is whole (docs/analytics.md).
                     const SCALE: i128 = 1_000_000;
-                    let (sum, sumsq, count) = (*isum as i128, *isumsq as i128, *n as i128);
+                    let (sum, sumsq, count) = (isum as i128, isumsq as i128, *n as i128);
                     let square = sum * sum * SCALE;
                     let avg = (square + count / 2) / count; // half-up (non-negative)
                     let diff = sumsq * SCALE - avg;
@@ -253,6 +249,7 @@ impl AggSpec {
                 }
                 // Flink rewrites them to (SUM(x*x) - SUM(x)*SUM(x)/COUNT(x)) / (COUNT(x) [- 1]).
                 let var = (sumsq - sum * sum / n_f) / if pop { n_f } else { n_f - 1.0 };
+                let _ = (isum, isumsq);
                 Value::Double(if root { var.powf(0.5) } else { var })
             }
             (Acc::One(v), _) => v.clone(),
@@ -280,25 +277,36 @@ fn narrow(i: i64, ty: SqlType) -> i64 {
     }
 }
 
-/// The running state of one aggregate for one group.
+/// The running state of one aggregate for one group: 32 bytes (window state holds one per
+/// aggregate per group and window, so the rare big ones are boxed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Acc {
     Count(i64),
-    /// COUNT of non-null values, the integer sum (wrapping as Java's long), the double sum
-    /// and sum of squares: SUM, AVG, STDDEV_*, VAR_*.
-    Moments {
+    /// SUM, AVG: the count of non-null values, the integer sum (wrapping as Java's long) and
+    /// the double sum.
+    Sum {
         n: i64,
         isum: i64,
-        isumsq: i64,
         sum: f64,
-        sumsq: f64,
     },
+    /// STDDEV_*, VAR_*.
+    Moments(Box<Moments>),
     /// MIN, MAX, FIRST_VALUE, LAST_VALUE.
     One(Value),
     /// PERCENTILE: the values.
-    Values(Vec<f64>),
+    Values(Box<Vec<f64>>),
     /// DISTINCT: the values seen, and the aggregate over them.
-    Distinct(HashSet<Value>, Box<Acc>),
+    Distinct(Box<(HashSet<Value>, Acc)>),
+}
+
+/// Sums for the variance family.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Moments {
+    pub n: i64,
+    pub isum: i64,
+    pub isumsq: i64,
+    pub sum: f64,
+    pub sumsq: f64,
 }
 
 /// Aggregates for a set of specs.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::checkpoint::{fingerprint, Checkpoint};
+use super::checkpoint::{fingerprint, Checkpoint, CheckpointRef};
 use super::engine::{Counters, Engine, ErrorRecord};
 use super::reader::StreamReader;
 use crate::analytics::format::encode;
@@ -68,6 +68,8 @@ pub struct AppContext {
     pub broker: Option<Broker>,
     pub status: SharedStatus,
     pub stop: watch::Receiver<bool>,
+    /// Shared by all applications: how many compute at once.
+    pub workers: Arc<tokio::sync::Semaphore>,
 }
 
 /// The stream an application's error records go to.
@@ -268,7 +270,8 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     let mut last_data: HashMap<u64, Instant> = HashMap::new();
     loop {
         if *ctx.stop.borrow() {
-            commit(ctx, &working, &mut pending, fp, stream_uid, &consumer).await?;
+            let (_, rows) = encode_checkpoint(working, fp, stream_uid).await?;
+            commit(ctx, &mut pending, rows, &consumer).await?;
             return Ok(());
         }
         for uid in working
@@ -288,12 +291,16 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                 rx.borrow_and_update();
             }
         }
-        let (back, step) = tokio::task::spawn_blocking(move || {
-            let step = step(&mut working);
-            (working, step)
-        })
-        .await
-        .map_err(|e| format!("the application's worker failed: {e}"))?;
+        let (back, step) = {
+            // At most as many applications compute at once as there are cores.
+            let _worker = ctx.workers.acquire().await;
+            tokio::task::spawn_blocking(move || {
+                let step = step(&mut working);
+                (working, step)
+            })
+            .await
+            .map_err(|e| format!("the application's worker failed: {e}"))?
+        };
         working = back;
         let step = step.map_err(|e| format!("reading input stream {input}: {e}"))?;
         let now = Instant::now();
@@ -362,9 +369,14 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                     .await
                     .map_err(|e| format!("cannot create the error stream: {e}"))?;
             }
+            let (back, rows) = {
+                let _worker = ctx.workers.acquire().await;
+                encode_checkpoint(working, fp, stream_uid).await?
+            };
+            working = back;
             // Retry the same commit until it goes through (or the application is stopped).
             loop {
-                match commit(ctx, &working, &mut pending, fp, stream_uid, &consumer).await {
+                match commit(ctx, &mut pending, rows.clone(), &consumer).await {
                     Ok(()) => {
                         set_error(ctx, None);
                         break;
@@ -521,21 +533,35 @@ pub fn fill_topic(
     topic
 }
 
-async fn commit(
-    ctx: &AppContext,
-    working: &Working,
-    pending: &mut Pending,
+/// Encodes the checkpoint that covers what is pending (on a blocking thread: a big window
+/// state takes a while).
+async fn encode_checkpoint(
+    working: Working,
     fp: u64,
     stream_uid: u64,
+) -> Result<(Working, Vec<(u64, Vec<u8>)>), String> {
+    let (working, rows) = tokio::task::spawn_blocking(move || {
+        let rows = CheckpointRef::new(
+            fp,
+            stream_uid,
+            &working.reader.cursors,
+            working.engine.state(),
+        )
+        .encode();
+        (working, rows)
+    })
+    .await
+    .map_err(|e| format!("the application's worker failed: {e}"))?;
+    Ok((working, rows?))
+}
+
+/// Commits the pending records with the checkpoint rows, in one transaction.
+async fn commit(
+    ctx: &AppContext,
+    pending: &mut Pending,
+    rows: Vec<(u64, Vec<u8>)>,
     consumer: &str,
 ) -> Result<(), String> {
-    let checkpoint = Checkpoint::new(
-        fp,
-        stream_uid,
-        working.reader.cursors.clone(),
-        working.engine.snapshot(),
-    );
-    let rows = checkpoint.encode()?;
     let appends: Vec<(String, Vec<NewRecord>)> = pending
         .records
         .iter()

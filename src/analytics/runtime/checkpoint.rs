@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::EngineState;
+use super::engine::{EngineState, EngineStateRef};
 use super::reader::ShardCursor;
 
 const ROW_BYTES: usize = 192 * 1024;
@@ -34,14 +34,25 @@ pub fn fingerprint(sql: &str) -> u64 {
     })
 }
 
-impl Checkpoint {
+/// A checkpoint as written: the same fields as [`Checkpoint`], borrowed from the running
+/// application (no copy of its state).
+#[derive(Serialize)]
+pub struct CheckpointRef<'a> {
+    pub version: u32,
+    pub fingerprint: u64,
+    pub stream_uid: u64,
+    pub cursors: &'a BTreeMap<u64, ShardCursor>,
+    pub engine: EngineStateRef<'a>,
+}
+
+impl<'a> CheckpointRef<'a> {
     pub fn new(
         fingerprint: u64,
         stream_uid: u64,
-        cursors: BTreeMap<u64, ShardCursor>,
-        engine: EngineState,
-    ) -> Checkpoint {
-        Checkpoint {
+        cursors: &'a BTreeMap<u64, ShardCursor>,
+        engine: EngineStateRef<'a>,
+    ) -> Self {
+        CheckpointRef {
             version: VERSION,
             fingerprint,
             stream_uid,
@@ -50,6 +61,7 @@ impl Checkpoint {
         }
     }
 
+    /// The rows to store (CBOR cut into rows of at most `ROW_BYTES`).
     pub fn encode(&self) -> Result<Vec<(u64, Vec<u8>)>, String> {
         let mut bytes = Vec::new();
         ciborium::into_writer(self, &mut bytes)
@@ -60,7 +72,9 @@ impl Checkpoint {
             .map(|(i, c)| (i as u64, c.to_vec()))
             .collect())
     }
+}
 
+impl Checkpoint {
     /// The checkpoint in `rows` (None when there is none).
     pub fn decode(rows: HashMap<u64, Vec<u8>>) -> Result<Option<Checkpoint>, String> {
         if rows.is_empty() {

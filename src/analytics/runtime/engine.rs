@@ -58,6 +58,16 @@ pub struct EngineState {
     pub counters: Counters,
 }
 
+/// [`EngineState`] borrowed from the engine, for writing a checkpoint without a copy.
+#[derive(Debug, Serialize)]
+pub struct EngineStateRef<'a> {
+    pub shard_watermarks: &'a BTreeMap<u64, i64>,
+    pub watermark: Option<i64>,
+    pub window: Option<&'a WindowAggState>,
+    pub over: Option<&'a OverState>,
+    pub counters: Counters,
+}
+
 pub struct Engine {
     pub plan: Plan,
     /// The rows of a lookup join's table.
@@ -424,6 +434,22 @@ impl Engine {
     /// The end of a bounded input: everything fires.
     pub fn finish(&mut self, out: &mut Output) {
         self.advance_to(i64::MAX, out);
+    }
+
+    pub fn state(&self) -> EngineStateRef<'_> {
+        EngineStateRef {
+            shard_watermarks: &self.shard_watermarks,
+            watermark: self.watermark,
+            window: match &self.op {
+                Operator::WindowAgg(w) => Some(&w.state),
+                _ => None,
+            },
+            over: match &self.op {
+                Operator::Over(o) => Some(&o.state),
+                _ => None,
+            },
+            counters: self.counters,
+        }
     }
 
     pub fn snapshot(&self) -> EngineState {

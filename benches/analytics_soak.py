@@ -1,0 +1,174 @@
+"""Analytics soak: many applications over one stream at a sensor rate, memory over time.
+
+    .venv/bin/python benches/analytics_soak.py [--apps 50] [--keys 1000] [--rate 5000]
+        [--minutes 30] [--bin target/release/kinedge]
+
+Starts the release gateway on loopback with a fresh data dir, creates the stream `telemetry`
+(2 shards) and puts `rate` records/s over `keys` devices into it (PutRecords of 250, event
+time = now) throughout. First `--warmup` seconds without applications: the RSS at the end of
+that is the baseline (the store's page cache has filled by then). Then it creates N
+applications through POST /analytics, each a 10-second tumbling AVG/MAX/COUNT per device over
+the stream into its own output stream, and samples the gateway's RSS (VmRSS) and CPU
+(utime+stime) every 10 s for `minutes`. It reports the extra RSS over the baseline (peak, and
+the mean of the first and last minute: flat = no growth), the CPU used with and without the
+applications, and that every application read every record. Issue 14's figure: 50 apps x 1,000
+keys at 5,000 records/s, <= 20 MB extra RSS, flat over 30 minutes.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+
+import boto3
+import requests
+from botocore.config import Config
+
+SQL = """
+CREATE TABLE telemetry (device STRING, temp DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+  WITH ('connector' = 'kinesis', 'stream' = 'telemetry', 'format' = 'json');
+CREATE TABLE out_{i} (window_start TIMESTAMP(3), device STRING, avg_temp DOUBLE, max_temp DOUBLE, n BIGINT)
+  WITH ('connector' = 'kinesis', 'stream' = 'agg-{i}', 'format' = 'json');
+INSERT INTO out_{i}
+SELECT window_start, device, AVG(temp), MAX(temp), COUNT(*)
+FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+GROUP BY window_start, window_end, device;
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return rss, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--apps", type=int, default=50)
+    ap.add_argument("--keys", type=int, default=1000)
+    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--bin", default="target/release/kinedge")
+    ap.add_argument("--warmup", type=float, default=60)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="kinedge-soak-")
+    port, mqtt = free_port(), free_port()
+    cfg = os.path.join(work, "kinedge.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[storage]\ndata_dir = "{work}/data"\nmin_free_disk = "1MiB"\n'
+                f'[api]\nlisten = "127.0.0.1:{port}"\n[mqtt]\nlisten = "127.0.0.1:{mqtt}"\n'
+                '[log]\nlevel = "warn"\n')
+    gw = subprocess.Popen([a.bin, "run", "--config", cfg], stdout=open(os.path.join(work, "log"), "w"),
+                          stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if requests.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        k = boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
+                         aws_secret_access_key="x", config=Config(retries={"max_attempts": 10}))
+        k.create_stream(StreamName="telemetry", ShardCount=2)
+        time.sleep(0.5)
+        stop = threading.Event()
+        sent = [0]
+        rnd = random.Random(14)
+
+        def produce():
+            period = 250 / a.rate
+            nxt = time.monotonic()
+            while not stop.is_set():
+                now = datetime.now(timezone.utc)
+                ts = now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}"
+                batch = []
+                for _ in range(250):
+                    d = f"dev-{rnd.randrange(a.keys):04d}"
+                    batch.append({"Data": json.dumps({"device": d, "temp": round(rnd.uniform(-10, 40), 2), "ts": ts}).encode(),
+                                  "PartitionKey": d})
+                resp = k.put_records(StreamName="telemetry", Records=batch)
+                sent[0] += 250 - resp.get("FailedRecordCount", 0)
+                nxt += period
+                time.sleep(max(0.0, nxt - time.monotonic()))
+
+        threads = [threading.Thread(target=produce, daemon=True)]
+        for t in threads:
+            t.start()
+        w0 = time.monotonic()
+        cpu_w0 = proc_stat(gw.pid)[1]
+        base = []
+        while time.monotonic() < w0 + a.warmup:
+            time.sleep(10)
+            base.append(proc_stat(gw.pid)[0])
+            print(f"  warmup rss={base[-1] / 1024:6.1f} MiB sent={sent[0]}", flush=True)
+        cpu_base = (proc_stat(gw.pid)[1] - cpu_w0) / (time.monotonic() - w0)
+        rss_base = max(base[-3:])
+        for i in range(a.apps):
+            r = requests.post(f"{url}/analytics", json={"name": f"app-{i}", "sql": SQL.format(i=i)}, timeout=30)
+            assert r.status_code == 200, r.text
+        rss_apps, _ = proc_stat(gw.pid)
+        samples = []
+        t0 = time.monotonic()
+        cpu_start = proc_stat(gw.pid)[1]
+        end = t0 + a.minutes * 60
+        while time.monotonic() < end:
+            time.sleep(10)
+            rss, cpu = proc_stat(gw.pid)
+            samples.append((time.monotonic() - t0, rss, cpu))
+            print(f"  t={samples[-1][0]:6.0f}s rss={rss / 1024:6.1f} MiB sent={sent[0]}", flush=True)
+        stop.set()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+        cpu_used = proc_stat(gw.pid)[1] - cpu_start
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
+            if all(x["records_in"] >= sent[0] for x in apps):
+                break
+            time.sleep(1)
+        apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
+        behind = [x["name"] for x in apps if x["records_in"] < sent[0]]
+        failed = [x["name"] for x in apps if x["state"] != "running"]
+        first = [r for t, r, _ in samples if t <= 60]
+        last = [r for t, r, _ in samples if t >= samples[-1][0] - 60]
+        peak = max(r for _, r, _ in samples)
+        print(f"apps={a.apps} keys={a.keys} rate={a.rate}/s minutes={a.minutes} records={sent[0]}")
+        print(f"rss_baseline={rss_base / 1024:.1f} MiB (same load, no applications) "
+              f"rss_apps_created={rss_apps / 1024:.1f} MiB peak={peak / 1024:.1f} MiB "
+              f"extra_peak={(peak - rss_base) / 1024:.1f} MiB")
+        print(f"extra_first_minute={(sum(first) / len(first) - rss_base) / 1024:.1f} MiB "
+              f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB")
+        print(f"gateway_cpu={cpu_used / wall * 100:.1f}% of a core with the applications, "
+              f"{cpu_base * 100:.1f}% without, over {wall:.0f}s")
+        print(f"applications_behind={behind} failed={failed}")
+    finally:
+        gw.terminate()
+        try:
+            gw.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
