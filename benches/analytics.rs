@@ -56,7 +56,7 @@ GROUP BY window_start, window_end, device;";
 
 const ALERT_SQL: &str = "CREATE TABLE telemetry (device STRING, temp DOUBLE, ts TIMESTAMP(3)) \
 WITH ('connector'='kinesis','stream'='telemetry','format'='json','scan.stream.initpos'='TRIM_HORIZON'); \
-CREATE TABLE alerts (device STRING, temp DOUBLE) WITH ('connector'='mqtt','topic'='alerts/{device}'); \
+CREATE TABLE alerts (device STRING, temp DOUBLE) WITH ('connector'='mqtt','topic'='alerts/{device}','format'='json'); \
 INSERT INTO alerts SELECT device, temp FROM telemetry WHERE temp > 80;";
 
 struct Options {
@@ -167,7 +167,6 @@ struct Gateway {
     child: common::Process,
     endpoint: String,
     mqtt_port: u16,
-    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -220,7 +219,6 @@ fn start_gateway(mqtt: bool, devices: &[(&str, &str)]) -> (Gateway, Vec<String>)
             child: common::Process(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             mqtt_port,
-            config,
             _dir: dir,
         },
         secrets,
@@ -432,8 +430,8 @@ fn flink_python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
-/// VmRSS (kB) of `pid` and every process below it.
-fn tree_rss_kb(pid: u32) -> u64 {
+/// VmRSS (kB) of `pid` and every process below it, and of the largest of them (the JVM).
+fn tree_rss_kb(pid: u32) -> (u64, u64) {
     let mut parent = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
@@ -469,7 +467,7 @@ fn tree_rss_kb(pid: u32) -> u64 {
             false
         })
         .map(|&p| common::proc_field(p, "status", "VmRSS:"))
-        .sum()
+        .fold((0, 0), |(sum, max), r| (sum + r, max.max(r)))
 }
 
 struct FlinkRun {
@@ -477,6 +475,7 @@ struct FlinkRun {
     seconds: f64,
     job_seconds: f64,
     peak_rss_mb: f64,
+    peak_jvm_mb: f64,
 }
 
 fn flink_run(python: &Path, file: &Path, rows: u64) -> Option<FlinkRun> {
@@ -491,12 +490,14 @@ fn flink_run(python: &Path, file: &Path, rows: u64) -> Option<FlinkRun> {
         .spawn()
         .ok()?;
     let pid = child.id();
-    let mut peak = 0;
+    let (mut peak, mut peak_jvm) = (0, 0);
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break status;
         }
-        peak = peak.max(tree_rss_kb(pid));
+        let (tree, largest) = tree_rss_kb(pid);
+        peak = peak.max(tree);
+        peak_jvm = peak_jvm.max(largest);
         std::thread::sleep(Duration::from_millis(50));
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -519,6 +520,7 @@ fn flink_run(python: &Path, file: &Path, rows: u64) -> Option<FlinkRun> {
         seconds,
         job_seconds,
         peak_rss_mb: peak as f64 / 1024.0,
+        peak_jvm_mb: peak_jvm as f64 / 1024.0,
     })
 }
 
@@ -681,7 +683,10 @@ async fn latency() {
         sends.len(),
         from_ack.len()
     );
-    for (label, v) in [("from ack", &mut from_ack), ("from request start", &mut from_send)] {
+    for (label, v) in [
+        ("from ack", &mut from_ack),
+        ("from request start", &mut from_send),
+    ] {
         println!(
             "{:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {label}",
             counts,
@@ -810,6 +815,10 @@ fn throughput(o: &Options, runtime: &tokio::runtime::Runtime) {
             "blackhole",
             "-",
             "file"
+        );
+        println!(
+            "  RSS peak of the process tree (python + java) {:.1}/{:.1} MB, of its largest process (the JVM) {:.1}/{:.1} MB",
+            a.peak_rss_mb, b.peak_rss_mb, a.peak_jvm_mb, b.peak_jvm_mb
         );
         println!(
             "  job only (execute_sql .. wait): {:.2}/{:.2} s, marginal {:.0} rows/s",
