@@ -126,6 +126,9 @@ def main():
             r = requests.post(f"{url}/analytics", json={"name": f"app-{i}", "sql": SQL.format(i=i)}, timeout=30)
             assert r.status_code == 200, r.text
         rss_apps, _ = proc_stat(gw.pid)
+        # The applications start at LATEST: they read what is put from now on (the second of
+        # creating them aside).
+        sent_at_apps = sent[0]
         samples = []
         t0 = time.monotonic()
         cpu_start = proc_stat(gw.pid)[1]
@@ -143,11 +146,11 @@ def main():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
-            if all(x["records_in"] >= sent[0] for x in apps):
+            if all(x["records_in"] >= sent[0] - sent_at_apps - a.rate for x in apps):
                 break
             time.sleep(1)
         apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
-        behind = [x["name"] for x in apps if x["records_in"] < sent[0]]
+        behind = [x["name"] for x in apps if x["records_in"] < sent[0] - sent_at_apps - a.rate]
         failed = [x["name"] for x in apps if x["state"] != "running"]
         first = [r for t, r, _ in samples if t <= 60]
         last = [r for t, r, _ in samples if t >= samples[-1][0] - 60]

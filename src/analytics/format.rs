@@ -188,7 +188,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         }
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        number(self.0, Value::Int(v), &v.to_string())
+        number(self.0, Value::Int(v), || v.to_string())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
         match i64::try_from(v) {
@@ -203,13 +203,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                 self.0.name
             )));
         }
-        number(
-            self.0,
-            Value::Double(v),
-            &serde_json::Number::from_f64(v)
+        number(self.0, Value::Double(v), || {
+            serde_json::Number::from_f64(v)
                 .map(|n| n.to_string())
-                .unwrap_or_default(),
-        )
+                .unwrap_or_default()
+        })
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         text_value(v, self.0).map_err(E::custom)
@@ -227,9 +225,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-fn number<E: de::Error>(field: &Field, v: Value, text: &str) -> Result<Value, E> {
+/// A JSON number as the column's type; its text (made only for a STRING column) by `text`.
+fn number<E: de::Error>(
+    field: &Field,
+    v: Value,
+    text: impl FnOnce() -> String,
+) -> Result<Value, E> {
     match field.ty {
-        SqlType::String => Ok(Value::str(text)),
+        SqlType::Double => Ok(match v {
+            Value::Int(i) => Value::Double(i as f64),
+            v => v,
+        }),
+        SqlType::String => Ok(Value::str(&text())),
         ty if ty.is_numeric() => cast(v, ty).map_err(E::custom),
         SqlType::TimestampLtz | SqlType::Timestamp => Ok(Value::Ts(v.as_i64().unwrap_or(0))),
         ty => Err(E::custom(format!(
