@@ -163,7 +163,8 @@ def main():
               f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB")
         print(f"gateway_cpu={cpu_used / wall * 100:.1f}% of a core with the applications, "
               f"{cpu_base * 100:.1f}% without, over {wall:.0f}s")
-        print(f"applications_behind={behind} failed={failed}")
+        print(f"applications_behind={behind} failed={failed} "
+              f"window_groups_held={sum(x['state_entries'] for x in apps)}")
     finally:
         gw.terminate()
         try:

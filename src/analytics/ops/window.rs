@@ -8,7 +8,8 @@
 //! State is bounded: beyond `max_state_keys` (window, key) entries the oldest window fires
 //! early (counted as a state overflow).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +104,8 @@ pub struct WindowAggPlan {
     pub max_state_keys: usize,
 }
 
-type Groups = HashMap<Vec<Value>, Vec<Acc>>;
+/// Group key -> one accumulator per aggregate (boxed slices: no spare capacity).
+type Groups = HashMap<Box<[Value]>, Box<[Acc]>>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Session {
@@ -130,6 +132,11 @@ pub struct WindowAgg {
     scratch: Vec<(i64, i64)>,
     /// The input row's width: window columns follow it.
     width: usize,
+    /// One copy of each string in the group keys held (a device id in every open window
+    /// shares one allocation); emptied when it outgrows the state.
+    strings: HashSet<Arc<str>>,
+    /// Groups of the last window fired: a new window's table is made that big at once.
+    last_groups: usize,
 }
 
 impl WindowAgg {
@@ -139,6 +146,8 @@ impl WindowAgg {
             state: WindowAggState::default(),
             scratch: Vec::new(),
             width,
+            strings: HashSet::new(),
+            last_groups: 0,
         }
     }
 
@@ -190,17 +199,21 @@ impl WindowAgg {
                 .map(|k| k.eval(&row))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(RowError::Eval)?;
-            let groups = self.state.windows.entry((end, start)).or_default();
-            let accs = match groups.get_mut(&key) {
-                Some(accs) => accs,
+            let last_groups = self.last_groups;
+            let groups = self
+                .state
+                .windows
+                .entry((end, start))
+                .or_insert_with(|| HashMap::with_capacity(last_groups));
+            match groups.get_mut(key.as_slice()) {
+                Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
                 None => {
+                    let mut accs = new_accs(&self.plan.aggs).into_boxed_slice();
+                    add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
-                    groups
-                        .entry(key)
-                        .or_insert_with(|| new_accs(&self.plan.aggs))
+                    groups.insert(intern(&mut self.strings, key, self.state.entries), accs);
                 }
-            };
-            add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
+            }
         }
         self.scratch = windows;
         while self.state.entries > self.plan.max_state_keys {
@@ -300,17 +313,17 @@ impl WindowAgg {
                 .map(|k| k.eval(&row))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(RowError::Eval)?;
-            let accs = match merged.groups.get_mut(&key) {
-                Some(accs) => accs,
+            match merged.groups.get_mut(key.as_slice()) {
+                Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
                 None => {
+                    let mut accs = new_accs(&self.plan.aggs).into_boxed_slice();
+                    add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
                     merged
                         .groups
-                        .entry(key)
-                        .or_insert_with(|| new_accs(&self.plan.aggs))
+                        .insert(intern(&mut self.strings, key, self.state.entries), accs);
                 }
-            };
-            add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?;
+            }
         }
         sessions.push(merged);
         Ok(())
@@ -347,6 +360,7 @@ impl WindowAgg {
 
     fn emit(&mut self, start: i64, end: i64, groups: Groups, out: &mut Output) {
         self.state.entries = self.state.entries.saturating_sub(groups.len());
+        self.last_groups = groups.len();
         for (key, accs) in groups {
             let mut row = Vec::with_capacity(3 + key.len() + accs.len());
             row.extend([Value::Ts(start), Value::Ts(end), Value::Ts(end - 1)]);
@@ -355,12 +369,12 @@ impl WindowAgg {
                 .map(|k| k.to_string())
                 .collect::<Vec<_>>()
                 .join("|");
-            row.extend(key);
+            row.extend(key.into_vec());
             row.extend(
                 self.plan
                     .aggs
                     .iter()
-                    .zip(&accs)
+                    .zip(accs.iter())
                     .map(|(spec, acc)| spec.result(acc)),
             );
             out.project(
@@ -371,4 +385,23 @@ impl WindowAgg {
             );
         }
     }
+}
+
+/// `key` with its strings shared with the other groups' (see `WindowAgg::strings`).
+fn intern(strings: &mut HashSet<Arc<str>>, key: Vec<Value>, entries: usize) -> Box<[Value]> {
+    if strings.len() > 2 * entries + 1024 {
+        strings.clear();
+    }
+    key.into_iter()
+        .map(|v| match v {
+            Value::Str(s) => match strings.get(&s) {
+                Some(shared) => Value::Str(shared.clone()),
+                None => {
+                    strings.insert(s.clone());
+                    Value::Str(s)
+                }
+            },
+            other => other,
+        })
+        .collect()
 }
