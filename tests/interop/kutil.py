@@ -105,6 +105,10 @@ class Gateway:
         # The MQTT listener is on by default (0.0.0.0:1883): give each gateway its own
         # loopback port unless the test configures [mqtt] itself.
         self.mqtt_port = free_port()
+        # free_port() closes its socket: two calls can give the same port (it happened in CI:
+        # the gateway refused a config whose MQTT and API listeners shared one).
+        while self.mqtt_port == self.port:
+            self.mqtt_port = free_port()
         if "[mqtt]" not in (extra_config or ""):
             cfg += f'\n[mqtt]\nlisten = "127.0.0.1:{self.mqtt_port}"\n'
         if credentials:
