@@ -26,15 +26,14 @@ pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, Anal
     let plan = plan::plan(&script, QUERY_STATE_KEYS, true)
         .map_err(|e| AnalyticsError::Sql(e.to_string()))?;
     let limit = plan.limit.unwrap_or(usize::MAX).min(max_rows);
-    let reader_store = store.clone();
-    let mut reader = StreamReader::new(store, plan.source.stream.clone(), plan.source.start);
-    reader.bound_to_now()?;
+    let mut readers = Vec::new();
+    for source in plan.inputs() {
+        let mut reader = StreamReader::new(store.clone(), source.stream.clone(), source.start);
+        reader.bound_to_now()?;
+        readers.push(reader);
+    }
     let columns = plan.columns.clone();
-    let lookup = plan
-        .source
-        .lookup
-        .clone()
-        .map(|l| Lookup::new(l, &reader_store));
+    let lookup = plan.source.lookup.clone().map(|l| Lookup::new(l, &store));
     let mut engine = Engine::new(plan);
     if let Some(mut lookup) = lookup {
         lookup.refresh();
@@ -48,38 +47,41 @@ pub fn run(store: Store, sql: &str, max_rows: usize) -> Result<QueryOutput, Anal
     let started = Instant::now();
     let mut truncated = false;
     loop {
-        for uid in reader.discover() {
-            engine.register_shard(uid);
+        let mut read_any = false;
+        let mut added_any = false;
+        // Every input's shards count before any row is processed: an input without rows yet
+        // holds the watermark back.
+        for (input, reader) in readers.iter_mut().enumerate() {
+            for uid in reader.discover() {
+                engine.register_shard(input, uid);
+            }
         }
-        let (chunks, _) = reader.read(10_000, 4 * 1024 * 1024)?;
-        if chunks.is_empty() {
-            // Shards read to their end (closed ones are retired so they hold nothing back).
-            let retired: Vec<u64> = reader
-                .cursors
-                .iter()
-                .filter(|(_, c)| c.exhausted)
-                .map(|(u, _)| *u)
-                .collect();
-            for uid in retired {
-                engine.retire_shard(uid, &mut out);
+        for (input, reader) in readers.iter_mut().enumerate() {
+            let (chunks, _) = reader.read(10_000, 4 * 1024 * 1024)?;
+            if chunks.is_empty() {
+                // Shards read to their end (closed ones are retired so they hold nothing back).
+                for uid in reader.exhausted() {
+                    engine.retire_shard(input, uid, &mut out);
+                }
+                for uid in reader.discover() {
+                    engine.register_shard(input, uid);
+                    added_any = true;
+                }
+                continue;
             }
-            let added = reader.discover();
-            if added.is_empty() {
-                break;
+            read_any = true;
+            for chunk in chunks {
+                for record in &chunk.records {
+                    engine.process(input, chunk.uid, chunk.index, record, &mut out, &mut errors);
+                }
             }
-            for uid in added {
-                engine.register_shard(uid);
-            }
-            continue;
         }
-        for chunk in chunks {
-            for record in &chunk.records {
-                engine.process(chunk.uid, chunk.index, record, &mut out, &mut errors);
-            }
+        if !read_any && !added_any {
+            break;
         }
         errors.clear();
         if out.rows.len() >= limit {
-            truncated = out.rows.len() > limit || !reader.bounded_done();
+            truncated = out.rows.len() > limit || !readers.iter().all(|r| r.bounded_done());
             break;
         }
         if started.elapsed() > QUERY_TIME_LIMIT {

@@ -298,3 +298,242 @@ fn joins_the_engine_cannot_run_are_refused() {
     let e = check(&format!("{TABLE} {devices} SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) JOIN d ON d.device = d.device GROUP BY window_start, window_end"));
     assert!(e.contains("lookup join reads a table"), "{e}");
 }
+
+/// A second 1-shard stream `u` of the window-join tests (table `u`: device, level, ts).
+const TABLE_U: &str = "CREATE TABLE u (device STRING, level INT, ts TIMESTAMP(3), \
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ('connector' = 'kinesis', 'stream' = 'u', \
+    'format' = 'json', 'scan.stream.initpos' = 'TRIM_HORIZON');";
+
+fn level(device: &str, level: i64, second: u32) -> Json {
+    json!({"device": device, "level": level, "ts": format!("2026-01-01 00:{:02}:{:02}.000", second / 60, second % 60)})
+}
+
+async fn add_stream(store: &Store, name: &str, rows: &[Json]) {
+    store
+        .admin(AdminOp::CreateStream(spec(name)))
+        .await
+        .unwrap();
+    let records = rows
+        .iter()
+        .map(|r| NewRecord {
+            partition_key: "k".into(),
+            hash_key: hash_key_of("k"),
+            data: Bytes::from(r.to_string()),
+        })
+        .collect();
+    store.append(name, records).await.unwrap();
+}
+
+fn window_join(kind: &str) -> String {
+    format!(
+        "{TABLE_U} SELECT L.device AS l_device, R.device AS r_device, L.temp, R.level, \
+         COALESCE(L.window_start, R.window_start) AS ws FROM \
+         (SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))) L {kind} \
+         (SELECT * FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '1' MINUTE))) R \
+         ON L.device = R.device AND L.window_start = R.window_start AND L.window_end = R.window_end"
+    )
+}
+
+#[tokio::test]
+async fn window_joins_match_rows_of_the_same_window_and_key() {
+    // Minute 0: a on both sides (twice on the left), b only left, c only right.
+    // Minute 1: a only right (its left row is in minute 0: no match across windows).
+    let (_dir, store) = store_with(&[
+        reading("a", 1.0, 5),
+        reading("a", 2.0, 50),
+        reading("b", 3.0, 20),
+        reading("x", 0.0, 200),
+    ])
+    .await;
+    add_stream(
+        &store,
+        "u",
+        &[
+            level("a", 7, 10),
+            level("c", 9, 30),
+            level("a", 8, 70),
+            level("x", 0, 200),
+        ],
+    )
+    .await;
+    let row = |l: Option<&str>, r: Option<&str>, temp: Option<f64>, lv: Option<i64>, ws: &str| json!({"l_device": l, "r_device": r, "temp": temp, "level": lv, "ws": format!("2026-01-01 00:0{ws}:00.000")});
+    let inner = vec![
+        row(Some("a"), Some("a"), Some(1.0), Some(7), "0"),
+        row(Some("a"), Some("a"), Some(2.0), Some(7), "0"),
+        row(Some("x"), Some("x"), Some(0.0), Some(0), "3"),
+    ];
+    assert_eq!(
+        run(&store, &window_join("JOIN")).await,
+        sorted(inner.clone())
+    );
+    let mut left = inner.clone();
+    left.push(row(Some("b"), None, Some(3.0), None, "0"));
+    assert_eq!(run(&store, &window_join("LEFT JOIN")).await, sorted(left));
+    let mut right = inner.clone();
+    right.push(row(None, Some("c"), None, Some(9), "0"));
+    right.push(row(None, Some("a"), None, Some(8), "1"));
+    assert_eq!(run(&store, &window_join("RIGHT JOIN")).await, sorted(right));
+    let mut full = inner;
+    full.push(row(Some("b"), None, Some(3.0), None, "0"));
+    full.push(row(None, Some("c"), None, Some(9), "0"));
+    full.push(row(None, Some("a"), None, Some(8), "1"));
+    assert_eq!(
+        run(&store, &window_join("FULL OUTER JOIN")).await,
+        sorted(full)
+    );
+    // A residual condition and an outer WHERE.
+    let sql = window_join("JOIN").replace(
+        "AND L.window_end = R.window_end",
+        "AND L.window_end = R.window_end AND L.temp > 1.5 WHERE R.level < 8",
+    );
+    assert_eq!(
+        run(&store, &sql).await,
+        vec![row(Some("a"), Some("a"), Some(2.0), Some(7), "0")]
+    );
+}
+
+#[tokio::test]
+async fn a_window_join_waits_for_both_inputs_and_counts_late_rows() {
+    use super::ops::Output;
+    use super::runtime::engine::Engine;
+    // Left runs to minute 3 before the right side has any row: nothing fires (the right
+    // input holds the watermark back). Then a left row of minute 0 is still on time.
+    let sql = format!("{TABLE} {}", window_join("JOIN"));
+    let plan = plan::plan(&parse_script(&sql).unwrap(), 100, true).unwrap();
+    let mut engine = Engine::new(plan);
+    engine.register_shard(0, 1);
+    engine.register_shard(1, 2);
+    let record = |row: Json, position: u64| crate::storage::StoredRecord {
+        position: crate::streams::Position(position),
+        partition_key: "k".into(),
+        data: Bytes::from(row.to_string()),
+    };
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    engine.process(
+        0,
+        1,
+        0,
+        &record(reading("a", 1.0, 10), 1),
+        &mut out,
+        &mut errors,
+    );
+    engine.process(
+        0,
+        1,
+        0,
+        &record(reading("a", 2.0, 200), 2),
+        &mut out,
+        &mut errors,
+    );
+    engine.process(
+        0,
+        1,
+        0,
+        &record(reading("a", 3.0, 20), 3),
+        &mut out,
+        &mut errors,
+    );
+    assert!(out.rows.is_empty() && errors.is_empty(), "{errors:?}");
+    // The right side's watermark passes minute 0: it fires with both left rows.
+    engine.process(
+        1,
+        2,
+        0,
+        &record(level("a", 5, 30), 1),
+        &mut out,
+        &mut errors,
+    );
+    engine.process(
+        1,
+        2,
+        0,
+        &record(level("a", 6, 100), 2),
+        &mut out,
+        &mut errors,
+    );
+    assert_eq!(out.rows.len(), 2, "{:?}", out.rows);
+    // Minute 0 has fired: a row of it on either side is late, counted and reported.
+    engine.process(
+        0,
+        1,
+        0,
+        &record(reading("a", 4.0, 40), 4),
+        &mut out,
+        &mut errors,
+    );
+    engine.process(
+        1,
+        2,
+        0,
+        &record(level("a", 7, 50), 3),
+        &mut out,
+        &mut errors,
+    );
+    assert_eq!(engine.counters.late_records, 2);
+    assert!(errors.iter().all(|e| e.reason == "late"), "{errors:?}");
+    // State survives a checkpoint: a restored engine fires minute 1 as the first would.
+    let saved: super::runtime::engine::EngineState = {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&engine.state(), &mut bytes).unwrap();
+        ciborium::from_reader(bytes.as_slice()).unwrap()
+    };
+    let mut restored = Engine::new(engine.plan.clone());
+    restored.register_shard(0, 1);
+    restored.register_shard(1, 2);
+    restored.restore(saved);
+    let (mut a, mut b) = (Output::default(), Output::default());
+    engine.finish(&mut a);
+    restored.finish(&mut b);
+    let values = |o: &Output| o.rows.iter().map(|r| r.values.clone()).collect::<Vec<_>>();
+    assert_eq!(values(&a), values(&b));
+    assert_eq!(
+        a.rows.len(),
+        0,
+        "minute 1 has a right row only: an inner join gives none"
+    );
+}
+
+#[test]
+fn window_joins_the_engine_cannot_run_are_refused() {
+    let check = |sql: String| {
+        parse_script(&sql)
+            .and_then(|s| plan::plan(&s, 10, true))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let tvf = |table: &str, size: &str| {
+        format!("(SELECT * FROM TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(ts), INTERVAL '{size}' MINUTE)))")
+    };
+    let on = "ON L.device = R.device AND L.window_start = R.window_start AND L.window_end = R.window_end";
+    let e = check(format!(
+        "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN {} R ON L.device = R.device",
+        tvf("t", "1"),
+        tvf("u", "1")
+    ));
+    assert!(e.contains("L.window_start = R.window_start"), "{e}");
+    let e = check(format!(
+        "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN {} R {on}",
+        tvf("t", "1"),
+        tvf("u", "2")
+    ));
+    assert!(e.contains("the same window"), "{e}");
+    let e = check(format!(
+        "{TABLE} {TABLE_U} SELECT COUNT(*) FROM {} L JOIN {} R {on}",
+        tvf("t", "1"),
+        tvf("u", "1")
+    ));
+    assert!(e.contains("second application"), "{e}");
+    let e = check(format!(
+        "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN (SELECT * FROM u) R {on}",
+        tvf("t", "1")
+    ));
+    assert!(e.contains("without aggregation"), "{e}");
+    let e = check(format!(
+        "{TABLE} {TABLE_U} SELECT L.device FROM {} L CROSS JOIN {} R",
+        tvf("t", "1"),
+        tvf("u", "1")
+    ));
+    assert!(e.contains("a window join is"), "{e}");
+}

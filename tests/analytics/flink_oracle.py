@@ -83,9 +83,15 @@ def make_env():
 
 
 def prelude_of(case: dict, input_path: str) -> str:
-    """A case's extra CREATE TABLE statements ('{reference}': the CSV beside the input)."""
+    """A case's extra CREATE TABLE statements ('{reference}': the CSV beside the input; the
+    tables a window join reads: JSON files beside the input, as cases.table_ddl writes them)."""
     reference = os.path.join(os.path.dirname(os.path.abspath(input_path)), "devices.csv")
-    return case.get("prelude", "").replace("{reference}", reference.replace("'", "''"))
+    text = case.get("prelude", "").replace("{reference}", reference.replace("'", "''"))
+    if case.get("tables"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import cases as analytics_cases
+        text = "; ".join(t for t in (text, analytics_cases.table_ddl(case, input_path, "flink")) if t)
+    return text
 
 
 def declare(env, input_path: str, columns: str) -> None:

@@ -10,7 +10,7 @@ import json
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -226,3 +226,111 @@ INSERT INTO copy SELECT device, temp * 2 FROM telemetry;
     r = requests.get(f"{gw.url}/analytics", timeout=10).json()
     assert sorted(a["name"] for a in r["applications"]) == ["copy", "orphan"]
     assert requests.get(f"{gw.url}/health", timeout=10).status_code == 200
+
+
+JOIN_SQL = """
+CREATE TABLE temps (device STRING, temp DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ('connector' = 'kinesis', 'stream' = 'temps',
+  'format' = 'json', 'scan.stream.initpos' = 'TRIM_HORIZON');
+CREATE TABLE levels (device STRING, level INT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ('connector' = 'kinesis', 'stream' = 'levels',
+  'format' = 'json', 'scan.stream.initpos' = 'TRIM_HORIZON');
+CREATE TABLE joined (window_start TIMESTAMP(3), device STRING, temp DOUBLE, level INT)
+  WITH ('connector' = 'kinesis', 'stream' = 'joined', 'format' = 'json');
+INSERT INTO joined
+SELECT L.window_start, L.device, L.temp, R.level
+FROM (SELECT * FROM TABLE(TUMBLE(TABLE temps, DESCRIPTOR(ts), INTERVAL '1' SECOND))) L
+JOIN (SELECT * FROM TABLE(TUMBLE(TABLE levels, DESCRIPTOR(ts), INTERVAL '1' SECOND))) R
+ON L.device = R.device AND L.window_start = R.window_start AND L.window_end = R.window_end;
+"""
+
+
+def test_a_window_join_of_two_streams_is_exactly_once_across_sigkill(gateway_factory):
+    """Two producers write `temps` and `levels` (each value unique, event time increasing) while
+    the gateway is killed and restarted; the joined output must be exactly the join of the
+    stored inputs (a batch resent after a kill is stored twice and joins twice) over every
+    window the final watermark (the smaller of the two inputs' - 5 s) has fired."""
+    gw = gateway_factory(name="wj", extra_config=app_config("joined", JOIN_SQL))
+    c = gw.client()
+    create_stream(c, "temps", 1)
+    create_stream(c, "levels", 1)
+    stop = threading.Event()
+    lock = threading.Lock()
+    sent = {"temps": 0, "levels": 0}
+    box = {"c": c}
+
+    def produce(stream, field, step_ms):
+        i = 0
+        while not stop.is_set():
+            batch = []
+            for _ in range(40):
+                row = {"device": f"d{i % 3}", field: (float(i) if field == "temp" else i),
+                       "ts": ts_text(i * step_ms)}
+                batch.append({"Data": json.dumps(row).encode(), "PartitionKey": row["device"]})
+                i += 1
+            while not stop.is_set():
+                try:
+                    with lock:
+                        client = box["c"]
+                    if client.put_records(StreamName=stream, Records=batch).get("FailedRecordCount", 0) == 0:
+                        break
+                except Exception:
+                    time.sleep(0.2)
+            sent[stream] = i
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=produce, args=a, daemon=True)
+               for a in (("temps", "temp", 13), ("levels", "level", 29))]
+    for t in threads:
+        t.start()
+    rnd = random.Random(20261207)
+    for _ in range(2):
+        wait_for(lambda: min(sent.values()) > 0, 30, "the producers to start")
+        time.sleep(rnd.uniform(1.0, 3.0))
+        gw.kill()
+        time.sleep(rnd.uniform(0.1, 0.5))
+        gw.start()
+        with lock:
+            box["c"] = gw.client()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    c = box["c"]
+
+    def stored(stream):
+        rows = [json.loads(r["Data"]) for r in flatten(read_all(c, stream))]
+        for r in rows:
+            t = datetime.strptime(r["ts"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+            r["ms"] = int((t - BASE).total_seconds() * 1000)
+        return rows
+
+    temps, levels = stored("temps"), stored("levels")
+    assert len(temps) >= 400 and len(levels) >= 400, (len(temps), len(levels))
+    final_wm = min(max(r["ms"] for r in temps), max(r["ms"] for r in levels)) - 5000
+    by_window = defaultdict(lambda: ([], []))
+    for side, rows in ((0, temps), (1, levels)):
+        for r in rows:
+            start = r["ms"] - r["ms"] % 1000
+            if start + 1000 - 1 <= final_wm:
+                by_window[(start, r["device"])][side].append(r)
+    expected = Counter()
+    for (start, device), (ls, rs) in by_window.items():
+        for left in ls:
+            for right in rs:
+                expected[(ts_text(start), device, left["temp"], right["level"])] += 1
+    wait_for(lambda: status(gw, "joined")["records_in"] >= len(temps) + len(levels), 120,
+             "the application to read every input record")
+
+    def output():
+        return Counter((r["window_start"], r["device"], r["temp"], r["level"])
+                       for r in (json.loads(x["Data"]) for x in flatten(read_all(c, "joined"))))
+
+    n = sum(expected.values())
+    wait_for(lambda: sum(output().values()) >= n, 60, f"{n} joined records")
+    got = output()
+    assert got == expected, (f"missing {list((expected - got).items())[:5]}, "
+                             f"extra {list((got - expected).items())[:5]}")
+    s = status(gw, "joined")
+    assert s["state"] == "running" and s["error"] is None, s
+    assert s["late_records"] == 0 and s["error_records"] == 0, s

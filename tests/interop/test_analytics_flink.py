@@ -87,18 +87,29 @@ def telemetry_gateway(module_gateway_factory, analytics_input):
     gw = module_gateway_factory(name="analytics")
     client = gw.client()
     create_stream(client, STREAM, shards=1)
+    put_lines(client, STREAM, lines)
+    # The window-join cases' two more inputs, each a stream of its own.
+    directory = os.path.dirname(os.path.abspath(analytics_input[0]))
+    for name, spec in analytics_cases.TABLES.items():
+        create_stream(client, name, shards=1)
+        with open(os.path.join(directory, spec["file"])) as f:
+            put_lines(client, name, f.read().splitlines())
+    return gw
+
+
+def put_lines(client, stream: str, lines: list[str]) -> None:
     for i in range(0, len(lines), 500):
         batch = lines[i:i + 500]
         records = [{"Data": line.encode(),
                     "PartitionKey": json.loads(line).get("device") or "none"} for line in batch]
-        resp = client.put_records(StreamName=STREAM, Records=records)
+        resp = client.put_records(StreamName=stream, Records=records)
         # A retry of a failed record would change the order: none may fail.
         assert resp.get("FailedRecordCount", 0) == 0, resp
-    return gw
 
 
 def query_script(case: dict, input_path) -> str:
-    extra = analytics_cases.prelude(case, input_path)
+    extra = "; ".join(t for t in (analytics_cases.prelude(case, input_path),
+                                  analytics_cases.table_ddl(case, input_path, "kinedge")) if t)
     return (f"CREATE TABLE {STREAM} ({case['columns']}) WITH ('connector' = 'kinesis', "
             f"'stream' = '{STREAM}', 'format' = 'json', 'scan.stream.initpos' = 'TRIM_HORIZON'); "
             + (f"{extra}; " if extra else "") + f"{case['sql']}")

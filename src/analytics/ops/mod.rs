@@ -1,9 +1,11 @@
 //! The engine's streaming operators: filter and projection, window aggregation
-//! (`window`), OVER aggregation (`over`), and aggregate accumulators (`aggregate`).
+//! (`window`), OVER aggregation (`over`), the window join of two streams (`join`), and
+//! aggregate accumulators (`aggregate`).
 //! Operators take rows one at a time with their rowtime and the current watermark and put
 //! results into an [`Output`]; `advance` fires what the watermark completes.
 
 pub mod aggregate;
+pub mod join;
 pub mod over;
 pub mod window;
 

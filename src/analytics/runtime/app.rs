@@ -1,4 +1,5 @@
-//! One running application: read, process, and commit output with the checkpoint.
+//! One running application: read, process, and commit output with the checkpoint (what
+//! goes where: `sink`).
 //!
 //! The loop: read a chunk of every readable input shard and run it through the engine (on a
 //! blocking thread); hand MQTT and print results out at once (at-least-once: after a crash
@@ -15,21 +16,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::checkpoint::{fingerprint, Checkpoint, CheckpointRef};
 use super::engine::{Counters, Engine, ErrorRecord};
 use super::reader::StreamReader;
-use crate::analytics::format::encode;
+use super::sink::{route, Pending};
 use crate::analytics::ops::{OutRow, Output};
 use crate::analytics::service::ApplicationState;
 use crate::analytics::sql::parse_script;
-use crate::analytics::sql::plan::{self, Plan, SinkKind};
-use crate::analytics::value::Value;
+use crate::analytics::sql::plan::{self, SinkKind};
 use crate::ingest::mqtt::Broker;
 use crate::storage::{AdminOp, CheckpointOp, NewRecord, Store, StoreError, StreamSpec};
-use crate::streams::{hash_key_of, OnFull, Position, StreamMode};
+use crate::streams::{OnFull, Position, StreamMode};
 
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
@@ -97,45 +96,31 @@ pub async fn run(ctx: AppContext) {
     }
 }
 
-struct Pending {
-    /// (stream, records)
-    records: BTreeMap<String, Vec<NewRecord>>,
-    bytes: usize,
-}
-
-impl Pending {
-    fn new() -> Pending {
-        Pending {
-            records: BTreeMap::new(),
-            bytes: 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    fn push(&mut self, stream: &str, partition_key: String, data: String) {
-        self.bytes += data.len() + partition_key.len();
-        self.records
-            .entry(stream.to_string())
-            .or_default()
-            .push(NewRecord {
-                hash_key: hash_key_of(&partition_key),
-                partition_key,
-                data: Bytes::from(data),
-            });
-    }
-}
-
 struct Working {
     engine: Engine,
-    reader: StreamReader,
+    /// One per input table (the source; a window join's right side).
+    readers: Vec<StreamReader>,
+}
+
+impl Working {
+    /// (input, shard uid) of every shard being read.
+    fn open_shards(&self) -> Vec<(usize, u64)> {
+        self.readers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.cursors
+                    .iter()
+                    .filter(|(_, c)| !c.exhausted)
+                    .map(move |(u, _)| (i, *u))
+            })
+            .collect()
+    }
 }
 
 struct Step {
-    /// Shards that gave records in this step.
-    active: Vec<u64>,
+    /// (input, shard uid) of the shards that gave records in this step.
+    active: Vec<(usize, u64)>,
     rows: Vec<OutRow>,
     errors: Vec<ErrorRecord>,
     more: bool,
@@ -150,7 +135,7 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         .sink
         .clone()
         .ok_or("an application needs INSERT INTO")?;
-    let input = plan.source.stream.clone();
+    let inputs: Vec<String> = plan.inputs().iter().map(|s| s.stream.clone()).collect();
     let out_stream = match &sink.kind {
         SinkKind::Kinesis { stream } => Some(stream.clone()),
         SinkKind::Firehose { delivery_stream } => Some(
@@ -160,7 +145,7 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     };
     {
         let mut status = ctx.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.inputs = vec![input.clone()];
+        status.inputs = inputs.clone();
         status.outputs = out_stream
             .iter()
             .cloned()
@@ -185,13 +170,16 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     if matches!(sink.kind, SinkKind::Mqtt { .. }) && ctx.broker.is_none() {
         return Err("the mqtt sink needs the MQTT broker ([mqtt] is disabled)".into());
     }
-    // The input stream may be created later: wait for it, saying so.
+    // An input stream may be created later: wait for it, saying so.
     let mut stop = ctx.stop.clone();
-    while ctx.store.catalog().stream(&input).is_none() {
+    while let Some(missing) = inputs
+        .iter()
+        .find(|i| ctx.store.catalog().stream(i).is_none())
+    {
         set_error(
             ctx,
             Some(format!(
-                "waiting for input stream {input}, which does not exist"
+                "waiting for input stream {missing}, which does not exist"
             )),
         );
         tokio::select! {
@@ -200,12 +188,10 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         }
     }
     set_error(ctx, None);
-    let stream_uid = ctx
-        .store
-        .catalog()
-        .stream(&input)
-        .map(|m| m.uid)
-        .unwrap_or(0);
+    let stream_uids: Vec<u64> = inputs
+        .iter()
+        .map(|i| ctx.store.catalog().stream(i).map(|m| m.uid).unwrap_or(0))
+        .collect();
     let fp = fingerprint(&ctx.sql);
     let consumer = consumer(&ctx.name);
     let rows = {
@@ -218,7 +204,11 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     };
     let saved = Checkpoint::decode(rows)?;
     let mut working = Working {
-        reader: StreamReader::new(ctx.store.clone(), input.clone(), plan.source.start),
+        readers: plan
+            .inputs()
+            .iter()
+            .map(|s| StreamReader::new(ctx.store.clone(), s.stream.clone(), s.start))
+            .collect(),
         engine: Engine::new(plan.clone()),
     };
     working.engine.lookup = plan
@@ -228,8 +218,15 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         .map(|l| super::lookup::Lookup::new(l, &ctx.store));
     let mut fresh = true;
     if let Some(saved) = saved {
-        if saved.stream_uid == stream_uid {
-            working.reader.cursors = saved.cursors;
+        let same_inputs = saved.stream_uid == stream_uids[0]
+            && stream_uids
+                .get(1)
+                .is_none_or(|u| *u == saved.right_stream_uid);
+        if same_inputs {
+            working.readers[0].cursors = saved.cursors;
+            if let Some(right) = working.readers.get_mut(1) {
+                right.cursors = saved.right_cursors;
+            }
             fresh = false;
             if saved.fingerprint == fp {
                 working.engine.restore(saved.engine);
@@ -240,16 +237,16 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                     ..Default::default()
                 });
             }
-            for (uid, cursor) in working.reader.cursors.iter() {
-                if !cursor.exhausted {
-                    working.engine.register_shard(*uid);
-                }
+            for (input, uid) in working.open_shards() {
+                working.engine.register_shard(input, uid);
             }
         }
     }
     if fresh {
-        for uid in working.reader.discover() {
-            working.engine.register_shard(uid);
+        for (input, reader) in working.readers.iter_mut().enumerate() {
+            for uid in reader.discover() {
+                working.engine.register_shard(input, uid);
+            }
         }
     }
     let mut pending = Pending::new();
@@ -267,21 +264,14 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
         0 => None,
         ms => Some(Duration::from_millis(ms)),
     };
-    let mut last_data: HashMap<u64, Instant> = HashMap::new();
+    let mut last_data: HashMap<(usize, u64), Instant> = HashMap::new();
     loop {
         if *ctx.stop.borrow() {
-            let (_, rows) = encode_checkpoint(working, fp, stream_uid).await?;
+            let (_, rows) = encode_checkpoint(working, fp, stream_uids.clone()).await?;
             commit(ctx, &mut pending, rows, &consumer).await?;
             return Ok(());
         }
-        for uid in working
-            .reader
-            .cursors
-            .iter()
-            .filter(|(_, c)| !c.exhausted)
-            .map(|(u, _)| *u)
-            .collect::<Vec<_>>()
-        {
+        for (_, uid) in working.open_shards() {
             if let std::collections::hash_map::Entry::Vacant(e) = receivers.entry(uid) {
                 if let Some(rx) = ctx.store.subscribe(uid) {
                     e.insert(rx);
@@ -302,18 +292,24 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             .map_err(|e| format!("the application's worker failed: {e}"))?
         };
         working = back;
-        let step = step.map_err(|e| format!("reading input stream {input}: {e}"))?;
+        let step = step.map_err(|e| format!("reading input streams {}: {e}", inputs.join(", ")))?;
         let now = Instant::now();
-        for uid in &step.active {
-            last_data.insert(*uid, now);
+        for shard in &step.active {
+            last_data.insert(*shard, now);
         }
         if let Some(timeout) = idle_timeout {
             let mut out = Output::default();
-            for uid in working.reader.cursors.keys().copied().collect::<Vec<_>>() {
-                let seen = *last_data.entry(uid).or_insert(now);
+            let shards: Vec<(usize, u64)> = working
+                .readers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.cursors.keys().map(move |u| (i, *u)))
+                .collect();
+            for (input, uid) in shards {
+                let seen = *last_data.entry((input, uid)).or_insert(now);
                 working
                     .engine
-                    .set_idle(uid, now.duration_since(seen) >= timeout, &mut out);
+                    .set_idle(input, uid, now.duration_since(seen) >= timeout, &mut out);
             }
             route(
                 ctx,
@@ -371,7 +367,7 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             }
             let (back, rows) = {
                 let _worker = ctx.workers.acquire().await;
-                encode_checkpoint(working, fp, stream_uid).await?
+                encode_checkpoint(working, fp, stream_uids.clone()).await?
             };
             working = back;
             // Retry the same commit until it goes through (or the application is stopped).
@@ -417,33 +413,40 @@ fn step(working: &mut Working) -> Result<Step, StoreError> {
     if let Some(lookup) = working.engine.lookup.as_mut() {
         lookup.refresh();
     }
-    for uid in working.reader.discover() {
-        working.engine.register_shard(uid);
-    }
-    let (chunks, more) = working.reader.read(READ_RECORDS, READ_BYTES)?;
     let mut records = 0;
     let mut newest_arrival = None;
-    let active = chunks.iter().map(|c| c.uid).collect();
-    for chunk in &chunks {
-        for record in &chunk.records {
-            working
-                .engine
-                .process(chunk.uid, chunk.index, record, &mut out, &mut errors);
-        }
-        records += chunk.records.len();
-        if let Some(last) = chunk.records.last() {
-            newest_arrival = newest_arrival.max(Some(last.position.millis()));
+    let mut active = Vec::new();
+    let mut more = false;
+    // Every input's shards count before any row is processed: an input without rows yet
+    // holds the watermark back.
+    for (input, reader) in working.readers.iter_mut().enumerate() {
+        for uid in reader.discover() {
+            working.engine.register_shard(input, uid);
         }
     }
-    let exhausted: Vec<u64> = working
-        .reader
-        .cursors
-        .iter()
-        .filter(|(_, c)| c.exhausted)
-        .map(|(u, _)| *u)
-        .collect();
-    for uid in exhausted {
-        working.engine.retire_shard(uid, &mut out);
+    for (input, reader) in working.readers.iter_mut().enumerate() {
+        let (chunks, more_here) = reader.read(READ_RECORDS, READ_BYTES)?;
+        more |= more_here;
+        for chunk in &chunks {
+            active.push((input, chunk.uid));
+            for record in &chunk.records {
+                working.engine.process(
+                    input,
+                    chunk.uid,
+                    chunk.index,
+                    record,
+                    &mut out,
+                    &mut errors,
+                );
+            }
+            records += chunk.records.len();
+            if let Some(last) = chunk.records.last() {
+                newest_arrival = newest_arrival.max(Some(last.position.millis()));
+            }
+        }
+        for uid in reader.exhausted() {
+            working.engine.retire_shard(input, uid, &mut out);
+        }
     }
     working.engine.tick(&mut out);
     Ok(Step {
@@ -456,98 +459,23 @@ fn step(working: &mut Working) -> Result<Step, StoreError> {
     })
 }
 
-/// Sends result rows where the sink wants them.
-async fn route(
-    ctx: &AppContext,
-    sink: &plan::SinkPlan,
-    plan: &Plan,
-    rows: Vec<OutRow>,
-    pending: &mut Pending,
-    engine: &mut Engine,
-) {
-    if rows.is_empty() {
-        return;
-    }
-    engine.count_out(rows.len());
-    for row in rows {
-        let data = encode(sink.format, &sink.columns, &row.values);
-        match &sink.kind {
-            SinkKind::Kinesis { stream } => pending.push(stream, partition_key(&row), data),
-            SinkKind::Firehose { delivery_stream } => pending.push(
-                &crate::delivery::config::direct_put_stream_name(delivery_stream),
-                partition_key(&row),
-                data,
-            ),
-            SinkKind::Mqtt { topic } => {
-                if let Some(broker) = &ctx.broker {
-                    let topic = fill_topic(topic, &plan.columns, &row.values);
-                    broker.publish(Bytes::from(topic), Bytes::from(data)).await;
-                }
-            }
-            SinkKind::Print => {
-                tracing::info!(application = %ctx.name, row = %data, "analytics result")
-            }
-            SinkKind::Blackhole => {}
-        }
-    }
-}
-
-fn partition_key(row: &OutRow) -> String {
-    let key = match &row.partition_key {
-        Some(k) if !k.is_empty() => k.clone(),
-        _ => row
-            .values
-            .first()
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
-    };
-    let key: String = key
-        .chars()
-        .take(crate::storage::MAX_PARTITION_KEY_CHARS)
-        .collect();
-    if key.is_empty() {
-        "-".into()
-    } else {
-        key
-    }
-}
-
-/// `alerts/{device}`: each `{column}` replaced by the row's value (MQTT wildcards removed).
-pub fn fill_topic(
-    template: &str,
-    columns: &[(String, crate::analytics::value::SqlType)],
-    values: &[Value],
-) -> String {
-    let mut topic = template.to_string();
-    for ((name, _), value) in columns.iter().zip(values) {
-        let needle = format!("{{{name}}}");
-        if topic.contains(&needle) {
-            let text: String = value
-                .to_string()
-                .chars()
-                .filter(|c| !matches!(c, '+' | '#' | '/' | '\0'))
-                .collect();
-            topic = topic.replace(&needle, &text);
-        }
-    }
-    topic
-}
-
 /// Encodes the checkpoint that covers what is pending (on a blocking thread: a big window
 /// state takes a while).
 async fn encode_checkpoint(
     working: Working,
     fp: u64,
-    stream_uid: u64,
+    stream_uids: Vec<u64>,
 ) -> Result<(Working, Vec<(u64, Vec<u8>)>), String> {
     let (working, rows) = tokio::task::spawn_blocking(move || {
-        let rows = CheckpointRef::new(
-            fp,
-            stream_uid,
-            &working.reader.cursors,
-            working.engine.state(),
-        )
-        .encode();
+        let inputs: Vec<_> = stream_uids
+            .iter()
+            .zip(&working.readers)
+            .map(|(uid, r)| (*uid, &r.cursors))
+            .collect();
+        let rows = match CheckpointRef::new(fp, &inputs, working.engine.state()) {
+            Some(checkpoint) => checkpoint.encode(),
+            None => Err("an application without an input".to_string()),
+        };
         (working, rows)
     })
     .await

@@ -25,6 +25,11 @@ pub struct Checkpoint {
     pub stream_uid: u64,
     pub cursors: BTreeMap<u64, ShardCursor>,
     pub engine: EngineState,
+    /// A window join's second input stream: its uid and cursors.
+    #[serde(default)]
+    pub right_stream_uid: u64,
+    #[serde(default)]
+    pub right_cursors: BTreeMap<u64, ShardCursor>,
 }
 
 pub fn fingerprint(sql: &str) -> u64 {
@@ -43,22 +48,27 @@ pub struct CheckpointRef<'a> {
     pub stream_uid: u64,
     pub cursors: &'a BTreeMap<u64, ShardCursor>,
     pub engine: EngineStateRef<'a>,
+    pub right_stream_uid: u64,
+    pub right_cursors: Option<&'a BTreeMap<u64, ShardCursor>>,
 }
 
 impl<'a> CheckpointRef<'a> {
+    /// `inputs`: each input stream's uid and cursors (the source's, then a join's right side).
     pub fn new(
         fingerprint: u64,
-        stream_uid: u64,
-        cursors: &'a BTreeMap<u64, ShardCursor>,
+        inputs: &[(u64, &'a BTreeMap<u64, ShardCursor>)],
         engine: EngineStateRef<'a>,
-    ) -> Self {
-        CheckpointRef {
+    ) -> Option<Self> {
+        let (stream_uid, cursors) = *inputs.first()?;
+        Some(CheckpointRef {
             version: VERSION,
             fingerprint,
             stream_uid,
             cursors,
             engine,
-        }
+            right_stream_uid: inputs.get(1).map_or(0, |i| i.0),
+            right_cursors: inputs.get(1).map(|i| i.1),
+        })
     }
 
     /// The rows to store (CBOR cut into rows of at most `ROW_BYTES`).

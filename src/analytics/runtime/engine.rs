@@ -1,6 +1,6 @@
 //! One query's pipeline over records: decode, metadata and computed columns, the watermark
-//! (per input shard, the minimum over the shards that are not idle), the operator, and
-//! what it fires. Used by applications (continuous, checkpointed) and queries (bounded: a
+//! (per input shard, the minimum over the shards that are not idle; with two inputs, a window
+//! join, the minimum over the inputs that are not idle), the operator, and what it fires. Used by applications (continuous, checkpointed) and queries (bounded: a
 //! final watermark fires everything at the end, as Flink does at the end of a bounded input).
 //!
 //! Invariant: a row is processed with the watermark as it was before that row; the row's own
@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::format::Decoder;
+use super::input::{Input, InputMark};
+use crate::analytics::ops::join::{Side, WindowJoin, WindowJoinState};
 use crate::analytics::ops::over::{Over, OverState};
 use crate::analytics::ops::window::{WindowAgg, WindowAggState, WindowKind};
 use crate::analytics::ops::{Output, RowError};
@@ -45,6 +46,7 @@ enum Operator {
     WindowProject,
     WindowAgg(Box<WindowAgg>),
     Over(Box<Over>),
+    WindowJoin(Box<WindowJoin>),
 }
 
 /// The engine's state in a checkpoint.
@@ -56,6 +58,11 @@ pub struct EngineState {
     pub window: Option<WindowAggState>,
     pub over: Option<OverState>,
     pub counters: Counters,
+    /// A window join's second input: as `shard_watermarks`.
+    #[serde(default)]
+    pub right_shard_watermarks: BTreeMap<u64, i64>,
+    #[serde(default)]
+    pub join: Option<WindowJoinState>,
 }
 
 /// [`EngineState`] borrowed from the engine, for writing a checkpoint without a copy.
@@ -66,17 +73,17 @@ pub struct EngineStateRef<'a> {
     pub window: Option<&'a WindowAggState>,
     pub over: Option<&'a OverState>,
     pub counters: Counters,
+    pub right_shard_watermarks: Option<&'a BTreeMap<u64, i64>>,
+    pub join: Option<&'a WindowJoinState>,
 }
 
 pub struct Engine {
     pub plan: Plan,
     /// The rows of a lookup join's table.
     pub lookup: Option<super::lookup::Lookup>,
-    decoder: Decoder,
     op: Operator,
-    /// Shards whose watermark counts (registered and not idle), with their watermark.
-    shards: BTreeMap<u64, ShardMark>,
-    shard_watermarks: BTreeMap<u64, i64>,
+    /// The plan's inputs (0: its source; 1: a window join's right side).
+    inputs: Vec<Input>,
     pub watermark: Option<i64>,
     pub counters: Counters,
     time_slot: Option<usize>,
@@ -84,18 +91,9 @@ pub struct Engine {
     window_scratch: Vec<(i64, i64)>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct ShardMark {
-    idle: bool,
-}
-
 impl Engine {
     pub fn new(plan: Plan) -> Engine {
-        let decoder = Decoder {
-            format: plan.source.format,
-            fields: plan.source.fields.clone(),
-            delimiter: plan.source.csv_delimiter,
-        };
+        let inputs = plan.inputs().into_iter().map(Input::new).collect();
         let width = plan.source.width;
         let (op, time_slot) = match &plan.stage {
             Stage::Project { .. } => (Operator::Project, None),
@@ -107,15 +105,17 @@ impl Engine {
             Stage::Over { time, plan: p, .. } => {
                 (Operator::Over(Box::new(Over::new(p.clone()))), Some(*time))
             }
+            Stage::WindowJoin { left, join, .. } => (
+                Operator::WindowJoin(Box::new(WindowJoin::new((**join).clone()))),
+                Some(left.time),
+            ),
         };
         let proctime_windows = time_slot.is_some() && time_slot == plan.source.proctime;
         Engine {
             plan,
             lookup: None,
-            decoder,
             op,
-            shards: BTreeMap::new(),
-            shard_watermarks: BTreeMap::new(),
+            inputs,
             watermark: None,
             counters: Counters::default(),
             time_slot,
@@ -129,6 +129,7 @@ impl Engine {
         match &self.op {
             Operator::WindowAgg(w) => w.open_entries(),
             Operator::Over(o) => o.open_entries(),
+            Operator::WindowJoin(j) => j.open_entries(),
             _ => 0,
         }
     }
@@ -136,24 +137,32 @@ impl Engine {
     pub fn state_overflows(&self) -> u64 {
         match &self.op {
             Operator::WindowAgg(w) => w.state.overflows,
+            Operator::WindowJoin(j) => j.state.overflows,
             _ => 0,
         }
     }
 
-    /// A shard whose rows count for the watermark from now on.
-    pub fn register_shard(&mut self, uid: u64) {
-        self.shards.entry(uid).or_default();
+    /// A shard of input `input` whose rows count for the watermark from now on.
+    pub fn register_shard(&mut self, input: usize, uid: u64) {
+        if let Some(i) = self.inputs.get_mut(input) {
+            i.shards.entry(uid).or_default();
+        }
     }
 
     /// A shard that will give no more rows (closed and read to its end).
-    pub fn retire_shard(&mut self, uid: u64, out: &mut Output) {
-        self.shards.remove(&uid);
+    pub fn retire_shard(&mut self, input: usize, uid: u64, out: &mut Output) {
+        if let Some(i) = self.inputs.get_mut(input) {
+            i.shards.remove(&uid);
+        }
         self.recompute_watermark(out);
     }
 
     /// An idle shard does not hold the watermark back (`table.exec.source.idle-timeout`).
-    pub fn set_idle(&mut self, uid: u64, idle: bool, out: &mut Output) {
-        if let Some(mark) = self.shards.get_mut(&uid) {
+    pub fn set_idle(&mut self, input: usize, uid: u64, idle: bool, out: &mut Output) {
+        let Some(i) = self.inputs.get_mut(input) else {
+            return;
+        };
+        if let Some(mark) = i.shards.get_mut(&uid) {
             if mark.idle != idle {
                 mark.idle = idle;
                 self.recompute_watermark(out);
@@ -161,9 +170,10 @@ impl Engine {
         }
     }
 
-    /// Processes one record of shard `shard_uid` (index `shard_index`).
+    /// Processes one record of input `input`'s shard `shard_uid` (index `shard_index`).
     pub fn process(
         &mut self,
+        input: usize,
         shard_uid: u64,
         shard_index: u64,
         record: &StoredRecord,
@@ -171,7 +181,7 @@ impl Engine {
         errors: &mut Vec<ErrorRecord>,
     ) {
         self.counters.records_in += 1;
-        match self.process_row(shard_uid, shard_index, record, out) {
+        match self.process_row(input, shard_uid, shard_index, record, out) {
             Ok(()) => {}
             Err((reason, message)) => {
                 if reason == "late" {
@@ -212,14 +222,19 @@ impl Engine {
 
     fn process_row(
         &mut self,
+        input: usize,
         shard_uid: u64,
         shard_index: u64,
         record: &StoredRecord,
         out: &mut Output,
     ) -> Result<(), (&'static str, String)> {
-        let source = &self.plan.source;
+        let source = match (&self.plan.stage, input) {
+            (Stage::WindowJoin { right_source, .. }, 1) => right_source,
+            _ => &self.plan.source,
+        };
         let mut row = vec![Value::Null; source.width];
-        self.decoder
+        self.inputs[input]
+            .decoder
             .decode(&record.data, &mut row)
             .map_err(|m| ("parse", m))?;
         for (metadata, slot) in &source.metadata {
@@ -267,7 +282,10 @@ impl Engine {
             }
             None => None,
         };
-        let rowtime = self.time_slot.and_then(|slot| row[slot].as_i64());
+        let rowtime = self
+            .time_slot
+            .and_then(|slot| row.get(slot))
+            .and_then(Value::as_i64);
         let watermark = if self.proctime_windows {
             Some(crate::storage::now_ms() as i64 - 1)
         } else {
@@ -287,7 +305,7 @@ impl Engine {
                         filter.eval(&row).map_err(|m| ("eval", m))?,
                         Value::Bool(true)
                     ) {
-                        self.after_row(shard_uid, mark, out);
+                        self.after_row(input, shard_uid, mark, out);
                         return Ok(());
                     }
                 }
@@ -352,7 +370,7 @@ impl Engine {
                         filter.eval(&row).map_err(|m| ("eval", m))?,
                         Value::Bool(true)
                     ) {
-                        self.after_row(shard_uid, mark, out);
+                        self.after_row(input, shard_uid, mark, out);
                         return Ok(());
                     }
                 }
@@ -365,25 +383,75 @@ impl Engine {
                         filter.eval(&row).map_err(|m| ("eval", m))?,
                         Value::Bool(true)
                     ) {
-                        self.after_row(shard_uid, mark, out);
+                        self.after_row(input, shard_uid, mark, out);
                         return Ok(());
                     }
                 }
                 op.process(row, ts, watermark).map_err(eval)?;
             }
+            (Operator::WindowJoin(op), Stage::WindowJoin { left, right, .. }) => {
+                let (side, plan) = if input == 0 {
+                    (Side::Left, left)
+                } else {
+                    (Side::Right, right)
+                };
+                let ts = row[plan.time]
+                    .as_i64()
+                    .ok_or(("parse", "the time column is NULL".to_string()))?;
+                let mut windows = std::mem::take(&mut self.window_scratch);
+                plan.kind.assign(ts, &mut windows);
+                let width = row.len();
+                row.extend([Value::Null, Value::Null, Value::Null]);
+                let mut late = 0;
+                for &(start, end) in &windows {
+                    row[width] = Value::Ts(start);
+                    row[width + 1] = Value::Ts(end);
+                    row[width + 2] = Value::Ts(end - 1);
+                    if let Some(filter) = &plan.filter {
+                        if !matches!(
+                            filter.eval(&row).map_err(|m| ("eval", m))?,
+                            Value::Bool(true)
+                        ) {
+                            continue;
+                        }
+                    }
+                    let values = plan
+                        .select
+                        .iter()
+                        .map(|s| s.eval(&row))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| ("eval", m))?;
+                    match op.process(side, values, start, end, watermark, out) {
+                        Ok(()) => {}
+                        Err(RowError::Late) => late += 1,
+                        Err(e) => return Err(eval(e)),
+                    }
+                }
+                let total = windows.len();
+                self.window_scratch = windows;
+                if late > 0 {
+                    return Err((
+                        "late",
+                        format!("the row is behind the watermark: {late} of its {total} windows have fired"),
+                    ));
+                }
+            }
             _ => return Err(("eval", "the operator does not match the plan".into())),
         }
-        self.after_row(shard_uid, mark, out);
+        self.after_row(input, shard_uid, mark, out);
         Ok(())
     }
 
-    fn after_row(&mut self, shard_uid: u64, mark: Option<i64>, out: &mut Output) {
+    fn after_row(&mut self, input: usize, shard_uid: u64, mark: Option<i64>, out: &mut Output) {
         if self.proctime_windows {
             self.advance_to(crate::storage::now_ms() as i64 - 1, out);
             return;
         }
         let Some(mark) = mark else { return };
-        let current = self.shard_watermarks.entry(shard_uid).or_insert(i64::MIN);
+        let current = self.inputs[input]
+            .shard_watermarks
+            .entry(shard_uid)
+            .or_insert(i64::MIN);
         if mark > *current {
             *current = mark;
             self.recompute_watermark(out);
@@ -392,19 +460,12 @@ impl Engine {
 
     fn recompute_watermark(&mut self, out: &mut Output) {
         let mut min: Option<i64> = None;
-        let mut any = false;
-        for (uid, mark) in &self.shards {
-            if mark.idle {
-                continue;
+        for input in &self.inputs {
+            match input.mark() {
+                InputMark::Hold => return,
+                InputMark::Idle => {}
+                InputMark::At(w) => min = Some(min.map_or(w, |m| m.min(w))),
             }
-            any = true;
-            match self.shard_watermarks.get(uid) {
-                Some(w) => min = Some(min.map_or(*w, |m| m.min(*w))),
-                None => return, // a shard without rows holds the watermark back
-            }
-        }
-        if !any {
-            return;
         }
         if let Some(wm) = min {
             self.advance_to(wm, out);
@@ -420,6 +481,7 @@ impl Engine {
         match &mut self.op {
             Operator::WindowAgg(op) => op.advance(wm, out),
             Operator::Over(op) => op.advance(wm, out),
+            Operator::WindowJoin(op) => op.advance(wm, out),
             _ => {}
         }
     }
@@ -438,7 +500,12 @@ impl Engine {
 
     pub fn state(&self) -> EngineStateRef<'_> {
         EngineStateRef {
-            shard_watermarks: &self.shard_watermarks,
+            shard_watermarks: &self.inputs[0].shard_watermarks,
+            right_shard_watermarks: self.inputs.get(1).map(|i| &i.shard_watermarks),
+            join: match &self.op {
+                Operator::WindowJoin(j) => Some(&j.state),
+                _ => None,
+            },
             watermark: self.watermark,
             window: match &self.op {
                 Operator::WindowAgg(w) => Some(&w.state),
@@ -454,7 +521,16 @@ impl Engine {
 
     pub fn snapshot(&self) -> EngineState {
         EngineState {
-            shard_watermarks: self.shard_watermarks.clone(),
+            shard_watermarks: self.inputs[0].shard_watermarks.clone(),
+            right_shard_watermarks: self
+                .inputs
+                .get(1)
+                .map(|i| i.shard_watermarks.clone())
+                .unwrap_or_default(),
+            join: match &self.op {
+                Operator::WindowJoin(j) => Some(j.state.clone()),
+                _ => None,
+            },
             watermark: self.watermark,
             window: match &self.op {
                 Operator::WindowAgg(w) => Some(w.state.clone()),
@@ -469,12 +545,16 @@ impl Engine {
     }
 
     pub fn restore(&mut self, state: EngineState) {
-        self.shard_watermarks = state.shard_watermarks;
+        self.inputs[0].shard_watermarks = state.shard_watermarks;
+        if let Some(right) = self.inputs.get_mut(1) {
+            right.shard_watermarks = state.right_shard_watermarks;
+        }
         self.watermark = state.watermark;
         self.counters = state.counters;
         match &mut self.op {
             Operator::WindowAgg(w) => w.state = state.window.unwrap_or_default(),
             Operator::Over(o) => o.state = state.over.unwrap_or_default(),
+            Operator::WindowJoin(j) => j.state = state.join.unwrap_or_default(),
             _ => {}
         }
     }

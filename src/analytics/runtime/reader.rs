@@ -191,6 +191,15 @@ impl StreamReader {
         Ok((chunks, more))
     }
 
+    /// The shards read to their end (closed, nothing more to come).
+    pub fn exhausted(&self) -> Vec<u64> {
+        self.cursors
+            .iter()
+            .filter(|(_, c)| c.exhausted)
+            .map(|(u, _)| *u)
+            .collect()
+    }
+
     /// True when a bounded read has read everything up to its ends.
     pub fn bounded_done(&self) -> bool {
         let Some(ends) = &self.ends else { return false };

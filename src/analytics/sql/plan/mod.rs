@@ -4,6 +4,7 @@
 //! sink. Everything the engine cannot run is refused here, with its position. `tables` plans
 //! the source, lookup and sink tables; `windows` the window functions and aggregations.
 
+mod join;
 mod tables;
 mod windows;
 
@@ -17,6 +18,7 @@ use super::ddl::{ColumnKind, Metadata, TableDef};
 use super::expr::{compile, Scalar, Scope, ScopeColumn};
 use super::{Action, Script, SqlError};
 use crate::analytics::ops::aggregate::AggSpec;
+use crate::analytics::ops::join::WindowJoinPlan;
 use crate::analytics::ops::over::OverPlan;
 use crate::analytics::ops::window::{WindowAggPlan, WindowKind};
 use crate::analytics::value::SqlType;
@@ -111,6 +113,45 @@ pub enum Stage {
         pre_filter: Option<Scalar>,
         plan: OverPlan,
     },
+    /// A window join of two streams: the plan's source is the left side's table.
+    WindowJoin {
+        left: Box<JoinSide>,
+        right: Box<JoinSide>,
+        right_source: Box<SourcePlan>,
+        join: Box<WindowJoinPlan>,
+    },
+}
+
+/// One side of a window join: the window projection of its table (event time).
+#[derive(Debug, Clone)]
+pub struct JoinSide {
+    pub kind: WindowKind,
+    pub time: usize,
+    pub filter: Option<Scalar>,
+    pub select: Vec<Scalar>,
+    /// Its table's row width: window_start, window_end and window_time follow.
+    pub input_width: usize,
+}
+
+impl JoinSide {
+    /// True when the side's output column `col` is its window_start.
+    fn is_start(&self, col: usize) -> bool {
+        matches!(self.select.get(col), Some(Scalar::Col(s)) if *s == self.input_width)
+    }
+
+    fn is_end(&self, col: usize) -> bool {
+        matches!(self.select.get(col), Some(Scalar::Col(s)) if *s == self.input_width + 1)
+    }
+}
+
+impl Plan {
+    /// The tables the plan reads: its source, and a window join's right side.
+    pub fn inputs(&self) -> Vec<&SourcePlan> {
+        match &self.stage {
+            Stage::WindowJoin { right_source, .. } => vec![&self.source, right_source],
+            _ => vec![&self.source],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,12 +311,12 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
 }
 
 /// A planned SELECT: its source, its stage and its result columns.
-type Planned = (SourcePlan, Stage, Vec<(String, SqlType)>);
+pub(super) type Planned = (SourcePlan, Stage, Vec<(String, SqlType)>);
 
 /// A window TVF call: the window, the time column's name, SESSION's partition keys.
 type WindowCall = (WindowKind, String, Vec<Expr>);
 
-struct Planner<'a> {
+pub(super) struct Planner<'a> {
     script: &'a Script,
     max_state_keys: usize,
     bounded: bool,
@@ -344,9 +385,16 @@ impl Planner<'_> {
         let [from] = select.from.as_slice() else {
             return Err(SqlError::of(
                 select,
-                "a SELECT reads exactly one table or window function (joins are not supported yet)",
+                "a SELECT reads one table or window function, or joins two: FROM a JOIN b ON ... (a comma join is not supported)",
             ));
         };
+        let derived = |t: &TableFactor| matches!(t, TableFactor::Derived { .. });
+        if derived(&from.relation) || from.joins.first().is_some_and(|j| derived(&j.relation)) {
+            if from.joins.len() != 1 {
+                return Err(SqlError::of(&from.relation, "a nested query is supported only as a side of a window join of two streams: FROM (SELECT * FROM TABLE(TUMBLE(...))) L JOIN (SELECT * FROM TABLE(TUMBLE(...))) R ON ..."));
+            }
+            return self.window_join(select, from);
+        }
         if from.joins.len() > 1 {
             return Err(SqlError::of(
                 &from.joins[1].relation,
@@ -511,7 +559,10 @@ impl Planner<'_> {
 }
 
 /// SELECT items with their output names (`*` expanded; unnamed expressions are `EXPR$n`).
-fn expand_items(items: &[SelectItem], scope: &Scope) -> Result<Vec<(Expr, String)>, SqlError> {
+pub(super) fn expand_items(
+    items: &[SelectItem],
+    scope: &Scope,
+) -> Result<Vec<(Expr, String)>, SqlError> {
     let mut out = Vec::new();
     for item in items {
         match item {

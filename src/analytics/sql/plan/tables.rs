@@ -383,7 +383,7 @@ impl Planner<'_> {
     }
 }
 
-fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+pub(super) fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
         Expr::BinaryOp {
             left,
@@ -498,6 +498,8 @@ pub(super) fn mark_used(source: &mut SourcePlan, stage: &Stage) {
                         || plan.partition.iter().any(s)
                         || aggs(&plan.aggs)
                 }
+                // The sides of a window join are planned (and marked) as SELECTs of their own.
+                Stage::WindowJoin { .. } => true,
                 Stage::Over {
                     time,
                     pre_filter,
