@@ -5,8 +5,11 @@
 
 Starts the release gateway on loopback with a fresh data dir, creates the stream `telemetry`
 (2 shards) and puts `rate` records/s over `keys` devices into it (PutRecords of 250, event
-time = now) throughout. First `--warmup` seconds without applications: the RSS at the end of
-that is the baseline (the store's page cache has filled by then). Then it creates N
+time = now) throughout. First `--warmup` seconds without applications: half of it with the
+stream only written, half with a Kinesis consumer reading both shards at the tip as well
+(GetRecords every 200 ms, on until the end). The RSS at the end of each half is a baseline:
+the second includes what reading the stream at all costs, whoever reads it (the store's read
+cache, `storage.cache_size`, 16 MiB by default, fills with the pages read). Then it creates N
 applications through POST /analytics, each a 10-second tumbling AVG/MAX/COUNT per device over
 the stream into its own output stream, and samples the gateway's RSS (VmRSS) and CPU
 (utime+stime) every 10 s for `minutes`. It reports the extra RSS over the baseline (peak, and
@@ -110,18 +113,34 @@ def main():
                 nxt += period
                 time.sleep(max(0.0, nxt - time.monotonic()))
 
+        def consume():
+            iters = {}
+            for shard in ("shardId-000000000000", "shardId-000000000001"):
+                iters[shard] = k.get_shard_iterator(StreamName="telemetry", ShardId=shard,
+                                                    ShardIteratorType="LATEST")["ShardIterator"]
+            while not stop.is_set():
+                for shard, it in iters.items():
+                    iters[shard] = k.get_records(ShardIterator=it, Limit=10000)["NextShardIterator"]
+                time.sleep(0.2)
+
         threads = [threading.Thread(target=produce, daemon=True)]
         for t in threads:
             t.start()
         w0 = time.monotonic()
         cpu_w0 = proc_stat(gw.pid)[1]
-        base = []
+        base, base_unread = [], []
         while time.monotonic() < w0 + a.warmup:
             time.sleep(10)
-            base.append(proc_stat(gw.pid)[0])
-            print(f"  warmup rss={base[-1] / 1024:6.1f} MiB sent={sent[0]}", flush=True)
+            reading = len(threads) > 1
+            (base if reading else base_unread).append(proc_stat(gw.pid)[0])
+            print(f"  warmup rss={proc_stat(gw.pid)[0] / 1024:6.1f} MiB sent={sent[0]} "
+                  f"read={'yes' if reading else 'no'}", flush=True)
+            if not reading and time.monotonic() >= w0 + a.warmup / 2:
+                threads.append(threading.Thread(target=consume, daemon=True))
+                threads[-1].start()
         cpu_base = (proc_stat(gw.pid)[1] - cpu_w0) / (time.monotonic() - w0)
-        rss_base = max(base[-3:])
+        rss_base = max(base[-2:])
+        rss_unread = max(base_unread[-2:])
         for i in range(a.apps):
             r = requests.post(f"{url}/analytics", json={"name": f"app-{i}", "sql": SQL.format(i=i)}, timeout=30)
             assert r.status_code == 200, r.text
@@ -156,7 +175,9 @@ def main():
         last = [r for t, r, _ in samples if t >= samples[-1][0] - 60]
         peak = max(r for _, r, _ in samples)
         print(f"apps={a.apps} keys={a.keys} rate={a.rate}/s minutes={a.minutes} records={sent[0]}")
-        print(f"rss_baseline={rss_base / 1024:.1f} MiB (same load, no applications) "
+        print(f"rss_baseline_unread={rss_unread / 1024:.1f} MiB (same load, no reader) "
+              f"extra_peak_over_it={(peak - rss_unread) / 1024:.1f} MiB")
+        print(f"rss_baseline={rss_base / 1024:.1f} MiB (same load, one consumer, no applications) "
               f"rss_apps_created={rss_apps / 1024:.1f} MiB peak={peak / 1024:.1f} MiB "
               f"extra_peak={(peak - rss_base) / 1024:.1f} MiB")
         print(f"extra_first_minute={(sum(first) / len(first) - rss_base) / 1024:.1f} MiB "

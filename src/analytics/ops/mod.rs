@@ -5,6 +5,7 @@
 //! results into an [`Output`]; `advance` fires what the watermark completes.
 
 pub mod aggregate;
+pub mod groups;
 pub mod join;
 pub mod over;
 pub mod window;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{add_row, new_accs, Acc, AggSpec};
+use super::aggregate::{add_row, new_accs, AggSpec};
+use super::groups::Groups;
 use super::{Output, RowError};
 use crate::analytics::sql::expr::Scalar;
 use crate::analytics::value::Value;
@@ -103,9 +104,6 @@ pub struct WindowAggPlan {
     pub select: Vec<Scalar>,
     pub max_state_keys: usize,
 }
-
-/// Group key -> one accumulator per aggregate (boxed slices: no spare capacity).
-type Groups = HashMap<Box<[Value]>, Box<[Acc]>>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Session {
@@ -200,15 +198,13 @@ impl WindowAgg {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(RowError::Eval)?;
             let last_groups = self.last_groups;
-            let groups = self
-                .state
-                .windows
-                .entry((end, start))
-                .or_insert_with(|| HashMap::with_capacity(last_groups));
+            let groups = self.state.windows.entry((end, start)).or_insert_with(|| {
+                Groups::with_capacity(self.plan.keys.len(), self.plan.aggs.len(), last_groups)
+            });
             match groups.get_mut(key.as_slice()) {
                 Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
                 None => {
-                    let mut accs = new_accs(&self.plan.aggs).into_boxed_slice();
+                    let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
                     groups.insert(intern(&mut self.strings, key, self.state.entries), accs);
@@ -247,7 +243,7 @@ impl WindowAgg {
         let mut merged = Session {
             start: ts,
             end: ts + gap,
-            groups: HashMap::new(),
+            groups: Groups::default(),
         };
         let mut absorbed = Vec::new();
         // Sessions that touch or overlap merge (Flink's TimeWindow.intersects is inclusive),
@@ -276,7 +272,7 @@ impl WindowAgg {
         }
         absorbed.sort_by_key(|s| s.start);
         for s in absorbed {
-            for (key, accs) in s.groups {
+            for (key, accs) in s.groups.into_entries() {
                 match merged.groups.get_mut(&key) {
                     None => {
                         merged.groups.insert(key, accs);
@@ -316,7 +312,7 @@ impl WindowAgg {
             match merged.groups.get_mut(key.as_slice()) {
                 Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
                 None => {
-                    let mut accs = new_accs(&self.plan.aggs).into_boxed_slice();
+                    let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
                     merged
@@ -361,7 +357,7 @@ impl WindowAgg {
     fn emit(&mut self, start: i64, end: i64, groups: Groups, out: &mut Output) {
         self.state.entries = self.state.entries.saturating_sub(groups.len());
         self.last_groups = groups.len();
-        for (key, accs) in groups {
+        for (key, accs) in groups.iter() {
             let mut row = Vec::with_capacity(3 + key.len() + accs.len());
             row.extend([Value::Ts(start), Value::Ts(end), Value::Ts(end - 1)]);
             let partition_key = key
@@ -369,7 +365,7 @@ impl WindowAgg {
                 .map(|k| k.to_string())
                 .collect::<Vec<_>>()
                 .join("|");
-            row.extend(key.into_vec());
+            row.extend(key.iter().cloned());
             row.extend(
                 self.plan
                     .aggs
@@ -388,7 +384,7 @@ impl WindowAgg {
 }
 
 /// `key` with its strings shared with the other groups' (see `WindowAgg::strings`).
-fn intern(strings: &mut HashSet<Arc<str>>, key: Vec<Value>, entries: usize) -> Box<[Value]> {
+fn intern(strings: &mut HashSet<Arc<str>>, key: Vec<Value>, entries: usize) -> Vec<Value> {
     if strings.len() > 2 * entries + 1024 {
         strings.clear();
     }

@@ -281,16 +281,17 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                 rx.borrow_and_update();
             }
         }
-        let (back, step) = {
-            // At most as many applications compute at once as there are cores.
-            let _worker = ctx.workers.acquire().await;
-            tokio::task::spawn_blocking(move || {
-                let step = step(&mut working);
-                (working, step)
-            })
-            .await
-            .map_err(|e| format!("the application's worker failed: {e}"))?
-        };
+        // At most as many applications compute at once as there are cores. An application
+        // keeps its worker until the results of its step are committed: the windows of all
+        // applications over one stream fire together, and this way only as many of them as
+        // there are workers hold encoded results and checkpoints in memory at once.
+        let mut worker = Some(ctx.workers.acquire().await);
+        let (back, step) = tokio::task::spawn_blocking(move || {
+            let step = step(&mut working);
+            (working, step)
+        })
+        .await
+        .map_err(|e| format!("the application's worker failed: {e}"))?;
         working = back;
         let step = step.map_err(|e| format!("reading input streams {}: {e}", inputs.join(", ")))?;
         let now = Instant::now();
@@ -365,10 +366,7 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                     .await
                     .map_err(|e| format!("cannot create the error stream: {e}"))?;
             }
-            let (back, rows) = {
-                let _worker = ctx.workers.acquire().await;
-                encode_checkpoint(working, fp, stream_uids.clone()).await?
-            };
+            let (back, rows) = encode_checkpoint(working, fp, stream_uids.clone()).await?;
             working = back;
             // Retry the same commit until it goes through (or the application is stopped).
             loop {
@@ -378,6 +376,8 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
                         break;
                     }
                     Err(error) => {
+                        // Waiting for the store (a full disk) does not hold a worker.
+                        worker = None;
                         set_error(
                             ctx,
                             Some(format!("cannot commit results, retrying: {error}")),
@@ -396,6 +396,7 @@ async fn run_inner(ctx: &AppContext) -> Result<(), String> {
             last_commit = Instant::now();
             dirty = false;
         }
+        drop(worker);
         if !step.more {
             let tick = if plan.source.proctime.is_some() {
                 PROCTIME_TICK
