@@ -268,6 +268,63 @@ def test_the_analytics_output_chart_gets_points(console):
     assert b.do("errors") == []
 
 
+def test_streams_are_created_resharded_and_deleted_from_the_console(console):
+    gw, b = console
+    client = make_client(gw.port, secret=SECRET)
+    b.do("goto", url=f"{gw.url}/console/#/streams")
+    b.until("!!document.querySelector('#streams-list tr[data-stream=telemetry]')")
+    b.do("fill", selector="input[name=name]", value="from-console")
+    b.do("fill", selector="input[name=shards]", value="1")
+    b.do("click", selector="form button[type=submit]")
+    b.until("!!document.querySelector('#streams-list tr[data-stream=\"from-console\"]')")
+    assert client.describe_stream_summary(StreamName="from-console")["StreamDescriptionSummary"]["OpenShardCount"] == 1
+    b.do("prompt", value="2")
+    b.do("click", selector="#streams-list tr[data-stream=\"from-console\"] button.plain")
+    wait_for("two open shards", lambda: client.describe_stream_summary(
+        StreamName="from-console")["StreamDescriptionSummary"]["OpenShardCount"] == 2, 30)
+    b.do("click", selector="#streams-list tr[data-stream=\"from-console\"] button.danger")
+    b.until("!document.querySelector('#streams-list tr[data-stream=\"from-console\"]')")
+    assert "from-console" not in client.list_streams()["StreamNames"]
+    assert b.do("errors") == []
+
+
+def test_a_device_added_from_the_console_connects_with_the_secret_shown_once(console):
+    gw, b = console
+    b.do("goto", url=f"{gw.url}/console/#/devices")
+    b.until("!!document.querySelector('#devices-list tr[data-device=\"sensor-1\"]')")
+    b.do("fill", selector="input[name=device-id]", value="added-1")
+    b.do("click", selector="form button[type=submit]")
+    secret = b.until("(e => e && e.textContent)(document.getElementById('new-secret'))")
+    b.until("!!document.querySelector('#devices-list tr[data-device=\"added-1\"]')")
+    assert "$argon2" in (gw.devices_dir / "added-1.toml").read_text()
+    assert secret not in (gw.devices_dir / "added-1.toml").read_text()
+    gw.secrets["added-1"] = secret
+    # The gateway's directory watch loads the new file within seconds.
+    wait_for("the new device to connect", lambda: mosquitto_pub(
+        gw, "added-1", "devices/added-1/telemetry", "{}").returncode == 0, 30, every=1)
+    b.do("click", selector="#devices-list tr[data-device=\"added-1\"] button.danger")
+    b.until("!document.querySelector('#devices-list tr[data-device=\"added-1\"]')")
+    assert not (gw.devices_dir / "added-1.toml").exists()
+    wait_for("the removed device to be refused", lambda: mosquitto_pub(
+        gw, "added-1", "devices/added-1/telemetry", "{}").returncode != 0, 30, every=1)
+    assert b.do("errors") == []
+
+
+def test_without_credentials_every_page_says_the_console_is_open(gateway_factory):
+    gw = gateway_factory(name="open")
+    b = Browser()
+    try:
+        assert b.do("goto", url=f"{gw.url}/").endswith("/console/")
+        for name in ("overview", "streams", "devices", "deliveries", "cameras", "analytics"):
+            b.do("goto", url=f"{gw.url}/console/#/{name}")
+            banner = b.until("!document.getElementById('banner').hidden && document.getElementById('banner').textContent")
+            assert "no [[api.credentials]]" in banner and "open" in banner
+            assert b.do("eval", js="document.getElementById('logout').hidden") is True
+        assert b.do("errors") == []
+    finally:
+        b.close()
+
+
 def test_logout_ends_the_session(console):
     gw, b = console
     b.do("goto", url=f"{gw.url}/console/#/overview")

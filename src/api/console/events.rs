@@ -1,11 +1,13 @@
 //! `GET /console/api/events`: the console's one live connection per page, a Server-Sent
 //! Events stream of status snapshots (what `/status` answers, with the ingest rates computed
-//! here from the store's counters and `storage.min_free_disk`), one every [`PERIOD`].
+//! here from the store's counters, each stream's rate from its record count, and
+//! `storage.min_free_disk`), one every [`PERIOD`].
 //!
 //! Bounded: at most [`super::MAX_EVENT_CLIENTS`] streams at once (a permit is held for the
 //! stream's life); a stream ends when the gateway begins to stop, so that a graceful stop
 //! never waits on a browser.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ struct Feed {
     state: Arc<ConsoleState>,
     _permit: OwnedSemaphorePermit,
     last: Option<(Instant, u64, u64)>,
+    /// Each stream's records and bytes at the last snapshot.
+    streams: HashMap<String, (u64, u64)>,
     first: bool,
 }
 
@@ -46,6 +50,7 @@ pub(super) async fn stream(State(state): State<Arc<ConsoleState>>, _signed: Sign
         state,
         _permit: permit,
         last: None,
+        streams: HashMap::new(),
         first: true,
     };
     Sse::new(events(feed))
@@ -77,22 +82,57 @@ async fn snapshot(feed: &mut Feed) -> serde_json::Value {
     let status = status_json(ops).await;
     let stats = ops.store.stats();
     let now = Instant::now();
-    let rates = match feed.last {
+    let (rates, stream_rates) = match feed.last {
         Some((then, records, bytes)) => {
             let seconds = now.duration_since(then).as_secs_f64().max(0.001);
-            serde_json::json!({
-                "records_per_s": stats.records.saturating_sub(records) as f64 / seconds,
-                "bytes_per_s": stats.record_bytes.saturating_sub(bytes) as f64 / seconds,
-            })
+            let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / seconds;
+            let mut per_stream = serde_json::Map::new();
+            for s in status["streams"].as_array().into_iter().flatten() {
+                let (Some(name), Some(records), Some(bytes)) = (
+                    s["name"].as_str(),
+                    s["records"].as_u64(),
+                    s["bytes"].as_u64(),
+                ) else {
+                    continue;
+                };
+                if let Some(&(r, b)) = feed.streams.get(name) {
+                    per_stream.insert(
+                        name.to_string(),
+                        serde_json::json!({"records_per_s": rate(records, r), "bytes_per_s": rate(bytes, b)}),
+                    );
+                }
+            }
+            (
+                serde_json::json!({
+                    "records_per_s": rate(stats.records, records),
+                    "bytes_per_s": rate(stats.record_bytes, bytes),
+                }),
+                per_stream,
+            )
         }
-        None => serde_json::json!({"records_per_s": null, "bytes_per_s": null}),
+        None => (
+            serde_json::json!({"records_per_s": null, "bytes_per_s": null}),
+            serde_json::Map::new(),
+        ),
     };
     feed.last = Some((now, stats.records, stats.record_bytes));
+    feed.streams = status["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            Some((
+                s["name"].as_str()?.to_string(),
+                (s["records"].as_u64()?, s["bytes"].as_u64()?),
+            ))
+        })
+        .collect();
     serde_json::json!({
         "time_ms": chrono::Utc::now().timestamp_millis(),
         "open": feed.state.auth.verifier.is_none(),
         "min_free_disk": feed.state.min_free_disk,
         "rates": rates,
+        "stream_rates": stream_rates,
         "status": status,
     })
 }

@@ -13,6 +13,7 @@
 //   {"do": "errors"}                                console errors and page errors so far
 //   {"do": "cookies"}                               the context's cookies
 //   {"do": "url"}                                   the page's address
+//   {"do": "prompt", "value": ...}                 what the next prompt() dialogs answer
 //   {"do": "close"}
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -29,7 +30,8 @@ page.on("console", (m) => {
   if (m.type() === "error") errors.push(`console: ${m.text()} (${m.location().url || ""})`);
 });
 page.on("pageerror", (e) => errors.push(`page: ${e.message}`));
-page.on("dialog", (d) => d.accept(d.type() === "prompt" ? d.defaultValue() : undefined));
+let promptAnswer = null;
+page.on("dialog", (d) => d.accept(d.type() === "prompt" ? (promptAnswer ?? d.defaultValue()) : undefined));
 
 const TIMEOUT = 15000;
 
@@ -76,6 +78,9 @@ async function run(c) {
       return context.cookies();
     case "url":
       return page.url();
+    case "prompt":
+      promptAnswer = c.value;
+      return null;
     case "close":
       await browser.close();
       return null;

@@ -35,7 +35,7 @@ function list(main) {
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, ["Name", "Shards (open / all)", "Records", "Bytes", "Retention", "Quota", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Name", "Shards (open / all)", "Rate", "Records", "Bytes", "Retention", "Quota", ""].map((t) => h("th", {}, t)))),
         h(
           "tbody",
           {},
@@ -45,6 +45,7 @@ function list(main) {
               { "data-stream": s.name },
               h("td", {}, h("a", { href: `#/streams/${encodeURIComponent(s.name)}` }, s.name)),
               h("td", {}, `${s.open_shards} / ${s.shards}`),
+              h("td", {}, rate(snap.stream_rates[s.name])),
               h("td", {}, num(s.records)),
               h("td", {}, bytes(s.bytes)),
               h("td", {}, `${s.retention_hours} h`),
@@ -74,6 +75,10 @@ function list(main) {
       ),
     );
   });
+}
+
+function rate(r) {
+  return r ? `${num(r.records_per_s, 1)} rec/s, ${bytes(r.bytes_per_s)}/s` : "–";
 }
 
 async function act(status, f) {
