@@ -226,10 +226,12 @@ def test_an_mqtt_publish_moves_the_overview_chart(console):
     t.start()
     try:
         b.until("Number(document.getElementById('ingest-records').dataset.max || 0) > 0", timeout=30000)
+        if os.environ.get("KINEDGE_CONSOLE_SCREENSHOTS"):  # a chart with a few points to show
+            b.until("Number(document.getElementById('ingest-records').dataset.points) >= 8", timeout=60000)
+        shot(b, "overview")
     finally:
         stop.set()
         t.join(40)
-    shot(b, "overview")
     assert b.do("errors") == []
 
 
