@@ -247,6 +247,13 @@ def test_the_live_camera_plays(console):
                     timeout=30000)
     assert later > first + 1
     b.until("document.querySelectorAll('#timeline .rec').length > 0")
+    b.do("click", selector="#snapshot")
+    assert b.until("(i => i && i.complete && i.naturalWidth)(document.querySelector('#camera-view img'))") == 320
+    b.do("click", selector="#make-clip")
+    href = b.until("(a => a && a.href)(document.getElementById('clip-link'))")
+    length = b.do("eval", js=f"fetch({json.dumps(href)}).then(r => r.ok && r.headers.get('content-type') "
+                              "=== 'video/mp4' ? r.arrayBuffer().then(b => b.byteLength) : -r.status)")
+    assert length > 1000, length
     shot(b, "cameras")
     assert b.do("errors") == []
 
@@ -267,6 +274,13 @@ def test_the_analytics_output_chart_gets_points(console):
     rows = b.until("(t => t && /\\d+ rows/.test(t.textContent) && t.textContent)(document.getElementById('query-result'))")
     assert "d1" in rows
     shot(b, "analytics")
+    b.do("fill", selector="input[name=app-name]", value="from-editor")
+    b.do("fill", selector="textarea[name=sql]", value=APP_SQL.replace("doubled", "tripled").replace("* 2", "* 3"))
+    b.do("click", selector="#create-app")
+    b.until("!!document.querySelector('#analytics-list tr[data-app=\"from-editor\"]')")
+    assert requests.get(f"{gw.url}/analytics/from-editor", timeout=10).status_code in (400, 403)  # unsigned
+    b.do("click", selector="#analytics-list tr[data-app=\"from-editor\"] button.danger")
+    b.until("!document.querySelector('#analytics-list tr[data-app=\"from-editor\"]')")
     assert b.do("errors") == []
 
 

@@ -170,3 +170,39 @@ async fn assets_are_served_gzipped_or_plain() {
     );
     assert!(assets::total_gzipped_bytes() <= 500 * 1024);
 }
+
+#[tokio::test]
+async fn live_streams_are_bounded_and_send_a_snapshot_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let (_, headers, _) = call(&app, login("AKIA1", "s3cret")).await;
+    let set = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let events = || get("/console/api/events", Some(&cookie));
+    assert_eq!(
+        call(&app, get("/console/api/events", None)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let mut open = Vec::new();
+    for _ in 0..super::MAX_EVENT_CLIENTS {
+        let response = app.clone().oneshot(events()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = app.clone().oneshot(events()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The first event is a snapshot, sent at once.
+    let mut body = open.pop().unwrap().into_body();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a first event within 10 s")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.starts_with("event: status\ndata: {"), "{text}");
+    assert!(text.contains("\"min_free_disk\":1048576"), "{text}");
+    // A closed stream gives its place back.
+    drop(body);
+    let again = app.clone().oneshot(events()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}

@@ -76,7 +76,7 @@ function camera(view, name) {
     h("div", { class: "row" },
       h("button", { class: "plain", onclick: () => play(video, `${base}/live.m3u8`, state) }, "Live"),
       h("button", { class: "plain", id: "snapshot", onclick: () => {
-        fill(image, h("img", { src: `${base}/image.jpg?at=${Date.now() - 3000}&width=640`, alt: `${name} snapshot` }));
+        fill(image, h("img", { src: `${base}/image.jpg?at=${Date.now() - 3000}`, alt: `${name} snapshot` }));
       } }, "Snapshot")),
     image,
     h("h2", {}, "Recorded"),
@@ -84,14 +84,14 @@ function camera(view, name) {
     h("div", { class: "row" },
       h("label", {}, "Clip from", startIn),
       h("label", {}, "to", endIn),
-      h("button", { onclick: () => {
+      h("button", { id: "make-clip", onclick: () => {
         const start = new Date(startIn.value).getTime();
         const end = new Date(endIn.value).getTime();
         if (!(end > start)) {
           fill(clipNote, h("p", { class: "error" }, "the end must be after the start"));
           return;
         }
-        fill(clipNote, h("a", { href: `${base}/clip.mp4?start=${start}&end=${end}`, download: `${name}-${start}.mp4` }, "Download the clip (MP4)"));
+        fill(clipNote, h("a", { id: "clip-link", href: `${base}/clip.mp4?start=${start}&end=${end}`, download: `${name}-${start}.mp4` }, "Download the clip (MP4)"));
       } }, "Make clip")),
     clipNote);
   play(video, `${base}/live.m3u8`, state);
