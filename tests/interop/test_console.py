@@ -27,7 +27,7 @@ import requests
 
 import videoutil
 from kutil import REPO_ROOT, TEST_KEY, TEST_SECRET_ENV, make_client
-from mqttutil import mosquitto_pub, mqtt_gateway
+from mqttutil import mosquitto_pub, mqtt_gateway, start_mqtt, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,17 +106,6 @@ class Browser:
             self.proc.wait(5)
 
 
-def wait_for(what, fn, timeout=60.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def console(module_gateway_factory):
     """A gateway with credentials, a device, a camera and an analytics application, and a
@@ -133,7 +122,6 @@ def console(module_gateway_factory):
             f.write(f'\n[[api.credentials]]\naccess_key_id = "{TEST_KEY}"\nsecret_env = "{TEST_SECRET_ENV}"\n')
         (gw.devices_dir / "cam1.toml").write_text(
             f'id = "cam1"\nkind = "camera"\n\n[camera]\nsource = "{url}"\nno_data_timeout_s = 3\n')
-        from mqttutil import start_mqtt
         start_mqtt(gw)
         browser = Browser()
         try:
@@ -237,8 +225,8 @@ def test_an_mqtt_publish_moves_the_overview_chart(console):
 
 def test_the_live_camera_plays(console):
     gw, b = console
-    client_secret_ok = requests.get(f"{gw.url}/video/cam1/live.m3u8", timeout=10)
-    assert client_secret_ok.status_code in (400, 403)  # unsigned, no session: refused
+    unsigned = requests.get(f"{gw.url}/video/cam1/live.m3u8", timeout=10)
+    assert unsigned.status_code in (400, 403)  # no signature, no session: refused
     b.do("goto", url=f"{gw.url}/console/#/cameras/cam1")
     b.until("document.getElementById('live-video') && document.getElementById('live-video').currentTime > 0",
             timeout=60000)
@@ -296,8 +284,8 @@ def test_streams_are_created_resharded_and_deleted_from_the_console(console):
     assert client.describe_stream_summary(StreamName="from-console")["StreamDescriptionSummary"]["OpenShardCount"] == 1
     b.do("prompt", value="2")
     b.do("click", selector="#streams-list tr[data-stream=\"from-console\"] button.plain")
-    wait_for("two open shards", lambda: client.describe_stream_summary(
-        StreamName="from-console")["StreamDescriptionSummary"]["OpenShardCount"] == 2, 30)
+    wait_for(lambda: client.describe_stream_summary(
+        StreamName="from-console")["StreamDescriptionSummary"]["OpenShardCount"] == 2, 30, "two open shards")
     b.do("click", selector="#streams-list tr[data-stream=\"from-console\"] button.danger")
     b.until("!document.querySelector('#streams-list tr[data-stream=\"from-console\"]')")
     assert "from-console" not in client.list_streams()["StreamNames"]
@@ -316,13 +304,13 @@ def test_a_device_added_from_the_console_connects_with_the_secret_shown_once(con
     assert secret not in (gw.devices_dir / "added-1.toml").read_text()
     gw.secrets["added-1"] = secret
     # The gateway's directory watch loads the new file within seconds.
-    wait_for("the new device to connect", lambda: mosquitto_pub(
-        gw, "added-1", "devices/added-1/telemetry", "{}").returncode == 0, 30, every=1)
+    wait_for(lambda: mosquitto_pub(gw, "added-1", "devices/added-1/telemetry", "{}").returncode == 0,
+             30, "the new device to connect", interval=1)
     b.do("click", selector="#devices-list tr[data-device=\"added-1\"] button.danger")
     b.until("!document.querySelector('#devices-list tr[data-device=\"added-1\"]')")
     assert not (gw.devices_dir / "added-1.toml").exists()
-    wait_for("the removed device to be refused", lambda: mosquitto_pub(
-        gw, "added-1", "devices/added-1/telemetry", "{}").returncode != 0, 30, every=1)
+    wait_for(lambda: mosquitto_pub(gw, "added-1", "devices/added-1/telemetry", "{}").returncode != 0,
+             30, "the removed device to be refused", interval=1)
     assert b.do("errors") == []
 
 
