@@ -177,6 +177,12 @@ def test_login_then_every_page_renders_without_errors(console):
         b.until(ready)
         shot(b, name)
         assert b.do("errors") == [], name
+    # A refused login is logged as a warning: the overview lists the log's recent warnings.
+    r = requests.post(f"{gw.url}/console/api/login", json={"access_key_id": "AKIDNOBODY", "secret": "x"},
+                      timeout=10)
+    assert r.status_code == 401 and "set-cookie" not in r.headers
+    b.do("goto", url=f"{gw.url}/console/#/overview")
+    b.until("document.getElementById('warnings').textContent.includes('access_key_id=AKIDNOBODY')")
 
 
 def test_a_record_put_over_the_api_appears_in_the_data_viewer(console):

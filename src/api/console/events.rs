@@ -1,7 +1,7 @@
 //! `GET /console/api/events`: the console's one live connection per page, a Server-Sent
 //! Events stream of status snapshots (what `/status` answers, with the ingest rates computed
-//! here from the store's counters, each stream's rate from its record count, and
-//! `storage.min_free_disk`), one every [`PERIOD`].
+//! here from the store's counters, each stream's rate from its record count,
+//! `storage.min_free_disk` and the recent log warnings), one every [`PERIOD`].
 //!
 //! Bounded: at most [`super::MAX_EVENT_CLIENTS`] streams at once (a permit is held for the
 //! stream's life); a stream ends when the gateway begins to stop, so that a graceful stop
@@ -76,6 +76,15 @@ fn events(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
     })
 }
 
+/// Log warnings a snapshot carries at most (the newest).
+const SNAPSHOT_WARNINGS: usize = 20;
+
+fn recent_warnings() -> Vec<super::warnings::Warning> {
+    let mut all = super::warnings::recent();
+    all.drain(..all.len().saturating_sub(SNAPSHOT_WARNINGS));
+    all
+}
+
 /// The status with the rates since the last snapshot of this stream.
 async fn snapshot(feed: &mut Feed) -> serde_json::Value {
     let ops = &feed.state.ops;
@@ -133,6 +142,7 @@ async fn snapshot(feed: &mut Feed) -> serde_json::Value {
         "min_free_disk": feed.state.min_free_disk,
         "rates": rates,
         "stream_rates": stream_rates,
+        "warnings": recent_warnings(),
         "status": status,
     })
 }

@@ -9,6 +9,8 @@
 //!   `GET /console/api/session`, `GET /console/api/events` (Server-Sent Events);
 //! - `/console/api/devices`: the device registry (`devices`).
 //!
+//! `warnings` keeps the recent WARN and ERROR log events that the live snapshots carry.
+//!
 //! With `[[api.credentials]]` every page but the login and every call needs a session (or a
 //! SigV4 signature); the application reads the gateway through the API's own endpoints, which
 //! accept the session cookie in [`Auth`]. Without credentials the console is as open as the
@@ -18,6 +20,7 @@ pub mod assets;
 mod devices;
 mod events;
 pub mod session;
+pub mod warnings;
 
 use std::sync::Arc;
 

@@ -1,9 +1,10 @@
 // Overview: health and readiness with reasons, disk against min_free_disk, the ingest rate
-// (records/s and bytes/s) as live charts, MQTT, delivery backlogs, cameras, analytics, and the
-// warnings read from the snapshot (what is not ready, failing or down).
+// (records/s and bytes/s) as live charts, MQTT, delivery backlogs, cameras, analytics, what
+// needs attention (read from the snapshot: not ready, failing, down) and the gateway's recent
+// log warnings.
 import { subscribe } from "../live.js";
 import { liveChart } from "../chart.js";
-import { h, fill, bytes, num, ago, badge } from "../util.js";
+import { h, fill, bytes, num, ago, time, badge } from "../util.js";
 
 function card(label, value, extra) {
   return h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), extra);
@@ -35,8 +36,9 @@ export function render(main) {
   const cards = h("div", { class: "grid", id: "overview-cards" });
   const records = h("div", { class: "chart", id: "ingest-records" });
   const volume = h("div", { class: "chart", id: "ingest-bytes" });
-  const warn = h("ul", { id: "warnings" });
-  fill(main, h("h1", {}, "Overview"), cards, records, volume, h("h2", {}, "Warnings"), warn);
+  const warn = h("ul", { id: "attention" });
+  const logged = h("div", { id: "warnings" });
+  fill(main, h("h1", {}, "Overview"), cards, records, volume, h("h2", {}, "Needs attention"), warn, h("h2", {}, "Recent warnings"), logged);
   const recordsChart = liveChart(records, { title: "Ingest: records/s", unit: "records/s" });
   const bytesChart = liveChart(volume, { title: "Ingest: bytes/s", unit: "bytes/s" });
   let max = 0;
@@ -76,7 +78,16 @@ export function render(main) {
         h("div", { class: "muted" }, `${apps.length} applications`)),
     );
     const list = warnings(snap);
-    fill(warn, list.length ? list.map((w) => h("li", { class: "error" }, w)) : h("li", { class: "muted" }, "none"));
+    fill(warn, list.length ? list.map((w) => h("li", { class: "error" }, w)) : h("li", { class: "muted" }, "nothing"));
+    const recent = (snap.warnings || []).slice().reverse();
+    fill(logged, recent.length === 0 ? h("p", { class: "muted" }, "none since the gateway started") :
+      h("table", {},
+        h("thead", {}, h("tr", {}, ["Time (UTC)", "Level", "Where", "Warning"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, recent.map((w) => h("tr", {},
+          h("td", {}, time(w.time_ms)),
+          h("td", {}, badge(w.level, w.level === "error" ? false : undefined)),
+          h("td", {}, w.target),
+          h("td", {}, w.text))))));
   });
   return () => {
     unsubscribe();
