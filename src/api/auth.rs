@@ -1,6 +1,9 @@
 //! Who may call the API: with `api.credentials` configured, every request (except `/health`,
 //! `/ready` and, with `api.open_metrics`, `/metrics`) carries a valid SigV4 signature; without
 //! them any signature is accepted, which is why the default listener is loopback only.
+//! A browser logged in to the console carries a session cookie instead of a signature: this is
+//! the one place that accepts it (for reads; for writes only with the console's header, see
+//! [`Sessions::of_request`]).
 //!
 //! [`Signed`] is the extractor every router's GET handlers share: it checks the signature of
 //! a request without a body and refuses with the AWS-shaped JSON error, so no handler repeats
@@ -14,20 +17,24 @@ use axum::extract::FromRequestParts;
 use axum::response::Response;
 use http::request::Parts;
 
+use super::console::session::Sessions;
 use super::error::{ApiError, ErrorKind};
 use super::protocol::Wire;
 use super::sigv4::{AuthError, SigV4Verifier};
 
-/// The API's credentials (none: every request is accepted) and its region.
+/// The API's credentials (none: every request is accepted), its region and the console's
+/// sessions.
 pub struct Auth {
     pub verifier: Option<SigV4Verifier>,
     pub region: String,
+    pub sessions: Sessions,
 }
 
 impl Auth {
     /// Refuses from its head a request that cannot be authentic, before its body is read.
     pub fn precheck(&self, parts: &Parts) -> Result<(), ApiError> {
         match &self.verifier {
+            Some(_) if self.console_session(parts).is_some() => Ok(()),
             Some(verifier) => verifier
                 .precheck(parts, SystemTime::now())
                 .map_err(auth_error),
@@ -36,8 +43,14 @@ impl Auth {
     }
 
     /// With credentials configured, the request must carry a valid SigV4 signature over
-    /// `body`; the signing access key id is returned (`None` without credentials).
+    /// `body`, or be the console's with a live session; the signing (or logged in) access key
+    /// id is returned (`None` without credentials).
     pub fn authorize(&self, parts: &Parts, body: &[u8]) -> Result<Option<String>, ApiError> {
+        if self.verifier.is_some() {
+            if let Some(key) = self.console_session(parts) {
+                return Ok(Some(key));
+            }
+        }
         match &self.verifier {
             Some(verifier) => verifier
                 .verify(parts, body, SystemTime::now())
@@ -45,6 +58,20 @@ impl Auth {
                 .map_err(auth_error),
             None => Ok(None),
         }
+    }
+
+    /// The access key id of the console session a request carries, when it carries no
+    /// signature (a signed request is judged by its signature alone).
+    fn console_session(&self, parts: &Parts) -> Option<String> {
+        let signed = parts.headers.contains_key(http::header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Algorithm"));
+        if signed {
+            return None;
+        }
+        self.sessions.of_request(parts)
     }
 }
 

@@ -6,7 +6,8 @@
 //!   `firehose` by `X-Amz-Target`;
 //! - `video`: `/video/...` (playback, clips, images), when built with video;
 //! - `ops`: `/health`, `/ready`, `/status`, `/metrics`, `/deliveries`;
-//! - `analytics`: `/analytics/...` (applications, bounded queries).
+//! - `analytics`: `/analytics/...` (applications, bounded queries);
+//! - `console`: `GET /` from browsers and `/console/...`, the web console.
 //!
 //! Every answer carries an `x-amzn-RequestId` (`front`). Signatures are checked by `auth`
 //! (the [`auth::Signed`] extractor for GETs); errors are AWS-shaped (`error`, `protocol`). A
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod body;
 mod byte_ranges;
 pub mod config;
+pub mod console;
 pub mod cors;
 pub mod error;
 pub mod events;
@@ -87,6 +89,10 @@ pub struct ApiParts {
     pub reporters: Reporters,
     /// `api.open_metrics`: `/metrics` without a signature.
     pub open_metrics: bool,
+    /// `storage.min_free_disk` (the console shows the free space against it).
+    pub min_free_disk: u64,
+    /// `devices.dir` (the console's Devices page manages its files).
+    pub devices_dir: std::path::PathBuf,
 }
 
 /// The routers' states.
@@ -96,6 +102,7 @@ pub struct ApiState {
     #[cfg(feature = "video")]
     pub video: Arc<video::VideoState>,
     pub analytics: Arc<analytics::AnalyticsState>,
+    pub console: Arc<console::ConsoleState>,
     /// Set when a stop begins: `/ready` answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
 }
@@ -105,6 +112,7 @@ impl ApiState {
         let auth = Arc::new(Auth {
             verifier: parts.verifier,
             region: parts.region.clone(),
+            sessions: Default::default(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let operations = Arc::new(OperationsState {
@@ -125,27 +133,37 @@ impl ApiState {
                 account_id: parts.account_id,
             },
         });
+        #[cfg(feature = "video")]
+        let video = Arc::new(video::VideoState::new(auth.clone(), parts.video.clone()));
+        let analytics = Arc::new(analytics::AnalyticsState::new(
+            auth.clone(),
+            parts.analytics.clone(),
+        ));
+        let ops = Arc::new(OpsState {
+            auth: auth.clone(),
+            store: parts.store,
+            mqtt: parts.mqtt,
+            deliveries: parts.deliveries,
+            #[cfg(feature = "video")]
+            video: parts.video,
+            analytics: parts.analytics,
+            reporters: parts.reporters,
+            stopping: stopping.clone(),
+            started: std::time::Instant::now(),
+            open_metrics: parts.open_metrics,
+        });
         ApiState {
             operations,
             #[cfg(feature = "video")]
-            video: Arc::new(video::VideoState::new(auth.clone(), parts.video.clone())),
-            analytics: Arc::new(analytics::AnalyticsState::new(
-                auth.clone(),
-                parts.analytics.clone(),
-            )),
-            ops: Arc::new(OpsState {
+            video,
+            analytics,
+            console: Arc::new(console::ConsoleState::new(
                 auth,
-                store: parts.store,
-                mqtt: parts.mqtt,
-                deliveries: parts.deliveries,
-                #[cfg(feature = "video")]
-                video: parts.video,
-                analytics: parts.analytics,
-                reporters: parts.reporters,
-                stopping: stopping.clone(),
-                started: std::time::Instant::now(),
-                open_metrics: parts.open_metrics,
-            }),
+                ops.clone(),
+                parts.min_free_disk,
+                parts.devices_dir,
+            )),
+            ops,
             stopping,
         }
     }
@@ -154,9 +172,10 @@ impl ApiState {
 /// The API's routes: every router with its own state, merged.
 pub fn router(state: &ApiState) -> Router {
     let router = Router::new()
-        .route("/", post(operations::handle))
+        .route("/", post(operations::handle).get(console::root))
         .with_state(state.operations.clone())
         .merge(ops::routes(state.ops.clone()))
+        .merge(console::routes(state.console.clone()))
         .merge(analytics::routes(state.analytics.clone()));
     #[cfg(feature = "video")]
     let router = router.merge(video::routes(state.video.clone()));

@@ -81,10 +81,18 @@ fn init_logging(level: Option<&str>, format: LogFormat, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // The console's overview lists the recent warnings (api::console::warnings).
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let warnings = crate::api::console::warnings::WarningsLayer;
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Auto => builder.with_ansi(terminal).try_init(),
+        LogFormat::Json => builder.json().finish().with(warnings).try_init(),
+        LogFormat::Text => builder.with_ansi(false).finish().with(warnings).try_init(),
+        LogFormat::Auto => builder
+            .with_ansi(terminal)
+            .finish()
+            .with(warnings)
+            .try_init(),
     };
 }
 

@@ -118,6 +118,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         counters: api_counters,
         reporters,
         open_metrics: config.api.open_metrics,
+        min_free_disk: config.storage.min_free_disk,
+        devices_dir: config.devices.dir.clone(),
     }));
     let api = start_api(&config, state.clone()).await?;
     let maintenance = spawn_maintenance(store.clone());

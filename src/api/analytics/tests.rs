@@ -16,6 +16,7 @@ fn app(credentials: bool) -> Router {
     let auth = Arc::new(Auth {
         verifier,
         region: "us-east-1".into(),
+        sessions: Default::default(),
     });
     routes(Arc::new(AnalyticsState::new(auth, None)))
 }

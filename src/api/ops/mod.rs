@@ -176,13 +176,18 @@ fn stream_status(store: &Store) -> Vec<StatusStream> {
 /// like the API (e.g. `curl --aws-sigv4 "aws:amz:us-east-1:kinesis" --user KEY:SECRET`);
 /// `/health` and `/ready` stay open for probes.
 async fn status(State(state): State<Arc<OpsState>>, _signed: Signed) -> Response {
-    let cameras = camera_status(&state).await;
-    let not_ready = not_ready(&state).await;
+    Json(status_json(&state).await).into_response()
+}
+
+/// What `/status` answers (also the console's live snapshot).
+pub async fn status_json(state: &OpsState) -> serde_json::Value {
+    let cameras = camera_status(state).await;
+    let not_ready = not_ready(state).await;
     let streams = stream_status(&state.store);
     let store = &state.store;
     let data_dir = store.data_dir();
     let process = crate::metrics::ProcessStats::read();
-    Json(serde_json::json!({
+    serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ready": not_ready.is_empty(),
         "not_ready": not_ready,
@@ -199,8 +204,7 @@ async fn status(State(state): State<Arc<OpsState>>, _signed: Signed) -> Response
         "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
         "cameras": cameras,
         "analytics": state.analytics.as_ref().map(AnalyticsService::list).unwrap_or_default(),
-    }))
-    .into_response()
+    })
 }
 
 /// Bytes written into the stream database per day at the rate since start: what the SD card

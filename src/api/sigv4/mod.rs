@@ -111,6 +111,18 @@ impl SigV4Verifier {
         }
     }
 
+    /// Whether `secret` is the secret of `access_key_id` (the console's login), compared in
+    /// constant time; an unknown key id is compared against itself so that it takes as long.
+    pub fn check_secret(&self, access_key_id: &str, secret: &str) -> bool {
+        let (known, expected) = match self.secrets.get(access_key_id) {
+            Some(expected) => (true, expected.as_bytes()),
+            None => (false, secret.as_bytes()),
+        };
+        let (a, b) = (Sha256::digest(expected), Sha256::digest(secret.as_bytes()));
+        let same: bool = a.as_slice().ct_eq(b.as_slice()).into();
+        known && same
+    }
+
     /// Checks everything but the signature itself, from the head alone: a signature is
     /// present and well formed, its access key id is known, its scope and date are sane.
     /// Run before reading a body, so that a request that cannot be authentic never gets
