@@ -34,8 +34,9 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Records read per shard per step.
-const READ_RECORDS: usize = 20_000;
-const READ_BYTES: usize = 4 * 1024 * 1024;
+const READ_RECORDS: usize = 4_096;
+/// (A step holds what it read: with a worker per core, at most two steps' reads are in memory.)
+const READ_BYTES: usize = 1024 * 1024;
 /// Wake up this often without new records: idle shards (whose timeout is seconds) ...
 const TICK: Duration = Duration::from_secs(1);
 /// ... and processing-time windows, which fire on the clock.
