@@ -70,12 +70,15 @@ def main():
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--bin", default="target/release/kinedge")
     ap.add_argument("--warmup", type=float, default=60)
+    ap.add_argument("--cache-size", default=None,
+                    help="storage.cache_size (e.g. 4MiB; default: the gateway's, 16 MiB)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="kinedge-soak-")
     port, mqtt = free_port(), free_port()
     cfg = os.path.join(work, "kinedge.toml")
     with open(cfg, "w") as f:
-        f.write(f'[storage]\ndata_dir = "{work}/data"\nmin_free_disk = "1MiB"\n'
+        cache = f'cache_size = "{a.cache_size}"\n' if a.cache_size else ""
+        f.write(f'[storage]\ndata_dir = "{work}/data"\nmin_free_disk = "1MiB"\n{cache}'
                 f'[api]\nlisten = "127.0.0.1:{port}"\n[mqtt]\nlisten = "127.0.0.1:{mqtt}"\n'
                 '[log]\nlevel = "warn"\n')
     gw = subprocess.Popen([a.bin, "run", "--config", cfg], stdout=open(os.path.join(work, "log"), "w"),

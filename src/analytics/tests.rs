@@ -537,3 +537,37 @@ fn window_joins_the_engine_cannot_run_are_refused() {
     ));
     assert!(e.contains("a window join is"), "{e}");
 }
+
+#[test]
+fn checkpoints_of_one_and_two_inputs_read_back() {
+    use super::runtime::checkpoint::{Checkpoint, CheckpointRef};
+    use super::runtime::engine::Engine;
+    use super::runtime::reader::ShardCursor;
+    let cursors: BTreeMap<u64, ShardCursor> = [(
+        7,
+        ShardCursor {
+            index: 0,
+            next: crate::streams::Position(42),
+            exhausted: false,
+        },
+    )]
+    .into();
+    let one = format!("{TABLE} SELECT device, temp FROM t");
+    let two = format!("{TABLE} {}", window_join("LEFT JOIN"));
+    for (sql, inputs) in [(one, 1), (two, 2)] {
+        let plan = plan::plan(&parse_script(&sql).unwrap(), 100, true).unwrap();
+        let engine = Engine::new(plan);
+        let streams: Vec<_> = (0..inputs).map(|i| (10 + i as u64, &cursors)).collect();
+        let rows = CheckpointRef::new(1, &streams, engine.state())
+            .unwrap()
+            .encode()
+            .unwrap();
+        let back = Checkpoint::decode(rows.into_iter().collect())
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.stream_uid, 10);
+        assert_eq!(back.cursors.len(), 1);
+        assert_eq!(back.right_cursors.len(), inputs - 1, "{sql}");
+        assert_eq!(back.right_stream_uid, if inputs == 2 { 11 } else { 0 });
+    }
+}

@@ -9,8 +9,10 @@
 //! accumulators (fixed by the first insert). Serialized as a map from key to accumulators,
 //! as the `HashMap<Box<[Value]>, Box<[Acc]>>` it replaced (checkpoints stay readable).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::de::{MapAccess, Visitor};
@@ -146,6 +148,46 @@ impl<'de> Deserialize<'de> for Groups {
         }
         deserializer.deserialize_map(GroupsVisitor)
     }
+}
+
+/// Every string of the group keys held, once for all applications: a device id in every open
+/// window of every application shares one allocation. Swept of strings no group holds any more
+/// when it has doubled since the last sweep.
+static STRINGS: Mutex<Interned> = Mutex::new(Interned {
+    strings: None,
+    swept_at: 0,
+});
+
+struct Interned {
+    strings: Option<HashSet<Arc<str>>>,
+    /// The set's size after the last sweep.
+    swept_at: usize,
+}
+
+/// `key` with its strings shared (see [`STRINGS`]).
+pub fn intern(key: Vec<Value>) -> Vec<Value> {
+    if !key.iter().any(|v| matches!(v, Value::Str(_))) {
+        return key;
+    }
+    let mut guard = STRINGS.lock().unwrap_or_else(|p| p.into_inner());
+    let interned = &mut *guard;
+    let strings = interned.strings.get_or_insert_with(HashSet::new);
+    if strings.len() > 2 * interned.swept_at + 4096 {
+        strings.retain(|s| Arc::strong_count(s) > 1);
+        interned.swept_at = strings.len();
+    }
+    key.into_iter()
+        .map(|v| match v {
+            Value::Str(s) => match strings.get(&s) {
+                Some(shared) => Value::Str(shared.clone()),
+                None => {
+                    strings.insert(s.clone());
+                    Value::Str(s)
+                }
+            },
+            other => other,
+        })
+        .collect()
 }
 
 #[cfg(test)]

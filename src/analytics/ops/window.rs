@@ -8,13 +8,12 @@
 //! State is bounded: beyond `max_state_keys` (window, key) entries the oldest window fires
 //! early (counted as a state overflow).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::{add_row, new_accs, AggSpec};
-use super::groups::Groups;
+use super::groups::{intern, Groups};
 use super::{Output, RowError};
 use crate::analytics::sql::expr::Scalar;
 use crate::analytics::value::Value;
@@ -130,9 +129,6 @@ pub struct WindowAgg {
     scratch: Vec<(i64, i64)>,
     /// The input row's width: window columns follow it.
     width: usize,
-    /// One copy of each string in the group keys held (a device id in every open window
-    /// shares one allocation); emptied when it outgrows the state.
-    strings: HashSet<Arc<str>>,
     /// Groups of the last window fired: a new window's table is made that big at once.
     last_groups: usize,
 }
@@ -144,7 +140,6 @@ impl WindowAgg {
             state: WindowAggState::default(),
             scratch: Vec::new(),
             width,
-            strings: HashSet::new(),
             last_groups: 0,
         }
     }
@@ -207,7 +202,7 @@ impl WindowAgg {
                     let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
-                    groups.insert(intern(&mut self.strings, key, self.state.entries), accs);
+                    groups.insert(intern(key), accs);
                 }
             }
         }
@@ -315,9 +310,7 @@ impl WindowAgg {
                     let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
-                    merged
-                        .groups
-                        .insert(intern(&mut self.strings, key, self.state.entries), accs);
+                    merged.groups.insert(intern(key), accs);
                 }
             }
         }
@@ -381,23 +374,4 @@ impl WindowAgg {
             );
         }
     }
-}
-
-/// `key` with its strings shared with the other groups' (see `WindowAgg::strings`).
-fn intern(strings: &mut HashSet<Arc<str>>, key: Vec<Value>, entries: usize) -> Vec<Value> {
-    if strings.len() > 2 * entries + 1024 {
-        strings.clear();
-    }
-    key.into_iter()
-        .map(|v| match v {
-            Value::Str(s) => match strings.get(&s) {
-                Some(shared) => Value::Str(shared.clone()),
-                None => {
-                    strings.insert(s.clone());
-                    Value::Str(s)
-                }
-            },
-            other => other,
-        })
-        .collect()
 }

@@ -49,6 +49,8 @@ pub struct CheckpointRef<'a> {
     pub cursors: &'a BTreeMap<u64, ShardCursor>,
     pub engine: EngineStateRef<'a>,
     pub right_stream_uid: u64,
+    /// Left out without a second input: [`Checkpoint`] reads a missing field as empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub right_cursors: Option<&'a BTreeMap<u64, ShardCursor>>,
 }
 

@@ -73,6 +73,8 @@ pub struct EngineStateRef<'a> {
     pub window: Option<&'a WindowAggState>,
     pub over: Option<&'a OverState>,
     pub counters: Counters,
+    /// Left out without a second input (read back as empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub right_shard_watermarks: Option<&'a BTreeMap<u64, i64>>,
     pub join: Option<&'a WindowJoinState>,
 }
