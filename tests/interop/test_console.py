@@ -312,6 +312,11 @@ def test_a_device_added_from_the_console_connects_with_the_secret_shown_once(con
     # The gateway's directory watch loads the new file within seconds.
     wait_for(lambda: mosquitto_pub(gw, "added-1", "devices/added-1/telemetry", "{}").returncode == 0,
              30, "the new device to connect", interval=1)
+    # Its row shows what it did, live: the publish stored, from loopback.
+    b.until("(r => !!r && Number(r.querySelector('td[data-field=messages]').textContent) >= 1"
+            " && r.querySelector('td[data-field=address]').textContent === '127.0.0.1'"
+            " && /offline|online/.test(r.querySelector('td[data-field=state]').textContent))"
+            "(document.querySelector('#devices-list tr[data-device=\"added-1\"]'))")
     b.do("click", selector="#devices-list tr[data-device=\"added-1\"] button.danger")
     b.until("!document.querySelector('#devices-list tr[data-device=\"added-1\"]')")
     assert not (gw.devices_dir / "added-1.toml").exists()

@@ -40,6 +40,13 @@ pub struct Pending {
     per_address: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
+impl Pending {
+    /// The client's address.
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut map = match self.per_address.lock() {

@@ -10,6 +10,7 @@
 //! other. Never: acknowledge a publish before its commit, or block the runtime (password
 //! checks and the router's blocking calls run on blocking threads).
 
+mod activity;
 mod admission;
 mod broker;
 pub(crate) mod codec;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 
+use super::activity::DeviceActivity;
 use super::admission::Admission;
 use super::broker::Broker;
 use super::config::MqttConfig;
@@ -70,6 +71,8 @@ pub struct MqttShared {
     /// Password checks (Argon2, deliberately slow) run at most this many at once.
     pub auth_slots: Semaphore,
     pub stats: MqttStats,
+    /// Per device: connected, last seen, messages, refusals.
+    pub activity: DeviceActivity,
     /// Pending places (before authentication) and connection slots.
     pub admission: Admission,
     /// Unreleased QoS 2 packet ids of every client session (kept across its connections).
@@ -100,6 +103,7 @@ impl MqttShared {
             settings,
             auth_slots: Semaphore::new(2),
             stats: MqttStats::default(),
+            activity: DeviceActivity::default(),
             admission,
             qos2: Qos2Sessions::default(),
             stopping: watch::channel(false).0,
@@ -131,6 +135,7 @@ impl MqttShared {
                 "too_large": n(&s.refused_too_large),
                 "busy": n(&s.refused_busy),
             },
+            "device_activity": self.activity.snapshot(),
         })
     }
 

@@ -1,10 +1,11 @@
-// Devices: the registry (the device files, as the gateway loads them) with the MQTT
-// listener's counts and refusals; add a device (its secret is shown once, here, and stored
+// Devices: the registry (the device files, as the gateway loads them) with what each device
+// does on the MQTT listener (online, address, last seen, messages, bytes, refusals: live, from
+// the snapshot's mqtt.device_activity) and the listener's totals; add a device (its secret is shown once, here, and stored
 // by the gateway only as a hash) or remove one. The gateway reloads the directory within
 // seconds of a change.
 import { subscribe } from "../live.js";
 import { get, send } from "../api.js";
-import { h, fill, num, errorLine } from "../util.js";
+import { h, fill, num, bytes, ago, badge, errorLine } from "../util.js";
 
 export function render(main) {
   const summary = h("div", { class: "grid", id: "mqtt-summary" });
@@ -13,6 +14,22 @@ export function render(main) {
   const idIn = h("input", { name: "device-id", placeholder: "device id", required: true });
   const kindSel = h("select", { name: "kind" }, h("option", { value: "sensor" }, "sensor"), h("option", { value: "camera" }, "camera"));
   const publishIn = h("input", { name: "publish", placeholder: "devices/{device}/#" });
+  let activity = {};
+
+  // The live columns of each device's row, from the newest snapshot.
+  function showActivity() {
+    for (const tr of body.querySelectorAll("tr[data-device]")) {
+      const a = activity[tr.dataset.device];
+      const cell = (field) => tr.querySelector(`td[data-field="${field}"]`);
+      if (!cell("state")) continue;
+      fill(cell("state"), a ? badge(a.connections > 0 ? "online" : "offline", a.connections > 0) : h("span", { class: "muted" }, "never seen"));
+      fill(cell("address"), a?.address ?? "–");
+      fill(cell("last-seen"), a ? `${ago(Date.now() - a.last_seen)} ago` : "–");
+      fill(cell("messages"), a ? num(a.messages) : "–");
+      fill(cell("bytes"), a ? bytes(a.bytes) : "–");
+      fill(cell("refused"), a ? num(a.refused) : "–");
+    }
+  }
 
   async function load() {
     try {
@@ -21,10 +38,11 @@ export function render(main) {
         h("p", { class: "muted" }, `Device files in ${answer.dir}`),
         answer.devices.length === 0 ? h("p", { class: "muted" }, "No devices.") :
           h("table", {},
-            h("thead", {}, h("tr", {}, ["Device", "Kind", "Secret", "Publishes", "Subscribes", "Metadata", ""].map((t) => h("th", {}, t)))),
+            h("thead", {}, h("tr", {}, ["Device", "Kind", "State", "Address", "Last seen", "Messages", "Bytes", "Refused", "Secret", "Publishes", "Subscribes", "Metadata", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, answer.devices.map((d) => h("tr", { "data-device": d.id },
               h("td", {}, d.id),
               h("td", {}, d.kind),
+              ["state", "address", "last-seen", "messages", "bytes", "refused"].map((f) => h("td", { "data-field": f })),
               h("td", {}, d.has_secret ? "hash" : "none"),
               h("td", {}, d.publish.join(", ")),
               h("td", {}, d.subscribe.join(", ")),
@@ -36,6 +54,7 @@ export function render(main) {
                   .catch((e) => fill(status, errorLine(e)));
               } }, "Remove")))))),
         answer.problems.map((p) => h("p", { class: "error" }, p)));
+      showActivity();
     } catch (e) {
       fill(body, errorLine(e));
     }
@@ -70,6 +89,8 @@ export function render(main) {
       fill(summary, h("p", { class: "muted" }, "The MQTT listener is off."));
       return;
     }
+    activity = m.device_activity || {};
+    showActivity();
     const r = m.refused || {};
     const card = (label, value) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
     fill(summary,

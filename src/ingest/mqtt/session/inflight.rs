@@ -60,6 +60,11 @@ impl Session {
                 None => {
                     if entry.commit.is_some() {
                         self.shared.stats.stored.fetch_add(1, Ordering::Relaxed);
+                        let bytes = match &entry.forward {
+                            Packet::Publish(p, _) => p.payload.len(),
+                            _ => 0,
+                        };
+                        self.shared.activity.stored(self.identity.name(), bytes);
                     }
                     forward.push(entry.forward);
                     self.acknowledge(header)?;
@@ -115,6 +120,7 @@ impl Session {
                 .stats
                 .refused_stream
                 .fetch_add(1, Ordering::Relaxed);
+            self.shared.activity.refused(self.identity.name());
             tracing::warn!(device = self.identity.name(), reason = %text, "MQTT publish refused by its stream");
         } else {
             tracing::error!(device = self.identity.name(), reason = %text, "MQTT publish could not be stored");

@@ -83,6 +83,7 @@ impl Session {
                     .stats
                     .refused_too_large
                     .fetch_add(1, Ordering::Relaxed);
+                self.shared.activity.refused(self.identity.name());
                 tracing::warn!(
                     device = self.identity.name(),
                     bytes = n,
@@ -173,6 +174,7 @@ impl Session {
                 .stats
                 .refused_acl
                 .fetch_add(1, Ordering::Relaxed);
+            self.shared.activity.refused(self.identity.name());
             tracing::warn!(device = self.identity.name(), %topic, "MQTT publish refused: outside the device's publish ACL");
             return self.refuse_publish(
                 header,

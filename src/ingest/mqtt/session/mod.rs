@@ -92,6 +92,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut rbuf = BytesMut::with_capacity(512);
+    let address = pending.address();
     let connected = handshake(stream, &mut rbuf, shared, certificate_device, pending).await?;
     let Connected {
         codec,
@@ -105,6 +106,7 @@ where
         keep,
     } = connected;
     shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+    shared.activity.connected(identity.name(), address);
     tracing::debug!(device = identity.name(), client_id = %identity.client_id, version = ?codec.version(), "MQTT client connected");
     let qos2 = shared.qos2.attach(&identity.client_id, clean);
     let mut session = Session {
@@ -152,6 +154,7 @@ impl Session {
             let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, self.flush(stream)).await;
         }
         self.shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        self.shared.activity.disconnected(self.identity.name());
         // Tell the router the link is gone, so it keeps (or drops) the session state; unless
         // the router itself ended it (a takeover).
         if !matches!(result, Err(SessionError::Broker)) {
