@@ -63,6 +63,15 @@ async fn run(store: &Store, select: &str) -> Vec<Json> {
     rows
 }
 
+/// The planning error of a query ("" when it plans).
+fn check(sql: &str) -> String {
+    parse_script(sql)
+        .and_then(|s| plan::plan(&s, 10, true))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
 fn sorted(mut rows: Vec<Json>) -> Vec<Json> {
     rows.sort_by_key(|r| r.to_string());
     rows
@@ -171,10 +180,6 @@ async fn over_rows_frame_in_rowtime_order() {
 
 #[test]
 fn errors_name_the_construct_and_position() {
-    let check = |sql: &str| {
-        let script = parse_script(sql).and_then(|s| plan::plan(&s, 10, true));
-        script.err().map(|e| e.to_string()).unwrap_or_default()
-    };
     let e = check(&format!(
         "{TABLE}\nSELECT device, AVG(temp) FROM t GROUP BY device"
     ));
@@ -279,13 +284,6 @@ async fn lookup_join_with_a_stream_takes_the_latest_record_per_key() {
 
 #[test]
 fn joins_the_engine_cannot_run_are_refused() {
-    let check = |sql: &str| {
-        parse_script(sql)
-            .and_then(|s| plan::plan(&s, 10, true))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-    };
     let devices = "CREATE TABLE d (device STRING, room STRING) WITH ('connector' = 'filesystem', 'path' = '/nonexistent', 'format' = 'csv');";
     let e = check(&format!(
         "{TABLE} {devices} SELECT t.device FROM t JOIN d ON t.temp > 1"
@@ -496,41 +494,34 @@ async fn a_window_join_waits_for_both_inputs_and_counts_late_rows() {
 
 #[test]
 fn window_joins_the_engine_cannot_run_are_refused() {
-    let check = |sql: String| {
-        parse_script(&sql)
-            .and_then(|s| plan::plan(&s, 10, true))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-    };
     let tvf = |table: &str, size: &str| {
         format!("(SELECT * FROM TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(ts), INTERVAL '{size}' MINUTE)))")
     };
     let on = "ON L.device = R.device AND L.window_start = R.window_start AND L.window_end = R.window_end";
-    let e = check(format!(
+    let e = check(&format!(
         "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN {} R ON L.device = R.device",
         tvf("t", "1"),
         tvf("u", "1")
     ));
     assert!(e.contains("L.window_start = R.window_start"), "{e}");
-    let e = check(format!(
+    let e = check(&format!(
         "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN {} R {on}",
         tvf("t", "1"),
         tvf("u", "2")
     ));
     assert!(e.contains("the same window"), "{e}");
-    let e = check(format!(
+    let e = check(&format!(
         "{TABLE} {TABLE_U} SELECT COUNT(*) FROM {} L JOIN {} R {on}",
         tvf("t", "1"),
         tvf("u", "1")
     ));
     assert!(e.contains("second application"), "{e}");
-    let e = check(format!(
+    let e = check(&format!(
         "{TABLE} {TABLE_U} SELECT L.device FROM {} L JOIN (SELECT * FROM u) R {on}",
         tvf("t", "1")
     ));
     assert!(e.contains("without aggregation"), "{e}");
-    let e = check(format!(
+    let e = check(&format!(
         "{TABLE} {TABLE_U} SELECT L.device FROM {} L CROSS JOIN {} R",
         tvf("t", "1"),
         tvf("u", "1")
