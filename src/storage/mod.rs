@@ -223,6 +223,9 @@ impl Catalog {
 struct Inner {
     db: Arc<database::DbSlot>,
     ops: flume::Sender<writer::WriteOp>,
+    /// The queue's other end, for producers only: a request that reached the queue after the
+    /// writer's last look at it is answered by its producer (see `send`).
+    leftovers: flume::Receiver<writer::WriteOp>,
     health: Arc<WriterHealth>,
     catalog: Arc<RwLock<Arc<Catalog>>>,
     iterator_key: [u8; 32],
@@ -263,6 +266,7 @@ impl Store {
             stats.clone(),
             health.clone(),
         )?;
+        let leftovers = rx.clone();
         let handle = std::thread::Builder::new()
             .name("kinedge-writer".into())
             .spawn(move || {
@@ -279,6 +283,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 ops: tx,
+                leftovers,
                 health,
                 catalog,
                 iterator_key,
@@ -475,7 +480,16 @@ impl Store {
             .ops
             .send_async(op)
             .await
-            .map_err(|_| StoreError::ShuttingDown)
+            .map_err(|_| StoreError::ShuttingDown)?;
+        // The writer closes, then drains the queue once and stops. A request that passed the
+        // check above just before the close may land after that drain, where nobody would
+        // read it: whoever sees the store closed after queueing answers what is left.
+        if self.inner.health.is_closed() {
+            for op in self.inner.leftovers.drain() {
+                op.fail(&StoreError::ShuttingDown);
+            }
+        }
+        Ok(())
     }
 
     /// Reads records of one shard from `from` on: at most `max_records` records and about

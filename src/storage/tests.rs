@@ -331,3 +331,33 @@ fn requests_queued_behind_a_shutdown_are_answered() {
     assert!(health.is_closed());
     drop(ops);
 }
+
+/// Producers that send while the store shuts down all get an answer: a request that passed
+/// the "closing?" check just before the writer stopped is refused, not left waiting in a
+/// queue nobody reads (this hung a CI run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_racing_a_shutdown_are_all_answered() {
+    for _ in 0..300 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let producers: Vec<_> = (0..4)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    store.ping().await
+                })
+            })
+            .collect();
+        store.shutdown().await;
+        for producer in producers {
+            tokio::time::timeout(Duration::from_secs(30), producer)
+                .await
+                .expect("a producer racing the shutdown was never answered")
+                .unwrap()
+                .ok();
+        }
+    }
+}

@@ -90,7 +90,7 @@ impl WriteOp {
     }
 
     /// Answers the op with `error` without doing it.
-    fn fail(self, error: &StoreError) {
+    pub(super) fn fail(self, error: &StoreError) {
         match self {
             WriteOp::Append { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
@@ -296,7 +296,8 @@ impl Writer {
         }
         // Requests that reached the queue behind the shutdown are answered, not left waiting:
         // the queue outlives this receiver (the store's sender keeps it), so a request left in
-        // it would never hear back. Producers that send from now on find the store closing.
+        // it would never hear back. Producers that send from now on find the store closing,
+        // and one that queued just after this drain answers itself (`Store::send`).
         self.health.close();
         for op in ops.drain() {
             op.fail(&StoreError::ShuttingDown);
