@@ -406,10 +406,6 @@ def test_tags_as_aws_refuses_them(raw_client, client):
     for tags in ({"abc;def": "1"}, {"a\tb": "1"}, {"a": "x,y"}, {"a": "line\nbreak"}):
         exact("InvalidArgumentException", invalid, raw_client.add_tags_to_stream, StreamName=name, Tags=tags)
     exact("InvalidArgumentException", invalid, raw_client.remove_tags_from_stream, StreamName=name, TagKeys=["a;b"])
-    exact("InvalidArgumentException",
-          f"Failed to add tags to stream {name} under account {ACCOUNT} because some tags contained illegal "
-          "characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'.",
-          raw_client.add_tags_to_stream, StreamName=name, Tags={"a%b": "1"})
     key = "k" * 129
     exact("ValidationException", _v(
         f"Value '{{{key}=v}}' at 'tags' failed to satisfy constraint: Map keys must satisfy constraint: "
@@ -425,8 +421,8 @@ def test_tags_as_aws_refuses_them(raw_client, client):
     exact("ValidationException", _v(
         f"Value '{{{shown}}}' at 'tags' failed to satisfy constraint: Member must have length less than or equal to 10",
     ), raw_client.add_tags_to_stream, StreamName=name, Tags=eleven)
-    # valid characters pass: letters of any script, digits, spaces, _ . / = + - @
-    client.add_tags_to_stream(StreamName=name, Tags={"ü0 _.": "a", "/=+-@": "名前", "c": ""})
+    # valid characters pass: letters of any script, digits, spaces, _ . / = + - % @
+    client.add_tags_to_stream(StreamName=name, Tags={"ü0 _.": "a", "/=+-@%": "名前", "c": ""})
     for start in range(0, 40, 10):
         client.add_tags_to_stream(StreamName=name, Tags={f"n{i:02d}": "v" for i in range(start, start + 10)})
     exact("InvalidArgumentException",

@@ -9,7 +9,7 @@ use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Timestamp;
 use crate::api::KinesisState;
 use crate::storage::{AdminOp, RetentionChange, StoreError, StreamSpec};
-use crate::streams::validate::{resolve_shard_id, tag_text, TagText};
+use crate::streams::validate::{is_valid_tag_text, resolve_shard_id};
 use crate::streams::{
     OnFull, StreamMeta, StreamMode, MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
@@ -62,12 +62,7 @@ pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Re
         }
     };
     let tags = input.tags.unwrap_or_default();
-    check_tag_text(
-        state,
-        &name,
-        tags.keys().chain(tags.values()),
-        "add tags to",
-    )?;
+    check_tag_text(tags.keys().chain(tags.values()))?;
     if tags.len() > MAX_TAGS_PER_STREAM {
         return Err(too_many_tags(state, &name));
     }
@@ -276,24 +271,12 @@ pub async fn decrease_retention(
     set_retention(state, input, RetentionChange::Decrease).await
 }
 
-/// Tag keys and values in AWS's character set; `what` is "add tags to" or "remove tags
-/// from", as AWS's message says.
-fn check_tag_text<'a>(
-    state: &KinesisState,
-    stream: &str,
-    texts: impl Iterator<Item = &'a String> + Clone,
-    what: &str,
-) -> Result<(), ApiError> {
-    if texts.clone().any(|t| tag_text(t) == TagText::Invalid) {
-        return Err(ApiError::invalid("Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."));
+/// Tag keys and values in AWS's character set.
+fn check_tag_text<'a>(mut texts: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
+    if texts.all(|t| is_valid_tag_text(t)) {
+        return Ok(());
     }
-    if texts.into_iter().any(|t| tag_text(t) == TagText::Percent) {
-        return Err(ApiError::invalid(format!(
-            "Failed to {what} stream {stream} under account {} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'.",
-            state.account_id
-        )));
-    }
-    Ok(())
+    Err(ApiError::invalid("Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."))
 }
 
 fn too_many_tags(state: &KinesisState, stream: &str) -> ApiError {
@@ -307,12 +290,7 @@ pub async fn add_tags(state: &KinesisState, input: AddTagsInput) -> Result<(), A
     let name = state.stream_name(&input)?;
     let tags = input.tags.ok_or_else(|| ApiError::missing("tags"))?;
     let meta = state.meta(&name)?;
-    check_tag_text(
-        state,
-        &name,
-        tags.keys().chain(tags.values()),
-        "add tags to",
-    )?;
+    check_tag_text(tags.keys().chain(tags.values()))?;
     let new_keys = tags.keys().filter(|k| !meta.tags.contains_key(*k)).count();
     if meta.tags.len() + new_keys > MAX_TAGS_PER_STREAM {
         return Err(too_many_tags(state, &name));
@@ -362,7 +340,7 @@ pub async fn remove_tags(state: &KinesisState, input: RemoveTagsInput) -> Result
     let name = state.stream_name(&input)?;
     let keys = input.tag_keys.ok_or_else(|| ApiError::missing("tagKeys"))?;
     state.meta(&name)?;
-    check_tag_text(state, &name, keys.iter(), "remove tags from")?;
+    check_tag_text(keys.iter())?;
     state
         .store
         .admin(AdminOp::RemoveTags {

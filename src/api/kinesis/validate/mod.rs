@@ -103,9 +103,18 @@ pub struct SizeShape {
 /// Collects the failures of one input, in the order the members are checked.
 #[derive(Debug, Default)]
 pub struct Violations {
-    /// Path of the structure being checked (`records.3.member.`), empty at the top.
-    prefix: String,
+    /// Where the structure being checked is (`records`, item 3: `records.3.member.`); written
+    /// out only when a failure is recorded, so that checking a valid list costs no formatting.
+    path: Vec<Step>,
     found: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Step {
+    /// A structure member (model name).
+    Member(&'static str),
+    /// The n-th (from 1) element of the list named by the step before.
+    Item(usize),
 }
 
 fn lower_first(name: &str) -> String {
@@ -152,7 +161,12 @@ impl StrShape {
                 p.text
             ));
         }
-        out.extend(length_constraints(self.min, self.max, java_length(value)));
+        // UTF-16 units are at most the UTF-8 bytes and at least a third of them: most values
+        // pass on their byte length without being counted.
+        let bytes = value.len();
+        if self.max.is_some_and(|m| bytes > m) || self.min.is_some_and(|m| bytes < m * 3) {
+            out.extend(length_constraints(self.min, self.max, java_length(value)));
+        }
         if let Some(values) = self.values.filter(|vs| !vs.contains(&value)) {
             out.push(format!(
                 "Member must satisfy enum value set: [{}]",
@@ -200,10 +214,19 @@ impl Violations {
             }
             None => line.push_str("Value null"),
         }
+        line.push_str(" at '");
+        for step in &self.path {
+            match step {
+                Step::Member(name) => line.push_str(&lower_first(name)),
+                Step::Item(n) => {
+                    let _ = write!(line, "{n}.member");
+                }
+            }
+            line.push('.');
+        }
         let _ = write!(
             line,
-            " at '{}{}' failed to satisfy constraint: {constraint}",
-            self.prefix,
+            "{}' failed to satisfy constraint: {constraint}",
             lower_first(member)
         );
         self.found.push(line);
@@ -334,22 +357,25 @@ impl Violations {
     }
 
     /// A nested structure: its members are checked under `member.`.
-    pub fn structure<T: Validate>(&mut self, member: &str, value: Option<&T>, presence: Presence) {
+    pub fn structure<T: Validate>(
+        &mut self,
+        member: &'static str,
+        value: Option<&T>,
+        presence: Presence,
+    ) {
         let Some(inner) = self.present(member, value, presence) else {
             return;
         };
-        let outer = self.prefix.len();
-        self.prefix.push_str(&lower_first(member));
-        self.prefix.push('.');
+        self.path.push(Step::Member(member));
         inner.members(self);
-        self.prefix.truncate(outer);
+        self.path.pop();
     }
 
     /// A list of structures, each checked under `member.N.member.`. AWS shows a list of
     /// structures by the Java names of its elements (`shown_item`).
     pub fn list<T: Validate>(
         &mut self,
-        member: &str,
+        member: &'static str,
         value: Option<&[T]>,
         shape: &SizeShape,
         shown_item: &str,
@@ -365,21 +391,16 @@ impl Violations {
                 self.push(member, Some(&shown), &failure);
             }
         }
-        let outer = self.prefix.len();
+        self.path.push(Step::Member(member));
         for (i, item) in items.iter().enumerate() {
             if self.found.len() >= MAX_LISTED {
                 break;
             }
-            self.prefix.truncate(outer);
-            let _ = write!(self.prefix, "{}.{}.member.", lower_first(member), i + 1);
+            self.path.push(Step::Item(i + 1));
             item.members(self);
+            self.path.pop();
         }
-        self.prefix.truncate(outer);
-    }
-
-    /// The failures found so far, as AWS words each one.
-    pub fn found(&self) -> &[String] {
-        &self.found
+        self.path.pop();
     }
 
     pub fn finish(self) -> Result<(), ApiError> {

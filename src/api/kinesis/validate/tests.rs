@@ -282,3 +282,35 @@ fn type_errors_are_worded_as_aws_words_them() {
     let e = decoded::<DescribeStreamInput>("{nope").unwrap_err();
     assert!(e.message.contains("not valid JSON"), "{}", e.message);
 }
+
+#[test]
+fn cbor_timestamps_are_milliseconds_never_text() {
+    use ciborium::Value;
+    let body = |ts: Value| {
+        let map = Value::Map(vec![
+            (Value::Text("StreamName".into()), Value::Text("s".into())),
+            (Value::Text("ShardId".into()), Value::Text("0".into())),
+            (
+                Value::Text("ShardIteratorType".into()),
+                Value::Text("AT_TIMESTAMP".into()),
+            ),
+            (Value::Text("Timestamp".into()), ts),
+        ]);
+        let mut out = Vec::new();
+        ciborium::into_writer(&map, &mut out).unwrap();
+        out
+    };
+    let tagged = Value::Tag(1, Box::new(Value::Integer(1_500.into())));
+    let input: GetShardIteratorInput = Wire::Cbor.decode(&body(tagged)).unwrap();
+    assert_eq!(input.timestamp.map(|t| t.0), Some(1_500));
+    let e = Wire::Cbor
+        .decode::<GetShardIteratorInput>(&body(Value::Text("1500".into())))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Serialization);
+    assert!(
+        e.message
+            .contains("can not be converted to milliseconds since epoch"),
+        "{}",
+        e.message
+    );
+}
