@@ -513,8 +513,15 @@ def test_merge_and_split_refusals(client):
           client.split_shard, StreamName=name, ShardToSplit=S0, NewStartingHashKey="100")
 
 
-def test_list_shards_needs_a_stream_or_token(raw_client):
+def test_list_shards_needs_a_stream_or_token(raw_client, client, stream):
     exact("InvalidArgumentException", "Either NextToken or StreamName should be provided.", raw_client.list_shards)
+    token = client.list_shards(StreamName=stream, MaxResults=1)["NextToken"]
+    exact("InvalidArgumentException", "NextToken and StreamName cannot be provided together.",
+          client.list_shards, StreamARN=ARN_PREFIX + stream, NextToken=token)
+    exact("InvalidArgumentException", "NextToken and ExclusiveStartShardId cannot be provided together.",
+          client.list_shards, ExclusiveStartShardId=S0, NextToken=token)
+    exact("InvalidArgumentException", "NextToken and StreamCreationTimestamp cannot be provided together.",
+          client.list_shards, StreamCreationTimestamp=1_700_000_000, NextToken=token)
 
 
 def test_not_found_and_retention_messages(client, raw_client):

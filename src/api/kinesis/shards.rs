@@ -91,10 +91,21 @@ pub async fn list_shards(
     }
     let (meta, after, filter) = match input.next_token.as_deref() {
         Some(token) => {
-            if input.stream_name.is_some() || input.stream_arn.is_some() {
-                return Err(ApiError::invalid(
-                    "NextToken and StreamName cannot be provided together.",
-                ));
+            // The token names the stream and where the listing goes on (AWS's API reference:
+            // none of these may come with it).
+            let with = if input.stream_name.is_some() || input.stream_arn.is_some() {
+                Some("StreamName")
+            } else if input.exclusive_start_shard_id.is_some() {
+                Some("ExclusiveStartShardId")
+            } else if input.stream_creation_timestamp.is_some() {
+                Some("StreamCreationTimestamp")
+            } else {
+                None
+            };
+            if let Some(member) = with {
+                return Err(ApiError::invalid(format!(
+                    "NextToken and {member} cannot be provided together."
+                )));
             }
             let token: ListShardsToken = URL_SAFE_NO_PAD
                 .decode(token.as_bytes())
