@@ -481,6 +481,14 @@ def test_shard_ids_resolved_as_aws(client):
     exact("ResourceNotFoundException",
           f"Could not find shard shardId-000000000005 in stream {name} under account {ACCOUNT}.",
           client.split_shard, StreamName=name, ShardToSplit="shardId-5", NewStartingHashKey="100")
+    # listings start after the shard an ExclusiveStartShardId names; an id without a shard
+    # number goes by the order of shard ids
+    for start, want in (("1", []), ("abc-0", ["shardId-000000000001"]), ("a", [S0, "shardId-000000000001"]),
+                        ("zzz", [])):
+        got = [s["ShardId"] for s in client.list_shards(StreamName=name, ExclusiveStartShardId=start)["Shards"]]
+        assert got == want, (start, got)
+        got = client.describe_stream(StreamName=name, ExclusiveStartShardId=start)["StreamDescription"]["Shards"]
+        assert [s["ShardId"] for s in got] == want, (start, got)
     # 'abc-0' matches the ShardId pattern and names shard 0
     client.split_shard(StreamName=name, ShardToSplit="abc-0", NewStartingHashKey=str(HASH_SPACE // 4))
     ids = [s["ShardId"] for s in client.list_shards(StreamName=name)["Shards"]]

@@ -253,6 +253,19 @@ fn parse_stream_arn(arn: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
+/// Where a listing that starts after shard `id` (ExclusiveStartShardId) goes on: after the
+/// shard the id names, or, for an id that names no shard number, after the shards whose ids
+/// sort before it (None: from the first shard).
+fn exclusive_start(meta: &StreamMeta, id: &str) -> Option<u64> {
+    crate::streams::validate::resolve_shard_id(id).or_else(|| {
+        meta.shards
+            .iter()
+            .filter(|s| s.id().as_str() <= id)
+            .map(|s| s.index)
+            .max()
+    })
+}
+
 /// MergeShards of shards that are not an adjacent pair, in that order.
 fn not_adjacent(stream: &str, account: &str, a: &str, b: &str) -> String {
     format!("Shards {a} and {b} in stream {stream} under account {account} are not an adjacent pair of shards eligible for merging")

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::types::*;
-use super::{not_adjacent, shard_out, split_key_refused};
+use super::{exclusive_start, not_adjacent, shard_out, split_key_refused};
 use crate::api::error::ApiError;
 use crate::api::KinesisState;
 use crate::storage::AdminOp;
@@ -122,12 +122,10 @@ pub async fn list_shards(
         }
         None => {
             let meta = state.stream(&input)?;
-            let after = match input.exclusive_start_shard_id.as_deref() {
-                Some(id) => Some(
-                    resolve_shard_id(id).ok_or_else(|| state.shard_not_findable(&meta.name, id))?,
-                ),
-                None => None,
-            };
+            let after = input
+                .exclusive_start_shard_id
+                .as_deref()
+                .and_then(|id| exclusive_start(&meta, id));
             let filter = input.shard_filter.map(Filter::parse).transpose()?;
             (meta, after, filter)
         }

@@ -3,13 +3,13 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::shard_out;
 use super::types::*;
+use super::{exclusive_start, shard_out};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Timestamp;
 use crate::api::KinesisState;
 use crate::storage::{AdminOp, RetentionChange, StoreError, StreamSpec};
-use crate::streams::validate::{is_valid_tag_text, resolve_shard_id};
+use crate::streams::validate::is_valid_tag_text;
 use crate::streams::{
     OnFull, StreamMeta, StreamMode, MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
@@ -105,12 +105,10 @@ pub async fn describe_stream(
 ) -> Result<DescribeStreamOutput, ApiError> {
     let meta = state.stream(&input)?;
     let limit = input.limit.map_or(100, |l| l as usize);
-    let after = match input.exclusive_start_shard_id.as_deref() {
-        Some(id) => {
-            Some(resolve_shard_id(id).ok_or_else(|| state.shard_not_findable(&meta.name, id))?)
-        }
-        None => None,
-    };
+    let after = input
+        .exclusive_start_shard_id
+        .as_deref()
+        .and_then(|id| exclusive_start(&meta, id));
     let candidates: Vec<_> = meta
         .shards
         .iter()
