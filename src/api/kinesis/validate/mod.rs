@@ -197,6 +197,12 @@ impl StrShape {
                 p.text
             ));
         }
+        if let Some(values) = self.values {
+            parts.push(format!(
+                "Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            ));
+        }
         format!("[{}]", parts.join(", "))
     }
 }

@@ -26,29 +26,61 @@ fn is_decimal(text: &str, max_digits: usize) -> bool {
             && text.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The places right after `arn:aws.*:kinesis:.*:\d{12}:` in `text` (every way the `.*`s can
+/// split it).
+fn after_account(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = text.as_bytes();
+    let start = if text.starts_with("arn:aws") && !text.contains('\n') {
+        text.match_indices(":kinesis:")
+            .map(|(i, m)| i + m.len())
+            .find(|i| *i >= 7 + ":kinesis:".len())
+    } else {
+        None
+    };
+    let from = start.unwrap_or(bytes.len() + 1);
+    (from..bytes.len()).filter_map(move |k| {
+        let account = bytes.get(k + 1..k + 13)?;
+        (bytes[k] == b':'
+            && account.iter().all(u8::is_ascii_digit)
+            && bytes.get(k + 13) == Some(&b':'))
+        .then_some(k + 14)
+    })
+}
+
+fn is_non_blank(text: &str) -> bool {
+    !text.is_empty() && !text.chars().any(char::is_whitespace)
+}
+
 /// `arn:aws.*:kinesis:.*:\d{12}:stream/\S+`
 fn is_stream_arn(text: &str) -> bool {
-    if !text.starts_with("arn:aws") || text.contains('\n') {
+    after_account(text).any(|p| text[p..].strip_prefix("stream/").is_some_and(is_non_blank))
+}
+
+/// `arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+` (ResourceARN: a stream or a consumer)
+fn is_resource_arn(text: &str) -> bool {
+    after_account(text).any(|p| {
+        text[p..]
+            .match_indices("stream/")
+            .any(|(q, m)| is_non_blank(&text[p + q + m.len()..]))
+    })
+}
+
+/// `^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+`
+fn is_consumer_arn(text: &str) -> bool {
+    let Some((head, created)) = text.rsplit_once(':') else {
         return false;
-    }
-    let bytes = text.as_bytes();
-    // `.*` is greedy but any split that matches will do: try each `:kinesis:` and each
-    // `:<12 digits>:stream/` after it.
-    text.match_indices(":kinesis:")
-        .filter(|(i, _)| *i >= 7)
-        .any(|(i, m)| {
-            let from = i + m.len();
-            (from..bytes.len()).any(|k| {
-                bytes[k] == b':'
-                    && bytes.len() > k + 13
-                    && bytes[k + 1..k + 13].iter().all(u8::is_ascii_digit)
-                    && text[k + 13..].starts_with(":stream/")
-                    && {
-                        let rest = &text[k + 13 + ":stream/".len()..];
-                        !rest.is_empty() && !rest.chars().any(char::is_whitespace)
-                    }
-            })
-        })
+    };
+    let Some((head, consumer)) = head.rsplit_once("/consumer/") else {
+        return false;
+    };
+    let Some((head, stream)) = head.rsplit_once("stream/") else {
+        return false;
+    };
+    !created.is_empty()
+        && created.bytes().all(|b| b.is_ascii_digit())
+        && is_name(consumer)
+        && is_name(stream)
+        && after_account(head).next().is_some()
 }
 
 pub static NAME: Pattern = Pattern {
@@ -67,6 +99,14 @@ pub static STREAM_ARN_PATTERN: Pattern = Pattern {
     text: "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
     matches: is_stream_arn,
 };
+pub static RESOURCE_ARN_PATTERN: Pattern = Pattern {
+    text: "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+",
+    matches: is_resource_arn,
+};
+pub static CONSUMER_ARN_PATTERN: Pattern = Pattern {
+    text: "^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+",
+    matches: is_consumer_arn,
+};
 
 pub const STREAM_NAME: StrShape = StrShape {
     min: Some(1),
@@ -81,6 +121,46 @@ pub const STREAM_ARN: StrShape = StrShape {
     ..StrShape::ANY
 };
 pub const SHARD_ID: StrShape = STREAM_NAME;
+pub const CONSUMER_NAME: StrShape = STREAM_NAME;
+pub const CONSUMER_ARN: StrShape = StrShape {
+    min: Some(1),
+    max: Some(2048),
+    pattern: Some(&CONSUMER_ARN_PATTERN),
+    ..StrShape::ANY
+};
+pub const RESOURCE_ARN: StrShape = StrShape {
+    min: Some(1),
+    max: Some(2048),
+    pattern: Some(&RESOURCE_ARN_PATTERN),
+    ..StrShape::ANY
+};
+pub const KEY_ID: StrShape = StrShape {
+    min: Some(1),
+    max: Some(2048),
+    ..StrShape::ANY
+};
+pub const ENCRYPTION_TYPE: StrShape = StrShape {
+    values: Some(&["NONE", "KMS"]),
+    ..StrShape::ANY
+};
+pub const METRICS_NAME: StrShape = StrShape {
+    values: Some(&[
+        "IncomingBytes",
+        "IncomingRecords",
+        "OutgoingBytes",
+        "OutgoingRecords",
+        "WriteProvisionedThroughputExceeded",
+        "ReadProvisionedThroughputExceeded",
+        "IteratorAgeMilliseconds",
+        "ALL",
+    ]),
+    ..StrShape::ANY
+};
+/// `MetricsNameList`.
+pub const METRICS_LIST: SizeShape = SizeShape {
+    min: Some(1),
+    max: Some(7),
+};
 pub const HASH_KEY: StrShape = StrShape {
     pattern: Some(&HASH_KEY_PATTERN),
     ..StrShape::ANY

@@ -226,6 +226,28 @@ fn stream_arns_and_sequence_numbers() {
     ] {
         assert!(!(STREAM_ARN_PATTERN.matches)(bad), "{bad}");
     }
+    for ok in [
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1700000000",
+        "arn:aws:kinesis:r:123456789012:mystream/x.y/consumer/c-1:1",
+    ] {
+        assert!((CONSUMER_ARN_PATTERN.matches)(ok), "{ok}");
+        assert!((RESOURCE_ARN_PATTERN.matches)(ok), "{ok}");
+    }
+    for bad in [
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c d:1",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        "arn:aws:kinesis:us-east-1:1234:stream/s/consumer/c:1",
+        "arn:aws:s3:us-east-1:123456789012:stream/s/consumer/c:1",
+    ] {
+        assert!(!(CONSUMER_ARN_PATTERN.matches)(bad), "{bad}");
+    }
+    assert!((RESOURCE_ARN_PATTERN.matches)(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+    ));
+    assert!(!(RESOURCE_ARN_PATTERN.matches)(
+        "arn:aws:kinesis:us-east-1:123456789012:table/s"
+    ));
     assert!((SEQUENCE_NUMBER_PATTERN.matches)("0"));
     assert!((SEQUENCE_NUMBER_PATTERN.matches)(&"9".repeat(129)));
     assert!(!(SEQUENCE_NUMBER_PATTERN.matches)(&"9".repeat(130)));
