@@ -238,9 +238,16 @@ pub(crate) fn request_id() -> String {
     )
 }
 
+/// An answer of the AWS API (`POST /`) with its request ids, as AWS sends them:
+/// `x-amzn-RequestId` and `x-amz-id-2`.
 fn with_request_id(mut response: Response, id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&error::extended_request_id()) {
+        response
+            .headers_mut()
+            .insert(error::EXTENDED_REQUEST_ID_HEADER, value);
     }
     response
 }
