@@ -10,7 +10,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from kutil import ACCOUNT, ARN_PREFIX, REGION, create_stream, expect_error, unique
+from kutil import (ACCOUNT, ARN_PREFIX, REGION, TEST_KEY, TEST_SECRET_ENV, create_stream, expect_error,
+                   unique)
 
 ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRecords",
                "WriteProvisionedThroughputExceeded", "ReadProvisionedThroughputExceeded",
@@ -265,11 +266,14 @@ def test_resource_policy(client, raw_client):
     replaced = POLICY.replace("readers", "readers-2")
     client.put_resource_policy(ResourceARN=arn, Policy=replaced)
     assert client.get_resource_policy(ResourceARN=arn)["Policy"] == replaced
-    # not enforced: the stream stays usable by the gateway's clients (docs/kinesis-api.md)
+    # an Allow grants nothing more: the stream stays usable by the gateway's clients
     client.put_record(StreamName=name, Data=b"x", PartitionKey="k")
 
     for bad, why in (("not json", "JSON"), ("[]", "object"), ('{"Version": "2012-10-17"}', "Statement"),
-                     ('{"Statement": [{"Effect": "Maybe", "Action": "kinesis:*"}]}', "Effect")):
+                     ('{"Statement": [{"Effect": "Maybe", "Action": "kinesis:*"}]}', "Effect"),
+                     ('{"Statement": [{"Effect": "Deny", "Action": "kinesis:*"}]}', "Principal"),
+                     ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kinesis:*",'
+                      ' "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}', "Condition")):
         expect_error("InvalidArgumentException", client.put_resource_policy, ResourceARN=arn,
                      Policy=bad, mentions=[why])
     big = json.dumps({"Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Sid": "x" * 20480}]})
@@ -371,3 +375,73 @@ def test_on_demand_scales_up_under_a_write_load(gateway_factory):
                 break
             it = out.get("NextShardIterator")
     assert total == 50 * len(seen)
+
+
+# ---- resource policy enforcement ------------------------------------------------------------------
+OTHER_KEY = "AKIDKINEDGEOTHER"
+
+
+def test_resource_policy_deny_is_enforced_for_api_keys(gateway_factory):
+    """Deny statements refuse the keys, actions and streams they name (AccessDeniedException,
+    AWS's wording); other keys, actions and streams are untouched; deleting the policy lifts it."""
+    secret = "s3cret-ops"
+    gw = gateway_factory(credentials=True, env={TEST_SECRET_ENV: secret, "OTHER_SECRET": "other-s3cret"},
+                         extra_config=f"""
+[[api.credentials]]
+access_key_id = "{OTHER_KEY}"
+secret_env = "OTHER_SECRET"
+""")
+    admin = gw.client(key=TEST_KEY, secret=secret)
+    other = gw.client(key=OTHER_KEY, secret="other-s3cret")
+    create_stream(admin, "guarded", 1)
+    create_stream(admin, "open", 1)
+    arn = ARN_PREFIX + "guarded"
+    deny_writes = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kinesis:*",
+         "Resource": arn},
+        {"Effect": "Deny", "Principal": {"AWS": [OTHER_KEY]}, "Action": ["kinesis:Put*", "kinesis:AddTagsToStream"],
+         "Resource": "arn:aws:kinesis:*:*:stream/guarded"},
+    ]})
+    admin.put_resource_policy(ResourceARN=arn, Policy=deny_writes)
+    err = expect_error("AccessDeniedException", other.put_record, StreamName="guarded", Data=b"x",
+                       PartitionKey="k", mentions=["explicit deny"])
+    assert f"user/{OTHER_KEY}" in err["Error"]["Message"] and "kinesis:PutRecord" in err["Error"]["Message"]
+    expect_error("AccessDeniedException", other.put_records, StreamARN=arn,
+                 Records=[{"Data": b"x", "PartitionKey": "k"}])
+    expect_error("AccessDeniedException", other.add_tags_to_stream, StreamName="guarded", Tags={"a": "b"})
+    # what the Deny does not name still works: other actions, other streams, other keys
+    shard = other.list_shards(StreamName="guarded")["Shards"][0]["ShardId"]
+    admin.put_record(StreamName="guarded", Data=b"from-admin", PartitionKey="k")
+    it = other.get_shard_iterator(StreamName="guarded", ShardId=shard,
+                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert [r["Data"] for r in other.get_records(ShardIterator=it)["Records"]] == [b"from-admin"]
+    other.put_record(StreamName="open", Data=b"x", PartitionKey="k")
+
+    # GetRecords is judged by the iterator's stream
+    deny_reads = json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": OTHER_KEY}, "Action": "kinesis:GetRecords", "Resource": arn}]})
+    admin.put_resource_policy(ResourceARN=arn, Policy=deny_reads)
+    expect_error("AccessDeniedException", other.get_records, ShardIterator=it)
+    other.put_record(StreamName="guarded", Data=b"now-allowed", PartitionKey="k")
+
+    # a policy that would lock its own key out of changing it is refused
+    lockout = json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "kinesis:*", "Resource": "*"}]})
+    expect_error("InvalidArgumentException", admin.put_resource_policy, ResourceARN=arn, Policy=lockout,
+                 mentions=["could not be changed"])
+    assert admin.get_resource_policy(ResourceARN=arn)["Policy"] == deny_reads
+    # ... but another key may deny everyone else
+    deny_others = json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": OTHER_KEY}, "Action": "kinesis:*", "Resource": "*"}]})
+    admin.put_resource_policy(ResourceARN=arn, Policy=deny_others)
+    expect_error("AccessDeniedException", other.describe_stream_summary, StreamName="guarded")
+    expect_error("AccessDeniedException", other.delete_resource_policy, ResourceARN=arn)
+    expect_error("AccessDeniedException", other.delete_stream, StreamName="guarded")
+
+    # durable: enforced after a restart; deleting the policy lifts it
+    gw.restart()
+    admin = gw.client(key=TEST_KEY, secret=secret)
+    other = gw.client(key=OTHER_KEY, secret="other-s3cret")
+    expect_error("AccessDeniedException", other.put_record, StreamName="guarded", Data=b"x", PartitionKey="k")
+    admin.delete_resource_policy(ResourceARN=arn)
+    other.put_record(StreamName="guarded", Data=b"x", PartitionKey="k")

@@ -4,6 +4,7 @@
 //! model constraints, InvalidArgumentException for semantic ones), calls the store and
 //! answers in the request's wire format.
 
+pub mod access;
 mod capacity;
 pub mod monitoring;
 mod policy;

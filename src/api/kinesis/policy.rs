@@ -1,12 +1,11 @@
 //! Resource policies: PutResourcePolicy, GetResourcePolicy, DeleteResourcePolicy.
 //!
 //! kinedge stores a stream's policy durably (the stream's `settings.resource_policy`, through
-//! the store's writer; deleted with the stream) and returns it as given. It does NOT enforce
-//! it: every request signed with a configured API key keeps the access it has without a
-//! policy. This is said in docs/kinesis-api.md and logged (warn) on every
-//! PutResourcePolicy, so that a policy is never taken for access control it does not give.
-//! A policy is checked before it is stored: JSON, an object with a `Statement` list whose
-//! statements have an `Effect` (Allow or Deny) and an `Action`, at most 20 KB (AWS's limit).
+//! the store's writer; deleted with the stream) and returns it as given; `access` enforces
+//! its Deny statements for requests signed with the configured API keys. A policy is checked
+//! before it is stored: JSON, an object with a `Statement` list whose statements have an
+//! `Effect` (Allow or Deny), a `Principal` and an `Action`, nothing kinedge cannot evaluate
+//! (`Condition`, `Not*`), at most 20 KB (AWS's limit).
 //! Consumer ARNs answer ResourceNotFoundException until kinedge has consumers (see `tagging`).
 
 use serde::{Deserialize, Serialize};
@@ -50,8 +49,10 @@ fn stream_of(state: &KinesisState, arn: Option<String>) -> Result<String, ApiErr
 
 pub async fn put(state: &KinesisState, input: PutResourcePolicyInput) -> Result<(), ApiError> {
     let policy = input.policy.ok_or_else(|| ApiError::missing("policy"))?;
+    let arn = input.resource_arn.clone().unwrap_or_default();
     let stream = stream_of(state, input.resource_arn)?;
     check_policy(&policy).map_err(ApiError::invalid)?;
+    super::access::check_storable(state, &policy, None, &arn)?;
     state
         .store
         .admin(AdminOp::ResourcePolicy {
@@ -60,7 +61,7 @@ pub async fn put(state: &KinesisState, input: PutResourcePolicyInput) -> Result<
         })
         .await
         .map_err(|e| state.store_error(&stream, e))?;
-    tracing::warn!(%stream, "resource policy stored; kinedge does not enforce resource policies (docs/kinesis-api.md)");
+    tracing::info!(%stream, "resource policy stored (kinedge enforces its Deny statements for signed requests: docs/kinesis-api.md)");
     Ok(())
 }
 
