@@ -1,7 +1,8 @@
 //! `POST /`: the AWS JSON (and CBOR) front. It reads the wire format from the head, refuses
 //! a request that cannot be authentic before reading its body, reads the body into memory
 //! from the body budget, checks the signature, and hands the operation named by
-//! `X-Amz-Target` to the Kinesis or the Firehose router. Every request and every error is
+//! `X-Amz-Target` to the Kinesis or the Firehose router (a Kinesis request first passes its
+//! stream's resource policy, `kinesis::access`, with the signing key as principal). Every request and every error is
 //! counted (`events`).
 
 use std::sync::Arc;

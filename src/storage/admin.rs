@@ -216,6 +216,7 @@ impl Writer {
                 stream
             }
             AdminOp::UpdateShardCount { stream, target } => {
+                self.refuse_on_demand(&stream)?;
                 self.reshard(&stream, |meta, last, uids, open| {
                     meta.update_shard_count(target, now, last, uids, open)
                 })?;

@@ -6,7 +6,6 @@ does, and everything durable across a restart."""
 import json
 import time
 
-import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -133,8 +132,12 @@ def test_update_stream_mode(client, raw_client):
     assert client.describe_limits()["OnDemandStreamCount"] == before["OnDemandStreamCount"] + 1
     # the same mode again is accepted and changes nothing
     client.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    # UpdateShardCount is for PROVISIONED streams only, as in Kinesis
+    expect_error("InvalidArgumentException", client.update_shard_count, StreamName=name,
+                 TargetShardCount=4, ScalingType="UNIFORM_SCALING", mentions=["PROVISIONED"])
     client.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "PROVISIONED"})
     assert summary(client, name)["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    client.update_shard_count(StreamName=name, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
     assert client.describe_limits()["OnDemandStreamCount"] == before["OnDemandStreamCount"]
 
     expect_error("ValidationException", raw_client.update_stream_mode, StreamARN=arn,

@@ -43,6 +43,17 @@ impl Writer {
         Ok(stream)
     }
 
+    /// UpdateShardCount is for PROVISIONED streams only, as in Kinesis: an ON_DEMAND
+    /// stream's shards follow its write rate.
+    pub(in crate::storage) fn refuse_on_demand(&mut self, stream: &str) -> Result<(), StoreError> {
+        if self.stream_mut(stream)?.mode == StreamMode::OnDemand {
+            return Err(StoreError::InvalidArgument(format!(
+                "UpdateShardCount is only supported for streams in PROVISIONED mode; stream {stream} is ON_DEMAND (the gateway scales its shards by its write rate)."
+            )));
+        }
+        Ok(())
+    }
+
     pub(in crate::storage) fn scale_on_demand(
         &mut self,
         stream: String,
