@@ -448,3 +448,29 @@ secret_env = "OTHER_SECRET"
     expect_error("AccessDeniedException", other.put_record, StreamName="guarded", Data=b"x", PartitionKey="k")
     admin.delete_resource_policy(ResourceARN=arn)
     other.put_record(StreamName="guarded", Data=b"x", PartitionKey="k")
+
+
+def test_write_refusals_counted_per_shard(gateway_factory):
+    """WriteProvisionedThroughputExceeded counts the records a reject_new quota refuses, on the
+    shard each was routed to (PutRecords entries and PutRecord alike)."""
+    gw = gateway_factory(extra_config="""
+[[streams]]
+name = "quota"
+shards = 2
+max_bytes = "1MiB"
+on_full = "reject_new"
+""")
+    client = gw.client()
+    client.enable_enhanced_monitoring(StreamName="quota", ShardLevelMetrics=["WriteProvisionedThroughputExceeded"])
+    refused = 0
+    for b in range(8):  # 8 x 250 KiB: twice the quota
+        batch = [{"Data": b"." * 10240, "PartitionKey": f"b{b}k{i}"} for i in range(25)]
+        refused += client.put_records(StreamName="quota", Records=batch)["FailedRecordCount"]
+    assert refused > 0
+    expect_error("ProvisionedThroughputExceededException", client.put_record, StreamName="quota",
+                 Data=b"." * 10240, PartitionKey="one-more")
+    m = metric_samples(requests.get(f"{gw.url}/metrics", timeout=10).text)
+    counted = {dict(ls)["shard"]: v for (n, ls), v in m.items()
+               if n == "kinedge_shard_write_provisioned_throughput_exceeded_total"}
+    assert set(counted) == {"shardId-000000000000", "shardId-000000000001"}
+    assert sum(counted.values()) == refused + 1
