@@ -93,6 +93,8 @@ pub struct ApiParts {
     pub min_free_disk: u64,
     /// `devices.dir` (the console's Devices page manages its files).
     pub devices_dir: std::path::PathBuf,
+    /// The scaler of ON_DEMAND streams, when it runs (`/status` shows it).
+    pub on_demand: Option<crate::ondemand::OnDemandScaler>,
 }
 
 /// The routers' states.
@@ -115,6 +117,9 @@ impl ApiState {
             sessions: Default::default(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let monitor = Arc::new(kinesis::monitoring::ShardMonitor::new(parts.store.clone()));
+        let mut reporters = parts.reporters;
+        reporters.push(monitor.clone());
         let operations = Arc::new(OperationsState {
             auth: auth.clone(),
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
@@ -125,6 +130,7 @@ impl ApiState {
                 account_id: parts.account_id.clone(),
                 iterator_ttl_ms: parts.iterator_ttl_ms,
                 read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
+                monitor,
             },
             firehose: FirehoseState {
                 store: parts.store.clone(),
@@ -147,10 +153,11 @@ impl ApiState {
             #[cfg(feature = "video")]
             video: parts.video,
             analytics: parts.analytics,
-            reporters: parts.reporters,
+            reporters,
             stopping: stopping.clone(),
             started: std::time::Instant::now(),
             open_metrics: parts.open_metrics,
+            on_demand: parts.on_demand,
         });
         ApiState {
             operations,

@@ -95,6 +95,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     let video = start_video(&config, &store, cameras, &deliveries).await?;
     let analytics = start_analytics(&config, store.clone(), mqtt.as_ref()).await?;
 
+    let (on_demand, scaler_task) =
+        crate::ondemand::OnDemandScaler::spawn(store.clone(), config.on_demand.clone());
     let api_counters = Arc::new(api::events::ApiCounters::default());
     // What /metrics lists, in this order.
     let mut reporters: crate::metrics::Reporters =
@@ -120,6 +122,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         open_metrics: config.api.open_metrics,
         min_free_disk: config.storage.min_free_disk,
         devices_dir: config.devices.dir.clone(),
+        on_demand: Some(on_demand),
     }));
     let api = start_api(&config, state.clone()).await?;
     let maintenance = spawn_maintenance(store.clone());
@@ -142,6 +145,9 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     reload.abort();
     drain_connections(api, mqtt.as_ref()).await;
     maintenance.abort();
+    if let Some(task) = scaler_task {
+        task.abort();
+    }
     // Each camera stores the fragment it was recording.
     #[cfg(feature = "video")]
     if tokio::time::timeout(Duration::from_secs(10), video.shutdown())

@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use redb::WriteTransaction;
 
+/// Stream mode, on-demand scaling, enhanced monitoring and resource policies.
+mod settings;
+
 use super::error::storage;
 use super::log::{drop_shard_tables, write_stream};
 use super::schema::{self, ShardState};
@@ -71,6 +74,27 @@ pub enum AdminOp {
     RemoveTags {
         stream: String,
         keys: Vec<String>,
+    },
+    /// UpdateStreamMode; to ON_DEMAND only within the gateway's on-demand stream limit.
+    SetStreamMode {
+        stream: String,
+        mode: StreamMode,
+    },
+    /// The on-demand scaler's UpdateShardCount: refused unless the stream is ON_DEMAND.
+    ScaleOnDemand {
+        stream: String,
+        target: u32,
+    },
+    /// Enable (`enable`) or DisableEnhancedMonitoring.
+    ShardMetrics {
+        stream: String,
+        metrics: Vec<crate::streams::ShardMetric>,
+        enable: bool,
+    },
+    /// PutResourcePolicy (`Some`, already checked) or DeleteResourcePolicy (`None`).
+    ResourcePolicy {
+        stream: String,
+        policy: Option<String>,
     },
 }
 
@@ -192,6 +216,7 @@ impl Writer {
                 stream
             }
             AdminOp::UpdateShardCount { stream, target } => {
+                self.refuse_on_demand(&stream)?;
                 self.reshard(&stream, |meta, last, uids, open| {
                     meta.update_shard_count(target, now, last, uids, open)
                 })?;
@@ -240,6 +265,14 @@ impl Writer {
                 }
                 stream
             }
+            AdminOp::SetStreamMode { stream, mode } => self.set_stream_mode(stream, mode)?,
+            AdminOp::ScaleOnDemand { stream, target } => self.scale_on_demand(stream, target)?,
+            AdminOp::ShardMetrics {
+                stream,
+                metrics,
+                enable,
+            } => self.change_shard_metrics(stream, &metrics, enable)?,
+            AdminOp::ResourcePolicy { stream, policy } => self.set_policy(stream, policy)?,
         };
         let meta = self
             .streams
@@ -256,7 +289,7 @@ impl Writer {
 
     /// Applies a change to a stream's shards. The change works on a copy, so a refusal
     /// half-way (UpdateShardCount is several splits and merges) leaves the stream untouched.
-    fn reshard(
+    pub(super) fn reshard(
         &mut self,
         stream: &str,
         change: impl FnOnce(
@@ -287,6 +320,9 @@ impl Writer {
             return Err(StoreError::LimitExceeded(format!(
                 "This request would exceed the gateway's limit of {SHARD_LIMIT} open shards (currently {open})."
             )));
+        }
+        if spec.mode == StreamMode::OnDemand {
+            self.check_on_demand_room()?;
         }
         self.next_uid += 1;
         let uid = self.next_uid;

@@ -6,6 +6,7 @@ pub mod hash;
 pub mod iterator;
 pub mod model;
 pub mod sequence;
+pub mod settings;
 pub mod validate;
 
 pub use hash::{hash_key_of, parse_explicit_hash_key, HashRange};
@@ -15,3 +16,4 @@ pub use model::{
     MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
 pub use sequence::{Position, SequenceNumber};
+pub use settings::{ShardMetric, StreamSettings};

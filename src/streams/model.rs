@@ -59,6 +59,9 @@ pub struct StreamMeta {
     /// All shards, open and closed, ordered by index.
     pub shards: Vec<ShardMeta>,
     pub next_shard_index: u64,
+    /// Enhanced monitoring and the resource policy (absent in rows of older gateways).
+    #[serde(default)]
+    pub settings: super::settings::StreamSettings,
 }
 
 /// One shard: a hash-key range and its place in the lineage.
@@ -190,6 +193,7 @@ impl StreamMeta {
             tags: BTreeMap::new(),
             shards,
             next_shard_index: u64::from(shard_count),
+            settings: Default::default(),
         }
     }
 

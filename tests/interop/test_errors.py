@@ -564,7 +564,10 @@ def test_extended_request_id_header(gw):
 IMPLEMENTED = ["CreateStream", "DeleteStream", "DescribeStream", "DescribeStreamSummary", "ListStreams",
                "IncreaseStreamRetentionPeriod", "DecreaseStreamRetentionPeriod", "AddTagsToStream",
                "ListTagsForStream", "RemoveTagsFromStream", "ListShards", "SplitShard", "MergeShards",
-               "UpdateShardCount", "PutRecord", "PutRecords", "GetShardIterator", "GetRecords"]
+               "UpdateShardCount", "PutRecord", "PutRecords", "GetShardIterator", "GetRecords",
+               "TagResource", "UntagResource", "ListTagsForResource", "UpdateStreamMode",
+               "EnableEnhancedMonitoring", "DisableEnhancedMonitoring", "PutResourcePolicy",
+               "GetResourcePolicy", "DeleteResourcePolicy"]
 # Members kinedge does not take (StreamId is AWS-internal; warm throughput and record size
 # cannot be changed on kinedge streams).
 NOT_TAKEN = {"StreamId", "WarmThroughputMiBps", "MaxRecordSizeInKiB"}

@@ -5,9 +5,14 @@
 //! InvalidArgumentException / ResourceNotFoundException for semantic ones, worded as AWS words
 //! them), calls the store and answers in the request's wire format.
 
+pub mod access;
+mod capacity;
+pub mod monitoring;
+mod policy;
 mod records;
 mod shards;
 mod streams;
+pub mod tagging;
 pub mod types;
 pub mod validate;
 
@@ -35,30 +40,23 @@ pub struct KinesisState {
     /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
     /// encoded answer, so this bounds the memory reads take.
     pub read_slots: tokio::sync::Semaphore,
+    /// Enhanced monitoring's shard-level metrics (also a `/metrics` reporter).
+    pub monitor: Arc<monitoring::ShardMonitor>,
 }
 
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear
 /// error instead of "unknown".
 const UNSUPPORTED: &[&str] = &[
-    "DeleteResourcePolicy",
     "DeregisterStreamConsumer",
     "DescribeAccountSettings",
     "DescribeStreamConsumer",
-    "DisableEnhancedMonitoring",
-    "EnableEnhancedMonitoring",
-    "GetResourcePolicy",
     "ListStreamConsumers",
-    "ListTagsForResource",
-    "PutResourcePolicy",
     "RegisterStreamConsumer",
     "StartStreamEncryption",
     "StopStreamEncryption",
     "SubscribeToShard",
-    "TagResource",
-    "UntagResource",
     "UpdateAccountSettings",
     "UpdateMaxRecordSize",
-    "UpdateStreamMode",
     "UpdateStreamWarmThroughput",
 ];
 
@@ -103,6 +101,19 @@ pub async fn dispatch(
             let capacity = out.records.json_size_hint() + 1024;
             wire.ok_large(out, capacity).await
         }
+        "TagResource" => no_output(wire, body, |i| tagging::tag_resource(state, i)).await,
+        "UntagResource" => no_output(wire, body, |i| tagging::untag_resource(state, i)).await,
+        "ListTagsForResource" => {
+            output(wire, body, |i| tagging::list_tags_for_resource(state, i)).await
+        }
+        "UpdateStreamMode" => {
+            no_output(wire, body, |i| capacity::update_stream_mode(state, i)).await
+        }
+        "EnableEnhancedMonitoring" => output(wire, body, |i| monitoring::enable(state, i)).await,
+        "DisableEnhancedMonitoring" => output(wire, body, |i| monitoring::disable(state, i)).await,
+        "PutResourcePolicy" => no_output(wire, body, |i| policy::put(state, i)).await,
+        "GetResourcePolicy" => output(wire, body, |i| policy::get(state, i)).await,
+        "DeleteResourcePolicy" => no_output(wire, body, |i| policy::delete(state, i)).await,
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in docs/kinesis-api.md)."),

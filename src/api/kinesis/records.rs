@@ -84,6 +84,7 @@ pub async fn put_record(
         }
     }
     let record = new_record(input.data, input.partition_key, input.explicit_hash_key, "")?;
+    let hash_key = record.hash_key;
     let outcomes = state
         .store
         .append(&name, vec![record])
@@ -95,7 +96,10 @@ pub async fn put_record(
             sequence_number: appended.sequence.to_string(),
             encryption_type: "NONE",
         }),
-        Some(Err(r)) => Err(rejected(state, &r)),
+        Some(Err(r)) => {
+            state.monitor.count_refused(&name, &[hash_key]);
+            Err(rejected(state, &r))
+        }
         None => Err(ApiError::new(
             ErrorKind::InternalFailure,
             "the store returned no outcome",
@@ -126,11 +130,17 @@ pub async fn put_records(
             "Records size exceeds 5 MB limit: the request carries {total} bytes of data and partition keys."
         )));
     }
+    let hash_keys: Vec<u128> = records.iter().map(|r| r.hash_key).collect();
     let outcomes = state
         .store
         .append(&name, records)
         .await
         .map_err(|e| state.store_error(&name, e))?;
+    let refused: Vec<u128> = (outcomes.iter().zip(&hash_keys))
+        .filter(|(outcome, _)| outcome.is_err())
+        .map(|(_, key)| *key)
+        .collect();
+    state.monitor.count_refused(&name, &refused);
     let mut failed = 0;
     let results = outcomes
         .into_iter()
@@ -303,6 +313,9 @@ pub async fn get_records(
     })
     .await
     .map_err(|e| ApiError::new(ErrorKind::InternalFailure, format!("read task failed: {e}")))??;
+    state
+        .monitor
+        .count_get(&meta, shard.uid, &batch.records, now);
     let next = match batch.records.last() {
         Some(last) => last.position.next(),
         // Nothing at or after `from` up to the tip: continue after the tip.

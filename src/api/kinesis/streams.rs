@@ -24,12 +24,6 @@ fn mode_out(meta: &StreamMeta) -> StreamModeOut {
     }
 }
 
-fn no_metrics() -> Vec<EnhancedMetricsOut> {
-    vec![EnhancedMetricsOut {
-        shard_level_metrics: Vec::new(),
-    }]
-}
-
 pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Result<(), ApiError> {
     let name = input
         .stream_name
@@ -125,7 +119,7 @@ pub async fn describe_stream(
             has_more_shards: has_more,
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
-            enhanced_monitoring: no_metrics(),
+            enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
             encryption_type: "NONE",
         },
     })
@@ -144,7 +138,7 @@ pub async fn describe_stream_summary(
             stream_mode_details: mode_out(&meta),
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
-            enhanced_monitoring: no_metrics(),
+            enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
             encryption_type: "NONE",
             open_shard_count: meta.open_shard_count(),
             consumer_count: 0,
@@ -215,7 +209,7 @@ pub async fn describe_limits(
             .values()
             .filter(|s| s.mode == StreamMode::OnDemand)
             .count() as u32,
-        on_demand_stream_count_limit: 50,
+        on_demand_stream_count_limit: crate::streams::settings::ON_DEMAND_STREAM_LIMIT,
     })
 }
 

@@ -19,6 +19,7 @@
 //! A new operation's input gets a `Validate` impl in `model.rs`: one line per member.
 
 mod model;
+mod operations;
 pub mod serialization;
 #[cfg(test)]
 mod tests;
