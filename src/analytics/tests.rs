@@ -405,6 +405,7 @@ async fn a_window_join_waits_for_both_inputs_and_counts_late_rows() {
         position: crate::streams::Position(position),
         partition_key: "k".into(),
         data: Bytes::from(row.to_string()),
+        encrypted: false,
     };
     let mut out = Output::default();
     let mut errors = Vec::new();

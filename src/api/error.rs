@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Throttling,
     /// Authentication errors carry their own type names (see `sigv4`).
     Auth(&'static str),
+    /// Stream encryption keys (KMSNotFoundException, KMSAccessDeniedException, ...).
+    Kms(&'static str),
 }
 
 impl ErrorKind {
@@ -47,7 +49,7 @@ impl ErrorKind {
             ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
             ErrorKind::RequestTimeout => "RequestTimeoutException",
             ErrorKind::Throttling => "ThrottlingException",
-            ErrorKind::Auth(name) => name,
+            ErrorKind::Auth(name) | ErrorKind::Kms(name) => name,
         }
     }
 
@@ -145,6 +147,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Storage(_) | StoreError::ShuttingDown => ErrorKind::InternalFailure,
+            StoreError::Crypt(crypt) => crate::api::kinesis::encryption::error_kind(crypt),
         };
         if kind == ErrorKind::InternalFailure {
             tracing::error!(error = %e, "storage request failed");

@@ -180,6 +180,19 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     Ok(())
 }
 
+/// Where stream encryption keys live: `storage.keys_dir`, else `$CONFIGURATION_DIRECTORY/keys`
+/// (set by systemd: `/etc/kinedge/keys`), else `<data_dir>/keys`.
+pub fn keys_dir(config: &Config, data_dir: &std::path::Path) -> PathBuf {
+    config.storage.keys_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("CONFIGURATION_DIRECTORY")
+            .and_then(|v| {
+                let first = v.to_string_lossy().split(':').next()?.to_string();
+                (!first.is_empty()).then(|| PathBuf::from(first).join("keys"))
+            })
+            .unwrap_or_else(|| data_dir.join("keys"))
+    })
+}
+
 /// Opens the stream store with the `[storage]` settings and creates the configured streams.
 async fn open_store(config: &Config, data_dir: PathBuf) -> anyhow::Result<Store> {
     let mut options = StoreOptions::new(&data_dir);
@@ -188,6 +201,10 @@ async fn open_store(config: &Config, data_dir: PathBuf) -> anyhow::Result<Store>
     options.max_commit_bytes = config.storage.max_commit_bytes;
     options.commit_interval_ms = config.storage.commit_interval_ms;
     options.quick_repair = config.storage.quick_repair;
+    options.keys = crate::storage::crypt::KeyringOptions {
+        dir: keys_dir(config, &data_dir),
+        auto_create: config.storage.auto_create_keys,
+    };
     let store = tokio::task::spawn_blocking(move || Store::open(options))
         .await
         .context("opening the stream store")?

@@ -96,6 +96,11 @@ pub enum AdminOp {
         stream: String,
         policy: Option<String>,
     },
+    /// StartStreamEncryption (`Some`: its key file exists) or StopStreamEncryption (`None`).
+    Encryption {
+        stream: String,
+        encryption: Option<crate::streams::settings::StreamEncryption>,
+    },
 }
 
 pub const MAX_TAGS_PER_STREAM: usize = 50;
@@ -273,6 +278,10 @@ impl Writer {
                 enable,
             } => self.change_shard_metrics(stream, &metrics, enable)?,
             AdminOp::ResourcePolicy { stream, policy } => self.set_policy(stream, policy)?,
+            AdminOp::Encryption { stream, encryption } => {
+                self.stream_mut(&stream)?.settings.encryption = encryption;
+                stream
+            }
         };
         let meta = self
             .streams

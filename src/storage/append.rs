@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use redb::WriteTransaction;
 
 use super::block::{self, PendingRecord};
+use super::crypt::Sealer;
 use super::error::{other, storage};
 use super::log::{
     drop_shard_tables, expired_blocks, first_block_key, remove_block, write_blocks, write_stream,
@@ -22,6 +23,18 @@ use crate::streams::{OnFull, Position, SequenceNumber, StreamMeta};
 pub(super) type DiskCheck = Result<(), (u64, u64)>;
 
 impl Writer {
+    /// The key a stream's new blocks are sealed with, if it is encrypted.
+    pub(super) fn sealer(&self, stream: &StreamMeta) -> Result<Option<Sealer>, StoreError> {
+        let Some(encryption) = &stream.settings.encryption else {
+            return Ok(None);
+        };
+        let key = self.keyring.load(&encryption.key_name)?;
+        Ok(Some(Sealer {
+            name: encryption.key_name.clone(),
+            key,
+        }))
+    }
+
     pub(super) fn stream_bytes(&self, stream: &StreamMeta) -> u64 {
         stream
             .shards
@@ -43,6 +56,9 @@ impl Writer {
             .streams
             .get(name)
             .ok_or_else(|| StoreError::StreamNotFound(name.to_string()))?;
+        // An encrypted stream whose key cannot be read takes no records (refused here, so
+        // that the group commit of the others goes on).
+        self.sealer(stream)?;
         let now = now_ms();
         let quota = match (stream.on_full, stream.max_bytes) {
             (OnFull::RejectNew, Some(max)) => Some(max),
@@ -177,7 +193,11 @@ impl Writer {
                 .sum::<u64>();
             total_records += records.len() as u64;
             total_bytes += record_bytes;
-            let written = write_blocks(txn, uid, &records)?;
+            let sealer = match self.streams.get(owner) {
+                Some(stream) => self.sealer(stream)?,
+                None => None,
+            };
+            let written = write_blocks(txn, uid, &records, sealer.as_ref())?;
             let state = self.states.entry(uid).or_default();
             state.bytes += written;
             state.records += records.len() as u64;

@@ -12,6 +12,7 @@
 //! ```text
 //! records block: 0x01 count last_delta { position_delta key_len data_len key data }*count
 //! large record:  0x02 key_len key data_len chunk_count
+//! sealed block:  0x03 ...  (an encrypted records block or large head: see `crypt`)
 //! ```
 //! `position_delta` is relative to the previous record (the first to the block key), and
 //! `last_delta` is the last record's position minus the block key.
@@ -35,6 +36,7 @@ pub const CHUNK_BYTES: usize = 128 * 1024 - 256;
 
 const RECORDS: u8 = 1;
 const LARGE: u8 = 2;
+use super::crypt::SEALED;
 
 /// A record as read back from a shard log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct StoredRecord {
     pub position: Position,
     pub partition_key: String,
     pub data: Bytes,
+    /// Stored encrypted (a sealed block), as GetRecords reports it.
+    pub encrypted: bool,
 }
 
 /// A record about to be written.
@@ -59,7 +63,21 @@ pub struct CorruptBlock {
     pub what: &'static str,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Reads a varint at `*at`, moving `at` past it.
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -238,6 +256,14 @@ pub fn summarize(key: u64, bytes: &[u8]) -> Result<BlockSummary, CorruptBlock> {
             last: Position(key),
             large: true,
         }),
+        Some(&SEALED) => {
+            let header = super::crypt::parse_header(key, bytes)?;
+            Ok(BlockSummary {
+                records: header.count,
+                last: Position(key + header.last_delta),
+                large: header.inner_kind == LARGE,
+            })
+        }
         _ => Err(c.corrupt("unknown block type")),
     }
 }
@@ -268,6 +294,7 @@ pub fn payload_bytes(key: u64, bytes: &[u8]) -> Result<u64, CorruptBlock> {
                 .checked_add(data_len)
                 .ok_or_else(|| c.corrupt("length overflow"))
         }
+        Some(&SEALED) => Ok(super::crypt::parse_header(key, bytes)?.payload),
         _ => Err(c.corrupt("unknown block type")),
     }
 }
@@ -284,6 +311,20 @@ pub enum Decoded {
 
 /// Decodes a block. `from` skips records before that position.
 pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, CorruptBlock> {
+    decode_shared(key, bytes, None, from)
+}
+
+/// Decodes a block whose bytes the records may share (an opened sealed block): no copy.
+pub fn decode_owned(key: u64, bytes: Bytes, from: Position) -> Result<Decoded, CorruptBlock> {
+    decode_shared(key, &bytes, Some(bytes.clone()), from)
+}
+
+fn decode_shared(
+    key: u64,
+    bytes: &[u8],
+    owned: Option<Bytes>,
+    from: Position,
+) -> Result<Decoded, CorruptBlock> {
     let mut c = Cursor { bytes, at: 1, key };
     match bytes.first() {
         Some(&RECORDS) => {
@@ -293,7 +334,7 @@ pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, Corrupt
             key.checked_add(c.varint()?)
                 .ok_or_else(|| c.corrupt("position overflow"))?;
             // One shared buffer for the whole block; records are slices of it.
-            let shared = Bytes::copy_from_slice(bytes);
+            let shared = owned.unwrap_or_else(|| Bytes::copy_from_slice(bytes));
             let mut records = Vec::with_capacity(count.min(100_000) as usize);
             let mut position = key;
             for _ in 0..count {
@@ -309,6 +350,7 @@ pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, Corrupt
                         position: Position(position),
                         partition_key,
                         data: shared.slice(data),
+                        encrypted: false,
                     });
                 }
             }
@@ -328,6 +370,7 @@ pub fn decode(key: u64, bytes: &[u8], from: Position) -> Result<Decoded, Corrupt
                 chunk_count,
             })
         }
+        Some(&SEALED) => Err(c.corrupt("sealed block: open it with its key first")),
         _ => Err(c.corrupt("unknown block type")),
     }
 }

@@ -30,6 +30,12 @@ pub struct RawStorage {
     /// Save redb's allocator state with every commit (no file check after a crash, more bytes
     /// written); default false.
     pub quick_repair: Option<Value>,
+    /// Stream encryption key files (StartStreamEncryption's KeyId, 32 bytes each, 0600); default
+    /// `$CONFIGURATION_DIRECTORY/keys` under systemd (`/etc/kinedge/keys`), else `<data_dir>/keys`.
+    pub keys_dir: Option<Value>,
+    /// Create the key file of a KeyId not seen before (as if the KMS key existed); false refuses
+    /// it with KMSNotFoundException; default true.
+    pub auto_create_keys: Option<Value>,
 }
 
 /// `[storage]`
@@ -49,6 +55,11 @@ pub struct StorageConfig {
     /// Save redb's allocator state with every commit, so that opening after a crash needs
     /// no scan of the file; costs bytes written per commit that grow with the file size.
     pub quick_repair: bool,
+    /// Stream encryption key files; `None`: `$CONFIGURATION_DIRECTORY/keys`, else
+    /// `<data_dir>/keys`.
+    pub keys_dir: Option<PathBuf>,
+    /// A new KeyId creates its key file.
+    pub auto_create_keys: bool,
 }
 
 impl StorageConfig {
@@ -70,6 +81,8 @@ impl Default for StorageConfig {
             max_commit_bytes: Self::DEFAULT_MAX_COMMIT_BYTES,
             commit_interval_ms: Self::DEFAULT_COMMIT_INTERVAL_MS,
             quick_repair: false,
+            keys_dir: None,
+            auto_create_keys: true,
         }
     }
 }
@@ -91,8 +104,19 @@ pub fn validate(check: &mut Check, raw: RawStorage) -> StorageConfig {
             },
         );
     }
+    let keys_dir = check.string("storage.keys_dir", raw.keys_dir, "a directory path", |s| {
+        if s.is_empty() {
+            Err("must not be empty; leave keys_dir out to use the default".into())
+        } else {
+            Ok(PathBuf::from(s))
+        }
+    });
     StorageConfig {
         data_dir,
+        keys_dir,
+        auto_create_keys: check
+            .boolean("storage.auto_create_keys", raw.auto_create_keys)
+            .unwrap_or(true),
         min_free_disk: check
             .size("storage.min_free_disk", raw.min_free_disk, 0..=u64::MAX)
             .unwrap_or(StorageConfig::DEFAULT_MIN_FREE_DISK),

@@ -129,6 +129,15 @@ pub enum StoreError {
     /// guard): nothing of it was stored.
     #[error(transparent)]
     Refused(#[from] super::Rejected),
+    /// A stream encryption key that is missing or unusable, or a sealed block it cannot open.
+    #[error(transparent)]
+    Crypt(std::sync::Arc<super::crypt::CryptError>),
+}
+
+impl From<super::crypt::CryptError> for StoreError {
+    fn from(e: super::crypt::CryptError) -> Self {
+        StoreError::Crypt(std::sync::Arc::new(e))
+    }
 }
 
 impl StoreError {

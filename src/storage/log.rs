@@ -9,6 +9,7 @@ use rand::RngCore;
 
 use super::admin::CheckpointOp;
 use super::block::{self, PendingRecord};
+use super::crypt::{self, Sealer};
 use super::error::{corrupted, other, storage};
 use super::schema::{self, ShardState};
 use super::StoreError;
@@ -53,11 +54,13 @@ pub(super) fn write_stream(txn: &WriteTransaction, meta: &StreamMeta) -> Result<
     Ok(())
 }
 
-/// Writes records (positions increasing) as blocks; returns the bytes stored.
+/// Writes records (positions increasing) as blocks, sealed with `sealer` when the stream is
+/// encrypted; returns the bytes stored.
 pub(super) fn write_blocks(
     txn: &WriteTransaction,
     uid: u64,
     records: &[PendingRecord],
+    sealer: Option<&Sealer>,
 ) -> Result<u64, StoreError> {
     let name = schema::shard_table_name(uid);
     let mut table = txn
@@ -98,7 +101,7 @@ pub(super) fn write_blocks(
     while start < records.len() {
         let record = &records[start];
         if block::is_large(record.partition_key.len(), record.data.len()) {
-            written += write_large(txn, &mut table, uid, record)?;
+            written += write_large(txn, &mut table, uid, record, sealer)?;
             start += 1;
             continue;
         }
@@ -111,7 +114,10 @@ pub(super) fn write_blocks(
             size += sizes[end];
             end += 1;
         }
-        let value = block::encode_records(&records[start..end]);
+        let mut value = block::encode_records(&records[start..end]);
+        if let Some(sealer) = sealer {
+            value = seal(sealer, uid, records[start].position.0, &value)?;
+        }
         table
             .insert(records[start].position.0, value.as_slice())
             .map_err(storage)?;
@@ -126,21 +132,41 @@ pub(super) fn write_large(
     table: &mut redb::Table<u64, &[u8]>,
     uid: u64,
     record: &PendingRecord,
+    sealer: Option<&Sealer>,
 ) -> Result<u64, StoreError> {
-    let head = block::encode_large_head(record);
-    table
-        .insert(record.position.0, head.as_slice())
-        .map_err(storage)?;
+    let key = record.position.0;
+    let mut head = block::encode_large_head(record);
+    if let Some(sealer) = sealer {
+        head = seal(sealer, uid, key, &head)?;
+    }
+    table.insert(key, head.as_slice()).map_err(storage)?;
     let name = schema::chunk_table_name(uid);
     let mut chunks = txn
         .open_table(schema::chunk_table(&name))
         .map_err(storage)?;
+    let mut written = head.len() as u64;
     for (i, chunk) in block::chunks(&record.data).enumerate() {
-        chunks
-            .insert((record.position.0, i as u32), chunk)
-            .map_err(storage)?;
+        let index = i as u32;
+        match sealer {
+            Some(sealer) => {
+                let sealed = crypt::seal_chunk(sealer, uid, key, index, chunk);
+                written += sealed.len() as u64;
+                chunks
+                    .insert((key, index), sealed.as_slice())
+                    .map_err(storage)?;
+            }
+            None => {
+                written += chunk.len() as u64;
+                chunks.insert((key, index), chunk).map_err(storage)?;
+            }
+        }
     }
-    Ok((head.len() + record.data.len()) as u64)
+    Ok(written)
+}
+
+fn seal(sealer: &Sealer, uid: u64, key: u64, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    crypt::seal_block(sealer, uid, key, plain)
+        .map_err(|e| corrupted(format!("shard log {uid}: sealing a block"), e))
 }
 
 pub(super) fn first_block_key(txn: &WriteTransaction, uid: u64) -> Result<Option<u64>, StoreError> {

@@ -13,6 +13,7 @@ mod append;
 pub(crate) mod block;
 mod compact;
 pub mod config;
+pub mod crypt;
 mod database;
 pub mod disk;
 mod error;
@@ -63,17 +64,24 @@ pub struct StoreOptions {
     /// immediate instead of a full scan of the file. Off by default: the state covers the
     /// whole file, so every commit would write more as the file grows.
     pub quick_repair: bool,
+    /// Stream encryption keys: where their files are, whether a new KeyId creates one.
+    pub keys: crypt::KeyringOptions,
 }
 
 impl StoreOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         StoreOptions {
-            data_dir: data_dir.into(),
+            data_dir: data_dir.clone(),
             cache_size: 16 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             max_commit_bytes: 8 * 1024 * 1024,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             quick_repair: false,
+            keys: crypt::KeyringOptions {
+                dir: data_dir.join("keys"),
+                auto_create: true,
+            },
         }
     }
 }
@@ -232,6 +240,7 @@ struct Inner {
     stats: Arc<WriterStats>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     data_dir: PathBuf,
+    keyring: Arc<crypt::Keyring>,
 }
 
 /// A handle on the stream store; cheap to clone.
@@ -267,6 +276,7 @@ impl Store {
             health.clone(),
         )?;
         let leftovers = rx.clone();
+        let keyring = writer.keyring.clone();
         let handle = std::thread::Builder::new()
             .name("kinedge-writer".into())
             .spawn(move || {
@@ -290,6 +300,7 @@ impl Store {
                 stats,
                 writer: Mutex::new(Some(handle)),
                 data_dir: options.data_dir,
+                keyring,
             }),
         })
     }
@@ -311,6 +322,11 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// The stream encryption keys (StartStreamEncryption creates or checks one here).
+    pub fn keyring(&self) -> &crypt::Keyring {
+        &self.inner.keyring
     }
 
     pub fn stats(&self) -> WriterStatsSnapshot {
@@ -502,7 +518,14 @@ impl Store {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<ReadBatch, StoreError> {
-        let batch = reader::read(&self.inner.db, shard_uid, from, max_records, max_bytes)?;
+        let batch = reader::read(
+            &self.inner.db,
+            &self.inner.keyring,
+            shard_uid,
+            from,
+            max_records,
+            max_bytes,
+        )?;
         if let Some(live) = self.catalog().live(shard_uid) {
             live.count_read(&batch.records);
         }

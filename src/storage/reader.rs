@@ -1,9 +1,10 @@
 //! Reading shard logs: short read transactions that never block the writer.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use redb::TableError;
 
 use super::block::{self, Decoded, StoredRecord};
+use super::crypt::{self, Keyring};
 use super::database::DbSlot;
 use super::error::{corrupted, storage};
 use super::schema::{self, ShardState};
@@ -22,6 +23,7 @@ pub struct ReadBatch {
 
 pub(super) fn read(
     db: &DbSlot,
+    keyring: &Keyring,
     uid: u64,
     from: Position,
     max_records: usize,
@@ -59,11 +61,21 @@ pub(super) fn read(
     'blocks: for entry in table.range(start..).map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         let key = key.value();
-        match block::decode(key, value.value(), from)
-            .map_err(|e| corrupted(format!("shard log {uid}"), e))?
-        {
+        // Sealed blocks (encrypted streams) are opened here, the one place records are read.
+        let raw = value.value();
+        let (decoded, sealer) = if raw.first() == Some(&crypt::SEALED) {
+            let (plain, sealer) = crypt::open_block(keyring, uid, key, raw)?;
+            (
+                block::decode_owned(key, Bytes::from(plain), from),
+                Some(sealer),
+            )
+        } else {
+            (block::decode(key, raw, from), None)
+        };
+        match decoded.map_err(|e| corrupted(format!("shard log {uid}"), e))? {
             Decoded::Records(records) => {
-                for record in records {
+                for mut record in records {
+                    record.encrypted = sealer.is_some();
                     let size = record.data.len() + record.partition_key.len();
                     if batch.records.len() >= max_records
                         || (bytes + size > max_bytes && !batch.records.is_empty())
@@ -106,13 +118,23 @@ pub(super) fn read(
                             )),
                         )
                     })?;
-                    data.extend_from_slice(chunk.value());
+                    match &sealer {
+                        Some(sealer) => data.extend_from_slice(&crypt::open_chunk(
+                            sealer,
+                            uid,
+                            key,
+                            index,
+                            chunk.value(),
+                        )?),
+                        None => data.extend_from_slice(chunk.value()),
+                    }
                 }
                 bytes += size;
                 batch.records.push(StoredRecord {
                     position: Position(key),
                     partition_key,
                     data: data.freeze(),
+                    encrypted: sealer.is_some(),
                 });
             }
         }

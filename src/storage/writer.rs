@@ -172,6 +172,8 @@ pub(crate) struct Writer {
     piled_up: bool,
     /// Free pages inside the file, as last counted, and when.
     pub(super) file_room: Option<(Instant, u64)>,
+    /// Stream encryption keys (shared with the store's readers).
+    pub(super) keyring: Arc<super::crypt::Keyring>,
 }
 
 impl Writer {
@@ -184,7 +186,9 @@ impl Writer {
         health: Arc<WriterHealth>,
     ) -> Result<(Writer, [u8; 32]), StoreError> {
         let iterator_key = init_system(&db)?;
+        let keyring = Arc::new(super::crypt::Keyring::new(options.keys.clone()));
         let mut writer = Writer {
+            keyring,
             db,
             options,
             published,

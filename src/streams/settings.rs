@@ -73,6 +73,18 @@ pub struct StreamSettings {
     /// The resource policy (PutResourcePolicy), as the client sent it: JSON text with a
     /// `Statement`, at most [`MAX_POLICY_BYTES`].
     pub resource_policy: Option<String>,
+    /// StartStreamEncryption: records appended from then on are stored encrypted with this
+    /// key (StopStreamEncryption clears it; blocks keep the key they were sealed with).
+    pub encryption: Option<StreamEncryption>,
+}
+
+/// The key a stream's new records are encrypted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEncryption {
+    /// The KeyId as the client gave it (DescribeStream reports it).
+    pub key_id: String,
+    /// Its normalized name (the key file's name; blocks record it).
+    pub key_name: String,
 }
 
 impl StreamSettings {

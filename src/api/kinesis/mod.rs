@@ -7,6 +7,7 @@
 
 pub mod access;
 mod capacity;
+pub mod encryption;
 pub mod monitoring;
 mod policy;
 mod records;
@@ -52,8 +53,6 @@ const UNSUPPORTED: &[&str] = &[
     "DescribeStreamConsumer",
     "ListStreamConsumers",
     "RegisterStreamConsumer",
-    "StartStreamEncryption",
-    "StopStreamEncryption",
     "SubscribeToShard",
     "UpdateAccountSettings",
     "UpdateMaxRecordSize",
@@ -114,6 +113,8 @@ pub async fn dispatch(
         "PutResourcePolicy" => no_output(wire, body, |i| policy::put(state, i)).await,
         "GetResourcePolicy" => output(wire, body, |i| policy::get(state, i)).await,
         "DeleteResourcePolicy" => no_output(wire, body, |i| policy::delete(state, i)).await,
+        "StartStreamEncryption" => no_output(wire, body, |i| encryption::start(state, i)).await,
+        "StopStreamEncryption" => no_output(wire, body, |i| encryption::stop(state, i)).await,
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in docs/kinesis-api.md)."),

@@ -63,6 +63,13 @@ fn aws_date(ms: u64) -> String {
     )
 }
 
+/// `EncryptionType` of what a put just stored (the stream's current setting).
+fn put_encryption(state: &KinesisState, name: &str) -> &'static str {
+    state
+        .meta(name)
+        .map_or("NONE", |meta| super::encryption::put_type(&meta))
+}
+
 fn rejected(state: &KinesisState, r: &Rejected) -> ApiError {
     let _ = state;
     ApiError::new(ErrorKind::ProvisionedThroughputExceeded, r.to_string())
@@ -94,7 +101,7 @@ pub async fn put_record(
         Some(Ok(appended)) => Ok(PutRecordOutput {
             shard_id: shard_id(appended.shard_index),
             sequence_number: appended.sequence.to_string(),
-            encryption_type: "NONE",
+            encryption_type: put_encryption(state, &name),
         }),
         Some(Err(r)) => {
             state.monitor.count_refused(&name, &[hash_key]);
@@ -165,7 +172,7 @@ pub async fn put_records(
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records: results,
-        encryption_type: "NONE",
+        encryption_type: put_encryption(state, &name),
     })
 }
 

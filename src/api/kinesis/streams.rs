@@ -120,7 +120,8 @@ pub async fn describe_stream(
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
             enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
-            encryption_type: "NONE",
+            encryption_type: super::encryption::described(&meta).0,
+            key_id: super::encryption::described(&meta).1,
         },
     })
 }
@@ -139,7 +140,8 @@ pub async fn describe_stream_summary(
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
             enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
-            encryption_type: "NONE",
+            encryption_type: super::encryption::described(&meta).0,
+            key_id: super::encryption::described(&meta).1,
             open_shard_count: meta.open_shard_count(),
             consumer_count: 0,
         },

@@ -134,6 +134,8 @@ pub struct StreamDescriptionOut {
     pub stream_creation_timestamp: Timestamp,
     pub enhanced_monitoring: Vec<EnhancedMetricsOut>,
     pub encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,6 +156,8 @@ pub struct StreamDescriptionSummaryOut {
     pub stream_creation_timestamp: Timestamp,
     pub enhanced_monitoring: Vec<EnhancedMetricsOut>,
     pub encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     pub open_shard_count: u32,
     pub consumer_count: u32,
 }
@@ -345,7 +349,8 @@ impl Serialize for RecordsOut {
                     shard_index: self.0,
                     position: self.1.position,
                 };
-                let mut record = serializer.serialize_struct("Record", 4)?;
+                let fields = if self.1.encrypted { 5 } else { 4 };
+                let mut record = serializer.serialize_struct("Record", fields)?;
                 record.serialize_field("SequenceNumber", &Display(sequence))?;
                 record.serialize_field(
                     "ApproximateArrivalTimestamp",
@@ -353,6 +358,9 @@ impl Serialize for RecordsOut {
                 )?;
                 record.serialize_field("Data", &BlobRef(&self.1.data))?;
                 record.serialize_field("PartitionKey", &self.1.partition_key)?;
+                if self.1.encrypted {
+                    record.serialize_field("EncryptionType", "KMS")?;
+                }
                 record.end()
             }
         }

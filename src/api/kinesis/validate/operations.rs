@@ -455,6 +455,21 @@ impl Validate for ResourcePolicyInput {
     }
 }
 
+/// StartStreamEncryption and StopStreamEncryption.
+impl Validate for super::super::encryption::StreamEncryptionInput {
+    fn members(&self, v: &mut Violations) {
+        stream_name(v, &self.stream_name, &self.stream_arn);
+        v.string(
+            "EncryptionType",
+            self.encryption_type.as_deref(),
+            &ENCRYPTION_TYPE,
+            Required,
+        );
+        v.string("KeyId", self.key_id.as_deref(), &KEY_ID, Required);
+        stream_arn(v, &self.stream_arn);
+    }
+}
+
 fn resource_arn(v: &mut Violations, arn: &Option<String>) {
     v.string("ResourceARN", arn.as_deref(), &RESOURCE_ARN, Required);
 }
