@@ -2,7 +2,9 @@
 //! and the same load against `ferrokinesis` (an in-memory Kinesis mock) in the same run.
 //!
 //! `cargo bench --bench throughput` (options after `--`: `--seconds N`, `--clients N`,
-//! `--skip-peer`; `KINEDGE_BIN=path` runs another kinedge binary, e.g. an older build). 100-byte records, PutRecords of 500, 4 shards, 8 concurrent clients by
+//! `--skip-peer`, `--encrypted`; `KINEDGE_BIN=path` runs another kinedge binary, e.g. an older
+//! build). `--encrypted` also runs kinedge with the bench stream encrypted at rest
+//! (StartStreamEncryption, AES-256-GCM) right after the plaintext run, and prints the ratio. 100-byte records, PutRecords of 500, 4 shards, 8 concurrent clients by
 //! default. Reports acknowledged records/s, GetRecords records/s, bytes written to disk per
 //! byte of record data (from /proc/PID/io), peak resident memory (VmHWM) and, for kinedge,
 //! records per commit.
@@ -31,6 +33,7 @@ struct Options {
     seconds: u64,
     clients: usize,
     skip_peer: bool,
+    encrypted: bool,
 }
 
 fn options() -> Options {
@@ -38,6 +41,7 @@ fn options() -> Options {
         seconds: 10,
         clients: 8,
         skip_peer: false,
+        encrypted: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -58,6 +62,7 @@ fn options() -> Options {
                 i += 1;
             }
             "--skip-peer" => o.skip_peer = true,
+            "--encrypted" => o.encrypted = true,
             _ => {} // cargo passes --bench
         }
         i += 1;
@@ -72,7 +77,7 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn start_kinedge() -> Server {
+fn start_kinedge(encrypted: bool) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = common::free_port();
     let config = dir.path().join("kinedge.toml");
@@ -91,7 +96,7 @@ fn start_kinedge() -> Server {
         .spawn()
         .expect("start kinedge");
     Server {
-        name: "kinedge",
+        name: if encrypted { "kinedge+kms" } else { "kinedge" },
         child: common::Process(child),
         endpoint: format!("http://127.0.0.1:{port}"),
         _dir: dir,
@@ -239,6 +244,16 @@ async fn run(server: &Server, o: &Options) -> Measured {
     )
     .await
     .expect("create stream");
+    if server.name == "kinedge+kms" {
+        call(
+            &http,
+            &server.endpoint,
+            "StartStreamEncryption",
+            json!({"StreamName": "bench", "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}),
+        )
+        .await
+        .expect("start stream encryption");
+    }
     loop {
         let d = call(
             &http,
@@ -314,7 +329,7 @@ async fn run(server: &Server, o: &Options) -> Measured {
     let put_rps = acked as f64 / elapsed;
     let disk_per_byte =
         (io_after.saturating_sub(io_before)) as f64 / (acked as f64 * RECORD_BYTES as f64).max(1.0);
-    let records_per_commit = if server.name == "kinedge" {
+    let records_per_commit = if server.name.starts_with("kinedge") {
         match http.get(format!("{}/status", server.endpoint)).send().await {
             Ok(r) => r
                 .json::<Value>()
@@ -403,7 +418,11 @@ fn main() {
         .expect("runtime");
     let mut results = Vec::new();
     {
-        let server = start_kinedge();
+        let server = start_kinedge(false);
+        results.push(runtime.block_on(run(&server, &o)));
+    }
+    if o.encrypted {
+        let server = start_kinedge(true);
         results.push(runtime.block_on(run(&server, &o)));
     }
     if !o.skip_peer {
@@ -435,7 +454,7 @@ fn main() {
             r.name,
             r.put_rps,
             r.get_rps,
-            if r.name == "kinedge" {
+            if r.name.starts_with("kinedge") {
                 format!("{:.2}", r.disk_per_byte)
             } else {
                 "in-memory".into()
@@ -446,10 +465,18 @@ fn main() {
                 .map_or("-".into(), |v| format!("{v:.0}")),
         );
     }
-    if let [k, f] = results.as_slice() {
+    let find = |name: &str| results.iter().find(|r| r.name == name);
+    if let (Some(k), Some(f)) = (find("kinedge"), find("ferrokinesis")) {
         println!(
             "kinedge/ferrokinesis put ratio: {:.2}",
             k.put_rps / f.put_rps.max(1.0)
+        );
+    }
+    if let (Some(k), Some(e)) = (find("kinedge"), find("kinedge+kms")) {
+        println!(
+            "encrypted/plaintext: put {:.2}, get {:.2}",
+            e.put_rps / k.put_rps.max(1.0),
+            e.get_rps / k.get_rps.max(1.0)
         );
     }
 }

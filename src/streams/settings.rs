@@ -74,7 +74,9 @@ pub struct StreamSettings {
     /// `Statement`, at most [`MAX_POLICY_BYTES`].
     pub resource_policy: Option<String>,
     /// StartStreamEncryption: records appended from then on are stored encrypted with this
-    /// key (StopStreamEncryption clears it; blocks keep the key they were sealed with).
+    /// key (StopStreamEncryption clears it; blocks keep the key they were sealed with). Left
+    /// out of the row when off, so rows of unencrypted streams are as older gateways wrote them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<StreamEncryption>,
 }
 
