@@ -150,6 +150,12 @@ def test_key_arn_and_alias_name_the_same_key(gw, client):
     client.put_record(StreamName="arn-key", Data=b"a", PartitionKey="k")
     client.start_stream_encryption(StreamName="arn-key", EncryptionType="KMS", KeyId="alias/shared-key")
     client.put_record(StreamName="arn-key", Data=b"b", PartitionKey="k")
-    assert [r["Data"] for r in _payloads(client, "arn-key")] == [b"a", b"b"]
+    # Another key: blocks keep the key they were written with.
+    client.start_stream_encryption(StreamName="arn-key", EncryptionType="KMS", KeyId="team-key-2")
+    assert client.describe_stream(StreamName="arn-key")["StreamDescription"]["KeyId"] == "team-key-2"
+    client.put_record(StreamName="arn-key", Data=b"c", PartitionKey="k")
+    recs = _payloads(client, "arn-key")
+    assert [r["Data"] for r in recs] == [b"a", b"b", b"c"]
+    assert all(r["EncryptionType"] == "KMS" for r in recs)
+    assert (gw.data_dir / "keys" / "team-key-2.key").exists()
     assert (gw.data_dir / "keys" / "alias%2Fshared-key.key").exists()
-    assert len(list((gw.data_dir / "keys").iterdir())) >= 1
