@@ -23,6 +23,7 @@ pub mod console;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod eventstream;
 pub mod firehose;
 pub mod kinesis;
 pub mod operations;
@@ -125,6 +126,7 @@ impl ApiState {
                 account_id: parts.account_id.clone(),
                 iterator_ttl_ms: parts.iterator_ttl_ms,
                 read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
+                fanout: Default::default(),
             },
             firehose: FirehoseState {
                 store: parts.store.clone(),

@@ -138,6 +138,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     state
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // SubscribeToShard streams would otherwise run to their 5 minutes: end them now.
+    state.operations.kinesis.fanout.stop_all();
     tracing::info!("stopping: finishing requests in flight");
     reload.abort();
     drain_connections(api, mqtt.as_ref()).await;

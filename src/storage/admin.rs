@@ -72,6 +72,16 @@ pub enum AdminOp {
         stream: String,
         keys: Vec<String>,
     },
+    /// Registers an enhanced fan-out consumer on a stream (RegisterStreamConsumer).
+    RegisterConsumer {
+        stream: String,
+        consumer: crate::streams::StreamConsumer,
+    },
+    /// Removes a stream's consumer (DeregisterStreamConsumer).
+    DeregisterConsumer {
+        stream: String,
+        consumer: String,
+    },
 }
 
 pub const MAX_TAGS_PER_STREAM: usize = 50;
@@ -238,6 +248,16 @@ impl Writer {
                 for key in keys {
                     meta.tags.remove(&key);
                 }
+                stream
+            }
+            AdminOp::RegisterConsumer { stream, consumer } => {
+                let meta = self.stream_mut(&stream)?;
+                crate::streams::consumer::register(&stream, &mut meta.consumers, consumer)?;
+                stream
+            }
+            AdminOp::DeregisterConsumer { stream, consumer } => {
+                let meta = self.stream_mut(&stream)?;
+                crate::streams::consumer::deregister(&stream, &mut meta.consumers, &consumer)?;
                 stream
             }
         };

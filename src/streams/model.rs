@@ -59,6 +59,9 @@ pub struct StreamMeta {
     /// All shards, open and closed, ordered by index.
     pub shards: Vec<ShardMeta>,
     pub next_shard_index: u64,
+    /// Enhanced fan-out consumers (`consumer`); absent in databases from before them.
+    #[serde(default)]
+    pub consumers: Vec<super::consumer::StreamConsumer>,
 }
 
 /// One shard: a hash-key range and its place in the lineage.
@@ -190,6 +193,7 @@ impl StreamMeta {
             tags: BTreeMap::new(),
             shards,
             next_shard_index: u64::from(shard_count),
+            consumers: Vec::new(),
         }
     }
 

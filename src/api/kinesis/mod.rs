@@ -4,6 +4,7 @@
 //! model constraints, InvalidArgumentException for semantic ones), calls the store and
 //! answers in the request's wire format.
 
+pub mod fanout;
 mod records;
 mod shards;
 mod streams;
@@ -33,25 +34,22 @@ pub struct KinesisState {
     /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
     /// encoded answer, so this bounds the memory reads take.
     pub read_slots: tokio::sync::Semaphore,
+    /// Enhanced fan-out's active subscriptions (`fanout`).
+    pub fanout: Arc<fanout::Subscriptions>,
 }
 
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear
 /// error instead of "unknown".
 const UNSUPPORTED: &[&str] = &[
     "DeleteResourcePolicy",
-    "DeregisterStreamConsumer",
     "DescribeAccountSettings",
-    "DescribeStreamConsumer",
     "DisableEnhancedMonitoring",
     "EnableEnhancedMonitoring",
     "GetResourcePolicy",
-    "ListStreamConsumers",
     "ListTagsForResource",
     "PutResourcePolicy",
-    "RegisterStreamConsumer",
     "StartStreamEncryption",
     "StopStreamEncryption",
-    "SubscribeToShard",
     "TagResource",
     "UntagResource",
     "UpdateAccountSettings",
@@ -99,6 +97,21 @@ pub async fn dispatch(
             let out = records::get_records(state, wire.decode_owned(body).await?).await?;
             let capacity = out.records.json_size_hint() + 1024;
             wire.ok_large(out, capacity).await
+        }
+        "RegisterStreamConsumer" => {
+            output(wire, body, |i| fanout::register_stream_consumer(state, i)).await
+        }
+        "DeregisterStreamConsumer" => {
+            no_output(wire, body, |i| fanout::deregister_stream_consumer(state, i)).await
+        }
+        "DescribeStreamConsumer" => {
+            output(wire, body, |i| fanout::describe_stream_consumer(state, i)).await
+        }
+        "ListStreamConsumers" => {
+            output(wire, body, |i| fanout::list_stream_consumers(state, i)).await
+        }
+        "SubscribeToShard" => {
+            fanout::subscribe_to_shard(state, wire, wire.decode_owned(body).await?).await
         }
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,

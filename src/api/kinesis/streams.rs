@@ -98,6 +98,7 @@ pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Re
 
 pub async fn delete_stream(state: &KinesisState, input: DeleteStreamInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
+    super::fanout::check_delete(state, &name, input.enforce_consumer_deletion)?;
     state
         .store
         .admin(AdminOp::DeleteStream { name: name.clone() })
@@ -159,7 +160,7 @@ pub async fn describe_stream_summary(
             enhanced_monitoring: no_metrics(),
             encryption_type: "NONE",
             open_shard_count: meta.open_shard_count(),
-            consumer_count: 0,
+            consumer_count: meta.consumers.len() as u32,
         },
     })
 }
