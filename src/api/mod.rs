@@ -94,6 +94,8 @@ pub struct ApiParts {
     pub min_free_disk: u64,
     /// `devices.dir` (the console's Devices page manages its files).
     pub devices_dir: std::path::PathBuf,
+    /// `api.max_consumers_per_stream` (enhanced fan-out).
+    pub max_consumers_per_stream: usize,
 }
 
 /// The routers' states.
@@ -127,6 +129,7 @@ impl ApiState {
                 iterator_ttl_ms: parts.iterator_ttl_ms,
                 read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
                 fanout: Default::default(),
+                max_consumers_per_stream: parts.max_consumers_per_stream,
             },
             firehose: FirehoseState {
                 store: parts.store.clone(),

@@ -120,6 +120,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         open_metrics: config.api.open_metrics,
         min_free_disk: config.storage.min_free_disk,
         devices_dir: config.devices.dir.clone(),
+        max_consumers_per_stream: config.api.max_consumers_per_stream as usize,
     }));
     let api = start_api(&config, state.clone()).await?;
     let maintenance = spawn_maintenance(store.clone());

@@ -76,6 +76,8 @@ pub enum AdminOp {
     RegisterConsumer {
         stream: String,
         consumer: crate::streams::StreamConsumer,
+        /// Consumers the stream may have at most (`api.max_consumers_per_stream`).
+        max: usize,
     },
     /// Removes a stream's consumer (DeregisterStreamConsumer).
     DeregisterConsumer {
@@ -250,9 +252,13 @@ impl Writer {
                 }
                 stream
             }
-            AdminOp::RegisterConsumer { stream, consumer } => {
+            AdminOp::RegisterConsumer {
+                stream,
+                consumer,
+                max,
+            } => {
                 let meta = self.stream_mut(&stream)?;
-                crate::streams::consumer::register(&stream, &mut meta.consumers, consumer)?;
+                crate::streams::consumer::register(&stream, &mut meta.consumers, consumer, max)?;
                 stream
             }
             AdminOp::DeregisterConsumer { stream, consumer } => {

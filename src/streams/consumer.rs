@@ -6,11 +6,12 @@
 //! Consumers live in their stream's [`super::StreamMeta`] and go with it.
 //!
 //! Invariants: names are unique within a stream and valid ([`is_valid_consumer_name`]); a
-//! stream has at most [`MAX_CONSUMERS_PER_STREAM`] consumers.
+//! stream has at most the configured number of consumers (`api.max_consumers_per_stream`,
+//! by default [`MAX_CONSUMERS_PER_STREAM`], Kinesis's limit).
 
 use serde::{Deserialize, Serialize};
 
-/// Consumers one stream can have registered at once (Kinesis's limit).
+/// Consumers one stream can have registered at once in Kinesis (kinedge's default).
 pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
 /// Longest consumer name (Kinesis's model).
 pub const MAX_CONSUMER_NAME_CHARS: usize = 128;
@@ -42,8 +43,8 @@ pub enum ConsumerError {
     Exists { stream: String, consumer: String },
     #[error("Consumer {consumer} under stream {stream} not found.")]
     NotFound { stream: String, consumer: String },
-    #[error("Stream {stream} already has {MAX_CONSUMERS_PER_STREAM} registered consumers, the most a stream can have; deregister one first.")]
-    Limit { stream: String },
+    #[error("Stream {stream} already has {max} registered consumers, the most a stream can have (api.max_consumers_per_stream); deregister one first.")]
+    Limit { stream: String, max: usize },
 }
 
 /// Adds `consumer` to a stream's consumers, or says why not.
@@ -51,6 +52,7 @@ pub fn register(
     stream: &str,
     consumers: &mut Vec<StreamConsumer>,
     consumer: StreamConsumer,
+    max: usize,
 ) -> Result<(), ConsumerError> {
     if consumers.iter().any(|c| c.name == consumer.name) {
         return Err(ConsumerError::Exists {
@@ -58,9 +60,10 @@ pub fn register(
             consumer: consumer.name,
         });
     }
-    if consumers.len() >= MAX_CONSUMERS_PER_STREAM {
+    if consumers.len() >= max {
         return Err(ConsumerError::Limit {
             stream: stream.to_string(),
+            max,
         });
     }
     debug_assert!(is_valid_consumer_name(&consumer.name));
@@ -98,19 +101,19 @@ mod tests {
     #[test]
     fn names_are_unique_and_bounded() {
         let mut all = Vec::new();
-        register("s", &mut all, c("a")).unwrap();
+        register("s", &mut all, c("a"), MAX_CONSUMERS_PER_STREAM).unwrap();
         assert_eq!(
-            register("s", &mut all, c("a")),
+            register("s", &mut all, c("a"), MAX_CONSUMERS_PER_STREAM),
             Err(ConsumerError::Exists {
                 stream: "s".into(),
                 consumer: "a".into()
             })
         );
         for i in 1..MAX_CONSUMERS_PER_STREAM {
-            register("s", &mut all, c(&format!("c{i}"))).unwrap();
+            register("s", &mut all, c(&format!("c{i}")), MAX_CONSUMERS_PER_STREAM).unwrap();
         }
         assert!(matches!(
-            register("s", &mut all, c("one-more")),
+            register("s", &mut all, c("one-more"), MAX_CONSUMERS_PER_STREAM),
             Err(ConsumerError::Limit { .. })
         ));
         assert_eq!(deregister("s", &mut all, "a").unwrap().name, "a");
@@ -118,7 +121,7 @@ mod tests {
             deregister("s", &mut all, "a"),
             Err(ConsumerError::NotFound { .. })
         ));
-        register("s", &mut all, c("one-more")).unwrap();
+        register("s", &mut all, c("one-more"), MAX_CONSUMERS_PER_STREAM).unwrap();
         assert_eq!(all.len(), MAX_CONSUMERS_PER_STREAM);
     }
 

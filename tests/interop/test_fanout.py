@@ -142,6 +142,18 @@ def test_consumer_input_errors(client, raw_client):
                  StreamARN=stream_arn(s), MaxResults=0, mentions=["maxResults"])
 
 
+def test_max_consumers_per_stream_is_configurable(gateway_factory):
+    gw = gateway_factory(start=False)
+    config = gw.config_path.read_text()
+    gw.config_path.write_text(config.replace("[api]\n", "[api]\nmax_consumers_per_stream = 3\n", 1))
+    c = gw.start().client()
+    s = unique("fo")
+    create_stream(c, s)
+    for i in range(3):
+        register(c, s, f"c{i}")
+    expect_error("LimitExceededException", register, c, s, "c3", mentions=["3"])
+
+
 def test_consumers_survive_a_restart_and_go_with_their_stream(gateway_factory):
     gw = gateway_factory()
     c = gw.client()

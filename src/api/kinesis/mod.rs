@@ -36,6 +36,8 @@ pub struct KinesisState {
     pub read_slots: tokio::sync::Semaphore,
     /// Enhanced fan-out's active subscriptions (`fanout`).
     pub fanout: Arc<fanout::Subscriptions>,
+    /// Consumers one stream can have (`api.max_consumers_per_stream`; Kinesis: 20).
+    pub max_consumers_per_stream: usize,
 }
 
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear

@@ -226,6 +226,7 @@ pub async fn register_stream_consumer(
         .admin(AdminOp::RegisterConsumer {
             stream: stream.clone(),
             consumer: consumer.clone(),
+            max: state.max_consumers_per_stream,
         })
         .await
         .map_err(|e| state.store_error(&stream, e))?;

@@ -7,9 +7,8 @@
 //! - Events carry records in shard order without gaps or repeats: `position` only moves past
 //!   what an event carried (or past the committed tip when there was nothing to carry).
 //! - The task wakes on the shard's commit notification (`Store::subscribe`), so an event
-//!   follows a commit by one read; reads run on the blocking pool, at most
-//!   `registry::READ_SLOTS` at once, each bounded to [`MAX_EVENT_RECORDS`] records and
-//!   about [`MAX_EVENT_BYTES`].
+//!   follows a commit by one read, shared with the subscribers at the same place
+//!   (`events`).
 //! - An event is sent at least every [`HEARTBEAT`], with no records when there are none (as
 //!   Kinesis does), so clients see the subscription alive and the connection is never idle.
 //! - Nothing blocks the runtime; the channel to the body holds one event.
@@ -18,30 +17,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::events::{Built, EventJob, EventKey};
 use super::registry::{Claim, Subscriptions};
-use super::types::{ExceptionOut, InitialResponseOut, SubscribeToShardEventOut};
+use super::types::{ExceptionOut, InitialResponseOut};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::eventstream;
 use crate::api::kinesis::hash_range_out;
-use crate::api::kinesis::types::{ChildShardOut, RecordsOut};
+use crate::api::kinesis::types::ChildShardOut;
 use crate::api::protocol::{Wire, CBOR_1_1};
 use crate::storage::Store;
-use crate::streams::{shard_id, Position, SequenceNumber, ShardMeta, StreamConsumer, StreamMeta};
+use crate::streams::{shard_id, Position, ShardMeta, StreamConsumer, StreamMeta};
 
 /// How long a subscription lasts (Kinesis: 5 minutes); then the stream ends cleanly.
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Longest time without an event.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// Most records in one event.
-pub const MAX_EVENT_RECORDS: usize = 5_000;
-/// About the most record bytes (data and keys) in one event; an event holds at least one
-/// record whatever its size.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
-/// KiB an event may take encoded: base64 data and per-record JSON around it.
-const MAX_EVENT_KIB: u32 = ((MAX_EVENT_BYTES * 4 / 3 + MAX_EVENT_RECORDS * 200) / 1024 + 64) as u32;
+
+/// A frame for the body, with the shared event it comes from (which holds its memory's
+/// share of the budget until the connection took it).
+pub type Outgoing = (Bytes, Option<Arc<Built>>);
 
 /// One subscription's task.
 pub struct Pump {
@@ -54,7 +51,7 @@ pub struct Pump {
     pub consumer: StreamConsumer,
     pub consumer_arn: String,
     pub position: Position,
-    pub tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    pub tx: mpsc::Sender<Outgoing>,
     pub lifetime: Duration,
 }
 
@@ -209,69 +206,47 @@ impl Pump {
     /// Reads what is committed from `position` (nothing when caught up), sends it as one
     /// event and moves `position` past it.
     async fn send_event(&mut self, now: &Now) -> Result<Sent, End> {
-        let permit = self
-            .subs
-            .budget
-            .clone()
-            .acquire_many_owned(MAX_EVENT_KIB)
-            .await
-            .map_err(|_| End::Clean)?;
-        let slot = self
-            .subs
-            .read_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| End::Clean)?;
         let job = EventJob {
+            key: EventKey {
+                shard_uid: now.shard.uid,
+                from: self.position,
+                wire: self.wire,
+                closed: now.shard.closed.is_some(),
+                behind: self.position <= now.tip,
+            },
+            tip: now.tip,
             store: self.store.clone(),
-            wire: self.wire,
             content_type: self.content_type(),
             shard: now.shard.clone(),
-            children: children(&now.meta, now.shard.index),
-            from: self.position,
-            tip: now.tip,
+            // Only the event that ends a closed shard carries them.
+            children: if now.shard.closed.is_some() {
+                children(&now.meta, now.shard.index)
+            } else {
+                Vec::new()
+            },
         };
-        let built = tokio::task::spawn_blocking(move || job.build())
+        let built = self
+            .subs
+            .events
+            .get(job, &self.subs.budget, &self.subs.read_slots)
             .await
-            .map_err(|e| {
-                End::Error(ApiError::new(
-                    ErrorKind::InternalFailure,
-                    format!("read task failed: {e}"),
-                ))
-            })?;
-        drop(slot);
-        let built = built.map_err(End::Error)?;
-        let mut permit = permit;
-        let keep = (built.frame.len().div_ceil(1024)).max(1);
-        if let Some(extra) = permit.split(permit.num_permits().saturating_sub(keep)) {
-            drop(extra);
-        }
-        self.send_with(built.frame, permit)
-            .await
-            .map_err(|()| End::Gone)?;
+            .map_err(End::Error)?;
         self.position = built.next;
-        Ok(if built.shard_end {
+        let shard_end = built.shard_end;
+        self.tx
+            .send((built.frame.clone(), Some(built)))
+            .await
+            .map_err(|_| End::Gone)?;
+        Ok(if shard_end {
             Sent::ShardEnd
         } else {
             Sent::More
         })
     }
 
+    /// Sends a small frame of this subscription's own (its initial response, an exception).
     async fn send(&self, frame: Bytes) -> Result<(), ()> {
-        let kib = (frame.len().div_ceil(1024)).max(1) as u32;
-        let permit = self
-            .subs
-            .budget
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| ())?;
-        self.send_with(frame, permit).await
-    }
-
-    async fn send_with(&self, frame: Bytes, permit: OwnedSemaphorePermit) -> Result<(), ()> {
-        self.tx.send((frame, permit)).await.map_err(|_| ())
+        self.tx.send((frame, None)).await.map_err(|_| ())
     }
 }
 
@@ -301,77 +276,4 @@ fn children(meta: &StreamMeta, index: u64) -> Vec<ChildShardOut> {
             hash_key_range: hash_range_out(child.range),
         })
         .collect()
-}
-
-/// One event's read and encoding, on the blocking pool.
-struct EventJob {
-    store: Store,
-    wire: Wire,
-    content_type: &'static str,
-    shard: ShardMeta,
-    children: Vec<ChildShardOut>,
-    from: Position,
-    tip: Position,
-}
-
-struct Built {
-    frame: Bytes,
-    next: Position,
-    shard_end: bool,
-}
-
-impl EventJob {
-    fn build(self) -> Result<Built, ApiError> {
-        let records = if self.from <= self.tip {
-            self.store
-                .read(
-                    self.shard.uid,
-                    self.from,
-                    MAX_EVENT_RECORDS,
-                    MAX_EVENT_BYTES,
-                )?
-                .records
-        } else {
-            Vec::new()
-        };
-        // Past the last record sent, or past the tip read up to.
-        let (next, continuation) = match records.last() {
-            Some(last) => (last.position.next(), last.position),
-            None => {
-                let next = self.from.max(self.tip.next());
-                (next, self.tip.max(Position(self.from.0.saturating_sub(1))))
-            }
-        };
-        let millis_behind = match records.last() {
-            Some(last) if last.position < self.tip => {
-                self.tip.millis().saturating_sub(last.position.millis())
-            }
-            _ => 0,
-        };
-        let shard_end = self.shard.closed.is_some_and(|c| next > c.ending);
-        let event = SubscribeToShardEventOut {
-            records: RecordsOut {
-                shard_index: self.shard.index,
-                records,
-            },
-            continuation_sequence_number: (!shard_end).then(|| {
-                SequenceNumber {
-                    shard_index: self.shard.index,
-                    position: continuation,
-                }
-                .to_string()
-            }),
-            millis_behind_latest: millis_behind,
-            child_shards: shard_end.then_some(self.children),
-        };
-        let hint = event.records.json_size_hint() + 512;
-        let payload = self.wire.encode_with_capacity(&event, hint)?;
-        let frame = eventstream::event("SubscribeToShardEvent", self.content_type, payload)
-            .map_err(internal)?;
-        Ok(Built {
-            frame,
-            next,
-            shard_end,
-        })
-    }
 }

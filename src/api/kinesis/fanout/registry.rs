@@ -8,9 +8,9 @@
 //!   [`TAKEOVER_AFTER`] of the first is refused (ResourceInUseException); a later one takes
 //!   over: the older one is told to end (with ResourceInUseException in its stream).
 //! - Memory: an event's bytes hold permits of [`Subscriptions::budget`] from before its read
-//!   until the HTTP layer took it, so encoded events in flight never exceed
-//!   [`EVENT_BUDGET_KIB`] whatever the number of subscribers; [`READ_SLOTS`] reads run at
-//!   once on the blocking pool.
+//!   until the cache and the HTTP layer let go of it, so encoded events never exceed
+//!   [`EVENT_BUDGET_KIB`] whatever the number of subscribers (`events`); [`READ_SLOTS`]
+//!   reads run at once on the blocking pool.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +48,8 @@ pub struct Subscriptions {
     pub budget: Arc<Semaphore>,
     /// Reads of subscriptions running on the blocking pool.
     pub read_slots: Arc<Semaphore>,
+    /// Events built lately, shared by the subscribers that need them.
+    pub events: super::events::EventCache,
 }
 
 impl Default for Subscriptions {
@@ -58,6 +60,7 @@ impl Default for Subscriptions {
             stop: watch::channel(false).0,
             budget: Arc::new(Semaphore::new(EVENT_BUDGET_KIB)),
             read_slots: Arc::new(Semaphore::new(READ_SLOTS)),
+            events: Default::default(),
         }
     }
 }

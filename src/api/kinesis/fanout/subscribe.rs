@@ -8,16 +8,18 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::response::Response;
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use hyper::body::Frame;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 use super::consumers::resolve_consumer_arn;
-use super::pump::{Pump, SUBSCRIPTION_LIFETIME};
+use super::events::Built;
+use super::pump::{Outgoing, Pump, SUBSCRIPTION_LIFETIME};
 use super::types::{StartingPositionIn, SubscribeToShardInput};
 use crate::api::error::ApiError;
 use crate::api::eventstream;
@@ -151,12 +153,13 @@ fn starting_position(
     })
 }
 
-/// The event-stream body: frames from the pump, each holding its share of the event budget
-/// until the connection asks for the next one (by then hyper has taken the frame). Ends
+/// The event-stream body: frames from the pump; a shared event is held (with its share of
+/// the event budget) until the connection asks for the next one (by then hyper has taken
+/// the frame). Ends
 /// when the pump ends; dropping it (the client went away) ends the pump.
 struct EventBody {
-    rx: mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>,
-    held: Option<OwnedSemaphorePermit>,
+    rx: mpsc::Receiver<Outgoing>,
+    held: Option<Arc<Built>>,
 }
 
 impl hyper::body::Body for EventBody {
@@ -169,8 +172,8 @@ impl hyper::body::Body for EventBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.held = None;
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some((bytes, permit))) => {
-                self.held = Some(permit);
+            Poll::Ready(Some((bytes, shared))) => {
+                self.held = shared;
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Poll::Ready(None) => Poll::Ready(None),
