@@ -18,6 +18,8 @@ mod events;
 mod pump;
 mod registry;
 mod subscribe;
+#[cfg(test)]
+mod tests;
 pub mod types;
 
 pub use consumers::{
