@@ -330,6 +330,17 @@ def test_deregistering_ends_the_subscription(client):
     ends_with_error(events, "ResourceNotFoundException")
 
 
+def test_deleting_the_stream_ends_its_subscriptions(client):
+    s = unique("fo")
+    create_stream(client, s)
+    arn = register(client, s, "doomed")["ConsumerARN"]
+    sub = subscribe(client, arn)
+    events = iter(sub["EventStream"])
+    next(events)
+    client.delete_stream(StreamName=s, EnforceConsumerDeletion=True)
+    ends_with_error(events, "ResourceNotFoundException")
+
+
 def test_a_subscription_ends_when_the_gateway_stops(gateway_factory):
     gw = gateway_factory()
     c = gw.client()

@@ -9,8 +9,8 @@
 //! - The task wakes on the shard's commit notification (`Store::subscribe`), so an event
 //!   follows a commit by one read, shared with the subscribers at the same place
 //!   (`events`).
-//! - An event is sent at least every [`HEARTBEAT`], with no records when there are none (as
-//!   Kinesis does), so clients see the subscription alive and the connection is never idle.
+//! - An event is sent at least every [`HEARTBEAT`], with no records when there are none, so
+//!   that clients see the subscription alive (and learn the continuation number).
 //! - Nothing blocks the runtime; the channel to the body holds one event.
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use http::{header, HeaderValue, StatusCode};
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-use super::consumers::resolve_consumer_arn;
+use super::consumers::{consumer_arn, resolve_consumer_arn};
 use super::events::Built;
 use super::pump::{Outgoing, Pump, SUBSCRIPTION_LIFETIME};
 use super::types::{StartingPositionIn, SubscribeToShardInput};
@@ -78,6 +78,9 @@ pub async fn subscribe_to_shard(
             ))
         })?;
     let position = starting_position(state, &meta.name, &shard, &kind, &start)?;
+    // The ARN as kinedge forms it: one consumer has one key whatever region or account the
+    // client wrote in its ARN.
+    let arn = consumer_arn(state, &meta.name, &consumer);
     let claim = state.fanout.claim(&arn, shard.uid, &shard.id())?;
     let (tx, rx) = mpsc::channel(1);
     let pump = Pump {
