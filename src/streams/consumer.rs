@@ -126,6 +126,25 @@ mod tests {
     }
 
     #[test]
+    fn stream_metadata_from_before_consumers_still_reads() {
+        struct Uids(u64);
+        impl crate::streams::UidSource for Uids {
+            fn next_uid(&mut self) -> u64 {
+                self.0 += 1;
+                self.0
+            }
+        }
+        let meta = crate::streams::StreamMeta::new("s".into(), 1, 2, 1_000, &mut Uids(1));
+        // As a database written before consumers existed holds it (the writer stores JSON).
+        let json = serde_json::to_string(&meta).unwrap();
+        let old_json = json.replace(",\"consumers\":[]", "");
+        assert_ne!(json, old_json);
+        let old: crate::streams::StreamMeta = serde_json::from_str(&old_json).unwrap();
+        assert!(old.consumers.is_empty());
+        assert_eq!(old.shards.len(), 2);
+    }
+
+    #[test]
     fn arn_time_is_seconds_and_names_follow_the_pattern() {
         assert_eq!(c("a").created_s(), 1_700_000_000);
         assert!(is_valid_consumer_name("app_1.a-b"));
