@@ -441,16 +441,46 @@ def test_exception_events_are_framed_as_aws_does(gw, client):
 
 
 # ---- the AWS SDK for JavaScript v3, HTTP/2 --------------------------------------------------
-def test_js_sdk_subscribe_to_shard_over_http2(module_gateway_factory):
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def server_pki(d):
+    """A CA and a certificate for 127.0.0.1 signed by it, in `d`."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=kinedge test CA", cwd=d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+
+
+@pytest.mark.parametrize("transport", ["h2c", "tls"])
+def test_js_sdk_subscribe_to_shard_over_http2(gateway_factory, tmp_path, transport):
+    """The client's default handler: HTTP/2 with prior knowledge over http://, h2 by ALPN over
+    https://."""
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "@aws-sdk" / "client-kinesis").is_dir():
         pytest.fail("node or tests/interop/js/node_modules is missing: run scripts/install-deps --test")
     secret = "kinedge-fanout-secret"
-    gw = module_gateway_factory(credentials=True, env={TEST_SECRET_ENV: secret}, name="fanout-js")
-    c = gw.client(secret=secret)
+    extra, ca = "", None
+    if transport == "tls":
+        server_pki(tmp_path)
+        extra = f'[api.tls]\ncert = "{tmp_path / "server.crt"}"\nkey = "{tmp_path / "server.key"}"\n'
+        ca = tmp_path / "ca.crt"
+    gw = gateway_factory(credentials=True, env={TEST_SECRET_ENV: secret}, name=f"fanout-js-{transport}",
+                         extra_config=extra, start=False)
+    gw.tls_ca = ca
+    gw.start()
     s = unique("fo")
-    create_stream(c, s)
+    create = {"StreamName": s, "ShardCount": 1}
+    r = requests.post(f"{gw.url}/", data=json.dumps(create), headers=signed_headers(gw.url, "CreateStream", create, secret),
+                      verify=str(ca) if ca else True, timeout=30)
+    assert r.status_code == 200, r.text
     env = dict(os.environ, AWS_ACCESS_KEY_ID=TEST_KEY, AWS_SECRET_ACCESS_KEY=secret)
     env.pop("AWS_PROFILE", None)
+    if ca:
+        env["NODE_EXTRA_CA_CERTS"] = str(ca)
     proc = subprocess.run(["node", str(JS_DIR / "fanout_sdk.mjs"), gw.url, stream_arn(s), "js-app", "40"],
                           cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -461,3 +491,10 @@ def test_js_sdk_subscribe_to_shard_over_http2(module_gateway_factory):
     for e in out["events"]:
         if e["records"]:
             assert e["continuation"] == e["last"]
+
+
+def signed_headers(url, op, body, secret):
+    hdrs = {"Content-Type": kutil.JSON_CT, "X-Amz-Target": f"Kinesis_20131202.{op}"}
+    req = AWSRequest(method="POST", url=f"{url}/", data=json.dumps(body), headers=hdrs)
+    SigV4Auth(Credentials(TEST_KEY, secret), "kinesis", REGION).add_auth(req)
+    return dict(req.headers.items())
