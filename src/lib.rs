@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod ingest;
 pub mod metrics;
 pub mod observe;
+pub mod ondemand;
 pub mod storage;
 pub mod streams;
 pub mod systemd;

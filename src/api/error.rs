@@ -102,6 +102,18 @@ impl ApiError {
     }
 }
 
+/// The header AWS sends beside `x-amzn-RequestId` (an extended request id, base64).
+pub const EXTENDED_REQUEST_ID_HEADER: &str = "x-amz-id-2";
+
+/// A fresh value for [`EXTENDED_REQUEST_ID_HEADER`]: 48 random bytes in base64 (64
+/// characters), shaped like AWS's.
+pub fn extended_request_id() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// What a client reads when the gateway's disk refuses: the cause and that a retry will do.
 pub fn disk_message(fault: &crate::storage::StorageFault) -> String {
     use crate::storage::FaultKind;

@@ -96,6 +96,8 @@ pub struct ApiParts {
     pub devices_dir: std::path::PathBuf,
     /// `api.max_consumers_per_stream` (enhanced fan-out).
     pub max_consumers_per_stream: usize,
+    /// The scaler of ON_DEMAND streams, when it runs (`/status` shows it).
+    pub on_demand: Option<crate::ondemand::OnDemandScaler>,
 }
 
 /// The routers' states.
@@ -118,6 +120,9 @@ impl ApiState {
             sessions: Default::default(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let monitor = Arc::new(kinesis::monitoring::ShardMonitor::new(parts.store.clone()));
+        let mut reporters = parts.reporters;
+        reporters.push(monitor.clone());
         let operations = Arc::new(OperationsState {
             auth: auth.clone(),
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
@@ -130,6 +135,7 @@ impl ApiState {
                 read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
                 fanout: Default::default(),
                 max_consumers_per_stream: parts.max_consumers_per_stream,
+                monitor,
             },
             firehose: FirehoseState {
                 store: parts.store.clone(),
@@ -152,10 +158,11 @@ impl ApiState {
             #[cfg(feature = "video")]
             video: parts.video,
             analytics: parts.analytics,
-            reporters: parts.reporters,
+            reporters,
             stopping: stopping.clone(),
             started: std::time::Instant::now(),
             open_metrics: parts.open_metrics,
+            on_demand: parts.on_demand,
         });
         ApiState {
             operations,
@@ -243,9 +250,16 @@ pub(crate) fn request_id() -> String {
     )
 }
 
+/// An answer of the AWS API (`POST /`) with its request ids, as AWS sends them:
+/// `x-amzn-RequestId` and `x-amz-id-2`.
 fn with_request_id(mut response: Response, id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&error::extended_request_id()) {
+        response
+            .headers_mut()
+            .insert(error::EXTENDED_REQUEST_ID_HEADER, value);
     }
     response
 }

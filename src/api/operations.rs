@@ -1,7 +1,8 @@
 //! `POST /`: the AWS JSON (and CBOR) front. It reads the wire format from the head, refuses
 //! a request that cannot be authentic before reading its body, reads the body into memory
 //! from the body budget, checks the signature, and hands the operation named by
-//! `X-Amz-Target` to the Kinesis or the Firehose router. Every request and every error is
+//! `X-Amz-Target` to the Kinesis or the Firehose router (a Kinesis request first passes its
+//! stream's resource policy, `kinesis::access`, with the signing key as principal). Every request and every error is
 //! counted (`events`).
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub(super) async fn handle(
     let result = async {
         let wire = wire?;
         // The body's room in the budget is held until the operation is answered.
-        let (body, _room) = read_signed(&state, &parts, body).await?;
+        let (body, _room, principal) = read_signed(&state, &parts, body).await?;
         let target = header_text(
             &parts,
             "x-amz-target",
@@ -52,7 +53,7 @@ pub(super) async fn handle(
                 "The X-Amz-Target header is missing: it names the operation, e.g. Kinesis_20131202.PutRecord.",
             ),
         )?;
-        dispatch(&state, wire, target, body).await
+        dispatch(&state, wire, target, body, principal.as_deref()).await
     }
     .await;
     let response = match result {
@@ -69,13 +70,21 @@ pub(super) async fn handle(
     with_request_id(response, &id)
 }
 
-/// The body of a request whose signature is valid, and the room it takes in the body budget:
-/// a request that cannot be authentic is refused from its head, before its body is read.
+/// The body of a request whose signature is valid, the room it takes in the body budget and
+/// the signing access key id (`None` without credentials): a request that cannot be authentic
+/// is refused from its head, before its body is read.
 async fn read_signed<'a>(
     state: &'a OperationsState,
     parts: &http::request::Parts,
     body: axum::body::Body,
-) -> Result<(Bytes, Option<tokio::sync::SemaphorePermit<'a>>), ApiError> {
+) -> Result<
+    (
+        Bytes,
+        Option<tokio::sync::SemaphorePermit<'a>>,
+        Option<String>,
+    ),
+    ApiError,
+> {
     state.auth.precheck(parts)?;
     let declared = parts
         .headers
@@ -83,19 +92,21 @@ async fn read_signed<'a>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (body, room) = body::read_body(body, declared, MAX_BODY_BYTES, &state.body_budget).await?;
-    state.auth.authorize(parts, &body)?;
-    Ok((body, room))
+    let principal = state.auth.authorize(parts, &body)?;
+    Ok((body, room, principal))
 }
 
-/// Runs the operation `target` names (`<Service>.<Operation>`).
+/// Runs the operation `target` names (`<Service>.<Operation>`), signed by `principal`.
 async fn dispatch(
     state: &OperationsState,
     wire: Wire,
     target: &str,
     body: Bytes,
+    principal: Option<&str>,
 ) -> Result<Response, ApiError> {
     match target.split_once('.') {
         Some(("Kinesis_20131202", operation)) => {
+            kinesis::access::enforce(&state.kinesis, principal, wire, operation, &body).await?;
             kinesis::dispatch(&state.kinesis, wire, operation, body).await
         }
         Some(("Firehose_20150804", operation)) => {

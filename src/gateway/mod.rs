@@ -95,6 +95,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     let video = start_video(&config, &store, cameras, &deliveries).await?;
     let analytics = start_analytics(&config, store.clone(), mqtt.as_ref()).await?;
 
+    let (on_demand, scaler_task) =
+        crate::ondemand::OnDemandScaler::spawn(store.clone(), config.on_demand.clone());
     let api_counters = Arc::new(api::events::ApiCounters::default());
     // What /metrics lists, in this order.
     let mut reporters: crate::metrics::Reporters =
@@ -121,6 +123,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         min_free_disk: config.storage.min_free_disk,
         devices_dir: config.devices.dir.clone(),
         max_consumers_per_stream: config.api.max_consumers_per_stream as usize,
+        on_demand: Some(on_demand),
     }));
     let api = start_api(&config, state.clone()).await?;
     let maintenance = spawn_maintenance(store.clone());
@@ -145,6 +148,9 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     reload.abort();
     drain_connections(api, mqtt.as_ref()).await;
     maintenance.abort();
+    if let Some(task) = scaler_task {
+        task.abort();
+    }
     // Each camera stores the fragment it was recording.
     #[cfg(feature = "video")]
     if tokio::time::timeout(Duration::from_secs(10), video.shutdown())

@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use redb::WriteTransaction;
 
+/// Stream mode, on-demand scaling, enhanced monitoring and resource policies.
+mod settings;
+
 use super::error::storage;
 use super::log::{drop_shard_tables, write_stream};
 use super::schema::{self, ShardState};
@@ -83,6 +86,27 @@ pub enum AdminOp {
     DeregisterConsumer {
         stream: String,
         consumer: String,
+    },
+    /// UpdateStreamMode; to ON_DEMAND only within the gateway's on-demand stream limit.
+    SetStreamMode {
+        stream: String,
+        mode: StreamMode,
+    },
+    /// The on-demand scaler's UpdateShardCount: refused unless the stream is ON_DEMAND.
+    ScaleOnDemand {
+        stream: String,
+        target: u32,
+    },
+    /// Enable (`enable`) or DisableEnhancedMonitoring.
+    ShardMetrics {
+        stream: String,
+        metrics: Vec<crate::streams::ShardMetric>,
+        enable: bool,
+    },
+    /// PutResourcePolicy (`Some`, already checked) or DeleteResourcePolicy (`None`).
+    ResourcePolicy {
+        stream: String,
+        policy: Option<String>,
     },
 }
 
@@ -204,6 +228,7 @@ impl Writer {
                 stream
             }
             AdminOp::UpdateShardCount { stream, target } => {
+                self.refuse_on_demand(&stream)?;
                 self.reshard(&stream, |meta, last, uids, open| {
                     meta.update_shard_count(target, now, last, uids, open)
                 })?;
@@ -266,6 +291,14 @@ impl Writer {
                 crate::streams::consumer::deregister(&stream, &mut meta.consumers, &consumer)?;
                 stream
             }
+            AdminOp::SetStreamMode { stream, mode } => self.set_stream_mode(stream, mode)?,
+            AdminOp::ScaleOnDemand { stream, target } => self.scale_on_demand(stream, target)?,
+            AdminOp::ShardMetrics {
+                stream,
+                metrics,
+                enable,
+            } => self.change_shard_metrics(stream, &metrics, enable)?,
+            AdminOp::ResourcePolicy { stream, policy } => self.set_policy(stream, policy)?,
         };
         let meta = self
             .streams
@@ -282,7 +315,7 @@ impl Writer {
 
     /// Applies a change to a stream's shards. The change works on a copy, so a refusal
     /// half-way (UpdateShardCount is several splits and merges) leaves the stream untouched.
-    fn reshard(
+    pub(super) fn reshard(
         &mut self,
         stream: &str,
         change: impl FnOnce(
@@ -313,6 +346,9 @@ impl Writer {
             return Err(StoreError::LimitExceeded(format!(
                 "This request would exceed the gateway's limit of {SHARD_LIMIT} open shards (currently {open})."
             )));
+        }
+        if spec.mode == StreamMode::OnDemand {
+            self.check_on_demand_room()?;
         }
         self.next_uid += 1;
         let uid = self.next_uid;

@@ -7,6 +7,7 @@ pub mod hash;
 pub mod iterator;
 pub mod model;
 pub mod sequence;
+pub mod settings;
 pub mod validate;
 
 pub use consumer::{ConsumerError, StreamConsumer, MAX_CONSUMERS_PER_STREAM};
@@ -17,3 +18,4 @@ pub use model::{
     MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
 pub use sequence::{Position, SequenceNumber};
+pub use settings::{ShardMetric, StreamSettings};

@@ -62,6 +62,9 @@ pub struct StreamMeta {
     /// Enhanced fan-out consumers (`consumer`); absent in databases from before them.
     #[serde(default)]
     pub consumers: Vec<super::consumer::StreamConsumer>,
+    /// Enhanced monitoring and the resource policy (absent in rows of older gateways).
+    #[serde(default)]
+    pub settings: super::settings::StreamSettings,
 }
 
 /// One shard: a hash-key range and its place in the lineage.
@@ -194,6 +197,7 @@ impl StreamMeta {
             shards,
             next_shard_index: u64::from(shard_count),
             consumers: Vec::new(),
+            settings: Default::default(),
         }
     }
 

@@ -1,15 +1,21 @@
-"""Error codes, messages and the raw error wire format."""
+"""Error codes, messages and the raw error wire format.
+
+Where a test asserts a whole message, the message is AWS's (docs/kinesis-api.md, "Validation
+and errors"); `raw_client` is boto3 with its own parameter validation off, so that the
+gateway's validation is what answers."""
 
 import base64
 import json
 import os
+import re
 import time
 
+import botocore.loaders
 import cbor2
 import pytest
 
-from kutil import (ARN_PREFIX, CBOR_CT, HASH_SPACE, JSON_CT, MiB, assert_raw_error, create_stream,
-                   decode_body, expect_error, read_all, unique)
+from kutil import (ACCOUNT, ARN_PREFIX, CBOR_CT, HASH_SPACE, JSON_CT, MiB, assert_raw_error,
+                   create_stream, decode_body, expect_error, read_all, unique)
 
 MISSING = "no-such-stream-kinedge"
 S0, S1 = "shardId-000000000000", "shardId-000000000001"
@@ -174,9 +180,16 @@ def test_sequence_number_of_other_shard(client):
 
 
 def test_explicit_hash_key(raw_client, stream):
-    for bad in (str(HASH_SPACE), "notanumber", "-1", "1.5"):
-        expect_error("InvalidArgumentException", raw_client.put_record, StreamName=stream, Data=b"x",
-                     PartitionKey="k", ExplicitHashKey=bad)
+    # in the model's pattern but 2^128 or more: the operation refuses it
+    exact("InvalidArgumentException",
+          f"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {HASH_SPACE}",
+          raw_client.put_record, StreamName=stream, Data=b"x", PartitionKey="k", ExplicitHashKey=str(HASH_SPACE))
+    # outside the pattern: the model refuses it
+    for bad in ("notanumber", "-1", "1.5", "01"):
+        exact("ValidationException",
+              f"1 validation error detected: Value '{bad}' at 'explicitHashKey' failed to satisfy constraint: "
+              "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+              raw_client.put_record, StreamName=stream, Data=b"x", PartitionKey="k", ExplicitHashKey=bad)
 
 
 def test_iterator_missing_parameters(client, stream):
@@ -207,7 +220,11 @@ def test_expired_iterator(gateway_factory):
     assert [r["Data"] for r in first["Records"]] == [b"x"]
     nxt = first["NextShardIterator"]
     time.sleep(3.5)
-    expect_error("ExpiredIteratorException", c.get_records, ShardIterator=it, mentions=["expire"])
+    resp = expect_error("ExpiredIteratorException", c.get_records, ShardIterator=it)
+    date = r"[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} UTC \d{4}"
+    assert re.fullmatch(f"Iterator expired. The iterator was created at time {date} while right now it is {date} "
+                        "which is further in the future than the tolerated delay of 3000 milliseconds.",
+                        resp["Error"]["Message"]), resp["Error"]["Message"]
     expect_error("ExpiredIteratorException", c.get_records, ShardIterator=nxt)
     # a fresh one works
     it2 = c.get_shard_iterator(StreamName="ttl", ShardId=S0, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
@@ -270,3 +287,348 @@ def test_missing_target(gw):
     body = json.loads(r.content)
     assert body.get("__type"), body
     assert isinstance(body.get("message"), str) and body["message"].strip(), body
+
+
+# ---- AWS's wording, rule family by rule family -------------------------------------------
+def exact(code, message, fn, **kw):
+    """Call fn, expect error `code` with exactly `message`."""
+    resp = expect_error(code, fn, **kw)
+    assert resp["Error"]["Message"] == message
+    return resp
+
+
+def _v(*failures):
+    n = len(failures)
+    return f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(failures)
+
+
+NAME_PATTERN = "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+
+
+def test_validation_lists_every_failure_in_model_order(raw_client):
+    exact("ValidationException", _v(
+        "Value null at 'streamName' failed to satisfy constraint: Member must not be null",
+        f"Value 'a b' at 'shardId' failed to satisfy constraint: {NAME_PATTERN}",
+    ), raw_client.get_shard_iterator, ShardId="a b", ShardIteratorType="LATEST")
+    exact("ValidationException", _v(
+        f"Value '' at 'streamName' failed to satisfy constraint: {NAME_PATTERN}",
+        "Value '' at 'streamName' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
+    ), raw_client.create_stream, StreamName="", ShardCount=0)
+    exact("ValidationException", _v(
+        "Value null at 'streamName' failed to satisfy constraint: Member must not be null",
+        "Value null at 'shardToMerge' failed to satisfy constraint: Member must not be null",
+        "Value null at 'adjacentShardToMerge' failed to satisfy constraint: Member must not be null",
+    ), raw_client.merge_shards)
+
+
+def test_validation_lengths_ranges_enums(raw_client, client, stream):
+    it = _iterator(client, stream)
+    exact("ValidationException", _v(
+        "Value '10001' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000",
+    ), raw_client.get_records, ShardIterator=it, Limit=10001)
+    long_it = "A" * 513
+    exact("ValidationException", _v(
+        f"Value '{long_it}' at 'shardIterator' failed to satisfy constraint: Member must have length less than or equal to 512",
+        "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+    ), raw_client.get_records, ShardIterator=long_it, Limit=0)
+    exact("ValidationException", _v(
+        "Value 'SOMETIME' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: "
+        "[AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]",
+    ), raw_client.get_shard_iterator, StreamName=stream, ShardId=S0, ShardIteratorType="SOMETIME")
+    exact("ValidationException", _v(
+        "Value 'FAST' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]",
+    ), raw_client.update_shard_count, StreamName=stream, TargetShardCount=2, ScalingType="FAST")
+    name = "n" * 129
+    exact("ValidationException", _v(
+        f"Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length less than or equal to 128",
+    ), raw_client.describe_stream_summary, StreamName=name)
+    # integers are shown as the 32-bit value AWS reads
+    exact("ValidationException", _v(
+        "Value '2147483647' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000",
+    ), raw_client.list_streams, Limit=2**40)
+
+
+def test_validation_nested_members(raw_client, stream):
+    exact("ValidationException", _v(
+        "Value 'x' at 'records.2.member.explicitHashKey' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+        "Value '' at 'records.2.member.partitionKey' failed to satisfy constraint: "
+        "Member must have length greater than or equal to 1",
+    ), raw_client.put_records, StreamName=stream,
+        Records=[{"Data": b"x", "PartitionKey": "ok"}, {"Data": b"x", "PartitionKey": "", "ExplicitHashKey": "x"}])
+    exact("ValidationException", _v(
+        "Value null at 'shardFilter.type' failed to satisfy constraint: Member must not be null",
+    ), raw_client.list_shards, StreamName=stream, ShardFilter={"ShardId": S0})
+    exact("ValidationException", _v(
+        "Value 'FAST' at 'streamModeDetails.streamMode' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]",
+    ), raw_client.create_stream, StreamName=unique("mode"), ShardCount=1, StreamModeDetails={"StreamMode": "FAST"})
+    # values shown as AWS shows them: a blob as the Java byte buffer, a list of entries by their class
+    exact("ValidationException", _v(
+        f"Value 'java.nio.HeapByteBuffer[pos=0 lim={MiB + 1} cap={MiB + 1}]' at 'data' failed to satisfy constraint: "
+        "Member must have length less than or equal to 1048576",
+    ), raw_client.put_record, StreamName=stream, Data=b"a" * (MiB + 1), PartitionKey="k")
+    resp = expect_error("ValidationException", raw_client.put_records, StreamName=stream,
+                        Records=[{"Data": b"", "PartitionKey": ""}] * 501)
+    msg = resp["Error"]["Message"]
+    entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+    assert msg.startswith(f"10 validation errors detected: Value '[{entry}, {entry}, "), msg[:200]
+    assert "at 'records' failed to satisfy constraint: Member must have length less than or equal to 500; " in msg
+    assert msg.endswith("Value '' at 'records.9.member.partitionKey' failed to satisfy constraint: "
+                        "Member must have length greater than or equal to 1"), msg[-200:]
+
+
+def test_serialization_type_errors(gw):
+    cases = [
+        ("GetShardIterator", {"StreamName": "s", "ShardId": S0, "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": "23"},
+         "class java.lang.String can not be converted to milliseconds since epoch"),
+        ("ListShards", {"StreamName": "s", "ShardFilter": {"Type": "AT_TIMESTAMP", "Timestamp": "1700000000"}},
+         "class java.lang.String can not be converted to milliseconds since epoch"),
+        ("DescribeStream", {"StreamName": 23},
+         "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"),
+        ("DescribeStream", {"StreamName": "s", "Limit": "5"}, "class java.lang.String can not be converted to an Integer"),
+        ("DescribeStream", {"StreamName": ["s"]}, "Start of list found where not expected"),
+        ("PutRecords", {"StreamName": "s", "Records": "x"}, "Expected list or null"),
+        ("AddTagsToStream", {"StreamName": "s", "Tags": 1}, "Expected map or null"),
+    ]
+    for op, body, message in cases:
+        got = assert_raw_error(gw.raw(op, body), "SerializationException")
+        assert got["message"] == message, (op, body, got)
+
+
+def test_tags_as_aws_refuses_them(raw_client, client):
+    name = unique("tags")
+    create_stream(client, name, 1)
+    invalid = ("Some tags contain invalid characters. Valid characters: "
+               "Unicode letters, digits, white space, _ . / = + - % @.")
+    for tags in ({"abc;def": "1"}, {"a\tb": "1"}, {"a": "x,y"}, {"a": "line\nbreak"}):
+        exact("InvalidArgumentException", invalid, raw_client.add_tags_to_stream, StreamName=name, Tags=tags)
+    exact("InvalidArgumentException", invalid, raw_client.remove_tags_from_stream, StreamName=name, TagKeys=["a;b"])
+    key = "k" * 129
+    exact("ValidationException", _v(
+        f"Value '{{{key}=v}}' at 'tags' failed to satisfy constraint: Map keys must satisfy constraint: "
+        "[Member must have length less than or equal to 128, Member must have length greater than or equal to 1]",
+    ), raw_client.add_tags_to_stream, StreamName=name, Tags={key: "v"})
+    value = "v" * 257
+    exact("ValidationException", _v(
+        f"Value '{{a={value}}}' at 'tags' failed to satisfy constraint: Map value must satisfy constraint: "
+        "[Member must have length less than or equal to 256, Member must have length greater than or equal to 0]",
+    ), raw_client.add_tags_to_stream, StreamName=name, Tags={"a": value})
+    eleven = {f"t{i:02d}": "v" for i in range(11)}
+    shown = ", ".join(f"{k}=v" for k in sorted(eleven))
+    exact("ValidationException", _v(
+        f"Value '{{{shown}}}' at 'tags' failed to satisfy constraint: Member must have length less than or equal to 10",
+    ), raw_client.add_tags_to_stream, StreamName=name, Tags=eleven)
+    # valid characters pass: letters of any script, digits, spaces, _ . / = + - % @
+    client.add_tags_to_stream(StreamName=name, Tags={"ü0 _.": "a", "/=+-@%": "名前", "c": ""})
+    for start in range(0, 40, 10):
+        client.add_tags_to_stream(StreamName=name, Tags={f"n{i:02d}": "v" for i in range(start, start + 10)})
+    exact("InvalidArgumentException",
+          f"Failed to add tags to stream {name} under account {ACCOUNT} because a given stream cannot have more "
+          "than 50 tags associated with it.",
+          client.add_tags_to_stream, StreamName=name, Tags={f"z{i}": "v" for i in range(8)})
+    other = unique("tags51")
+    exact("InvalidArgumentException",
+          f"Failed to add tags to stream {other} under account {ACCOUNT} because a given stream cannot have more "
+          "than 50 tags associated with it.",
+          raw_client.create_stream, StreamName=other, ShardCount=1, Tags={f"t{i}": "v" for i in range(51)})
+
+
+def test_sequence_numbers_as_aws_checks_them(raw_client, client):
+    name = unique("seqchk")
+    create_stream(client, name, 1)
+    exact("InvalidArgumentException",
+          f"ExclusiveMinimumSequenceNumber 12345 used in PutRecord on stream {name} under account {ACCOUNT} is invalid.",
+          raw_client.put_record, StreamName=name, Data=b"x", PartitionKey="k", SequenceNumberForOrdering="12345")
+    exact("ValidationException", _v(
+        "Value 'abc' at 'sequenceNumberForOrdering' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+    ), raw_client.put_record, StreamName=name, Data=b"x", PartitionKey="k", SequenceNumberForOrdering="abc")
+    first = client.put_record(StreamName=name, Data=b"a", PartitionKey="k")["SequenceNumber"]
+    # a sequence number this gateway issued orders the next record
+    client.put_record(StreamName=name, Data=b"b", PartitionKey="k", SequenceNumberForOrdering=first)
+    both = ("Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or "
+            "(2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {} and {} StartingSequenceNumber.")
+    for typ in ("LATEST", "TRIM_HORIZON"):
+        exact("InvalidArgumentException", both.format(typ, "also a"), client.get_shard_iterator,
+              StreamName=name, ShardId=S0, ShardIteratorType=typ, StartingSequenceNumber=first)
+    for typ in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        exact("InvalidArgumentException", both.format(typ, "no"), client.get_shard_iterator,
+              StreamName=name, ShardId=S0, ShardIteratorType=typ)
+    exact("InvalidArgumentException",
+          f"StartingSequenceNumber 12345 used in GetShardIterator on shard {S0} in stream {name} under account "
+          f"{ACCOUNT} is invalid.",
+          client.get_shard_iterator, StreamName=name, ShardId=S0, ShardIteratorType="AT_SEQUENCE_NUMBER",
+          StartingSequenceNumber="12345")
+
+
+def test_shard_ids_resolved_as_aws(client):
+    name = unique("sid")
+    create_stream(client, name, 2)
+    client.put_record(StreamName=name, Data=b"one", PartitionKey="k", ExplicitHashKey=str(HASH_SPACE - 1))
+    for shard in ("shardId-000000000001", "1", "abc-000000000001", "shardId-1"):
+        it = client.get_shard_iterator(StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        assert [r["Data"] for r in client.get_records(ShardIterator=it)["Records"]] == [b"one"], shard
+    exact("ResourceNotFoundException",
+          f"Shard shardId-000000000009 in stream {name} under account {ACCOUNT} does not exist",
+          client.get_shard_iterator, StreamName=name, ShardId="x-9", ShardIteratorType="LATEST")
+    exact("ResourceNotFoundException",
+          f"Could not find shard ABKLFD8 in stream {name} under account {ACCOUNT}.",
+          client.get_shard_iterator, StreamName=name, ShardId="ABKLFD8", ShardIteratorType="LATEST")
+    exact("ResourceNotFoundException",
+          f"Could not find shard shardId-000000000005 in stream {name} under account {ACCOUNT}.",
+          client.split_shard, StreamName=name, ShardToSplit="shardId-5", NewStartingHashKey="100")
+    # listings start after the shard an ExclusiveStartShardId names; an id without a shard
+    # number goes by the order of shard ids
+    for start, want in (("1", []), ("abc-0", ["shardId-000000000001"]), ("a", [S0, "shardId-000000000001"]),
+                        ("zzz", [])):
+        got = [s["ShardId"] for s in client.list_shards(StreamName=name, ExclusiveStartShardId=start)["Shards"]]
+        assert got == want, (start, got)
+        got = client.describe_stream(StreamName=name, ExclusiveStartShardId=start)["StreamDescription"]["Shards"]
+        assert [s["ShardId"] for s in got] == want, (start, got)
+    # 'abc-0' matches the ShardId pattern and names shard 0
+    client.split_shard(StreamName=name, ShardToSplit="abc-0", NewStartingHashKey=str(HASH_SPACE // 4))
+    ids = [s["ShardId"] for s in client.list_shards(StreamName=name)["Shards"]]
+    assert ids == [f"shardId-00000000000{i}" for i in range(4)], ids
+
+
+def test_merge_and_split_refusals(client):
+    name = unique("merge")
+    create_stream(client, name, 3)
+    # AWS merges a shard with the one after it, not in the other order
+    exact("InvalidArgumentException",
+          f"Shards shardId-000000000001 and shardId-000000000000 in stream {name} under account {ACCOUNT} "
+          "are not an adjacent pair of shards eligible for merging",
+          client.merge_shards, StreamName=name, ShardToMerge="shardId-000000000001", AdjacentShardToMerge=S0)
+    exact("InvalidArgumentException",
+          f"Shards shardId-000000000000 and shardId-000000000002 in stream {name} under account {ACCOUNT} "
+          "are not an adjacent pair of shards eligible for merging",
+          client.merge_shards, StreamName=name, ShardToMerge=S0, AdjacentShardToMerge="2")
+    end0 = client.list_shards(StreamName=name)["Shards"][0]["HashKeyRange"]["EndingHashKey"]
+    for key in ("1", end0):
+        exact("InvalidArgumentException",
+              f"NewStartingHashKey {key} used in SplitShard() on shard {S0} in stream {name} under account {ACCOUNT} "
+              f"is not both greater than one plus the shard's StartingHashKey 0 and less than the shard's "
+              f"EndingHashKey {end0}.",
+              client.split_shard, StreamName=name, ShardToSplit=S0, NewStartingHashKey=key)
+    client.merge_shards(StreamName=name, ShardToMerge=S0, AdjacentShardToMerge="shard-1")
+    exact("ResourceInUseException",
+          f"Shard {S0} in stream {name} under account {ACCOUNT} has already been merged or split, and thus is "
+          "not eligible for merging or splitting.",
+          client.split_shard, StreamName=name, ShardToSplit=S0, NewStartingHashKey="100")
+
+
+def test_list_shards_needs_a_stream_or_token(raw_client, client, stream):
+    exact("InvalidArgumentException", "Either NextToken or StreamName should be provided.", raw_client.list_shards)
+    token = client.list_shards(StreamName=stream, MaxResults=1)["NextToken"]
+    exact("InvalidArgumentException", "NextToken and StreamName cannot be provided together.",
+          client.list_shards, StreamARN=ARN_PREFIX + stream, NextToken=token)
+    exact("InvalidArgumentException", "NextToken and ExclusiveStartShardId cannot be provided together.",
+          client.list_shards, ExclusiveStartShardId=S0, NextToken=token)
+    exact("InvalidArgumentException", "NextToken and StreamCreationTimestamp cannot be provided together.",
+          client.list_shards, StreamCreationTimestamp=1_700_000_000, NextToken=token)
+
+
+def test_not_found_and_retention_messages(client, raw_client):
+    exact("ResourceNotFoundException", f"Stream {MISSING} under account {ACCOUNT} not found.",
+          client.describe_stream, StreamName=MISSING)
+    name = unique("retmsg")
+    create_stream(client, name, 1)
+    exact("InvalidArgumentException",
+          "Minimum allowed retention period is 24 hours. Requested retention period (23 hours) is too short.",
+          client.increase_stream_retention_period, StreamName=name, RetentionPeriodHours=23)
+    exact("InvalidArgumentException",
+          "Maximum allowed retention period is 8760 hours. Requested retention period (8761 hours) is too long.",
+          client.increase_stream_retention_period, StreamName=name, RetentionPeriodHours=8761)
+    exact("InvalidArgumentException",
+          f"Requested retention period (48 hours) for stream {name} can not be longer than existing retention "
+          "period (24 hours). Use IncreaseRetentionPeriod API.",
+          client.decrease_stream_retention_period, StreamName=name, RetentionPeriodHours=48)
+    exact("ValidationException", _v(
+        "Value null at 'retentionPeriodHours' failed to satisfy constraint: Member must not be null",
+    ), raw_client.increase_stream_retention_period, StreamName=name)
+    exact("InvalidArgumentException", "Invalid ShardIterator.", client.get_records, ShardIterator="garbage!!!")
+
+
+def test_extended_request_id_header(gw):
+    for r in (gw.raw("ListStreams", {}), gw.raw("DescribeStream", {"StreamName": MISSING})):
+        value = r.headers.get("x-amz-id-2")
+        assert value and r.headers.get("x-amzn-RequestId"), dict(r.headers)
+        assert len(base64.b64decode(value, validate=True)) >= 32, value
+
+
+# ---- the whole model, read from botocore ---------------------------------------------------
+IMPLEMENTED = ["CreateStream", "DeleteStream", "DescribeStream", "DescribeStreamSummary", "ListStreams",
+               "IncreaseStreamRetentionPeriod", "DecreaseStreamRetentionPeriod", "AddTagsToStream",
+               "ListTagsForStream", "RemoveTagsFromStream", "ListShards", "SplitShard", "MergeShards",
+               "UpdateShardCount", "PutRecord", "PutRecords", "GetShardIterator", "GetRecords",
+               "TagResource", "UntagResource", "ListTagsForResource", "UpdateStreamMode",
+               "EnableEnhancedMonitoring", "DisableEnhancedMonitoring", "PutResourcePolicy",
+               "GetResourcePolicy", "DeleteResourcePolicy", "RegisterStreamConsumer",
+               "DeregisterStreamConsumer", "DescribeStreamConsumer", "ListStreamConsumers", "SubscribeToShard"]
+# Members kinedge does not take (StreamId is AWS-internal; warm throughput and record size
+# cannot be changed on kinedge streams).
+NOT_TAKEN = {"StreamId", "WarmThroughputMiBps", "MaxRecordSizeInKiB"}
+
+
+def _model_case(shapes, input_shape, case):
+    """A body breaking every top-level string and integer member of `input_shape` (case
+    "short": empty strings, integers below their minimum; "long": strings over their maximum,
+    integers over theirs; required members of other types left out), and the failures AWS's
+    model validation lists for it, in the model's member order."""
+    body, failures = {}, []
+    required = set(input_shape.get("required", []))
+    for member, ref in input_shape["members"].items():
+        if member in NOT_TAKEN:
+            continue
+        shape = shapes[ref["shape"]]
+        path = member[0].lower() + member[1:]
+        value = None
+        if shape["type"] == "string" and case == "short" and (shape.get("min", 0) >= 1 or "pattern" in shape
+                                                               or "enum" in shape):
+            value = ""
+        elif shape["type"] == "string" and case == "long" and shape.get("max", 10**9) <= 4096:
+            value = "x" * (shape["max"] + 1)
+        elif shape["type"] == "integer" and case == "short" and "min" in shape:
+            value = shape["min"] - 1
+        elif shape["type"] == "integer" and case == "long" and "max" in shape:
+            value = shape["max"] + 1
+        if value is None:
+            if member in required:
+                failures.append(f"Value null at '{path}' failed to satisfy constraint: Member must not be null")
+            continue
+        body[member] = value
+        at = f"Value '{value}' at '{path}' failed to satisfy constraint: "
+        if shape["type"] == "integer":
+            if value < shape.get("min", value):
+                failures.append(at + f"Member must have value greater than or equal to {shape['min']}")
+            if value > shape.get("max", value):
+                failures.append(at + f"Member must have value less than or equal to {shape['max']}")
+            continue
+        if "pattern" in shape and not re.fullmatch(shape["pattern"], value):
+            failures.append(at + f"Member must satisfy regular expression pattern: {shape['pattern']}")
+        if len(value) < shape.get("min", 0):
+            failures.append(at + f"Member must have length greater than or equal to {shape['min']}")
+        if len(value) > shape.get("max", len(value)):
+            failures.append(at + f"Member must have length less than or equal to {shape['max']}")
+        if "enum" in shape and value not in shape["enum"]:
+            failures.append(at + f"Member must satisfy enum value set: [{', '.join(shape['enum'])}]")
+    return body, failures[:10]
+
+
+@pytest.mark.parametrize("case", ["short", "long"])
+@pytest.mark.parametrize("op", IMPLEMENTED)
+def test_validation_follows_the_botocore_model(gw, op, case):
+    """Every implemented operation answers the failures botocore's service model predicts, all in
+    one message, in the model's member order and AWS's wording."""
+    model = botocore.loaders.create_loader().load_service_model("kinesis", "service-2")
+    shapes = model["shapes"]
+    input_shape = shapes[model["operations"][op]["input"]["shape"]]
+    body, failures = _model_case(shapes, input_shape, case)
+    r = gw.raw(op, body)
+    if not failures:
+        assert r.status_code != 400 or r.json().get("__type") != "ValidationException", r.text
+        return
+    got = assert_raw_error(r, "ValidationException")
+    assert got["message"] == _v(*failures), f"{op} {body}"

@@ -264,22 +264,22 @@ def test_tags(client):
     assert {x["Key"]: x["Value"] for x in t["Tags"]} == {"env": "prod", "b": "2", "c": "3"}
 
 
-def test_tag_limits(client):
-    # 50 in one call is the maximum per call (and, as in AWS, per stream)
+def test_tag_limits(client, raw_client):
+    # 10 per call (AWS's AddTagsToStream takes "a set of up to 10 key-value pairs"), 50 per stream
     full, other = unique("tag50"), unique("tag51")
     create_stream(client, full, 1)
     create_stream(client, other, 1)
-    client.add_tags_to_stream(StreamName=full, Tags={f"k{i:02d}": str(i) for i in range(50)})
+    for start in range(0, 50, 10):
+        client.add_tags_to_stream(StreamName=full, Tags={f"k{i:02d}": str(i) for i in range(start, start + 10)})
     t = client.list_tags_for_stream(StreamName=full, Limit=50)
     assert len(t["Tags"]) == 50 and t["HasMoreTags"] is False
-    expect_error(("InvalidArgumentException", "LimitExceededException"),
-                 client.add_tags_to_stream, StreamName=other, Tags={f"x{i:02d}": str(i) for i in range(51)},
-                 mentions=["50"])
+    expect_error("ValidationException", raw_client.add_tags_to_stream, StreamName=other,
+                 Tags={f"x{i:02d}": str(i) for i in range(11)}, mentions=["less than or equal to 10"])
     assert client.list_tags_for_stream(StreamName=other)["Tags"] == [], "a refused AddTagsToStream added tags"
     # overwriting existing keys does not count as new tags
     client.add_tags_to_stream(StreamName=full, Tags={"k00": "changed"})
-    expect_error(("InvalidArgumentException", "LimitExceededException"),
-                 client.add_tags_to_stream, StreamName=full, Tags={"one-more": "x"})
+    expect_error("InvalidArgumentException", client.add_tags_to_stream, StreamName=full, Tags={"one-more": "x"},
+                 mentions=["more than 50 tags"])
 
 
 def test_retention(client):

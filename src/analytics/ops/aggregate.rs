@@ -63,11 +63,8 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         let inner = match self.kind {
             AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct => Acc::Count(0),
-            AggKind::Sum | AggKind::Avg => Acc::Sum {
-                n: 0,
-                isum: 0,
-                sum: 0.0,
-            },
+            AggKind::Sum | AggKind::Avg if self.input.is_integer() => Acc::IntSum { n: 0, sum: 0 },
+            AggKind::Sum | AggKind::Avg => Acc::DoubleSum { n: 0, sum: 0.0 },
             AggKind::StddevPop | AggKind::StddevSamp | AggKind::VarPop | AggKind::VarSamp => {
                 Acc::Moments(Box::default())
             }
@@ -100,6 +97,7 @@ impl AggSpec {
         if value.is_null() {
             return;
         }
+        self.upgrade(acc);
         match acc {
             Acc::Distinct(distinct) => {
                 let (seen, inner) = distinct.as_mut();
@@ -108,11 +106,14 @@ impl AggSpec {
                 }
             }
             Acc::Count(n) => *n += 1,
-            Acc::Sum { n, isum, sum } => {
+            Acc::IntSum { n, sum } => {
                 *n += 1;
                 if let Value::Int(i) = value {
-                    *isum = isum.wrapping_add(i);
+                    *sum = sum.wrapping_add(i);
                 }
+            }
+            Acc::DoubleSum { n, sum } => {
+                *n += 1;
                 *sum += value.as_f64().unwrap_or(0.0);
             }
             Acc::Moments(m) => {
@@ -141,23 +142,23 @@ impl AggSpec {
                     values.push(x);
                 }
             }
+            // Upgraded above.
+            Acc::Sum(_) => {}
         }
     }
 
     /// Folds `from` (a later session's accumulator) into `into`.
-    pub fn merge(&self, into: &mut Acc, from: Acc) {
+    pub fn merge(&self, into: &mut Acc, mut from: Acc) {
+        self.upgrade(into);
+        self.upgrade(&mut from);
         match (into, from) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (
-                Acc::Sum { n, isum, sum },
-                Acc::Sum {
-                    n: n2,
-                    isum: i2,
-                    sum: s2,
-                },
-            ) => {
+            (Acc::IntSum { n, sum }, Acc::IntSum { n: n2, sum: s2 }) => {
                 *n += n2;
-                *isum = isum.wrapping_add(i2);
+                *sum = sum.wrapping_add(s2);
+            }
+            (Acc::DoubleSum { n, sum }, Acc::DoubleSum { n: n2, sum: s2 }) => {
+                *n += n2;
                 *sum += s2;
             }
             (Acc::Moments(a), Acc::Moments(b)) => {
@@ -195,24 +196,17 @@ impl AggSpec {
             Acc::Distinct(distinct) => &distinct.1,
             other => other,
         };
+        if let Acc::Sum(legacy) = acc {
+            return self.result(&self.upgraded(legacy));
+        }
         let int = self.input.is_integer();
         match (acc, self.kind) {
             (Acc::Count(n), _) => Value::Int(*n),
-            (Acc::Sum { n: 0, .. }, _) => Value::Null,
-            (Acc::Sum { isum, sum, .. }, AggKind::Sum) => {
-                if int {
-                    Value::Int(narrow(*isum, self.input))
-                } else {
-                    Value::Double(*sum)
-                }
-            }
-            (Acc::Sum { n, isum, sum }, _) => {
-                if int {
-                    Value::Int(isum / n)
-                } else {
-                    Value::Double(sum / *n as f64)
-                }
-            }
+            (Acc::IntSum { n: 0, .. } | Acc::DoubleSum { n: 0, .. }, _) => Value::Null,
+            (Acc::IntSum { sum, .. }, AggKind::Sum) => Value::Int(narrow(*sum, self.input)),
+            (Acc::DoubleSum { sum, .. }, AggKind::Sum) => Value::Double(*sum),
+            (Acc::IntSum { n, sum }, _) => Value::Int(sum / n),
+            (Acc::DoubleSum { n, sum }, _) => Value::Double(sum / *n as f64),
             (Acc::Moments(m), _) if m.n == 0 => Value::Null,
             (Acc::Moments(m), kind) => {
                 let Moments {
@@ -277,16 +271,20 @@ fn narrow(i: i64, ty: SqlType) -> i64 {
     }
 }
 
-/// The running state of one aggregate for one group: 32 bytes (window state holds one per
+/// The running state of one aggregate for one group: 24 bytes (window state holds one per
 /// aggregate per group and window, so the rare big ones are boxed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Acc {
     Count(i64),
-    /// SUM, AVG: the count of non-null values, the integer sum (wrapping as Java's long) and
-    /// the double sum.
-    Sum {
+    /// SUM, AVG over integers: the count of non-null values and the sum (wrapping as Java's
+    /// long).
+    IntSum {
         n: i64,
-        isum: i64,
+        sum: i64,
+    },
+    /// SUM, AVG over other numbers: the count of non-null values and the sum.
+    DoubleSum {
+        n: i64,
         sum: f64,
     },
     /// STDDEV_*, VAR_*.
@@ -297,6 +295,40 @@ pub enum Acc {
     Values(Box<Vec<f64>>),
     /// DISTINCT: the values seen, and the aggregate over them.
     Distinct(Box<(HashSet<Value>, Acc)>),
+    /// SUM, AVG as checkpoints before `IntSum`/`DoubleSum` stored them (both sums): read from
+    /// such a checkpoint, and made one of the two by the first `AggSpec` that touches it.
+    Sum(Box<LegacySum>),
+}
+
+/// The old SUM/AVG accumulator, as checkpoints stored it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LegacySum {
+    pub n: i64,
+    pub isum: i64,
+    pub sum: f64,
+}
+
+impl AggSpec {
+    /// A SUM/AVG accumulator of an old checkpoint as the one this aggregate keeps.
+    fn upgraded(&self, legacy: &LegacySum) -> Acc {
+        if self.input.is_integer() {
+            Acc::IntSum {
+                n: legacy.n,
+                sum: legacy.isum,
+            }
+        } else {
+            Acc::DoubleSum {
+                n: legacy.n,
+                sum: legacy.sum,
+            }
+        }
+    }
+
+    fn upgrade(&self, acc: &mut Acc) {
+        if let Acc::Sum(legacy) = acc {
+            *acc = self.upgraded(legacy);
+        }
+    }
 }
 
 /// Sums for the variance family.
@@ -319,4 +351,61 @@ pub fn add_row(specs: &[AggSpec], accs: &mut [Acc], row: &[Value]) -> Result<(),
         spec.add(acc, row)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: AggKind, input: SqlType) -> AggSpec {
+        AggSpec {
+            kind,
+            arg: None,
+            distinct: false,
+            filter: None,
+            input,
+            output: AggSpec::output_type(kind, input),
+        }
+    }
+
+    #[test]
+    fn an_accumulator_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Acc>(), 24);
+    }
+
+    /// The SUM/AVG accumulator as checkpoints stored it before it was split by type.
+    #[derive(Serialize)]
+    enum OldAcc {
+        Sum { n: i64, isum: i64, sum: f64 },
+    }
+
+    #[test]
+    fn sums_of_old_checkpoints_read_back_for_either_type() {
+        let mut bytes = Vec::new();
+        let old = vec![OldAcc::Sum {
+            n: 2,
+            isum: 7,
+            sum: 7.5,
+        }];
+        ciborium::into_writer(&old, &mut bytes).unwrap();
+        let accs: Vec<Acc> = ciborium::from_reader(bytes.as_slice()).unwrap();
+        let int_sum = spec(AggKind::Sum, SqlType::Int);
+        assert_eq!(int_sum.result(&accs[0]), Value::Int(7));
+        assert_eq!(
+            spec(AggKind::Avg, SqlType::Int).result(&accs[0]),
+            Value::Int(3)
+        );
+        let double_sum = spec(AggKind::Sum, SqlType::Double);
+        assert_eq!(double_sum.result(&accs[0]), Value::Double(7.5));
+        // Touched once, it is the typed accumulator and goes on from the old values.
+        let mut acc = accs[0].clone();
+        int_sum.add_value(&mut acc, Value::Int(3));
+        assert!(matches!(acc, Acc::IntSum { n: 3, sum: 10 }), "{acc:?}");
+        let mut acc = accs[0].clone();
+        double_sum.merge(&mut acc, Acc::DoubleSum { n: 1, sum: 0.5 });
+        assert!(
+            matches!(acc, Acc::DoubleSum { n: 3, sum } if sum == 8.0),
+            "{acc:?}"
+        );
+    }
 }

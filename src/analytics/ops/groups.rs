@@ -78,6 +78,8 @@ impl Groups {
         debug_assert!(key.len() == self.k && accs.len() == self.a);
         let index = self.table.len() as u32;
         let hash = self.hasher.hash_one(key.as_slice());
+        grow_for(&mut self.keys, self.k);
+        grow_for(&mut self.accs, self.a);
         self.keys.extend(key);
         self.accs.extend(accs);
         let (k, keys, hasher) = (self.k, &self.keys, &self.hasher);
@@ -106,6 +108,15 @@ impl Groups {
                 accs.by_ref().take(a).collect(),
             )
         })
+    }
+}
+
+/// Room for `n` more items, growing by a quarter instead of doubling: a window's number of
+/// groups is about the last window's (its capacity hint), so a doubling for the few groups
+/// past the hint would leave most of the largest allocation in the state unused.
+fn grow_for<T>(v: &mut Vec<T>, n: usize) {
+    if v.capacity() - v.len() < n {
+        v.reserve_exact((n * 4).max(v.len() / 4));
     }
 }
 

@@ -192,7 +192,8 @@ impl WindowAgg {
                 .map(|k| k.eval(&row))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(RowError::Eval)?;
-            let last_groups = self.last_groups;
+            // The last window's groups and a little more: most windows fit without growing.
+            let last_groups = self.last_groups + self.last_groups / 32;
             let groups = self.state.windows.entry((end, start)).or_insert_with(|| {
                 Groups::with_capacity(self.plan.keys.len(), self.plan.aggs.len(), last_groups)
             });

@@ -132,6 +132,8 @@ struct Step {
 async fn run_inner(ctx: &AppContext) -> Result<(), String> {
     let script = parse_script(&ctx.sql).map_err(|e| e.to_string())?;
     let plan = plan::plan(&script, ctx.max_state_keys, false).map_err(|e| e.to_string())?;
+    // The parsed SQL (tens of KB) is not needed once planned; an application runs for months.
+    drop(script);
     let sink = plan
         .sink
         .clone()

@@ -35,6 +35,7 @@ fn app(dir: &std::path::Path) -> Router {
         min_free_disk: 1 << 20,
         devices_dir: dir.join("devices"),
         max_consumers_per_stream: 20,
+        on_demand: None,
     });
     crate::api::app(&state, &[])
 }

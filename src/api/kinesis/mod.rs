@@ -1,14 +1,21 @@
 //! The Kinesis Data Streams API (`X-Amz-Target: Kinesis_20131202.<Operation>`).
 //!
-//! Each operation decodes its input, checks it the way Kinesis does (ValidationException for
-//! model constraints, InvalidArgumentException for semantic ones), calls the store and
-//! answers in the request's wire format.
+//! Each operation decodes its input, checks it the way Kinesis does (every model constraint
+//! in one ValidationException by `validate`, before the operation runs; then
+//! InvalidArgumentException / ResourceNotFoundException for semantic ones, worded as AWS words
+//! them), calls the store and answers in the request's wire format.
 
+pub mod access;
+mod capacity;
 pub mod fanout;
+pub mod monitoring;
+mod policy;
 mod records;
 mod shards;
 mod streams;
+pub mod tagging;
 pub mod types;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,25 +45,18 @@ pub struct KinesisState {
     pub fanout: Arc<fanout::Subscriptions>,
     /// Consumers one stream can have (`api.max_consumers_per_stream`; Kinesis: 20).
     pub max_consumers_per_stream: usize,
+    /// Enhanced monitoring's shard-level metrics (also a `/metrics` reporter).
+    pub monitor: Arc<monitoring::ShardMonitor>,
 }
 
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear
 /// error instead of "unknown".
 const UNSUPPORTED: &[&str] = &[
-    "DeleteResourcePolicy",
     "DescribeAccountSettings",
-    "DisableEnhancedMonitoring",
-    "EnableEnhancedMonitoring",
-    "GetResourcePolicy",
-    "ListTagsForResource",
-    "PutResourcePolicy",
     "StartStreamEncryption",
     "StopStreamEncryption",
-    "TagResource",
-    "UntagResource",
     "UpdateAccountSettings",
     "UpdateMaxRecordSize",
-    "UpdateStreamMode",
     "UpdateStreamWarmThroughput",
 ];
 
@@ -96,7 +96,8 @@ pub async fn dispatch(
             let _slot = state.read_slots.acquire().await.map_err(|_| {
                 ApiError::new(ErrorKind::InternalFailure, "the gateway is shutting down")
             })?;
-            let out = records::get_records(state, wire.decode_owned(body).await?).await?;
+            let input = decode(wire, body).await?;
+            let out = records::get_records(state, input).await?;
             let capacity = out.records.json_size_hint() + 1024;
             wire.ok_large(out, capacity).await
         }
@@ -113,8 +114,21 @@ pub async fn dispatch(
             output(wire, body, |i| fanout::list_stream_consumers(state, i)).await
         }
         "SubscribeToShard" => {
-            fanout::subscribe_to_shard(state, wire, wire.decode_owned(body).await?).await
+            fanout::subscribe_to_shard(state, wire, decode(wire, body).await?).await
         }
+        "TagResource" => no_output(wire, body, |i| tagging::tag_resource(state, i)).await,
+        "UntagResource" => no_output(wire, body, |i| tagging::untag_resource(state, i)).await,
+        "ListTagsForResource" => {
+            output(wire, body, |i| tagging::list_tags_for_resource(state, i)).await
+        }
+        "UpdateStreamMode" => {
+            no_output(wire, body, |i| capacity::update_stream_mode(state, i)).await
+        }
+        "EnableEnhancedMonitoring" => output(wire, body, |i| monitoring::enable(state, i)).await,
+        "DisableEnhancedMonitoring" => output(wire, body, |i| monitoring::disable(state, i)).await,
+        "PutResourcePolicy" => no_output(wire, body, |i| policy::put(state, i)).await,
+        "GetResourcePolicy" => output(wire, body, |i| policy::get(state, i)).await,
+        "DeleteResourcePolicy" => no_output(wire, body, |i| policy::delete(state, i)).await,
         other if UNSUPPORTED.contains(&other) => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!("Kinesis operation {other} is not supported by kinedge (see the API compatibility table in docs/kinesis-api.md)."),
@@ -126,25 +140,38 @@ pub async fn dispatch(
     }
 }
 
+/// Decodes an input (type errors worded as AWS words them) and checks it against its model.
+async fn decode<I>(wire: Wire, body: Bytes) -> Result<I, ApiError>
+where
+    I: DeserializeOwned + validate::Validate + Send + 'static,
+{
+    let input = wire
+        .decode_owned(body)
+        .await
+        .map_err(validate::serialization::aws_words)?;
+    validate::check(&input)?;
+    Ok(input)
+}
+
 async fn output<I, O, F, Fut>(wire: Wire, body: Bytes, op: F) -> Result<Response, ApiError>
 where
-    I: DeserializeOwned + Send + 'static,
+    I: DeserializeOwned + validate::Validate + Send + 'static,
     O: Serialize,
     F: FnOnce(I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
-    let input = wire.decode_owned(body).await?;
+    let input = decode(wire, body).await?;
     let out = op(input).await?;
     wire.ok(&out)
 }
 
 async fn no_output<I, F, Fut>(wire: Wire, body: Bytes, op: F) -> Result<Response, ApiError>
 where
-    I: DeserializeOwned + Send + 'static,
+    I: DeserializeOwned + validate::Validate + Send + 'static,
     F: FnOnce(I) -> Fut,
     Fut: Future<Output = Result<(), ApiError>>,
 {
-    let input = wire.decode_owned(body).await?;
+    let input = decode(wire, body).await?;
     op(input).await?;
     Ok(wire.empty())
 }
@@ -164,104 +191,122 @@ impl KinesisState {
         ))
     }
 
-    /// A store error about stream `name`, with Kinesis's wording for a missing stream.
+    /// A store error about stream `name`, worded as Kinesis words it.
     fn store_error(&self, name: &str, e: crate::storage::StoreError) -> ApiError {
+        use crate::storage::StoreError;
+        use crate::streams::ReshardError;
+        let account = &self.account_id;
         match e {
-            crate::storage::StoreError::StreamNotFound(_) => self.stream_not_found(name),
+            StoreError::StreamNotFound(_) => self.stream_not_found(name),
+            StoreError::Reshard(ReshardError::ShardNotFound { shard, .. }) => {
+                self.shard_not_findable(name, &shard)
+            }
+            StoreError::Reshard(ReshardError::ShardClosed { shard, .. }) => ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!("Shard {shard} in stream {name} under account {account} has already been merged or split, and thus is not eligible for merging or splitting."),
+            ),
+            StoreError::Reshard(ReshardError::NotAdjacent { a, b, .. }) => {
+                ApiError::invalid(not_adjacent(name, account, &a, &b))
+            }
+            StoreError::Reshard(ReshardError::SplitKeyOutOfRange {
+                shard, key, start, end, ..
+            }) => ApiError::invalid(split_key_refused(name, account, &shard, key, start, end)),
             other => other.into(),
         }
     }
 
-    /// The stream named by StreamName or StreamARN, checked against Kinesis's name rules.
+    /// The stream named by StreamName or StreamARN (both already checked against the model).
     fn stream_name(&self, input: &impl NamesStream) -> Result<String, ApiError> {
-        let from_arn = match input.stream_arn() {
-            Some(arn) => Some(parse_stream_arn(arn)?),
-            None => None,
-        };
-        let name = match (input.stream_name(), from_arn) {
-            (Some(name), Some(from_arn)) if name != from_arn => {
-                return Err(ApiError::invalid(format!(
-                    "StreamName {name} and StreamARN (stream {from_arn}) name different streams."
-                )))
-            }
-            (Some(name), _) => name.to_string(),
-            (None, Some(from_arn)) => from_arn,
-            (None, None) => return Err(ApiError::missing("streamName")),
-        };
-        check_stream_name(&name)?;
-        Ok(name)
+        let from_arn = input.stream_arn().map(parse_stream_arn).transpose()?;
+        match (input.stream_name(), from_arn) {
+            (Some(name), Some(from_arn)) if name != from_arn => Err(ApiError::invalid(format!(
+                "StreamARN {} and StreamName {name} do not name the same stream.",
+                input.stream_arn().unwrap_or_default()
+            ))),
+            (Some(name), _) => Ok(name.to_string()),
+            (None, Some(from_arn)) => Ok(from_arn),
+            (None, None) => Err(ApiError::missing("streamName")),
+        }
     }
 
     /// The committed metadata of the stream an input names.
     fn stream(&self, input: &impl NamesStream) -> Result<Arc<StreamMeta>, ApiError> {
         let name = self.stream_name(input)?;
+        self.meta(&name)
+    }
+
+    /// The committed metadata of stream `name`.
+    fn meta(&self, name: &str) -> Result<Arc<StreamMeta>, ApiError> {
         self.store
             .catalog()
-            .stream(&name)
+            .stream(name)
             .cloned()
-            .ok_or_else(|| self.stream_not_found(&name))
+            .ok_or_else(|| self.stream_not_found(name))
     }
-}
 
-pub(crate) fn check_stream_name(name: &str) -> Result<(), ApiError> {
-    if name.chars().count() > crate::streams::validate::MAX_STREAM_NAME_CHARS {
-        return Err(ApiError::constraint(
-            name,
-            "streamName",
-            "Member must have length less than or equal to 128",
-        ));
-    }
-    if !is_valid_stream_name(name) {
-        return Err(ApiError::constraint(
-            name,
-            "streamName",
-            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-        ));
-    }
-    Ok(())
-}
-
-/// `arn:<partition>:kinesis:<region>:<account>:stream/<name>` -> name.
-fn parse_stream_arn(arn: &str) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::invalid(format!(
-            "StreamARN '{}' is not a Kinesis stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME).",
-            arn.chars().take(200).collect::<String>()
+    /// "Shard shardId-000000000009 in stream foo under account 123456789012 does not exist"
+    fn shard_not_found(&self, stream: &str, index: u64) -> ApiError {
+        ApiError::not_found(format!(
+            "Shard {} in stream {stream} under account {} does not exist",
+            crate::streams::shard_id(index),
+            self.account_id
         ))
-    };
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kinesis" {
-        return Err(bad());
     }
-    let name = parts[5].strip_prefix("stream/").ok_or_else(bad)?;
-    check_stream_name(name)?;
+
+    /// "Could not find shard abc in stream foo under account 123456789012." (SplitShard,
+    /// MergeShards, and a ShardId that names no shard number).
+    fn shard_not_findable(&self, stream: &str, shard: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Could not find shard {shard} in stream {stream} under account {}.",
+            self.account_id
+        ))
+    }
+}
+
+/// The stream name of a StreamARN that passed the model's pattern: the text after
+/// `:stream/`, which must itself be a stream name.
+fn parse_stream_arn(arn: &str) -> Result<String, ApiError> {
+    let name = arn
+        .rsplit_once(":stream/")
+        .map(|(_, name)| name)
+        .filter(|name| is_valid_stream_name(name))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "StreamARN {} is not a valid Kinesis stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME).",
+                arn.chars().take(200).collect::<String>()
+            ))
+        })?;
     Ok(name.to_string())
 }
 
-/// An integer member checked against its model range.
-fn int_in_range(
-    value: Option<i64>,
-    member: &str,
-    min: i64,
-    max: i64,
-    default: i64,
-) -> Result<i64, ApiError> {
-    let v = value.unwrap_or(default);
-    if v < min {
-        return Err(ApiError::constraint(
-            v,
-            member,
-            &format!("Member must have value greater than or equal to {min}"),
-        ));
-    }
-    if v > max {
-        return Err(ApiError::constraint(
-            v,
-            member,
-            &format!("Member must have value less than or equal to {max}"),
-        ));
-    }
-    Ok(v)
+/// Where a listing that starts after shard `id` (ExclusiveStartShardId) goes on: after the
+/// shard the id names, or, for an id that names no shard number, after the shards whose ids
+/// sort before it (None: from the first shard).
+fn exclusive_start(meta: &StreamMeta, id: &str) -> Option<u64> {
+    crate::streams::validate::resolve_shard_id(id).or_else(|| {
+        meta.shards
+            .iter()
+            .filter(|s| s.id().as_str() <= id)
+            .map(|s| s.index)
+            .max()
+    })
+}
+
+/// MergeShards of shards that are not an adjacent pair, in that order.
+fn not_adjacent(stream: &str, account: &str, a: &str, b: &str) -> String {
+    format!("Shards {a} and {b} in stream {stream} under account {account} are not an adjacent pair of shards eligible for merging")
+}
+
+/// SplitShard at a key that does not leave both children a range.
+fn split_key_refused(
+    stream: &str,
+    account: &str,
+    shard: &str,
+    key: u128,
+    start: u128,
+    end: u128,
+) -> String {
+    format!("NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream {stream} under account {account} is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}.")
 }
 
 fn hash_range_out(range: crate::streams::HashRange) -> HashKeyRangeOut {
@@ -294,8 +339,7 @@ mod tests {
             parse_stream_arn("arn:aws:kinesis:eu-west-1:123456789012:stream/telemetry").unwrap(),
             "telemetry"
         );
-        assert!(parse_stream_arn("arn:aws:s3:::bucket").is_err());
-        assert!(parse_stream_arn("arn:aws:kinesis:r:a:stream/bad name").is_err());
+        assert!(parse_stream_arn("arn:aws:kinesis:r:000000000000:stream/bad name").is_err());
         assert!(parse_stream_arn("telemetry").is_err());
     }
 }

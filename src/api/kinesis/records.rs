@@ -1,21 +1,22 @@
 //! Writing and reading records: PutRecord, PutRecords, GetShardIterator, GetRecords.
 
+use super::hash_range_out;
 use super::types::*;
-use super::{hash_range_out, int_in_range};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Blob;
 use crate::api::KinesisState;
 use crate::storage::{now_ms, NewRecord, Rejected};
 use crate::streams::validate::{
-    partition_key_chars, MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PARTITION_KEY_CHARS,
-    MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES,
+    resolve_shard_id, MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS_BYTES,
+    MAX_RECORD_BYTES,
 };
 use crate::streams::{
-    hash_key_of, parse_explicit_hash_key, parse_shard_id, shard_id, IteratorError, Position,
-    SequenceNumber, ShardIterator,
+    hash_key_of, parse_explicit_hash_key, shard_id, IteratorError, Position, SequenceNumber,
+    ShardIterator,
 };
 
-/// Checks one record's key, data and explicit hash key; `at` names the member for errors.
+/// One record's key, data and explicit hash key (checked against the model already); `at`
+/// names the member for errors.
 fn new_record(
     data: Option<Blob>,
     partition_key: Option<String>,
@@ -24,38 +25,25 @@ fn new_record(
 ) -> Result<NewRecord, ApiError> {
     let partition_key =
         partition_key.ok_or_else(|| ApiError::missing(&format!("{at}partitionKey")))?;
-    let chars = partition_key_chars(&partition_key);
-    if chars == 0 {
-        return Err(ApiError::constraint(
-            &partition_key,
-            &format!("{at}partitionKey"),
-            "Member must have length greater than or equal to 1",
-        ));
-    }
-    if chars > MAX_PARTITION_KEY_CHARS {
-        return Err(ApiError::constraint(
-            &partition_key,
-            &format!("{at}partitionKey"),
-            "Member must have length less than or equal to 256",
-        ));
-    }
     let data = data
         .ok_or_else(|| ApiError::missing(&format!("{at}data")))?
         .0;
-    if data.len() + partition_key.len() > MAX_RECORD_BYTES {
+    // The data alone passed the model's limit; with its partition key the record must fit too.
+    let size = data.len() + partition_key.len();
+    if size > MAX_RECORD_BYTES {
         return Err(ApiError::new(
             ErrorKind::Validation,
             format!(
-                "1 validation error detected: Value at '{at}data' failed to satisfy constraint: Member must have length less than or equal to 1048576 (the record's data and partition key are {} bytes)",
-                data.len() + partition_key.len()
+                "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={0} cap={0}]' at '{at}data' failed to satisfy constraint: Member must have length less than or equal to {1} (with the partition key the record is {size} bytes)",
+                data.len(),
+                MAX_RECORD_BYTES - partition_key.len(),
             ),
         ));
     }
     let hash_key = match explicit_hash_key {
         Some(text) => parse_explicit_hash_key(&text).ok_or_else(|| {
             ApiError::invalid(format!(
-                "Invalid ExplicitHashKey '{}'. ExplicitHashKey must be in the range: [0, 2^128-1].",
-                text.chars().take(60).collect::<String>()
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
             ))
         })?,
         None => hash_key_of(&partition_key),
@@ -65,6 +53,14 @@ fn new_record(
         hash_key,
         data,
     })
+}
+
+/// A time as AWS's messages show it: `Mon Dec 07 02:00:00 UTC 2026` (Java's `Date`).
+fn aws_date(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX)).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%a %b %d %H:%M:%S UTC %Y").to_string(),
+    )
 }
 
 fn rejected(state: &KinesisState, r: &Rejected) -> ApiError {
@@ -77,7 +73,18 @@ pub async fn put_record(
     input: PutRecordInput,
 ) -> Result<PutRecordOutput, ApiError> {
     let name = state.stream_name(&input)?;
+    if let Some(text) = input.sequence_number_for_ordering.as_deref() {
+        // Only a sequence number this gateway issued can order records.
+        if text.parse::<SequenceNumber>().is_err() {
+            state.meta(&name)?;
+            return Err(ApiError::invalid(format!(
+                "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {name} under account {} is invalid.",
+                state.account_id
+            )));
+        }
+    }
     let record = new_record(input.data, input.partition_key, input.explicit_hash_key, "")?;
+    let hash_key = record.hash_key;
     let outcomes = state
         .store
         .append(&name, vec![record])
@@ -89,7 +96,10 @@ pub async fn put_record(
             sequence_number: appended.sequence.to_string(),
             encryption_type: "NONE",
         }),
-        Some(Err(r)) => Err(rejected(state, &r)),
+        Some(Err(r)) => {
+            state.monitor.count_refused(&name, &[hash_key]);
+            Err(rejected(state, &r))
+        }
         None => Err(ApiError::new(
             ErrorKind::InternalFailure,
             "the store returned no outcome",
@@ -103,20 +113,6 @@ pub async fn put_records(
 ) -> Result<PutRecordsOutput, ApiError> {
     let name = state.stream_name(&input)?;
     let entries = input.records.ok_or_else(|| ApiError::missing("records"))?;
-    if entries.is_empty() {
-        return Err(ApiError::constraint(
-            "[]",
-            "records",
-            "Member must have length greater than or equal to 1",
-        ));
-    }
-    if entries.len() > MAX_PUT_RECORDS {
-        return Err(ApiError::constraint(
-            format!("{} records", entries.len()),
-            "records",
-            "Member must have length less than or equal to 500",
-        ));
-    }
     let mut records = Vec::with_capacity(entries.len());
     let mut total = 0usize;
     for (i, entry) in entries.into_iter().enumerate() {
@@ -134,11 +130,17 @@ pub async fn put_records(
             "Records size exceeds 5 MB limit: the request carries {total} bytes of data and partition keys."
         )));
     }
+    let hash_keys: Vec<u128> = records.iter().map(|r| r.hash_key).collect();
     let outcomes = state
         .store
         .append(&name, records)
         .await
         .map_err(|e| state.store_error(&name, e))?;
+    let refused: Vec<u128> = (outcomes.iter().zip(&hash_keys))
+        .filter(|(outcome, _)| outcome.is_err())
+        .map(|(_, key)| *key)
+        .collect();
+    state.monitor.count_refused(&name, &refused);
     let mut failed = 0;
     let results = outcomes
         .into_iter()
@@ -171,34 +173,49 @@ pub async fn get_shard_iterator(
     state: &KinesisState,
     input: GetShardIteratorInput,
 ) -> Result<GetShardIteratorOutput, ApiError> {
-    let meta = state.stream(&input)?;
+    let name = state.stream_name(&input)?;
     let shard_text = input.shard_id.ok_or_else(|| ApiError::missing("shardId"))?;
-    let shard = parse_shard_id(&shard_text)
-        .and_then(|i| meta.shard(i))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "Shard {shard_text} in stream {} under account {} does not exist",
-                meta.name, state.account_id
-            ))
-        })?;
+    let index = resolve_shard_id(&shard_text)
+        .ok_or_else(|| state.shard_not_findable(&name, &shard_text))?;
+    // AWS answers a missing stream as a missing shard of it.
+    let meta = state
+        .meta(&name)
+        .map_err(|_| state.shard_not_found(&name, index))?;
+    let shard = meta
+        .shard(index)
+        .ok_or_else(|| state.shard_not_found(&name, index))?;
     let kind = input
         .shard_iterator_type
         .ok_or_else(|| ApiError::missing("shardIteratorType"))?;
+    let wants_sequence = matches!(
+        kind.as_str(),
+        "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER"
+    );
+    let has_sequence = input.starting_sequence_number.is_some();
+    if matches!(kind.as_str(), "TRIM_HORIZON" | "LATEST") && has_sequence
+        || wants_sequence && !has_sequence
+    {
+        return Err(ApiError::invalid(format!(
+            "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} and {} StartingSequenceNumber.",
+            if has_sequence { "also a" } else { "no" }
+        )));
+    }
     let sequence = |after: bool| -> Result<Position, ApiError> {
-        let text = input.starting_sequence_number.as_deref().ok_or_else(|| {
+        let text = input
+            .starting_sequence_number
+            .as_deref()
+            .unwrap_or_default();
+        let seq: SequenceNumber = text.parse().map_err(|_| {
             ApiError::invalid(format!(
-                "StartingSequenceNumber is required for an iterator of type {kind}."
+                "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid.",
+                shard.id(), meta.name, state.account_id
             ))
         })?;
-        let seq: SequenceNumber =
-            text.parse()
-                .map_err(|e: crate::streams::sequence::SequenceNumberError| {
-                    ApiError::invalid(e.to_string())
-                })?;
         if seq.shard_index != shard.index {
             return Err(ApiError::invalid(format!(
-                "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this shard.",
-                shard.id(), meta.name, state.account_id
+                "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+                shard_id(seq.shard_index),
+                shard.id()
             )));
         }
         Ok(if after {
@@ -217,18 +234,12 @@ pub async fn get_shard_iterator(
             .next(),
         "AT_SEQUENCE_NUMBER" => sequence(false)?,
         "AFTER_SEQUENCE_NUMBER" => sequence(true)?,
-        "AT_TIMESTAMP" => {
+        // AT_TIMESTAMP; the model allows no other type.
+        _ => {
             let ts = input.timestamp.ok_or_else(|| {
                 ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
             })?;
             Position::at_millis(ts.0)
-        }
-        other => {
-            return Err(ApiError::constraint(
-                other,
-                "shardIteratorType",
-                "Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]",
-            ))
         }
     };
     let iterator = ShardIterator {
@@ -249,20 +260,7 @@ pub async fn get_records(
     let text = input
         .shard_iterator
         .ok_or_else(|| ApiError::missing("shardIterator"))?;
-    if text.is_empty() || text.len() > 512 {
-        return Err(ApiError::constraint(
-            format!("{} characters", text.len()),
-            "shardIterator",
-            "Member must have length between 1 and 512",
-        ));
-    }
-    let limit = int_in_range(
-        input.limit,
-        "limit",
-        1,
-        i64::from(MAX_GET_RECORDS),
-        i64::from(MAX_GET_RECORDS),
-    )? as usize;
+    let limit = input.limit.map_or(MAX_GET_RECORDS as usize, |l| l as usize);
     let now = now_ms();
     let iterator = ShardIterator::decode(
         &text,
@@ -271,8 +269,19 @@ pub async fn get_records(
         state.iterator_ttl_ms,
     )
     .map_err(|e| match e {
-        IteratorError::Expired { .. } => ApiError::new(ErrorKind::ExpiredIterator, e.to_string()),
-        _ => ApiError::invalid(e.to_string()),
+        IteratorError::Expired {
+            issued_ms,
+            now_ms,
+            ttl_ms,
+        } => ApiError::new(
+            ErrorKind::ExpiredIterator,
+            format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl_ms} milliseconds.",
+                aws_date(issued_ms),
+                aws_date(now_ms)
+            ),
+        ),
+        _ => ApiError::invalid("Invalid ShardIterator."),
     })?;
     let catalog = state.store.catalog();
     let meta = catalog
@@ -289,13 +298,10 @@ pub async fn get_records(
             )));
         }
     }
-    let shard = meta.shard(iterator.shard_index).cloned().ok_or_else(|| {
-        ApiError::not_found(format!(
-            "Shard {} in stream {} no longer exists (it passed its retention period).",
-            shard_id(iterator.shard_index),
-            meta.name
-        ))
-    })?;
+    let shard = meta
+        .shard(iterator.shard_index)
+        .cloned()
+        .ok_or_else(|| state.shard_not_found(&meta.name, iterator.shard_index))?;
     let live = catalog.live(shard.uid).cloned();
     drop(catalog);
     // The tip is read before the records: everything up to it is visible to the read below.
@@ -307,6 +313,9 @@ pub async fn get_records(
     })
     .await
     .map_err(|e| ApiError::new(ErrorKind::InternalFailure, format!("read task failed: {e}")))??;
+    state
+        .monitor
+        .count_get(&meta, shard.uid, &batch.records, now);
     let next = match batch.records.last() {
         Some(last) => last.position.next(),
         // Nothing at or after `from` up to the tip: continue after the tip.

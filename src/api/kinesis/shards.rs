@@ -5,11 +5,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::types::*;
-use super::{int_in_range, shard_out};
+use super::{exclusive_start, not_adjacent, shard_out, split_key_refused};
 use crate::api::error::ApiError;
 use crate::api::KinesisState;
 use crate::storage::AdminOp;
-use crate::streams::{parse_explicit_hash_key, parse_shard_id, ShardMeta, StreamMeta};
+use crate::streams::validate::resolve_shard_id;
+use crate::streams::{parse_explicit_hash_key, shard_id, ShardMeta, StreamMeta};
 
 /// What a ListShards NextToken carries: where the next page starts and the filter in force.
 #[derive(Serialize, Deserialize)]
@@ -44,7 +45,7 @@ impl Filter {
                 let id = input.shard_id.as_deref().ok_or_else(|| {
                     ApiError::invalid("ShardFilter type AFTER_SHARD_ID needs a ShardId.")
                 })?;
-                Filter::AfterShardId(parse_shard_id(id).ok_or_else(|| {
+                Filter::AfterShardId(resolve_shard_id(id).ok_or_else(|| {
                     ApiError::invalid(format!("ShardFilter ShardId '{id}' is not a shard id."))
                 })?)
             }
@@ -52,12 +53,8 @@ impl Filter {
             "FROM_TRIM_HORIZON" => Filter::FromTrimHorizon,
             "AT_LATEST" => Filter::AtLatest,
             "AT_TIMESTAMP" => Filter::AtTimestamp(timestamp()?),
-            "FROM_TIMESTAMP" => Filter::FromTimestamp(timestamp()?),
-            other => return Err(ApiError::constraint(
-                other,
-                "shardFilter.type",
-                "Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]",
-            )),
+            // FROM_TIMESTAMP; the model allows no other type.
+            _ => Filter::FromTimestamp(timestamp()?),
         })
     }
 
@@ -86,13 +83,29 @@ pub async fn list_shards(
     state: &KinesisState,
     input: ListShardsInput,
 ) -> Result<ListShardsOutput, ApiError> {
-    let max = int_in_range(input.max_results, "maxResults", 1, 10_000, 1_000)? as usize;
+    let max = input.max_results.map_or(1_000, |m| m as usize);
+    if input.next_token.is_none() && input.stream_name.is_none() && input.stream_arn.is_none() {
+        return Err(ApiError::invalid(
+            "Either NextToken or StreamName should be provided.",
+        ));
+    }
     let (meta, after, filter) = match input.next_token.as_deref() {
         Some(token) => {
-            if input.stream_name.is_some() || input.stream_arn.is_some() {
-                return Err(ApiError::invalid(
-                    "NextToken and StreamName cannot be provided together.",
-                ));
+            // The token names the stream and where the listing goes on (AWS's API reference:
+            // none of these may come with it).
+            let with = if input.stream_name.is_some() || input.stream_arn.is_some() {
+                Some("StreamName")
+            } else if input.exclusive_start_shard_id.is_some() {
+                Some("ExclusiveStartShardId")
+            } else if input.stream_creation_timestamp.is_some() {
+                Some("StreamCreationTimestamp")
+            } else {
+                None
+            };
+            if let Some(member) = with {
+                return Err(ApiError::invalid(format!(
+                    "NextToken and {member} cannot be provided together."
+                )));
             }
             let token: ListShardsToken = URL_SAFE_NO_PAD
                 .decode(token.as_bytes())
@@ -109,12 +122,10 @@ pub async fn list_shards(
         }
         None => {
             let meta = state.stream(&input)?;
-            let after = match input.exclusive_start_shard_id.as_deref() {
-                Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-                    ApiError::invalid(format!("ExclusiveStartShardId '{id}' is not a shard id."))
-                })?),
-                None => None,
-            };
+            let after = input
+                .exclusive_start_shard_id
+                .as_deref()
+                .and_then(|id| exclusive_start(&meta, id));
             let filter = input.shard_filter.map(Filter::parse).transpose()?;
             (meta, after, filter)
         }
@@ -142,62 +153,103 @@ pub async fn list_shards(
     })
 }
 
-fn shard_member(value: Option<String>, member: &str) -> Result<String, ApiError> {
-    let value = value.ok_or_else(|| ApiError::missing(member))?;
-    if parse_shard_id(&value).is_none() {
-        return Err(ApiError::constraint(
-            &value,
-            member,
-            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-        ));
+/// The shard a SplitShard or MergeShards member names, as `shardId-NNNNNNNNNNNN`.
+fn named_shard(
+    state: &KinesisState,
+    meta: &StreamMeta,
+    value: Option<String>,
+    member: &str,
+) -> Result<ShardMeta, ApiError> {
+    let text = value.ok_or_else(|| ApiError::missing(member))?;
+    resolve_shard_id(&text)
+        .and_then(|i| meta.shard(i))
+        .cloned()
+        .ok_or_else(|| {
+            let shown = resolve_shard_id(&text).map_or(text.clone(), shard_id);
+            state.shard_not_findable(&meta.name, &shown)
+        })
+}
+
+/// A shard that was already split or merged cannot be again.
+fn ensure_open(state: &KinesisState, meta: &StreamMeta, shard: &ShardMeta) -> Result<(), ApiError> {
+    if shard.is_open() {
+        return Ok(());
     }
-    Ok(value)
+    Err(ApiError::new(
+        crate::api::error::ErrorKind::ResourceInUse,
+        format!(
+            "Shard {} in stream {} under account {} has already been merged or split, and thus is not eligible for merging or splitting.",
+            shard.id(), meta.name, state.account_id
+        ),
+    ))
 }
 
 pub async fn split_shard(state: &KinesisState, input: SplitShardInput) -> Result<(), ApiError> {
-    let name = state.stream_name(&input)?;
-    let shard = shard_member(input.shard_to_split, "shardToSplit")?;
+    let meta = state.stream(&input)?;
+    let shard = named_shard(state, &meta, input.shard_to_split, "shardToSplit")?;
+    ensure_open(state, &meta, &shard)?;
     let key = input
         .new_starting_hash_key
         .ok_or_else(|| ApiError::missing("newStartingHashKey"))?;
-    let matches_pattern = key == "0"
-        || (key.len() <= 39 && !key.starts_with('0') && key.bytes().all(|b| b.is_ascii_digit()));
-    if !matches_pattern {
-        return Err(ApiError::constraint(
-            &key,
-            "newStartingHashKey",
-            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
-        ));
-    }
-    let new_start = parse_explicit_hash_key(&key).ok_or_else(|| {
+    let refused = |key: &str| {
         ApiError::invalid(format!(
-            "NewStartingHashKey {key} is out of range: hash keys are 0 to 2^128-1."
+            "NewStartingHashKey {key} used in SplitShard() on shard {} in stream {} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
+            shard.id(), meta.name, state.account_id, shard.range.start, shard.range.end
         ))
-    })?;
+    };
+    // A key of up to 39 digits can still be 2^128 or more.
+    let new_start = parse_explicit_hash_key(&key).ok_or_else(|| refused(&key))?;
+    if new_start <= shard.range.start.saturating_add(1) || new_start >= shard.range.end {
+        return Err(ApiError::invalid(split_key_refused(
+            &meta.name,
+            &state.account_id,
+            &shard.id(),
+            new_start,
+            shard.range.start,
+            shard.range.end,
+        )));
+    }
     state
         .store
         .admin(AdminOp::SplitShard {
-            stream: name.clone(),
-            shard,
+            stream: meta.name.clone(),
+            shard: shard.id(),
             new_start,
         })
         .await
-        .map_err(|e| state.store_error(&name, e))
+        .map_err(|e| state.store_error(&meta.name, e))
 }
 
 pub async fn merge_shards(state: &KinesisState, input: MergeShardsInput) -> Result<(), ApiError> {
-    let name = state.stream_name(&input)?;
-    let shard = shard_member(input.shard_to_merge, "shardToMerge")?;
-    let adjacent = shard_member(input.adjacent_shard_to_merge, "adjacentShardToMerge")?;
+    let meta = state.stream(&input)?;
+    let shard = named_shard(state, &meta, input.shard_to_merge, "shardToMerge")?;
+    let adjacent = named_shard(
+        state,
+        &meta,
+        input.adjacent_shard_to_merge,
+        "adjacentShardToMerge",
+    )?;
+    ensure_open(state, &meta, &shard)?;
+    ensure_open(state, &meta, &adjacent)?;
+    // AWS merges a shard with the one whose range follows it, not the other way round. A
+    // shard's range never changes, so this holds for the store's copy too.
+    if !shard.range.is_followed_by(&adjacent.range) {
+        return Err(ApiError::invalid(not_adjacent(
+            &meta.name,
+            &state.account_id,
+            &shard.id(),
+            &adjacent.id(),
+        )));
+    }
     state
         .store
         .admin(AdminOp::MergeShards {
-            stream: name.clone(),
-            shard,
-            adjacent,
+            stream: meta.name.clone(),
+            shard: shard.id(),
+            adjacent: adjacent.id(),
         })
         .await
-        .map_err(|e| state.store_error(&name, e))
+        .map_err(|e| state.store_error(&meta.name, e))
 }
 
 pub async fn update_shard_count(
@@ -208,24 +260,8 @@ pub async fn update_shard_count(
     let target = input
         .target_shard_count
         .ok_or_else(|| ApiError::missing("targetShardCount"))?;
-    let target = int_in_range(Some(target), "targetShardCount", 1, 1_000_000, 1)? as u32;
-    match input.scaling_type.as_deref() {
-        Some("UNIFORM_SCALING") => {}
-        None => return Err(ApiError::missing("scalingType")),
-        Some(other) => {
-            return Err(ApiError::constraint(
-                other,
-                "scalingType",
-                "Member must satisfy enum value set: [UNIFORM_SCALING]",
-            ))
-        }
-    }
-    let current = state
-        .store
-        .catalog()
-        .stream(&name)
-        .map(|m| m.open_shard_count())
-        .ok_or_else(|| state.stream_not_found(&name))?;
+    let target = u32::try_from(target.min(i64::from(u32::MAX))).unwrap_or(u32::MAX);
+    let current = state.meta(&name)?.open_shard_count();
     state
         .store
         .admin(AdminOp::UpdateShardCount {

@@ -1,22 +1,22 @@
 //! Stream lifecycle, description, listing, retention, tags and limits.
 
-use std::collections::BTreeMap;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use super::types::*;
-use super::{check_stream_name, int_in_range, shard_out};
+use super::{exclusive_start, shard_out};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::protocol::Timestamp;
 use crate::api::KinesisState;
-use crate::storage::{AdminOp, RetentionChange, StreamSpec};
+use crate::storage::{AdminOp, RetentionChange, StoreError, StreamSpec};
+use crate::streams::validate::is_valid_tag_text;
 use crate::streams::{
-    parse_shard_id, OnFull, StreamMeta, StreamMode, MIN_RETENTION_HOURS, SHARD_LIMIT,
+    OnFull, StreamMeta, StreamMode, MAX_RETENTION_HOURS, MIN_RETENTION_HOURS, SHARD_LIMIT,
 };
 
 const ON_DEMAND_SHARDS: u32 = 4;
-const MAX_TAGS_PER_CALL: usize = 50;
+/// Tags one stream can have (as in AWS; the store's writer holds the same limit).
+const MAX_TAGS_PER_STREAM: usize = 50;
 
 fn mode_out(meta: &StreamMeta) -> StreamModeOut {
     StreamModeOut {
@@ -24,31 +24,17 @@ fn mode_out(meta: &StreamMeta) -> StreamModeOut {
     }
 }
 
-fn no_metrics() -> Vec<EnhancedMetricsOut> {
-    vec![EnhancedMetricsOut {
-        shard_level_metrics: Vec::new(),
-    }]
-}
-
 pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Result<(), ApiError> {
     let name = input
         .stream_name
         .ok_or_else(|| ApiError::missing("streamName"))?;
-    check_stream_name(&name)?;
     let mode = match input
         .stream_mode_details
         .and_then(|d| d.stream_mode)
         .as_deref()
     {
-        None | Some("PROVISIONED") => StreamMode::Provisioned,
         Some("ON_DEMAND") => StreamMode::OnDemand,
-        Some(other) => {
-            return Err(ApiError::constraint(
-                other,
-                "streamModeDetails.streamMode",
-                "Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]",
-            ))
-        }
+        _ => StreamMode::Provisioned,
     };
     let shards = match (mode, input.shard_count) {
         (StreamMode::OnDemand, None) => ON_DEMAND_SHARDS,
@@ -58,7 +44,6 @@ pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Re
             ))
         }
         (_, Some(n)) => {
-            let n = int_in_range(Some(n), "shardCount", 1, i64::from(u32::MAX), 1)?;
             if n > i64::from(SHARD_LIMIT) {
                 return Err(ApiError::new(
                     ErrorKind::LimitExceeded,
@@ -67,11 +52,14 @@ pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Re
                     ),
                 ));
             }
-            n as u32
+            u32::try_from(n).unwrap_or(1)
         }
     };
     let tags = input.tags.unwrap_or_default();
-    check_tags(&tags)?;
+    check_tag_text(tags.keys().chain(tags.values()))?;
+    if tags.len() > MAX_TAGS_PER_STREAM {
+        return Err(too_many_tags(state, &name));
+    }
     state
         .store
         .admin(AdminOp::CreateStream(StreamSpec {
@@ -111,17 +99,11 @@ pub async fn describe_stream(
     input: DescribeStreamInput,
 ) -> Result<DescribeStreamOutput, ApiError> {
     let meta = state.stream(&input)?;
-    let limit = int_in_range(input.limit, "limit", 1, 10_000, 100)? as usize;
-    let after = match input.exclusive_start_shard_id.as_deref() {
-        Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-            ApiError::constraint(
-                id,
-                "exclusiveStartShardId",
-                "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-            )
-        })?),
-        None => None,
-    };
+    let limit = input.limit.map_or(100, |l| l as usize);
+    let after = input
+        .exclusive_start_shard_id
+        .as_deref()
+        .and_then(|id| exclusive_start(&meta, id));
     let candidates: Vec<_> = meta
         .shards
         .iter()
@@ -138,7 +120,7 @@ pub async fn describe_stream(
             has_more_shards: has_more,
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
-            enhanced_monitoring: no_metrics(),
+            enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
             encryption_type: "NONE",
         },
     })
@@ -157,7 +139,7 @@ pub async fn describe_stream_summary(
             stream_mode_details: mode_out(&meta),
             retention_period_hours: meta.retention_hours,
             stream_creation_timestamp: Timestamp(meta.created_ms),
-            enhanced_monitoring: no_metrics(),
+            enhanced_monitoring: super::monitoring::enhanced_monitoring_out(&meta),
             encryption_type: "NONE",
             open_shard_count: meta.open_shard_count(),
             consumer_count: meta.consumers.len() as u32,
@@ -169,7 +151,7 @@ pub async fn list_streams(
     state: &KinesisState,
     input: ListStreamsInput,
 ) -> Result<ListStreamsOutput, ApiError> {
-    let limit = int_in_range(input.limit, "limit", 1, 10_000, 100)? as usize;
+    let limit = input.limit.map_or(100, |l| l as usize);
     let after = match (&input.next_token, &input.exclusive_start_stream_name) {
         (Some(token), _) => Some(
             URL_SAFE_NO_PAD
@@ -228,7 +210,7 @@ pub async fn describe_limits(
             .values()
             .filter(|s| s.mode == StreamMode::OnDemand)
             .count() as u32,
-        on_demand_stream_count_limit: 50,
+        on_demand_stream_count_limit: crate::streams::settings::ON_DEMAND_STREAM_LIMIT,
     })
 }
 
@@ -241,9 +223,22 @@ async fn set_retention(
     let hours = input
         .retention_period_hours
         .ok_or_else(|| ApiError::missing("retentionPeriodHours"))?;
-    let hours = int_in_range(Some(hours), "retentionPeriodHours", 1, 2_147_483_647, 24)?;
-    let hours = u32::try_from(hours)
-        .map_err(|_| ApiError::invalid("RetentionPeriodHours is too large."))?;
+    if hours < i64::from(MIN_RETENTION_HOURS) {
+        return Err(ApiError::invalid(format!("Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short.")));
+    }
+    if hours > i64::from(MAX_RETENTION_HOURS) {
+        return Err(ApiError::invalid(format!("Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long.")));
+    }
+    let hours = hours as u32;
+    let current = state.meta(&name)?.retention_hours;
+    let refused = match change {
+        RetentionChange::Increase if hours < current => Some(("shorter", "Decrease")),
+        RetentionChange::Decrease if hours > current => Some(("longer", "Increase")),
+        _ => None,
+    };
+    if let Some((than, api)) = refused {
+        return Err(ApiError::invalid(format!("Requested retention period ({hours} hours) for stream {name} can not be {than} than existing retention period ({current} hours). Use {api}RetentionPeriod API.")));
+    }
     state
         .store
         .admin(AdminOp::SetRetention {
@@ -269,46 +264,30 @@ pub async fn decrease_retention(
     set_retention(state, input, RetentionChange::Decrease).await
 }
 
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS_PER_CALL {
-        return Err(ApiError::invalid(format!(
-            "A request can add at most {MAX_TAGS_PER_CALL} tags; this one has {}.",
-            tags.len()
-        )));
+/// Tag keys and values in AWS's character set.
+fn check_tag_text<'a>(mut texts: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
+    if texts.all(|t| is_valid_tag_text(t)) {
+        return Ok(());
     }
-    for (key, value) in tags {
-        check_tag_key(key)?;
-        if value.chars().count() > 256 {
-            return Err(ApiError::invalid(format!(
-                "The value of tag '{key}' is longer than 256 characters."
-            )));
-        }
-    }
-    Ok(())
+    Err(ApiError::invalid("Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."))
 }
 
-fn check_tag_key(key: &str) -> Result<(), ApiError> {
-    let n = key.chars().count();
-    if n == 0 || n > 128 {
-        return Err(ApiError::invalid(format!(
-            "Tag key '{}' must be 1 to 128 characters long.",
-            key.chars().take(140).collect::<String>()
-        )));
-    }
-    Ok(())
+fn too_many_tags(state: &KinesisState, stream: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Failed to add tags to stream {stream} under account {} because a given stream cannot have more than {MAX_TAGS_PER_STREAM} tags associated with it.",
+        state.account_id
+    ))
 }
 
 pub async fn add_tags(state: &KinesisState, input: AddTagsInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let tags = input.tags.ok_or_else(|| ApiError::missing("tags"))?;
-    if tags.is_empty() {
-        return Err(ApiError::constraint(
-            "{}",
-            "tags",
-            "Member must have length greater than or equal to 1",
-        ));
+    let meta = state.meta(&name)?;
+    check_tag_text(tags.keys().chain(tags.values()))?;
+    let new_keys = tags.keys().filter(|k| !meta.tags.contains_key(*k)).count();
+    if meta.tags.len() + new_keys > MAX_TAGS_PER_STREAM {
+        return Err(too_many_tags(state, &name));
     }
-    check_tags(&tags)?;
     state
         .store
         .admin(AdminOp::AddTags {
@@ -316,7 +295,11 @@ pub async fn add_tags(state: &KinesisState, input: AddTagsInput) -> Result<(), A
             tags: tags.into_iter().collect(),
         })
         .await
-        .map_err(|e| state.store_error(&name, e))
+        .map_err(|e| match e {
+            // Tags added by another request in the meantime.
+            StoreError::LimitExceeded(_) => too_many_tags(state, &name),
+            other => state.store_error(&name, other),
+        })
 }
 
 pub async fn list_tags(
@@ -324,7 +307,7 @@ pub async fn list_tags(
     input: ListTagsInput,
 ) -> Result<ListTagsOutput, ApiError> {
     let meta = state.stream(&input)?;
-    let limit = int_in_range(input.limit, "limit", 1, 50, 50)? as usize;
+    let limit = input.limit.map_or(50, |l| l as usize);
     let start = match &input.exclusive_start_tag_key {
         Some(k) => std::ops::Bound::Excluded(k.clone()),
         None => std::ops::Bound::Unbounded,
@@ -349,16 +332,8 @@ pub async fn list_tags(
 pub async fn remove_tags(state: &KinesisState, input: RemoveTagsInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
     let keys = input.tag_keys.ok_or_else(|| ApiError::missing("tagKeys"))?;
-    if keys.is_empty() || keys.len() > MAX_TAGS_PER_CALL {
-        return Err(ApiError::constraint(
-            keys.len(),
-            "tagKeys",
-            "Member must have length between 1 and 50",
-        ));
-    }
-    for key in &keys {
-        check_tag_key(key)?;
-    }
+    state.meta(&name)?;
+    check_tag_text(keys.iter())?;
     state
         .store
         .admin(AdminOp::RemoveTags {

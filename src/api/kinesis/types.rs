@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::validate::serialization::InputTimestamp;
 use crate::api::protocol::{Blob, BlobRef, Timestamp};
 use crate::storage::StoredRecord;
 use crate::streams::SequenceNumber;
@@ -198,7 +199,7 @@ pub struct ShardFilterIn {
     #[serde(rename = "Type")]
     pub filter_type: Option<String>,
     pub shard_id: Option<String>,
-    pub timestamp: Option<Timestamp>,
+    pub timestamp: Option<InputTimestamp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,7 +211,7 @@ pub struct ListShardsInput {
     pub next_token: Option<String>,
     pub exclusive_start_shard_id: Option<String>,
     pub max_results: Option<i64>,
-    pub stream_creation_timestamp: Option<Timestamp>,
+    pub stream_creation_timestamp: Option<InputTimestamp>,
     pub shard_filter: Option<ShardFilterIn>,
 }
 
@@ -298,7 +299,7 @@ pub struct GetShardIteratorInput {
     pub shard_id: Option<String>,
     pub shard_iterator_type: Option<String>,
     pub starting_sequence_number: Option<String>,
-    pub timestamp: Option<Timestamp>,
+    pub timestamp: Option<InputTimestamp>,
 }
 
 #[derive(Debug, Serialize)]

@@ -42,6 +42,8 @@ pub struct OpsState {
     pub started: std::time::Instant,
     /// `api.open_metrics`: `/metrics` without a signature.
     pub open_metrics: bool,
+    /// The scaler of ON_DEMAND streams, when it runs.
+    pub on_demand: Option<crate::ondemand::OnDemandScaler>,
 }
 
 impl HasAuth for OpsState {
@@ -204,6 +206,7 @@ pub async fn status_json(state: &OpsState) -> serde_json::Value {
         "delivery_streams": state.deliveries.as_ref().map(|d| d.status()).unwrap_or_default(),
         "cameras": cameras,
         "analytics": state.analytics.as_ref().map(AnalyticsService::list).unwrap_or_default(),
+        "on_demand": state.on_demand.as_ref().map(|s| s.status()),
     })
 }
 

@@ -31,6 +31,7 @@ pub use crate::delivery::config::{
 pub use crate::ingest::mqtt::config::{
     MqttConfig, MqttTlsConfig, RawMqtt, RawRoute, RouteConfig, RouteFormat,
 };
+pub use crate::ondemand::config::{OnDemandConfig, RawOnDemand};
 pub use crate::storage::config::{RawStorage, StorageConfig};
 pub use crate::streams::config::{OnFull, RawStream, StreamConfig};
 pub use crate::video::config::{RawVideo, VideoConfig};
@@ -59,6 +60,8 @@ pub struct Config {
     /// `[[analytics]]`: Flink SQL applications defined in the file (their input and output
     /// streams need not be in `streams`).
     pub analytics: Vec<ApplicationConfig>,
+    /// `[on_demand]`: the scaler of streams in ON_DEMAND mode.
+    pub on_demand: OnDemandConfig,
     pub source: ConfigSource,
 }
 
@@ -88,6 +91,8 @@ pub struct RawConfig {
     pub video: Option<RawVideo>,
     /// `[[analytics]]`: continuous Flink SQL applications.
     pub analytics: Option<Vec<RawApplication>>,
+    /// `[on_demand]`: how streams in ON_DEMAND mode are resharded by their write rate.
+    pub on_demand: Option<RawOnDemand>,
 }
 
 /// What reading a file found, for `check-config`.
@@ -157,6 +162,7 @@ fn validate(file: RawConfig, source: ConfigSource, check: &mut Check) -> Config 
             file.analytics.unwrap_or_default(),
             &source,
         ),
+        on_demand: crate::ondemand::config::validate(check, file.on_demand.unwrap_or_default()),
         source,
     };
     listeners(check, &config);

@@ -367,7 +367,7 @@ fn unknown_keys_are_named_with_what_is_supported() {
         "[api]\nlisten = \"127.0.0.1:1\"\n\n[console]\nqueries = 2\n",
         "console",
         4,
-        "unknown key `console` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics)",
+        "unknown key `console` (this version supports storage, api, streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics, on_demand)",
     );
     assert_issue(
         "[mqtt]\nlisten = \"0.0.0.0:1883\"\nport = 1883\n",
@@ -769,7 +769,7 @@ fn display_is_file_line_key_message() {
         errors.to_string(),
         "test.toml:3: streams[0].retention_hours: 12 is out of range: 24..=8760 hours\n\
          test.toml:5: console: unknown key `console` (this version supports storage, api, \
-         streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics)"
+         streams, log, devices, mqtt, routes, delivery_streams, delivery, video, analytics, on_demand)"
     );
 }
 

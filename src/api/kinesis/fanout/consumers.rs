@@ -14,10 +14,11 @@ use base64::Engine;
 
 use super::types::*;
 use crate::api::error::ApiError;
-use crate::api::kinesis::{check_stream_name, int_in_range, KinesisState};
+use crate::api::kinesis::KinesisState;
 use crate::api::protocol::Timestamp;
 use crate::storage::{now_ms, AdminOp};
 use crate::streams::consumer::{is_valid_consumer_name, MAX_CONSUMER_NAME_CHARS};
+use crate::streams::validate::is_valid_stream_name;
 use crate::streams::{StreamConsumer, StreamMeta};
 
 /// Longest StreamARN and ConsumerARN (Kinesis's model).
@@ -73,7 +74,7 @@ pub fn parse_consumer_arn(arn: &str) -> Result<ConsumerArn, ApiError> {
     }
     let resource = parts[5].strip_prefix("stream/").ok_or_else(bad)?;
     let (stream, consumer) = resource.split_once("/consumer/").ok_or_else(bad)?;
-    if !is_valid_consumer_name(consumer) || check_stream_name(stream).is_err() {
+    if !is_valid_consumer_name(consumer) || !is_valid_stream_name(stream) {
         return Err(bad());
     }
     Ok(ConsumerArn {
@@ -115,10 +116,9 @@ fn stream_from_arn(arn: Option<&str>) -> Result<String, ApiError> {
         return Err(bad());
     }
     let name = parts[5].strip_prefix("stream/").ok_or_else(bad)?;
-    if name.is_empty() || name.chars().any(char::is_whitespace) {
+    if !is_valid_stream_name(name) {
         return Err(bad());
     }
-    check_stream_name(name)?;
     Ok(name.to_string())
 }
 
@@ -276,7 +276,8 @@ pub async fn list_stream_consumers(
     input: ListStreamConsumersInput,
 ) -> Result<ListStreamConsumersOutput, ApiError> {
     let stream = stream_from_arn(input.stream_arn.as_deref())?;
-    let max = int_in_range(input.max_results, "maxResults", 1, 10_000, 100)? as usize;
+    // The model's range (1-10,000) was checked before the operation ran.
+    let max = input.max_results.unwrap_or(100).clamp(1, 10_000) as usize;
     let meta = committed_stream(state, &stream)?;
     if let Some(created) = input.stream_creation_timestamp {
         // The stream of that name created then: a re-created stream is another stream.
