@@ -35,6 +35,8 @@ pub struct RawApi {
     pub tls: Option<RawApiTls>,
     /// `[[api.credentials]]`: when present every request needs a valid SigV4 signature.
     pub credentials: Option<Vec<RawCredential>>,
+    /// Enhanced fan-out consumers one stream can have registered (1-10000); default 20, Kinesis's limit.
+    pub max_consumers_per_stream: Option<Value>,
 }
 
 /// `[api.tls]` as written.
@@ -81,6 +83,9 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// `[api.tls]`: the API listener speaks TLS (ALPN h2, http/1.1).
     pub tls: Option<ApiTlsConfig>,
+    /// Enhanced fan-out consumers one stream can have (RegisterStreamConsumer); each can hold
+    /// one SubscribeToShard subscription per shard.
+    pub max_consumers_per_stream: u32,
 }
 
 /// `[api.tls]`.
@@ -109,6 +114,9 @@ impl ApiConfig {
     /// that MQTT devices and the device reload keep their descriptors.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
     pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+    /// Kinesis's limit.
+    pub const DEFAULT_MAX_CONSUMERS_PER_STREAM: u32 = 20;
+    pub const MAX_CONSUMERS_PER_STREAM_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
 }
 
 impl Default for ApiConfig {
@@ -122,6 +130,7 @@ impl Default for ApiConfig {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             cors_origins: Vec::new(),
             tls: None,
+            max_consumers_per_stream: Self::DEFAULT_MAX_CONSUMERS_PER_STREAM,
         }
     }
 }
@@ -205,6 +214,14 @@ pub fn validate(check: &mut Check, raw: RawApi) -> ApiConfig {
             "",
         )
         .unwrap_or(ApiConfig::DEFAULT_MAX_CONNECTIONS);
+    let max_consumers_per_stream = check
+        .integer(
+            "api.max_consumers_per_stream",
+            raw.max_consumers_per_stream,
+            ApiConfig::MAX_CONSUMERS_PER_STREAM_RANGE,
+            "",
+        )
+        .unwrap_or(ApiConfig::DEFAULT_MAX_CONSUMERS_PER_STREAM);
     let cors_origins = cors_origins(check, raw.cors_origins);
     let tls = raw.tls.and_then(|tls| api_tls(check, tls));
     let mut credentials = Vec::new();
@@ -237,6 +254,7 @@ pub fn validate(check: &mut Check, raw: RawApi) -> ApiConfig {
         max_connections,
         cors_origins,
         tls,
+        max_consumers_per_stream,
     }
 }
 

@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 use crate::storage::StoreError;
-use crate::streams::ReshardError;
+use crate::streams::{ConsumerError, ReshardError};
 
 /// The AWS error types kinedge answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,9 @@ impl From<StoreError> for ApiError {
             StoreError::LimitExceeded(_) => ErrorKind::LimitExceeded,
             StoreError::InvalidRecord(_) => ErrorKind::InvalidArgument,
             StoreError::Refused(_) => ErrorKind::ProvisionedThroughputExceeded,
+            StoreError::Consumer(ConsumerError::Exists { .. }) => ErrorKind::ResourceInUse,
+            StoreError::Consumer(ConsumerError::NotFound { .. }) => ErrorKind::ResourceNotFound,
+            StoreError::Consumer(ConsumerError::Limit { .. }) => ErrorKind::LimitExceeded,
             // A full disk or a database being reopened: retryable, as throttling is.
             StoreError::Storage(fault) if e.is_retryable() => {
                 return ApiError::new(

@@ -23,6 +23,7 @@ pub mod console;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod eventstream;
 pub mod firehose;
 pub mod kinesis;
 pub mod operations;
@@ -93,6 +94,8 @@ pub struct ApiParts {
     pub min_free_disk: u64,
     /// `devices.dir` (the console's Devices page manages its files).
     pub devices_dir: std::path::PathBuf,
+    /// `api.max_consumers_per_stream` (enhanced fan-out).
+    pub max_consumers_per_stream: usize,
     /// The scaler of ON_DEMAND streams, when it runs (`/status` shows it).
     pub on_demand: Option<crate::ondemand::OnDemandScaler>,
 }
@@ -130,6 +133,8 @@ impl ApiState {
                 account_id: parts.account_id.clone(),
                 iterator_ttl_ms: parts.iterator_ttl_ms,
                 read_slots: tokio::sync::Semaphore::new(READ_SLOTS),
+                fanout: Default::default(),
+                max_consumers_per_stream: parts.max_consumers_per_stream,
                 monitor,
             },
             firehose: FirehoseState {

@@ -122,6 +122,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         open_metrics: config.api.open_metrics,
         min_free_disk: config.storage.min_free_disk,
         devices_dir: config.devices.dir.clone(),
+        max_consumers_per_stream: config.api.max_consumers_per_stream as usize,
         on_demand: Some(on_demand),
     }));
     let api = start_api(&config, state.clone()).await?;
@@ -141,6 +142,8 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
     state
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // SubscribeToShard streams would otherwise run to their 5 minutes: end them now.
+    state.operations.kinesis.fanout.stop_all();
     tracing::info!("stopping: finishing requests in flight");
     reload.abort();
     drain_connections(api, mqtt.as_ref()).await;

@@ -75,6 +75,18 @@ pub enum AdminOp {
         stream: String,
         keys: Vec<String>,
     },
+    /// Registers an enhanced fan-out consumer on a stream (RegisterStreamConsumer).
+    RegisterConsumer {
+        stream: String,
+        consumer: crate::streams::StreamConsumer,
+        /// Consumers the stream may have at most (`api.max_consumers_per_stream`).
+        max: usize,
+    },
+    /// Removes a stream's consumer (DeregisterStreamConsumer).
+    DeregisterConsumer {
+        stream: String,
+        consumer: String,
+    },
     /// UpdateStreamMode; to ON_DEMAND only within the gateway's on-demand stream limit.
     SetStreamMode {
         stream: String,
@@ -268,6 +280,20 @@ impl Writer {
                 for key in keys {
                     meta.tags.remove(&key);
                 }
+                stream
+            }
+            AdminOp::RegisterConsumer {
+                stream,
+                consumer,
+                max,
+            } => {
+                let meta = self.stream_mut(&stream)?;
+                crate::streams::consumer::register(&stream, &mut meta.consumers, consumer, max)?;
+                stream
+            }
+            AdminOp::DeregisterConsumer { stream, consumer } => {
+                let meta = self.stream_mut(&stream)?;
+                crate::streams::consumer::deregister(&stream, &mut meta.consumers, &consumer)?;
                 stream
             }
             AdminOp::SetStreamMode { stream, mode } => self.set_stream_mode(stream, mode)?,

@@ -129,6 +129,9 @@ pub enum StoreError {
     /// guard): nothing of it was stored.
     #[error(transparent)]
     Refused(#[from] super::Rejected),
+    /// A change to a stream's enhanced fan-out consumers was refused.
+    #[error(transparent)]
+    Consumer(#[from] crate::streams::ConsumerError),
     /// A stream encryption key that is missing or unusable, or a sealed block it cannot open.
     #[error(transparent)]
     Crypt(std::sync::Arc<super::crypt::CryptError>),

@@ -2,6 +2,7 @@
 //! iterators and resharding. Pure logic with no I/O; the storage writer owns the live copy.
 
 pub mod config;
+pub mod consumer;
 pub mod hash;
 pub mod iterator;
 pub mod model;
@@ -9,6 +10,7 @@ pub mod sequence;
 pub mod settings;
 pub mod validate;
 
+pub use consumer::{ConsumerError, StreamConsumer, MAX_CONSUMERS_PER_STREAM};
 pub use hash::{hash_key_of, parse_explicit_hash_key, HashRange};
 pub use iterator::{IteratorError, ShardIterator, ITERATOR_TTL_MS};
 pub use model::{

@@ -59,6 +59,9 @@ pub struct StreamMeta {
     /// All shards, open and closed, ordered by index.
     pub shards: Vec<ShardMeta>,
     pub next_shard_index: u64,
+    /// Enhanced fan-out consumers (`consumer`); absent in databases from before them.
+    #[serde(default)]
+    pub consumers: Vec<super::consumer::StreamConsumer>,
     /// Enhanced monitoring and the resource policy (absent in rows of older gateways).
     #[serde(default)]
     pub settings: super::settings::StreamSettings,
@@ -193,6 +196,7 @@ impl StreamMeta {
             tags: BTreeMap::new(),
             shards,
             next_shard_index: u64::from(shard_count),
+            consumers: Vec::new(),
             settings: Default::default(),
         }
     }

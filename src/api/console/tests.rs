@@ -34,6 +34,7 @@ fn app(dir: &std::path::Path) -> Router {
         open_metrics: false,
         min_free_disk: 1 << 20,
         devices_dir: dir.join("devices"),
+        max_consumers_per_stream: 20,
         on_demand: None,
     });
     crate::api::app(&state, &[])

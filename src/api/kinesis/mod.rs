@@ -8,6 +8,7 @@
 pub mod access;
 mod capacity;
 pub mod encryption;
+pub mod fanout;
 pub mod monitoring;
 mod policy;
 mod records;
@@ -41,6 +42,10 @@ pub struct KinesisState {
     /// GetRecords calls served at once. A call can hold up to 10 MiB of records plus its
     /// encoded answer, so this bounds the memory reads take.
     pub read_slots: tokio::sync::Semaphore,
+    /// Enhanced fan-out's active subscriptions (`fanout`).
+    pub fanout: Arc<fanout::Subscriptions>,
+    /// Consumers one stream can have (`api.max_consumers_per_stream`; Kinesis: 20).
+    pub max_consumers_per_stream: usize,
     /// Enhanced monitoring's shard-level metrics (also a `/metrics` reporter).
     pub monitor: Arc<monitoring::ShardMonitor>,
 }
@@ -48,12 +53,7 @@ pub struct KinesisState {
 /// Operations of the Kinesis API that kinedge does not implement, answered with a clear
 /// error instead of "unknown".
 const UNSUPPORTED: &[&str] = &[
-    "DeregisterStreamConsumer",
     "DescribeAccountSettings",
-    "DescribeStreamConsumer",
-    "ListStreamConsumers",
-    "RegisterStreamConsumer",
-    "SubscribeToShard",
     "UpdateAccountSettings",
     "UpdateMaxRecordSize",
     "UpdateStreamWarmThroughput",
@@ -99,6 +99,21 @@ pub async fn dispatch(
             let out = records::get_records(state, input).await?;
             let capacity = out.records.json_size_hint() + 1024;
             wire.ok_large(out, capacity).await
+        }
+        "RegisterStreamConsumer" => {
+            output(wire, body, |i| fanout::register_stream_consumer(state, i)).await
+        }
+        "DeregisterStreamConsumer" => {
+            no_output(wire, body, |i| fanout::deregister_stream_consumer(state, i)).await
+        }
+        "DescribeStreamConsumer" => {
+            output(wire, body, |i| fanout::describe_stream_consumer(state, i)).await
+        }
+        "ListStreamConsumers" => {
+            output(wire, body, |i| fanout::list_stream_consumers(state, i)).await
+        }
+        "SubscribeToShard" => {
+            fanout::subscribe_to_shard(state, wire, decode(wire, body).await?).await
         }
         "TagResource" => no_output(wire, body, |i| tagging::tag_resource(state, i)).await,
         "UntagResource" => no_output(wire, body, |i| tagging::untag_resource(state, i)).await,

@@ -86,6 +86,7 @@ pub async fn create_stream(state: &KinesisState, input: CreateStreamInput) -> Re
 
 pub async fn delete_stream(state: &KinesisState, input: DeleteStreamInput) -> Result<(), ApiError> {
     let name = state.stream_name(&input)?;
+    super::fanout::check_delete(state, &name, input.enforce_consumer_deletion)?;
     state
         .store
         .admin(AdminOp::DeleteStream { name: name.clone() })
@@ -143,7 +144,7 @@ pub async fn describe_stream_summary(
             encryption_type: super::encryption::described(&meta).0,
             key_id: super::encryption::described(&meta).1,
             open_shard_count: meta.open_shard_count(),
-            consumer_count: 0,
+            consumer_count: meta.consumers.len() as u32,
         },
     })
 }

@@ -12,13 +12,16 @@
 //! - A request head must be complete [`HEADER_TIMEOUT`] after the connection opened or after
 //!   its first byte; a connection idle for [`IDLE_TIMEOUT`] is closed; a client that does not
 //!   read its answer for [`SEND_TIMEOUT`] is closed. Bodies have their own minimum rate
-//!   (`super::body`).
+//!   (`super::body`). A streaming answer (SubscribeToShard) keeps its connection busy until
+//!   it ends, so only [`SEND_TIMEOUT`] applies to it, however long it runs.
 //! - A stop closes idle connections at once and lets requests in progress finish (HTTP/1:
 //!   the connection closes after the answer; HTTP/2: GOAWAY); `serve` returns when the last
 //!   connection is gone.
 
 pub mod connections;
 mod io;
+#[cfg(test)]
+mod streaming_tests;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -2629,7 +2629,7 @@ fn unknown_api_keys_list_the_supported_keys_in_their_order() {
         "api.port",
         2,
         "(this version supports listen, region, account_id, open_metrics, max_connections, \
-         cors_origins, tls, credentials)",
+         cors_origins, tls, credentials, max_consumers_per_stream)",
     );
 }
 
