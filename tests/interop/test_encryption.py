@@ -159,3 +159,24 @@ def test_key_arn_and_alias_name_the_same_key(gw, client):
     assert all(r["EncryptionType"] == "KMS" for r in recs)
     assert (gw.data_dir / "keys" / "team-key-2.key").exists()
     assert (gw.data_dir / "keys" / "alias%2Fshared-key.key").exists()
+
+
+def test_subscribers_get_encrypted_records_decrypted(gw, client):
+    """Enhanced fan-out reads through the same store path: SubscribeToShard events carry the
+    records in clear, marked KMS."""
+    create_stream(client, "fo-enc", 1)
+    client.put_record(StreamName="fo-enc", Data=b"clear-before", PartitionKey="k")
+    client.start_stream_encryption(StreamName="fo-enc", EncryptionType="KMS", KeyId=KEY)
+    client.put_record(StreamName="fo-enc", Data=b"sealed-after", PartitionKey="k")
+    arn = client.describe_stream_summary(StreamName="fo-enc")["StreamDescriptionSummary"]["StreamARN"]
+    consumer = client.register_stream_consumer(StreamARN=arn, ConsumerName="reader")["Consumer"]
+    sub = client.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId="shardId-000000000000",
+                                    StartingPosition={"Type": "TRIM_HORIZON"})
+    records = []
+    for event in sub["EventStream"]:
+        records.extend(event["SubscribeToShardEvent"]["Records"])
+        if len(records) >= 2:
+            break
+    assert [r["Data"] for r in records] == [b"clear-before", b"sealed-after"]
+    assert "EncryptionType" not in records[0] or records[0]["EncryptionType"] == "NONE"
+    assert records[1]["EncryptionType"] == "KMS"
