@@ -127,7 +127,7 @@ pub async fn stop(state: &KinesisState, input: StreamEncryptionInput) -> Result<
 fn kms_message(e: &CryptError) -> String {
     match e {
         CryptError::KeyNotFound { key_id, .. } => format!(
-            "Key '{key_id}' does not exist (kinedge: no key file for it in the keys directory, and storage.auto_create_keys is off)."
+            "Key '{key_id}' does not exist (kinedge: no key file for it in the keys directory)."
         ),
         other => other.to_string(),
     }

@@ -46,7 +46,7 @@ pub const DEFAULT_AWS_KEY: &str = "alias/aws/kinesis";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptError {
-    #[error("KMS key {key_id} does not exist (no key file {path}; key auto-creation is off)")]
+    #[error("KMS key {key_id} does not exist (no key file {path})")]
     KeyNotFound { key_id: String, path: PathBuf },
     #[error("cannot use key file {path}: {source}")]
     KeyFile {
