@@ -21,7 +21,6 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 pub mod types;
-mod validate;
 
 pub use consumers::{
     check_delete, deregister_stream_consumer, describe_stream_consumer, list_stream_consumers,
