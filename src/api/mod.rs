@@ -98,6 +98,8 @@ pub struct ApiParts {
     pub max_consumers_per_stream: usize,
     /// The scaler of ON_DEMAND streams, when it runs (`/status` shows it).
     pub on_demand: Option<crate::ondemand::OnDemandScaler>,
+    /// `[api.tls]` is set: the console's session cookie is marked `Secure`.
+    pub tls: bool,
 }
 
 /// The routers' states.
@@ -174,6 +176,7 @@ impl ApiState {
                 ops.clone(),
                 parts.min_free_disk,
                 parts.devices_dir,
+                parts.tls,
             )),
             ops,
             stopping,

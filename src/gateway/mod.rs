@@ -124,6 +124,7 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         devices_dir: config.devices.dir.clone(),
         max_consumers_per_stream: config.api.max_consumers_per_stream as usize,
         on_demand: Some(on_demand),
+        tls: config.api.tls.is_some(),
     }));
     let api = start_api(&config, state.clone()).await?;
     let maintenance = spawn_maintenance(store.clone());

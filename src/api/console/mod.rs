@@ -48,6 +48,8 @@ pub struct ConsoleState {
     pub devices_dir: std::path::PathBuf,
     /// One permit per open status stream.
     pub event_clients: Arc<tokio::sync::Semaphore>,
+    /// The listener speaks TLS: session cookies are `Secure` (never sent over plain HTTP).
+    pub secure_cookie: bool,
 }
 
 impl ConsoleState {
@@ -56,6 +58,7 @@ impl ConsoleState {
         ops: Arc<OpsState>,
         min_free_disk: u64,
         devices_dir: std::path::PathBuf,
+        secure_cookie: bool,
     ) -> ConsoleState {
         ConsoleState {
             auth,
@@ -63,6 +66,7 @@ impl ConsoleState {
             min_free_disk,
             devices_dir,
             event_clients: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_CLIENTS)),
+            secure_cookie,
         }
     }
 
@@ -231,9 +235,10 @@ async fn login(State(state): State<Arc<ConsoleState>>, Json(login): Json<Login>)
     tracing::info!(access_key_id = %login.access_key_id, "console login");
     let mut response =
         Json(serde_json::json!({"access_key_id": login.access_key_id})).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session::set_cookie(&token));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(&token, state.secure_cookie),
+    );
     response
 }
 
@@ -244,9 +249,10 @@ async fn logout(State(state): State<Arc<ConsoleState>>, request: Request) -> Res
         state.auth.sessions.close(token);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session::clear_cookie());
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::clear_cookie(state.secure_cookie),
+    );
     response
 }
 

@@ -123,23 +123,43 @@ pub fn token_of(parts: &Parts) -> Option<&str> {
         .map(|(_, value)| value.trim())
 }
 
-/// The `Set-Cookie` value that hands `token` to the browser.
-pub fn set_cookie(token: &str) -> HeaderValue {
+/// The `Set-Cookie` value that hands `token` to the browser; `secure` (the listener speaks
+/// TLS) keeps the browser from ever sending it over plain HTTP.
+pub fn set_cookie(token: &str, secure: bool) -> HeaderValue {
     let value = format!(
-        "{COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
-        SESSION_TTL.as_secs()
+        "{COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        SESSION_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The `Set-Cookie` value that makes the browser forget its session.
-pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("kinedge_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+pub fn clear_cookie(secure: bool) -> HeaderValue {
+    if secure {
+        HeaderValue::from_static(
+            "kinedge_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure",
+        )
+    } else {
+        HeaderValue::from_static("kinedge_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_over_tls_are_secure() {
+        for secure in [false, true] {
+            let set = set_cookie("abc", secure);
+            let clear = clear_cookie(secure);
+            for value in [set.to_str().unwrap(), clear.to_str().unwrap()] {
+                assert!(value.contains("HttpOnly; SameSite=Strict"), "{value}");
+                assert_eq!(value.ends_with("; Secure"), secure, "{value}");
+            }
+        }
+    }
 
     fn parts(method: &str, cookie: Option<&str>, console: bool) -> Parts {
         let mut b = http::Request::builder().method(method).uri("/status");

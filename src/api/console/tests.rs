@@ -36,6 +36,7 @@ fn app(dir: &std::path::Path) -> Router {
         devices_dir: dir.join("devices"),
         max_consumers_per_stream: 20,
         on_demand: None,
+        tls: false,
     });
     crate::api::app(&state, &[])
 }
@@ -108,6 +109,8 @@ async fn login_session_and_logout() {
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=")
     );
+    // Plain HTTP (loopback): a `Secure` cookie would never come back from a browser.
+    assert!(!set.contains("Secure"));
     let cookie = set.split(';').next().unwrap().to_string();
 
     let (status, headers, body) = call(&app, get("/console/", Some(&cookie))).await;
