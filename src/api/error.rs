@@ -142,6 +142,7 @@ impl From<StoreError> for ApiError {
             StoreError::Consumer(ConsumerError::Exists { .. }) => ErrorKind::ResourceInUse,
             StoreError::Consumer(ConsumerError::NotFound { .. }) => ErrorKind::ResourceNotFound,
             StoreError::Consumer(ConsumerError::Limit { .. }) => ErrorKind::LimitExceeded,
+            StoreError::Consumer(ConsumerError::TooManyTags { .. }) => ErrorKind::InvalidArgument,
             // A full disk or a database being reopened: retryable, as throttling is.
             StoreError::Storage(fault) if e.is_retryable() => {
                 return ApiError::new(

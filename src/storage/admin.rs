@@ -87,6 +87,14 @@ pub enum AdminOp {
         stream: String,
         consumer: String,
     },
+    /// TagResource / UntagResource on a consumer's ARN (name and registration second).
+    ConsumerTags {
+        stream: String,
+        consumer: String,
+        created_s: u64,
+        add: Vec<(String, String)>,
+        remove: Vec<String>,
+    },
     /// UpdateStreamMode; to ON_DEMAND only within the gateway's on-demand stream limit.
     SetStreamMode {
         stream: String,
@@ -294,6 +302,26 @@ impl Writer {
             AdminOp::DeregisterConsumer { stream, consumer } => {
                 let meta = self.stream_mut(&stream)?;
                 crate::streams::consumer::deregister(&stream, &mut meta.consumers, &consumer)?;
+                stream
+            }
+            AdminOp::ConsumerTags {
+                stream,
+                consumer,
+                created_s,
+                add,
+                remove,
+            } => {
+                let meta = self.stream_mut(&stream)?;
+                let found = crate::streams::consumer::find_mut(
+                    &stream,
+                    &mut meta.consumers,
+                    &consumer,
+                    created_s,
+                )?;
+                crate::streams::consumer::add_tags(&stream, found, add, MAX_TAGS_PER_STREAM)?;
+                for key in remove {
+                    found.tags.remove(&key);
+                }
                 stream
             }
             AdminOp::SetStreamMode { stream, mode } => self.set_stream_mode(stream, mode)?,

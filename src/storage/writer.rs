@@ -519,20 +519,29 @@ impl Writer {
         };
         match result {
             Ok((catalog_changed, records, bytes)) => {
-                if writes {
+                let woken = if writes {
                     self.last_commit = started;
                     self.faults_in_a_row = 0;
                     if catalog_changed || maintain.is_some() {
                         self.file_room = None;
                     }
-                    self.after_commit(catalog_changed);
+                    let woken = self.after_commit(catalog_changed);
                     self.count_commit(started, records, bytes);
-                }
+                    woken
+                } else {
+                    Vec::new()
+                };
                 for reply in replies {
                     reply.send(None);
                 }
                 for reply in maintain_replies {
                     let _ = reply.send(Ok(()));
+                }
+                // Waiting readers (SubscribeToShard, long GetRecords polls) are woken after
+                // the producers are answered: a hundred subscribers must not stand in the
+                // runtime's queue before the acknowledgement.
+                for live in woken {
+                    live.notify.send_replace(live.last());
                 }
                 match refusal {
                     Some(error) => Err(error),
@@ -565,8 +574,10 @@ impl Writer {
         stats.records_per_commit.observe(records as f64);
     }
 
-    /// After a commit: publish new positions, wake readers, publish a changed catalog.
-    fn after_commit(&mut self, catalog_changed: bool) {
+    /// After a commit: publish new positions and a changed catalog; answers the shards whose
+    /// waiting readers are to be woken (once the producers have their answers).
+    fn after_commit(&mut self, catalog_changed: bool) -> Vec<Arc<ShardLive>> {
+        let mut woken = Vec::new();
         for (uid, state) in &self.states {
             let live = self
                 .live
@@ -575,7 +586,7 @@ impl Writer {
             live.set_state(*state);
             if live.last() != state.last {
                 live.last.store(state.last.0, Ordering::Release);
-                live.notify.send_replace(state.last);
+                woken.push(live.clone());
             }
         }
         if catalog_changed {
@@ -587,6 +598,7 @@ impl Writer {
             self.states.retain(|uid, _| known.contains(uid));
             self.publish();
         }
+        woken
     }
 }
 

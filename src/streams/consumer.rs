@@ -9,6 +9,8 @@
 //! stream has at most the configured number of consumers (`api.max_consumers_per_stream`,
 //! by default [`MAX_CONSUMERS_PER_STREAM`], Kinesis's limit).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Consumers one stream can have registered at once in Kinesis (kinedge's default).
@@ -22,6 +24,9 @@ pub struct StreamConsumer {
     pub name: String,
     /// When it was registered (epoch ms); its ARN carries it in seconds.
     pub created_ms: u64,
+    /// TagResource on the consumer's ARN (absent in databases written before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl StreamConsumer {
@@ -45,6 +50,13 @@ pub enum ConsumerError {
     NotFound { stream: String, consumer: String },
     #[error("Stream {stream} already has {max} registered consumers, the most a stream can have (api.max_consumers_per_stream); deregister one first.")]
     Limit { stream: String, max: usize },
+    #[error("Failed to add tags to consumer {consumer} under stream {stream}: a resource can have at most {max} tags (it has {has}).")]
+    TooManyTags {
+        stream: String,
+        consumer: String,
+        max: usize,
+        has: usize,
+    },
 }
 
 /// Adds `consumer` to a stream's consumers, or says why not.
@@ -87,6 +99,48 @@ pub fn deregister(
     Ok(consumers.remove(i))
 }
 
+/// The consumer that a consumer ARN names: its name and its registration second (a consumer
+/// registered again under the same name has another ARN, and the old ARN names nothing).
+pub fn find_mut<'a>(
+    stream: &str,
+    consumers: &'a mut [StreamConsumer],
+    name: &str,
+    created_s: u64,
+) -> Result<&'a mut StreamConsumer, ConsumerError> {
+    consumers
+        .iter_mut()
+        .find(|c| c.name == name && c.created_s() == created_s)
+        .ok_or_else(|| ConsumerError::NotFound {
+            stream: stream.to_string(),
+            consumer: name.to_string(),
+        })
+}
+
+/// Adds or replaces tags of a consumer, at most `max` in all.
+pub fn add_tags(
+    stream: &str,
+    consumer: &mut StreamConsumer,
+    tags: Vec<(String, String)>,
+    max: usize,
+) -> Result<(), ConsumerError> {
+    let new_keys = tags
+        .iter()
+        .filter(|(k, _)| !consumer.tags.contains_key(k))
+        .map(|(k, _)| k)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if consumer.tags.len() + new_keys > max {
+        return Err(ConsumerError::TooManyTags {
+            stream: stream.to_string(),
+            consumer: consumer.name.clone(),
+            max,
+            has: consumer.tags.len(),
+        });
+    }
+    consumer.tags.extend(tags);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +149,7 @@ mod tests {
         StreamConsumer {
             name: name.into(),
             created_ms: 1_700_000_000_123,
+            tags: BTreeMap::new(),
         }
     }
 
@@ -123,6 +178,27 @@ mod tests {
         ));
         register("s", &mut all, c("one-more"), MAX_CONSUMERS_PER_STREAM).unwrap();
         assert_eq!(all.len(), MAX_CONSUMERS_PER_STREAM);
+    }
+
+    #[test]
+    fn consumer_tags_are_found_by_arn_and_bounded() {
+        let mut all = vec![c("a")];
+        assert!(find_mut("s", &mut all, "a", 1_700_000_001).is_err());
+        let consumer = find_mut("s", &mut all, "a", 1_700_000_000).unwrap();
+        let tags = |n: usize| (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        add_tags("s", consumer, tags(49), 50).unwrap();
+        add_tags("s", consumer, tags(50), 50).unwrap();
+        assert!(matches!(
+            add_tags("s", consumer, vec![("x".into(), "y".into())], 50),
+            Err(ConsumerError::TooManyTags { has: 50, .. })
+        ));
+        // Tags are kept in the stream's JSON and read back; none is no field at all.
+        let json = serde_json::to_string(&all[0]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<StreamConsumer>(&json).unwrap(),
+            all[0]
+        );
+        assert!(!serde_json::to_string(&c("b")).unwrap().contains("tags"));
     }
 
     #[test]

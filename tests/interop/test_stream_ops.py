@@ -106,11 +106,51 @@ def test_tag_errors_as_aws(client, raw_client):
                      (client.untag_resource, {"TagKeys": ["a"]}),
                      (client.list_tags_for_resource, {})):
         expect_error("ResourceNotFoundException", call, ResourceARN=missing, mentions=["not found"], **kw)
-    # consumers: not found until kinedge has enhanced fan-out consumers
+    # a consumer that is not registered (or an ARN of an earlier registration): not found
     expect_error("ResourceNotFoundException", client.list_tags_for_resource,
                  ResourceARN=consumer_arn(name), mentions=["app-1"])
     expect_error("ResourceNotFoundException", client.tag_resource,
                  ResourceARN=consumer_arn(name), Tags={"a": "b"}, mentions=["app-1"])
+    client.delete_stream(StreamName=name)
+
+
+def test_consumer_tags_by_consumer_arn(client, raw_client):
+    name = unique("ctags")
+    create_stream(client, name, 1)
+    stream_arn = ARN_PREFIX + name
+    expect_error("InvalidArgumentException", client.register_stream_consumer, StreamARN=stream_arn,
+                 ConsumerName="app-1", Tags={"a*b": "x"}, mentions=["a*b"])
+    consumer = client.register_stream_consumer(StreamARN=stream_arn, ConsumerName="app-1",
+                                               Tags={"site": "farm-2"})["Consumer"]
+    arn = consumer["ConsumerARN"]
+    assert tags_of(client, arn) == {"site": "farm-2"}
+    client.untag_resource(ResourceARN=arn, TagKeys=["site"])
+    assert tags_of(client, arn) == {}
+    client.tag_resource(ResourceARN=arn, Tags={"team": "line-3", "env": "edge"})
+    client.untag_resource(ResourceARN=arn, TagKeys=["env"])
+    assert tags_of(client, arn) == {"team": "line-3"}
+    assert tags_of(client, stream_arn) == {}, "a consumer's tags are its own, not the stream's"
+    # AWS's rules apply to consumers as to streams
+    expect_error("InvalidArgumentException", client.tag_resource, ResourceARN=arn,
+                 Tags={"a*b": "x"}, mentions=["a*b"])
+    client.tag_resource(ResourceARN=arn, Tags={f"k{i}": str(i) for i in range(49)})
+    expect_error("InvalidArgumentException", client.tag_resource, ResourceARN=arn,
+                 Tags={"one-more": "x"}, mentions=["50"])
+    assert len(tags_of(client, arn)) == 50
+    # resource policies are kept for streams only: a consumer's ARN is refused, clearly
+    expect_error("InvalidArgumentException", client.put_resource_policy, ResourceARN=arn,
+                 Policy=POLICY, mentions=["consumers", "stream"])
+    # deregistered: its tags go with it, and its ARN names nothing, even after a new
+    # registration under the same name (which gets another ARN, without tags)
+    client.deregister_stream_consumer(ConsumerARN=arn)
+    deadline = time.monotonic() + 20
+    while client.list_stream_consumers(StreamARN=stream_arn)["Consumers"]:
+        assert time.monotonic() < deadline, "the consumer was never deregistered"
+        time.sleep(0.1)
+    expect_error("ResourceNotFoundException", client.list_tags_for_resource, ResourceARN=arn,
+                 mentions=["app-1"])
+    expect_error("ResourceNotFoundException", client.tag_resource, ResourceARN=arn,
+                 Tags={"a": "b"}, mentions=["app-1"])
     client.delete_stream(StreamName=name)
 
 
@@ -288,7 +328,8 @@ def test_resource_policy(client, raw_client):
     missing = ARN_PREFIX + unique("nope")
     expect_error("ResourceNotFoundException", client.get_resource_policy, ResourceARN=missing)
     expect_error("ResourceNotFoundException", client.put_resource_policy, ResourceARN=missing, Policy=POLICY)
-    expect_error("ResourceNotFoundException", client.get_resource_policy, ResourceARN=consumer_arn(name))
+    expect_error("ResourceNotFoundException", client.get_resource_policy, ResourceARN=consumer_arn(name),
+                 mentions=["app-1"])
     expect_error("ValidationException", raw_client.delete_resource_policy, ResourceARN="stream/x")
 
     client.delete_resource_policy(ResourceARN=arn)
@@ -310,10 +351,13 @@ def test_settings_survive_a_restart(gateway_factory):
     client.enable_enhanced_monitoring(StreamName="kept", ShardLevelMetrics=["IncomingRecords", "IteratorAgeMilliseconds"])
     client.put_resource_policy(ResourceARN=arn, Policy=POLICY)
     client.put_record(StreamName="kept", Data=b"x", PartitionKey="k")
+    consumer_arn_ = client.register_stream_consumer(StreamARN=arn, ConsumerName="c")["Consumer"]["ConsumerARN"]
+    client.tag_resource(ResourceARN=consumer_arn_, Tags={"owner": "ops"})
     gw.kill()  # acknowledged means committed: a crash keeps all of it
     gw.start()
     client = gw.client()
     assert tags_of(client, arn) == {"env": "edge"}
+    assert tags_of(client, consumer_arn_) == {"owner": "ops"}
     s = summary(client, "kept")
     assert s["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
     assert s["EnhancedMonitoring"] == [{"ShardLevelMetrics": ["IncomingRecords", "IteratorAgeMilliseconds"]}]

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tagging::{consumer_tags_unavailable, existing_stream, resource_of, Resource};
+use super::tagging::{consumer_tags, existing_stream, resource_of, Resource};
 use crate::api::error::ApiError;
 use crate::api::KinesisState;
 use crate::storage::AdminOp;
@@ -37,11 +37,15 @@ pub struct GetResourcePolicyOutput {
     pub policy: String,
 }
 
-/// The stream named by a resource ARN (consumer ARNs: not found until consumers exist).
+/// The stream named by a resource ARN. Policies are kept for streams only: the ARN of a
+/// consumer that exists is refused with InvalidArgumentException (one that does not: not found).
 fn stream_of(state: &KinesisState, arn: Option<String>) -> Result<String, ApiError> {
     let resource = resource_of(&arn.ok_or_else(|| ApiError::missing("resourceARN"))?)?;
-    if let Resource::Consumer { .. } = resource {
-        consumer_tags_unavailable(state, &resource)?;
+    if let Resource::Consumer { consumer, .. } = &resource {
+        consumer_tags(state, &resource)?;
+        return Err(ApiError::invalid(format!(
+            "kinedge keeps resource policies for streams only, not for consumers such as {consumer}; put the policy on the stream's ARN."
+        )));
     }
     existing_stream(state, &resource)?;
     Ok(resource.stream().to_string())

@@ -2,11 +2,11 @@
 //!
 //! A stream ARN names the same tags as AddTagsToStream / ListTagsForStream (the stream's
 //! `tags`, changed through the store's writer). A consumer ARN
-//! (`arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:EPOCH`) is parsed by
-//! [`resource_of`], the one place that reads resource ARNs; until kinedge has enhanced
-//! fan-out consumers, [`consumer_tags_unavailable`] answers ResourceNotFoundException for
-//! them. Wiring consumer tags later means handling [`Resource::Consumer`] in the three
-//! operations below (and in the policy operations, which use the same parser).
+//! (`arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:EPOCH`), parsed by
+//! [`resource_of`] (the one place that reads resource ARNs), names the tags of that
+//! registration of the consumer, kept with it in its stream's metadata
+//! (`AdminOp::ConsumerTags`): they go when it is deregistered, and an ARN of an earlier
+//! registration under the same name names nothing (ResourceNotFoundException).
 //!
 //! Tag rules are AWS's: at most 50 tags per resource, keys of 1 to 128 and values of 0 to
 //! 256 Unicode letters, digits, white space and `_ . : / = + - @ %`, keys not starting with
@@ -124,14 +124,18 @@ pub(super) fn existing_stream(state: &KinesisState, resource: &Resource) -> Resu
     Ok(())
 }
 
-/// What consumer ARNs get until kinedge has consumers (after checking their stream exists).
-pub(super) fn consumer_tags_unavailable(
+/// The tags of the consumer a consumer ARN names (its stream checked to exist first), or
+/// ResourceNotFoundException.
+pub(super) fn consumer_tags(
     state: &KinesisState,
     resource: &Resource,
-) -> Result<std::convert::Infallible, ApiError> {
+) -> Result<BTreeMap<String, String>, ApiError> {
     existing_stream(state, resource)?;
     let Resource::Consumer {
-        consumer, stream, ..
+        consumer,
+        stream,
+        created_s,
+        ..
     } = resource
     else {
         return Err(ApiError::new(
@@ -139,10 +143,55 @@ pub(super) fn consumer_tags_unavailable(
             "not a consumer ARN",
         ));
     };
-    Err(ApiError::not_found(format!(
-        "Consumer {consumer} under stream {stream} under account {} not found.",
-        state.account_id
-    )))
+    state
+        .store
+        .catalog()
+        .stream(stream)
+        .and_then(|meta| {
+            meta.consumers
+                .iter()
+                .find(|c| &c.name == consumer && c.created_s() == *created_s)
+                .map(|c| c.tags.clone())
+        })
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Consumer {consumer} under stream {stream} under account {} not found.",
+                state.account_id
+            ))
+        })
+}
+
+/// Adds and removes tags of the consumer a consumer ARN names.
+async fn change_consumer_tags(
+    state: &KinesisState,
+    resource: Resource,
+    add: Vec<(String, String)>,
+    remove: Vec<String>,
+) -> Result<(), ApiError> {
+    consumer_tags(state, &resource)?;
+    let Resource::Consumer {
+        stream,
+        consumer,
+        created_s,
+        ..
+    } = resource
+    else {
+        return Err(ApiError::new(
+            ErrorKind::InternalFailure,
+            "not a consumer ARN",
+        ));
+    };
+    state
+        .store
+        .admin(AdminOp::ConsumerTags {
+            stream: stream.clone(),
+            consumer,
+            created_s,
+            add,
+            remove,
+        })
+        .await
+        .map_err(|e| tag_store_error(state, &stream, e))
 }
 
 /// A tag key or value outside AWS's character set, or a key AWS reserves.
@@ -239,17 +288,19 @@ pub async fn tag_resource(state: &KinesisState, input: TagResourceInput) -> Resu
         check_tag_key(key)?;
         check_tag_value(key, value)?;
     }
-    if let Resource::Consumer { .. } = resource {
-        consumer_tags_unavailable(state, &resource)?;
-    }
-    existing_stream(state, &resource)?;
-    let stream = resource.stream().to_string();
     if tags.len() > MAX_TAGS_PER_RESOURCE {
+        existing_stream(state, &resource)?;
+        let stream = resource.stream();
         return Err(ApiError::invalid(format!(
             "Failed to add tags to stream {stream}: a resource can have at most {MAX_TAGS_PER_RESOURCE} tags; the request has {}.",
             tags.len()
         )));
     }
+    if let Resource::Consumer { .. } = resource {
+        return change_consumer_tags(state, resource, tags.into_iter().collect(), Vec::new()).await;
+    }
+    existing_stream(state, &resource)?;
+    let stream = resource.stream().to_string();
     state
         .store
         .admin(AdminOp::AddTags {
@@ -284,7 +335,7 @@ pub async fn untag_resource(
         }
     }
     if let Resource::Consumer { .. } = resource {
-        consumer_tags_unavailable(state, &resource)?;
+        return change_consumer_tags(state, resource, Vec::new(), keys).await;
     }
     existing_stream(state, &resource)?;
     let stream = resource.stream().to_string();
@@ -303,19 +354,20 @@ pub async fn list_tags_for_resource(
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
     let resource = resource_arg(input.resource_arn)?;
-    if let Resource::Consumer { .. } = resource {
-        consumer_tags_unavailable(state, &resource)?;
-    }
-    existing_stream(state, &resource)?;
-    let meta = state
-        .store
-        .catalog()
-        .stream(resource.stream())
-        .cloned()
-        .ok_or_else(|| state.stream_not_found(resource.stream()))?;
+    let tags = match &resource {
+        Resource::Consumer { .. } => consumer_tags(state, &resource)?,
+        Resource::Stream { .. } => {
+            existing_stream(state, &resource)?;
+            state
+                .store
+                .catalog()
+                .stream(resource.stream())
+                .map(|meta| meta.tags.clone())
+                .ok_or_else(|| state.stream_not_found(resource.stream()))?
+        }
+    };
     Ok(ListTagsForResourceOutput {
-        tags: meta
-            .tags
+        tags: tags
             .iter()
             .map(|(k, v)| super::types::TagOut {
                 key: k.clone(),

@@ -14,6 +14,7 @@ use base64::Engine;
 
 use super::types::*;
 use crate::api::error::ApiError;
+use crate::api::kinesis::tagging::{check_tag_key, check_tag_value, MAX_TAGS_PER_RESOURCE};
 use crate::api::kinesis::KinesisState;
 use crate::api::protocol::Timestamp;
 use crate::storage::{now_ms, AdminOp};
@@ -216,10 +217,23 @@ pub async fn register_stream_consumer(
 ) -> Result<RegisterStreamConsumerOutput, ApiError> {
     let stream = stream_from_arn(input.stream_arn.as_deref())?;
     let name = check_consumer_name(input.consumer_name.as_deref())?.to_string();
+    let tags = input.tags.unwrap_or_default();
+    for (key, value) in &tags {
+        check_tag_key(key)?;
+        check_tag_value(key, value)?;
+    }
+    if tags.len() > MAX_TAGS_PER_RESOURCE {
+        return Err(ApiError::invalid(format!(
+            "Failed to register consumer {name}: a resource can have at most {} tags; the request has {}.",
+            MAX_TAGS_PER_RESOURCE,
+            tags.len()
+        )));
+    }
     committed_stream(state, &stream)?;
     let consumer = StreamConsumer {
         name,
         created_ms: now_ms(),
+        tags,
     };
     state
         .store

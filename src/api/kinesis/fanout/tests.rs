@@ -34,6 +34,7 @@ async fn store_with_consumer(dir: &std::path::Path) -> (Store, StreamConsumer) {
     let consumer = StreamConsumer {
         name: "c".into(),
         created_ms: 1_700_000_000_000,
+        tags: BTreeMap::new(),
     };
     store
         .admin(AdminOp::RegisterConsumer {

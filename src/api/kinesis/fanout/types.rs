@@ -13,6 +13,8 @@ pub struct RegisterStreamConsumerInput {
     #[serde(rename = "StreamARN")]
     pub stream_arn: Option<String>,
     pub consumer_name: Option<String>,
+    /// Tags of the consumer (at most 50), as TagResource on its ARN would set them.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// DeregisterStreamConsumer and DescribeStreamConsumer: the consumer by its ARN, or by its

@@ -491,6 +491,14 @@ impl Validate for RegisterStreamConsumerInput {
             &CONSUMER_NAME,
             Required,
         );
+        v.string_map(
+            "Tags",
+            self.tags.as_ref(),
+            &TAG_MAP,
+            &TAG_KEY,
+            &TAG_VALUE,
+            Optional,
+        );
     }
 }
 
