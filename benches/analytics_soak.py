@@ -68,6 +68,14 @@ def rss_file(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
 
 
+def bytes_written(url):
+    """The store's file writes so far (kinedge_storage_bytes_written_total)."""
+    for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("kinedge_storage_bytes_written_total"):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--apps", type=int, default=50)
@@ -148,6 +156,9 @@ def main():
                 threads.append(threading.Thread(target=consume, daemon=True))
                 threads[-1].start()
         cpu_base = (proc_stat(gw.pid)[1] - cpu_w0) / (time.monotonic() - w0)
+        written_base = (bytes_written(url), time.monotonic())
+        time.sleep(10)
+        written_base = (bytes_written(url) - written_base[0]) / (time.monotonic() - written_base[1])
         rss_base = max(base[-2:])
         rss_unread = max(base_unread[-2:])
         file_base = rss_file(gw.pid)
@@ -162,6 +173,7 @@ def main():
         samples = []
         t0 = time.monotonic()
         cpu_start = proc_stat(gw.pid)[1]
+        written_start = bytes_written(url)
         end = t0 + a.minutes * 60
         while time.monotonic() < end:
             time.sleep(10)
@@ -174,6 +186,7 @@ def main():
             t.join()
         wall = time.monotonic() - t0
         cpu_used = proc_stat(gw.pid)[1] - cpu_start
+        written_apps = (bytes_written(url) - written_start) / wall
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
@@ -196,6 +209,8 @@ def main():
               f"first run by the applications: the SQL parser, planner and engine; part of the extra)")
         print(f"extra_first_minute={(sum(first) / len(first) - rss_base) / 1024:.1f} MiB "
               f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB")
+        print(f"store_writes={written_apps / 1024:.0f} KiB/s with the applications, "
+              f"{written_base / 1024:.0f} KiB/s without (kinedge_storage_bytes_written_total)")
         print(f"gateway_cpu={cpu_used / wall * 100:.1f}% of a core with the applications, "
               f"{cpu_base * 100:.1f}% without, over {wall:.0f}s")
         print(f"applications_behind={behind} failed={failed} "

@@ -563,3 +563,61 @@ fn checkpoints_of_one_and_two_inputs_read_back() {
         assert_eq!(back.right_stream_uid, if inputs == 2 { 11 } else { 0 });
     }
 }
+
+#[test]
+fn checkpoints_are_compressed_and_old_plain_ones_still_read() {
+    use super::ops::Output;
+    use super::runtime::checkpoint::{Checkpoint, CheckpointRef};
+    use super::runtime::engine::Engine;
+    use crate::storage::StoredRecord;
+    let sql = format!(
+        "{TABLE} SELECT window_start, device, AVG(temp) AS a, MAX(temp) AS m, COUNT(*) AS n \
+         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+         GROUP BY window_start, window_end, device"
+    );
+    let plan = plan::plan(&parse_script(&sql).unwrap(), 100_000, true).unwrap();
+    let mut engine = Engine::new(plan);
+    engine.register_shard(0, 7);
+    let (mut out, mut errors) = (Output::default(), Vec::new());
+    for i in 0..3_000u64 {
+        let row = reading(&format!("dev-{:04}", i % 1_000), (i % 97) as f64 / 3.0, 5);
+        let record = StoredRecord {
+            position: crate::streams::Position(i),
+            partition_key: "k".into(),
+            data: Bytes::from(row.to_string()),
+            encrypted: false,
+        };
+        engine.process(0, 7, 0, &record, &mut out, &mut errors);
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    let cursors = BTreeMap::new();
+    let checkpoint = CheckpointRef::new(1, &[(10, &cursors)], engine.state()).unwrap();
+    let rows = checkpoint.encode().unwrap();
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&checkpoint, &mut cbor).unwrap();
+    let stored: usize = rows.iter().map(|(_, r)| r.len()).sum();
+    // 1,000 groups: the stored checkpoint is a fraction of its CBOR, cut into small rows.
+    assert!(stored * 3 < cbor.len(), "{stored} of {}", cbor.len());
+    assert!(rows.iter().all(|(_, r)| r.len() <= 16 * 1024));
+    let back = Checkpoint::decode(rows.iter().cloned().collect())
+        .unwrap()
+        .unwrap();
+    let groups = |c: &Checkpoint| format!("{:?}", c.engine.window).matches("dev-").count();
+    assert_eq!(groups(&back), 1_000);
+    // A checkpoint written before compression: plain CBOR, in rows of up to 192 KiB.
+    let old = Checkpoint::decode(
+        cbor.chunks(192 * 1024)
+            .enumerate()
+            .map(|(i, c)| (i as u64, c.to_vec()))
+            .collect(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(groups(&old), 1_000);
+    // A damaged frame is an error that says so, not a panic or an empty state.
+    let mut damaged: std::collections::HashMap<u64, Vec<u8>> = rows.into_iter().collect();
+    let first = damaged.get_mut(&0).unwrap();
+    first.truncate(first.len() / 2);
+    let e = Checkpoint::decode(damaged).unwrap_err();
+    assert!(e.contains("unreadable"), "{e}");
+}

@@ -1,15 +1,18 @@
 //! The groups of one window of a window aggregation: group key -> one accumulator per
-//! aggregate. Keys and accumulators live in two flat arenas (group `i`'s key is
-//! `keys[i * k..][..k]`, its accumulators `accs[i * a..][..a]`) found through a hash table of
-//! group indices. Per group that costs the values themselves and ~10 bytes of table, where a
-//! map of boxed slices costs two allocations and a 32-byte bucket: window state is most of an
-//! application's memory (50 applications x 1,000 devices x two open windows).
+//! aggregate. A group holds its key as a 4-byte id into [`KEYS`], the dictionary of every group
+//! key held by any window of any application (a device id open in two windows of fifty
+//! applications is one entry there), and its accumulators in a flat arena (group `i`'s are
+//! `accs[i * a..][..a]`); groups are found through a hash table of group indices hashed by id.
+//! Per group that costs 4 bytes of key and ~10 bytes of table besides the accumulators: window
+//! state is most of an application's memory (50 applications x 1,000 devices x two open
+//! windows).
 //!
-//! Invariants: every index in `table` is `< len()`; all groups have `k` key values and `a`
-//! accumulators (fixed by the first insert). Serialized as a map from key to accumulators,
-//! as the `HashMap<Box<[Value]>, Box<[Acc]>>` it replaced (checkpoints stay readable).
+//! Invariants: every index in `table` is `< len()`; all groups have `a` accumulators (fixed by
+//! the first insert); a `Groups` holds one reference in [`KEYS`] for each of its ids, taken when
+//! a group is inserted (or the groups cloned) and given back when they are dropped or taken
+//! apart. Serialized as a map from key to accumulators, as the `HashMap<Box<[Value]>,
+//! Box<[Acc]>>` it replaced (checkpoints stay readable).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
@@ -21,24 +24,24 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::aggregate::Acc;
 use crate::analytics::value::Value;
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Groups {
-    /// Key values per group (k) and accumulators per group (a).
-    k: usize,
+    /// Accumulators per group.
     a: usize,
-    keys: Vec<Value>,
+    /// Each group's key, as its id in [`KEYS`].
+    ids: Vec<u32>,
     accs: Vec<Acc>,
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
 
 impl Groups {
-    /// Room for `groups` groups of `k` key values and `a` accumulators, allocated at once.
-    pub fn with_capacity(k: usize, a: usize, groups: usize) -> Groups {
+    /// Room for `groups` groups of `a` accumulators, allocated at once (`_k`, the number of key
+    /// values, no longer matters: a key is one id whatever its width).
+    pub fn with_capacity(_k: usize, a: usize, groups: usize) -> Groups {
         Groups {
-            k,
             a,
-            keys: Vec::with_capacity(k * groups),
+            ids: Vec::with_capacity(groups),
             accs: Vec::with_capacity(a * groups),
             table: HashTable::with_capacity(groups),
             hasher: DefaultHashBuilder::default(),
@@ -53,61 +56,77 @@ impl Groups {
         self.table.is_empty()
     }
 
-    fn key_at(keys: &[Value], k: usize, i: u32) -> &[Value] {
-        &keys[i as usize * k..][..k]
+    fn find(&self, id: u32) -> Option<u32> {
+        let ids = &self.ids;
+        self.table
+            .find(self.hasher.hash_one(id), |&i| ids[i as usize] == id)
+            .copied()
     }
 
     /// The accumulators of the group `key`.
     pub fn get_mut(&mut self, key: &[Value]) -> Option<&mut [Acc]> {
-        let hash = self.hasher.hash_one(key);
-        let (k, keys) = (self.k, &self.keys);
-        let i = *self
-            .table
-            .find(hash, |&i| Self::key_at(keys, k, i) == key)?;
+        let i = self.find(KEYS.id_of(key)?)?;
         Some(&mut self.accs[i as usize * self.a..][..self.a])
     }
 
     /// Adds a group that is not there yet.
     pub fn insert(&mut self, key: Vec<Value>, accs: Vec<Acc>) {
         if self.table.is_empty() {
-            self.k = key.len();
             self.a = accs.len();
-            self.keys.clear();
             self.accs.clear();
         }
-        debug_assert!(key.len() == self.k && accs.len() == self.a);
+        debug_assert!(accs.len() == self.a);
+        let id = KEYS.acquire(key);
+        debug_assert!(self.find(id).is_none(), "a group is inserted once");
         let index = self.table.len() as u32;
-        let hash = self.hasher.hash_one(key.as_slice());
-        grow_for(&mut self.keys, self.k);
+        grow_for(&mut self.ids, 1);
         grow_for(&mut self.accs, self.a);
-        self.keys.extend(key);
+        self.ids.push(id);
         self.accs.extend(accs);
-        let (k, keys, hasher) = (self.k, &self.keys, &self.hasher);
-        self.table
-            .insert_unique(hash, index, |&i| hasher.hash_one(Self::key_at(keys, k, i)));
+        let (ids, hasher) = (&self.ids, &self.hasher);
+        self.table.insert_unique(hasher.hash_one(id), index, |&i| {
+            hasher.hash_one(ids[i as usize])
+        });
     }
 
     /// Every group: (key, accumulators), in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[Value], &[Acc])> {
-        (0..self.len() as u32).map(move |i| {
-            (
-                Self::key_at(&self.keys, self.k, i),
-                &self.accs[i as usize * self.a..][..self.a],
-            )
-        })
+    pub fn iter(&self) -> impl Iterator<Item = (Arc<[Value]>, &[Acc])> {
+        KEYS.keys(&self.ids)
+            .into_iter()
+            .enumerate()
+            .map(move |(i, key)| (key, &self.accs[i * self.a..][..self.a]))
     }
 
     /// Every group, owned (for merging sessions).
-    pub fn into_entries(self) -> impl Iterator<Item = (Vec<Value>, Vec<Acc>)> {
-        let (k, a, n) = (self.k, self.a, self.len());
-        let mut keys = self.keys.into_iter();
-        let mut accs = self.accs.into_iter();
-        (0..n).map(move |_| {
-            (
-                keys.by_ref().take(k).collect(),
-                accs.by_ref().take(a).collect(),
-            )
-        })
+    pub fn into_entries(mut self) -> impl Iterator<Item = (Vec<Value>, Vec<Acc>)> {
+        let ids = std::mem::take(&mut self.ids);
+        let keys = KEYS.keys(&ids);
+        KEYS.release(&ids);
+        let a = self.a;
+        let mut accs = std::mem::take(&mut self.accs).into_iter();
+        keys.into_iter()
+            .map(move |key| (key.to_vec(), accs.by_ref().take(a).collect()))
+    }
+}
+
+impl Clone for Groups {
+    fn clone(&self) -> Groups {
+        KEYS.retain(&self.ids);
+        Groups {
+            a: self.a,
+            ids: self.ids.clone(),
+            accs: self.accs.clone(),
+            table: self.table.clone(),
+            hasher: self.hasher.clone(),
+        }
+    }
+}
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            KEYS.release(&self.ids);
+        }
     }
 }
 
@@ -128,12 +147,21 @@ impl fmt::Debug for Groups {
 
 impl Serialize for Groups {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
+        serializer.collect_map(self.iter().map(|(key, accs)| (KeySlice(key), accs)))
+    }
+}
+
+/// A key serialized as the sequence of its values (as `Vec<Value>` was).
+struct KeySlice(Arc<[Value]>);
+
+impl Serialize for KeySlice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
     }
 }
 
 impl<'de> Deserialize<'de> for Groups {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Groups, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct GroupsVisitor;
         impl<'de> Visitor<'de> for GroupsVisitor {
             type Value = Groups;
@@ -144,12 +172,14 @@ impl<'de> Deserialize<'de> for Groups {
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Groups, M::Error> {
                 let mut groups = Groups::default();
+                let mut width = None;
                 while let Some((key, accs)) = map.next_entry::<Vec<Value>, Vec<Acc>>()? {
-                    if !groups.is_empty() && (key.len() != groups.k || accs.len() != groups.a) {
+                    if !groups.is_empty() && (Some(key.len()) != width || accs.len() != groups.a) {
                         return Err(serde::de::Error::custom(
                             "groups of different widths in one window",
                         ));
                     }
+                    width = Some(key.len());
                     if groups.get_mut(&key).is_none() {
                         groups.insert(key, accs);
                     }
@@ -161,44 +191,143 @@ impl<'de> Deserialize<'de> for Groups {
     }
 }
 
-/// Every string of the group keys held, once for all applications: a device id in every open
-/// window of every application shares one allocation. Swept of strings no group holds any more
-/// when it has doubled since the last sweep.
-static STRINGS: Mutex<Interned> = Mutex::new(Interned {
-    strings: None,
-    swept_at: 0,
-});
+/// Every group key held by any window of any application, once, with the number of groups
+/// that hold it; a key no group holds any more is removed and its id reused.
+static KEYS: KeyTable = KeyTable {
+    inner: Mutex::new(None),
+};
 
-struct Interned {
-    strings: Option<HashSet<Arc<str>>>,
-    /// The set's size after the last sweep.
-    swept_at: usize,
+struct KeyTable {
+    inner: Mutex<Option<Keys>>,
 }
 
-/// `key` with its strings shared (see [`STRINGS`]).
-pub fn intern(key: Vec<Value>) -> Vec<Value> {
-    if !key.iter().any(|v| matches!(v, Value::Str(_))) {
-        return key;
+#[derive(Default)]
+struct Keys {
+    /// By id: the key and its holders (None: a free id).
+    slots: Vec<Option<(Arc<[Value]>, u32)>>,
+    free: Vec<u32>,
+    /// Ids, hashed by their key's values.
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Keys {
+    fn find(&self, key: &[Value]) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(key), |&id| {
+                slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|(k, _)| &k[..] == key)
+            })
+            .copied()
     }
-    let mut guard = STRINGS.lock().unwrap_or_else(|p| p.into_inner());
-    let interned = &mut *guard;
-    let strings = interned.strings.get_or_insert_with(HashSet::new);
-    if strings.len() > 2 * interned.swept_at + 4096 {
-        strings.retain(|s| Arc::strong_count(s) > 1);
-        interned.swept_at = strings.len();
+}
+
+impl KeyTable {
+    fn with<T>(&self, f: impl FnOnce(&mut Keys) -> T) -> T {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.get_or_insert_with(Keys::default))
     }
-    key.into_iter()
-        .map(|v| match v {
-            Value::Str(s) => match strings.get(&s) {
-                Some(shared) => Value::Str(shared.clone()),
-                None => {
-                    strings.insert(s.clone());
-                    Value::Str(s)
+
+    /// The id of `key`, if some group holds it.
+    fn id_of(&self, key: &[Value]) -> Option<u32> {
+        self.with(|keys| keys.find(key))
+    }
+
+    /// The id of `key`, one more holder counted.
+    fn acquire(&self, key: Vec<Value>) -> u32 {
+        self.with(|keys| {
+            if let Some(id) = keys.find(&key) {
+                if let Some((_, holders)) = &mut keys.slots[id as usize] {
+                    *holders += 1;
                 }
-            },
-            other => other,
+                return id;
+            }
+            let hash = keys.hasher.hash_one(key.as_slice());
+            let entry = Some((Arc::<[Value]>::from(key), 1));
+            let id = match keys.free.pop() {
+                Some(id) => {
+                    keys.slots[id as usize] = entry;
+                    id
+                }
+                None => {
+                    keys.slots.push(entry);
+                    (keys.slots.len() - 1) as u32
+                }
+            };
+            let (slots, hasher) = (&keys.slots, &keys.hasher);
+            keys.index.insert_unique(hash, id, |&other| {
+                hasher.hash_one(
+                    slots[other as usize]
+                        .as_ref()
+                        .map_or(&[][..], |(k, _)| &k[..]),
+                )
+            });
+            id
         })
-        .collect()
+    }
+
+    /// One more holder of each of `ids`.
+    fn retain(&self, ids: &[u32]) {
+        self.with(|keys| {
+            for &id in ids {
+                if let Some(Some((_, holders))) = keys.slots.get_mut(id as usize) {
+                    *holders += 1;
+                }
+            }
+        })
+    }
+
+    /// One holder fewer of each of `ids`; keys no longer held are removed.
+    fn release(&self, ids: &[u32]) {
+        self.with(|keys| {
+            for &id in ids {
+                let Some(slot) = keys.slots.get_mut(id as usize) else {
+                    continue;
+                };
+                let gone = match slot {
+                    Some((_, holders)) => {
+                        *holders = holders.saturating_sub(1);
+                        *holders == 0
+                    }
+                    None => false,
+                };
+                if gone {
+                    if let Some((key, _)) = slot.take() {
+                        let hash = keys.hasher.hash_one(&key[..]);
+                        if let Ok(entry) = keys.index.find_entry(hash, |&other| other == id) {
+                            entry.remove();
+                        }
+                        keys.free.push(id);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The keys of `ids`.
+    fn keys(&self, ids: &[u32]) -> Vec<Arc<[Value]>> {
+        self.with(|keys| {
+            ids.iter()
+                .map(|&id| {
+                    keys.slots
+                        .get(id as usize)
+                        .and_then(|slot| slot.as_ref())
+                        .map_or_else(|| Arc::from(Vec::new()), |(key, _)| key.clone())
+                })
+                .collect()
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, key: &[Value]) -> u32 {
+        self.with(|keys| {
+            keys.find(key)
+                .and_then(|id| keys.slots[id as usize].as_ref().map(|(_, n)| *n))
+                .unwrap_or(0)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +365,62 @@ mod tests {
         g.insert(vec![], vec![Acc::Count(1)]);
         assert!(g.get_mut(&[]).is_some());
         assert_eq!(g.into_entries().count(), 1);
+    }
+
+    #[test]
+    fn keys_are_held_once_while_some_window_holds_them() {
+        // Keys no other test uses: the dictionary is shared by every window of the process.
+        let key = |i: usize| vec![Value::str(&format!("held-{i}")), Value::Int(i as i64)];
+        let mut first = Groups::with_capacity(2, 1, 4);
+        let mut second = Groups::with_capacity(2, 1, 4);
+        for i in 0..10 {
+            first.insert(key(i), vec![Acc::Count(1)]);
+        }
+        for i in 5..15 {
+            second.insert(key(i), vec![Acc::Count(2)]);
+        }
+        assert_eq!(KEYS.held(&key(0)), 1);
+        assert_eq!(KEYS.held(&key(7)), 2, "one entry for both windows");
+        let copy = first.clone();
+        assert_eq!(KEYS.held(&key(7)), 3);
+        drop(copy);
+        assert_eq!(KEYS.held(&key(7)), 2);
+        let taken: Vec<_> = first.into_entries().collect();
+        assert_eq!(taken.len(), 10);
+        assert_eq!(taken[7].0, key(7));
+        assert_eq!(
+            KEYS.held(&key(0)),
+            0,
+            "gone with the last window that held it"
+        );
+        assert_eq!(KEYS.held(&key(7)), 1);
+        assert!(matches!(second.get_mut(&key(7)), Some([Acc::Count(2)])));
+        assert!(second.get_mut(&key(0)).is_none());
+        // A key given up and used again gets a (possibly reused) id of its own.
+        let mut third = Groups::default();
+        third.insert(key(0), vec![Acc::Count(3)]);
+        assert!(matches!(third.get_mut(&key(0)), Some([Acc::Count(3)])));
+        assert!(second.get_mut(&key(0)).is_none());
+        drop(second);
+        drop(third);
+        for i in 0..15 {
+            assert_eq!(KEYS.held(&key(i)), 0, "key {i}");
+        }
+    }
+
+    #[test]
+    fn a_group_costs_its_accumulators_and_four_bytes_of_key() {
+        let mut g = Groups::with_capacity(3, 3, 1_000);
+        for i in 0..1_000 {
+            let key = vec![
+                Value::str(&format!("cost-{i}")),
+                Value::Int(i),
+                Value::Double(0.5),
+            ];
+            g.insert(key, vec![Acc::Count(1), Acc::Count(2), Acc::Count(3)]);
+        }
+        assert_eq!(g.ids.capacity(), 1_000);
+        assert_eq!(g.accs.capacity(), 3_000);
+        assert_eq!(std::mem::size_of_val(&g.ids[0]), 4);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::{add_row, new_accs, AggSpec};
-use super::groups::{intern, Groups};
+use super::groups::Groups;
 use super::{Output, RowError};
 use crate::analytics::sql::expr::Scalar;
 use crate::analytics::value::Value;
@@ -203,7 +203,7 @@ impl WindowAgg {
                     let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
-                    groups.insert(intern(key), accs);
+                    groups.insert(key, accs);
                 }
             }
         }
@@ -311,7 +311,7 @@ impl WindowAgg {
                     let mut accs = new_accs(&self.plan.aggs);
                     add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
-                    merged.groups.insert(intern(key), accs);
+                    merged.groups.insert(key, accs);
                 }
             }
         }

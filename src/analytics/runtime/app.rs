@@ -34,9 +34,11 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Records read per shard per step.
-const READ_RECORDS: usize = 4_096;
-/// (A step holds what it read: with a worker per core, at most two steps' reads are in memory.)
-const READ_BYTES: usize = 1024 * 1024;
+const READ_RECORDS: usize = 1_024;
+/// A step holds what it read, decoded (about twice the bytes): with a worker per core, at most
+/// two steps' reads are in memory. 256 KiB keeps that under ~1 MiB when every application is
+/// behind at once (their windows fire together), and still amortises a step's fixed cost.
+const READ_BYTES: usize = 256 * 1024;
 /// Wake up this often without new records: idle shards (whose timeout is seconds) ...
 const TICK: Duration = Duration::from_secs(1);
 /// ... and processing-time windows, which fire on the clock.
