@@ -1,0 +1,196 @@
+//! Kinesis Video Streams' own API (issue 17): the `kinesisvideo` control plane (`control`),
+//! `kinesis-video-archived-media` (`archive`) and `kinesis-video-media` (`media`: PutMedia
+//! and GetMedia), REST-JSON on the API's listener as AWS serves them (`POST /createStream`,
+//! `POST /getHLSStreamingSessionURL`, `POST /putMedia`, ...), signed as the rest of the API
+//! (SigV4, service `kinesisvideo`), on top of the fragment log the cameras record into.
+//!
+//! A KVS stream is a name in the fragment log: a camera of the device registry (read-only
+//! through this API, fed by its pipeline) or a stream created through `CreateStream` (fed by
+//! PutMedia). [`KvsState::stream`] is the one place that resolves a request's `StreamName` or
+//! `StreamARN` to that name; every operation goes through it. Errors are [`KvsError`]: the
+//! HTTP status, `x-amzn-ErrorType` and `{"Message": ...}` body AWS answers with.
+
+mod archive;
+mod control;
+mod error;
+mod media;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::Response;
+use axum::Router;
+use bytes::Bytes;
+
+use super::auth::{Auth, HasAuth};
+use super::body::read_body;
+use super::protocol::Wire;
+use crate::video::VideoService;
+
+pub use error::{KvsError, KvsErrorKind};
+
+/// Largest JSON request body of an operation (PutMedia's body is a stream, read apart).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Request bodies the KVS routes hold in memory at once, in KiB.
+const BODY_BUDGET_KIB: usize = 1024;
+
+/// What the KVS routes share.
+pub struct KvsState {
+    pub(crate) auth: Arc<Auth>,
+    /// Cameras, streams and their fragment log, when video runs.
+    pub(crate) video: Option<VideoService>,
+    /// The region and account in ARNs.
+    pub(crate) region: String,
+    pub(crate) account_id: String,
+    body_budget: tokio::sync::Semaphore,
+}
+
+impl KvsState {
+    pub fn new(
+        auth: Arc<Auth>,
+        video: Option<VideoService>,
+        region: String,
+        account_id: String,
+    ) -> KvsState {
+        KvsState {
+            auth,
+            video,
+            region,
+            account_id,
+            body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+        }
+    }
+
+    /// The video service, or the error an operation answers when video does not run.
+    pub(crate) fn video(&self) -> Result<&VideoService, KvsError> {
+        self.video.as_ref().ok_or_else(|| {
+            KvsError::new(
+                KvsErrorKind::ResourceNotFound,
+                "video is not running on this gateway: no stream exists",
+            )
+        })
+    }
+
+    /// The fragment-log name of the stream a request names by `StreamName` or `StreamARN`
+    /// (exactly one of them, as AWS requires).
+    pub(crate) fn stream(&self, name: Option<&str>, arn: Option<&str>) -> Result<String, KvsError> {
+        let name = match (name, arn) {
+            (Some(name), None) => name.to_string(),
+            (None, Some(arn)) => stream_name_of_arn(arn).ok_or_else(|| {
+                KvsError::new(
+                    KvsErrorKind::InvalidArgument,
+                    format!("StreamARN `{arn}` is not a Kinesis Video stream ARN"),
+                )
+            })?,
+            _ => {
+                return Err(KvsError::new(
+                    KvsErrorKind::InvalidArgument,
+                    "exactly one of StreamName and StreamARN must be given",
+                ))
+            }
+        };
+        let video = self.video()?;
+        if video.camera(&name).is_none() {
+            return Err(KvsError::new(
+                KvsErrorKind::ResourceNotFound,
+                "The requested stream is not found or not active.",
+            ));
+        }
+        Ok(name)
+    }
+
+    /// The ARN of stream `name`.
+    pub(crate) fn stream_arn(&self, name: &str, created_ms: i64) -> String {
+        format!(
+            "arn:aws:kinesisvideo:{}:{}:stream/{name}/{created_ms}",
+            self.region, self.account_id
+        )
+    }
+}
+
+/// The stream name inside `arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS`.
+fn stream_name_of_arn(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kinesisvideo" {
+        return None;
+    }
+    let resource = parts[5].strip_prefix("stream/")?;
+    let (name, created) = resource.rsplit_once('/')?;
+    (!name.is_empty() && created.chars().all(|c| c.is_ascii_digit())).then(|| name.to_string())
+}
+
+impl HasAuth for KvsState {
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+}
+
+/// The KVS routes: the three services' operations.
+pub fn routes(state: Arc<KvsState>) -> Router {
+    Router::new()
+        .merge(control::routes(state.clone()))
+        .merge(archive::routes(state.clone()))
+        .merge(media::routes(state))
+}
+
+/// The body of an operation's request whose signature is valid (checked over the body), or
+/// the answer that refuses it: a request that cannot be authentic is refused from its head,
+/// before its body is read.
+pub(crate) async fn signed_body(state: &KvsState, request: Request) -> Result<Bytes, Response> {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    state
+        .auth
+        .precheck(&parts)
+        .map_err(|error| Wire::Json.error(&error))?;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (bytes, _room) = read_body(body, declared, MAX_BODY_BYTES, &state.body_budget)
+        .await
+        .map_err(|error| {
+            KvsError::new(KvsErrorKind::InvalidArgument, error.to_string()).into_response()
+        })?;
+    state
+        .auth
+        .authorize(&parts, &bytes)
+        .map_err(|error| Wire::Json.error(&error))?;
+    Ok(bytes)
+}
+
+/// A JSON request body as `T`, or InvalidArgumentException naming what is wrong with it.
+pub(crate) fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, KvsError> {
+    let bytes = if bytes.is_empty() { &b"{}"[..] } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| {
+        KvsError::new(
+            KvsErrorKind::InvalidArgument,
+            format!("the request body is not valid: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_come_out_of_their_arns() {
+        assert_eq!(
+            stream_name_of_arn(
+                "arn:aws:kinesisvideo:us-east-1:000000000000:stream/door/1700000000000"
+            )
+            .as_deref(),
+            Some("door")
+        );
+        for bad in [
+            "arn:aws:kinesis:us-east-1:000000000000:stream/door/1",
+            "arn:aws:kinesisvideo:us-east-1:000000000000:stream/door",
+            "arn:aws:kinesisvideo:us-east-1:000000000000:stream//1",
+            "door",
+        ] {
+            assert_eq!(stream_name_of_arn(bad), None, "{bad}");
+        }
+    }
+}
