@@ -285,6 +285,12 @@ def test_a_camera_is_a_read_only_stream(kv):
     assert kv.list_tags_for_stream(StreamName="door")["Tags"] == {}
     error("ResourceInUseException", kv.create_stream, StreamName="door", mentions=("door.toml",))
     assert describe(kv, "door") == info
+    # Cameras and created streams page together, by name.
+    kv.create_stream(StreamName="door-x")
+    kv.create_stream(StreamName="doo-1")
+    listed, pages = list_all(kv, MaxResults=1, StreamNameCondition={
+        "ComparisonOperator": "BEGINS_WITH", "ComparisonValue": "doo"})
+    assert [i["StreamName"] for i in listed] == ["doo-1", "door", "door-x"] and pages == 3
 
 
 def test_streams_survive_a_restart(gateway_factory):

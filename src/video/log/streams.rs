@@ -162,6 +162,29 @@ impl FragmentLog {
             .collect()
     }
 
+    /// At most `limit` API-created streams whose names start with `prefix` and come after
+    /// `after`, by name (no I/O; only those are copied).
+    pub fn stream_records_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<StreamRecord> {
+        use std::ops::Bound;
+        let records = read_lock(&self.registry.records);
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        records
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, record)| record)
+            .take_while(|record| record.name.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Registers `record` (status `Active`, revision 0), unless the name is taken (by a
     /// stream or by video the log holds under it) or `max_streams` exist.
     pub fn create_stream(
