@@ -26,6 +26,8 @@ pub mod events;
 pub mod eventstream;
 pub mod firehose;
 pub mod kinesis;
+#[cfg(feature = "video")]
+pub mod kvs;
 pub mod operations;
 pub mod ops;
 pub mod protocol;
@@ -108,6 +110,8 @@ pub struct ApiState {
     pub ops: Arc<OpsState>,
     #[cfg(feature = "video")]
     pub video: Arc<video::VideoState>,
+    #[cfg(feature = "video")]
+    pub kvs: Arc<kvs::KvsState>,
     pub analytics: Arc<analytics::AnalyticsState>,
     pub console: Arc<console::ConsoleState>,
     /// Set when a stop begins: `/ready` answers 503 from then on.
@@ -148,6 +152,15 @@ impl ApiState {
         });
         #[cfg(feature = "video")]
         let video = Arc::new(video::VideoState::new(auth.clone(), parts.video.clone()));
+        #[cfg(feature = "video")]
+        let kvs = Arc::new(kvs::KvsState::new(
+            auth.clone(),
+            parts.video.clone(),
+            operations.kinesis.region.clone(),
+            operations.kinesis.account_id.clone(),
+        ));
+        #[cfg(feature = "video")]
+        kvs.set_tls(parts.tls);
         let analytics = Arc::new(analytics::AnalyticsState::new(
             auth.clone(),
             parts.analytics.clone(),
@@ -170,6 +183,8 @@ impl ApiState {
             operations,
             #[cfg(feature = "video")]
             video,
+            #[cfg(feature = "video")]
+            kvs,
             analytics,
             console: Arc::new(console::ConsoleState::new(
                 auth,
@@ -193,7 +208,9 @@ pub fn router(state: &ApiState) -> Router {
         .merge(console::routes(state.console.clone()))
         .merge(analytics::routes(state.analytics.clone()));
     #[cfg(feature = "video")]
-    let router = router.merge(video::routes(state.video.clone()));
+    let router = router
+        .merge(video::routes(state.video.clone()))
+        .merge(kvs::routes(state.kvs.clone()));
     router
 }
 
