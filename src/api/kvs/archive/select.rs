@@ -152,7 +152,7 @@ mod tests {
     use super::*;
     use crate::video::log::{NewFragment, RetentionPolicy, VideoOnFull};
 
-    fn fragment(producer_ms: i64) -> NewFragment {
+    fn fragment(producer_ms: i64, init_id: u64) -> NewFragment {
         NewFragment {
             producer_ms,
             duration_ms: 1000,
@@ -161,7 +161,7 @@ mod tests {
             codec: "h264".into(),
             width: 64,
             height: 48,
-            init_id: 1,
+            init_id,
             data: bytes::Bytes::from_static(b"fragment"),
         }
     }
@@ -177,13 +177,14 @@ mod tests {
             on_full: VideoOnFull::DeleteOldest,
             min_free_disk: 0,
         };
+        let init_id = log.put_init("cam", b"init segment").unwrap();
         for i in 0..10i64 {
             let producer = if i < 5 {
                 i * 1000
             } else {
                 100 + (i - 5) * 1000
             };
-            log.append("cam", fragment(producer), &policy, 10_000 + i * 500)
+            log.append("cam", fragment(producer, init_id), &policy, 10_000 + i * 500)
                 .unwrap();
         }
         (dir, log)
