@@ -43,6 +43,8 @@ pub struct KvsState {
     pub(crate) region: String,
     pub(crate) account_id: String,
     body_budget: tokio::sync::Semaphore,
+    /// The listener speaks TLS: URLs the API hands out (streaming sessions) are `https`.
+    pub(crate) tls: bool,
 }
 
 impl KvsState {
@@ -58,7 +60,14 @@ impl KvsState {
             region,
             account_id,
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+            tls: false,
         }
+    }
+
+    /// Says whether the API's listener speaks TLS (`[api.tls]`).
+    pub fn with_tls(mut self, tls: bool) -> KvsState {
+        self.tls = tls;
+        self
     }
 
     /// The video service, or the error an operation answers when video does not run.

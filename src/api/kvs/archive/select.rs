@@ -184,8 +184,13 @@ mod tests {
             } else {
                 100 + (i - 5) * 1000
             };
-            log.append("cam", fragment(producer, init_id), &policy, 10_000 + i * 500)
-                .unwrap();
+            log.append(
+                "cam",
+                fragment(producer, init_id),
+                &policy,
+                10_000 + i * 500,
+            )
+            .unwrap();
         }
         (dir, log)
     }

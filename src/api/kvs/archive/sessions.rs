@@ -181,7 +181,7 @@ pub(super) async fn get_dash_streaming_session_url(
 }
 
 async fn session_url(state: &ArchiveState, request: Request, protocol: Protocol) -> Response {
-    let base = base_url(&request);
+    let base = base_url(&request, state.kvs.tls);
     match open(state, request, protocol).await {
         Ok(token) => {
             let (member, path) = match protocol {
@@ -210,8 +210,9 @@ impl From<KvsError> for Refusal {
     }
 }
 
-/// The gateway's URL as the client reached it (scheme and `Host`).
-fn base_url(request: &Request) -> String {
+/// The gateway's URL as the client reached it: `https` on a TLS listener (or behind a proxy
+/// that says so), and the request's `Host`.
+fn base_url(request: &Request, tls: bool) -> String {
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -219,7 +220,8 @@ fn base_url(request: &Request) -> String {
         .map(str::to_string)
         .or_else(|| request.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_string());
-    let https = request.uri().scheme_str() == Some("https")
+    let https = tls
+        || request.uri().scheme_str() == Some("https")
         || request
             .headers()
             .get("x-forwarded-proto")
@@ -511,6 +513,25 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn session_urls_point_where_the_client_came_from() {
+        let request = |forwarded: Option<&str>| {
+            let mut builder = http::Request::builder()
+                .uri("/getHLSStreamingSessionURL")
+                .header(http::header::HOST, "gw.local:4567");
+            if let Some(proto) = forwarded {
+                builder = builder.header("x-forwarded-proto", proto);
+            }
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        assert_eq!(base_url(&request(None), false), "http://gw.local:4567");
+        assert_eq!(base_url(&request(None), true), "https://gw.local:4567");
+        assert_eq!(
+            base_url(&request(Some("HTTPS")), false),
+            "https://gw.local:4567"
+        );
     }
 
     #[test]
