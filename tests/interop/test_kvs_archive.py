@@ -256,7 +256,13 @@ def test_get_images_jpeg_png_scaled_and_missing(kvam):
         assert "Error" not in image, image
         assert videoutil.jpeg_size(base64.b64decode(image["ImageContent"])) == (320, 200)
     assert "NextToken" not in got
-    at = whole(listed[3]["ServerTimestamp"]) + datetime.timedelta(seconds=1)
+    # A whole second that a fragment's server time span holds (commits jitter on a busy
+    # machine, so not every second is held).
+    spans = [(f["ServerTimestamp"],
+              f["ServerTimestamp"] + datetime.timedelta(milliseconds=f["FragmentLengthInMilliseconds"]))
+             for f in listed]
+    at = next(t for t in (whole(f["ServerTimestamp"]) + datetime.timedelta(seconds=1) for f in listed)
+              if any(a <= t < b for a, b in spans))
     png = kvam.get_images(StreamName=STREAM, ImageSelectorType="SERVER_TIMESTAMP",
                           StartTimestamp=at, EndTimestamp=at, Format="PNG")["Images"]
     assert len(png) == 1 and "Error" not in png[0], png
@@ -432,3 +438,18 @@ def test_session_errors(kvam, raw_kvam, recording):
     token = hls_url.split("SessionToken=")[1]
     r = requests.get(f"{recording.url}/dash/v1/getDASHManifest.mpd?SessionToken={token}", timeout=10)
     assert r.status_code == 401, r.text
+
+
+def test_too_many_sessions_is_client_limit_exceeded(kvam):
+    """Last in this module: it fills the gateway's session table (1000) for the sessions'
+    5 minutes."""
+    opened = 0
+    with pytest.raises(ClientError) as info:
+        for _ in range(1001):
+            kvam.get_dash_streaming_session_url(StreamName=STREAM)
+            opened += 1
+    err = info.value.response
+    assert err["Error"]["Code"] == "ClientLimitExceededException", err
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # Earlier tests of this module opened some of the 1000.
+    assert 900 <= opened <= 1000, opened
