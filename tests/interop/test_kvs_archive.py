@@ -7,10 +7,13 @@ and the JPEG/PNG headers, not by kinedge."""
 import base64
 import datetime
 import json
+import os
 import re
+import shutil
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -19,12 +22,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import videoutil
-from kutil import REGION, TEST_KEY, TEST_SECRET_ENV
+from kutil import REGION, REPO_ROOT, TEST_KEY, TEST_SECRET_ENV
 
 pytestmark = pytest.mark.timeout(300)
 
 SECRET = "archive-secret"
 STREAM = "cam1"
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+PLAYER = Path(__file__).parent / "kvs" / "hls_play.mjs"
 VIDEO_CONFIG = "[mqtt]\nenabled = false\n\n[video]\nfragment_duration_ms = 1000\n"
 
 
@@ -408,6 +413,35 @@ def test_dash_sessions_play(kvam, recording, tmp_path):
     mpd = requests.get(live, timeout=10).text
     assert 'type="dynamic"' in mpd and mpd.count("<SegmentURL ") == 5, mpd
     ffmpeg_plays(live)
+
+
+def hls_js_plays(page_url, session_url, seconds_=2):
+    """hls.js in chromium plays `seconds_` of the session (tests/interop/kvs/hls_play.mjs)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM} (scripts/install-deps --test installs it)")
+    if not (REPO_ROOT / "node_modules" / "playwright-core").exists() or \
+            not (REPO_ROOT / "node_modules" / "hls.js").exists():
+        pytest.fail("playwright-core or hls.js is missing: run `npm ci` at the repository root")
+    out = subprocess.run(["node", str(PLAYER), page_url, session_url, str(seconds_)],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CHROMIUM": CHROMIUM})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["played"] >= seconds_, result
+    return result
+
+
+def test_hls_plays_in_hls_js(kvam, recording):
+    live = kvam.get_hls_streaming_session_url(StreamName=STREAM)["HLSStreamingSessionURL"]
+    hls_js_plays(f"{recording.url}/health", live)
+    listed = all_fragments(kvam)
+    on_demand = kvam.get_hls_streaming_session_url(
+        StreamName=STREAM, PlaybackMode="ON_DEMAND",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP",
+                             "TimestampRange": {"StartTimestamp": listed[0]["ServerTimestamp"],
+                                                "EndTimestamp": listed[-1]["ServerTimestamp"]}},
+    )["HLSStreamingSessionURL"]
+    hls_js_plays(f"{recording.url}/health", on_demand)
 
 
 def test_session_errors(kvam, raw_kvam, recording):
