@@ -474,6 +474,41 @@ def test_session_errors(kvam, raw_kvam, recording):
     assert r.status_code == 401, r.text
 
 
+def test_api_created_streams(kvam, recording):
+    """Streams created through `kinesisvideo` resolve like cameras; one that retains no data
+    is NoDataRetentionException where AWS says so, and lists no fragments."""
+    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    kv = boto3.session.Session().client(
+        "kinesisvideo", endpoint_url=recording.url, region_name=REGION,
+        aws_access_key_id=TEST_KEY, aws_secret_access_key=SECRET, config=cfg)
+    arn = kv.create_stream(StreamName="created-none", MediaType="video/h264")["StreamARN"]
+    kv.create_stream(StreamName="created-kept", DataRetentionInHours=24)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = {"StartTimestamp": now - datetime.timedelta(hours=1), "EndTimestamp": now}
+    assert kvam.list_fragments(StreamARN=arn)["Fragments"] == []
+    error_of(kvam.get_clip, "NoDataRetentionException", 400, ["DataRetentionInHours"],
+             StreamARN=arn, ClipFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP",
+                                                  "TimestampRange": hour})
+    error_of(kvam.get_images, "NoDataRetentionException", 400, StreamName="created-none",
+             ImageSelectorType="SERVER_TIMESTAMP", StartTimestamp=now, EndTimestamp=now,
+             Format="JPEG")
+    error_of(kvam.get_hls_streaming_session_url, "NoDataRetentionException", 400,
+             StreamName="created-none")
+    error_of(kvam.get_dash_streaming_session_url, "NoDataRetentionException", 400,
+             StreamName="created-none")
+    # Retained but empty: nothing to list, nothing to play.
+    assert kvam.list_fragments(StreamName="created-kept")["Fragments"] == []
+    error_of(kvam.get_hls_streaming_session_url, "ResourceNotFoundException", 404,
+             StreamName="created-kept", PlaybackMode="ON_DEMAND",
+             HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP",
+                                  "TimestampRange": hour})
+    error_of(kvam.get_hls_streaming_session_url, "ResourceNotFoundException", 404,
+             StreamName="created-kept")
+    # Deleted: not found.
+    kv.delete_stream(StreamARN=arn)
+    error_of(kvam.list_fragments, "ResourceNotFoundException", 404, StreamARN=arn)
+
+
 def test_too_many_sessions_is_client_limit_exceeded(kvam):
     """Last in this module: it fills the gateway's session table (1000) for the sessions'
     5 minutes."""

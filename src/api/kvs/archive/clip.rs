@@ -11,8 +11,8 @@ use http::header;
 use serde::Deserialize;
 
 use super::{
-    blocking, checked_range, log_error, not_found, required, select, stream_log, ArchiveState,
-    Origin, Selector, MAX_RANGE_MS,
+    blocking, checked_range, log_error, not_found, required, retained_stream_log, select,
+    ArchiveState, Origin, Selector, MAX_RANGE_MS,
 };
 use crate::api::kvs::{decode, signed_body, KvsError};
 use crate::video::clip::{self, ClipError};
@@ -56,7 +56,7 @@ async fn clip(state: &ArchiveState, request: Request) -> Result<Response, KvsErr
         "ClipFragmentSelector.TimestampRange",
         MAX_RANGE_MS,
     )?;
-    let (stream, log) = stream_log(
+    let (stream, log) = retained_stream_log(
         state,
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::tokens::ImagesPosition;
 use super::{
-    blocking, epoch_seconds, in_range, invalid, log_error, required, select, stream_log, timestamp,
-    ArchiveState, Origin,
+    blocking, epoch_seconds, in_range, invalid, log_error, required, retained_stream_log, select,
+    timestamp, ArchiveState, Origin,
 };
 use crate::api::kvs::{decode, signed_body, KvsError};
 use crate::video::image::{self, ImageFormat, ImageRequest, MissKind};
@@ -81,7 +81,7 @@ async fn images(state: &ArchiveState, request: Request) -> Result<Response, KvsE
     let input: GetImagesInput = decode(&body)?;
     let (stream_name, stream_arn) = (input.stream_name.clone(), input.stream_arn.clone());
     let sampling = sampling(input)?;
-    let (stream, log) = stream_log(state, stream_name.as_deref(), stream_arn.as_deref())?;
+    let (stream, log) = retained_stream_log(state, stream_name.as_deref(), stream_arn.as_deref())?;
     let times: Vec<i64> = (0..)
         .map(|i| sampling.next.saturating_add(i * sampling.interval))
         .take_while(|t| *t <= sampling.end)

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Deserializer};
 
-use super::{KvsError, KvsErrorKind, KvsState};
+use super::{KvsError, KvsErrorKind, KvsState, KvsStream};
 use crate::video::log::{FragmentLog, VideoLogError};
 
 /// What the archived-media routes share.
@@ -216,6 +216,29 @@ fn stream_log(
 ) -> Result<(String, FragmentLog), KvsError> {
     let stream = state.kvs.stream(name, arn)?;
     Ok((stream, state.kvs.video()?.log().clone()))
+}
+
+/// As [`stream_log`], for the operations AWS refuses on a stream that retains no data
+/// (GetClip, GetImages, the streaming sessions): a stream created with
+/// `DataRetentionInHours` 0 is NoDataRetentionException.
+fn retained_stream_log(
+    state: &ArchiveState,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> Result<(String, FragmentLog), KvsError> {
+    let (stream, log) = stream_log(state, name, arn)?;
+    if let Ok(KvsStream::Created(record)) = state.kvs.stream_info(Some(&stream), None) {
+        if record.retention_hours == 0 {
+            return Err(KvsError::new(
+                KvsErrorKind::NoDataRetention,
+                format!(
+                    "The stream {stream} does not retain data (DataRetentionInHours is 0): \
+                     raise it with UpdateDataRetention"
+                ),
+            ));
+        }
+    }
+    Ok((stream, log))
 }
 
 /// Runs blocking work (fragment-log reads, decoding) off the async runtime.

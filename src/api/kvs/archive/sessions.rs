@@ -16,8 +16,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{
-    blocking, checked_range, in_range, invalid, log_error, not_found, now_ms, stream_log, window,
-    ArchiveState, Origin, Selector, MAX_RANGE_MS,
+    blocking, checked_range, in_range, invalid, log_error, not_found, now_ms, retained_stream_log,
+    window, ArchiveState, Origin, Selector, MAX_RANGE_MS,
 };
 use crate::api::kvs::{decode, signed_body, KvsError, KvsErrorKind};
 use crate::video::log::FragmentMeta;
@@ -239,7 +239,7 @@ async fn open(
         .map_err(Refusal::Response)?;
     let input: SessionInput = decode(&body)?;
     let session = checked(&input, protocol)?;
-    let (stream, log) = stream_log(
+    let (stream, log) = retained_stream_log(
         state,
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
