@@ -476,7 +476,7 @@ def test_session_errors(kvam, raw_kvam, recording):
 
 def test_api_created_streams(kvam, recording):
     """Streams created through `kinesisvideo` resolve like cameras; one that retains no data
-    is NoDataRetentionException where AWS says so, and lists no fragments."""
+    is NoDataRetentionException where AWS says so."""
     cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"})
     kv = boto3.session.Session().client(
         "kinesisvideo", endpoint_url=recording.url, region_name=REGION,

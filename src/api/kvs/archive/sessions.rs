@@ -181,7 +181,7 @@ pub(super) async fn get_dash_streaming_session_url(
 }
 
 async fn session_url(state: &ArchiveState, request: Request, protocol: Protocol) -> Response {
-    let base = base_url(&request, state.kvs.tls);
+    let base = base_url(&request, state.kvs.scheme() == "https");
     match open(state, request, protocol).await {
         Ok(token) => {
             let (member, path) = match protocol {
