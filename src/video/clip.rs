@@ -5,6 +5,7 @@
 //! its decode times rebased so the first starts at 0, sequence numbers from 1, and its `styp`
 //! left out (a plain MP4 file has one file type box, the init segment's `ftyp`).
 
+use super::log::{FragmentLog, FragmentMeta, VideoLogError};
 use super::mp4::{self, Mp4Error};
 
 /// A playable MP4 file.
@@ -61,6 +62,77 @@ pub fn build_clip(init: &[u8], fragments: &[Vec<u8>]) -> Result<Clip, Mp4Error> 
         data,
         // The timescale is not 0 (init_info checks it).
         duration_ms: mp4::rescale(duration, track.timescale, 1000).unwrap_or(u64::MAX),
+    })
+}
+
+/// The fragments a clip of `fragments` (ascending) plays: the first recording run with one
+/// init segment (a clip ends where the camera reconnected or its stream changed).
+pub fn first_run(fragments: &[FragmentMeta]) -> &[FragmentMeta] {
+    let Some(first) = fragments.first() else {
+        return fragments;
+    };
+    let len = fragments
+        .iter()
+        .enumerate()
+        .take_while(|(i, f)| f.init_id == first.init_id && (*i == 0 || !f.discontinuity))
+        .count();
+    &fragments[..len]
+}
+
+/// A clip read from the fragment log: fragments `first..=last`, playing with `init_id`.
+#[derive(Debug)]
+pub struct LoggedClip {
+    pub clip: Clip,
+    pub init_id: u64,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Why a clip could not be read from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    #[error(transparent)]
+    Log(#[from] VideoLogError),
+    #[error(transparent)]
+    Mp4(#[from] Mp4Error),
+    #[error("init segment {init_id} of {camera:?} is missing")]
+    MissingInit { camera: String, init_id: u64 },
+    #[error("the fragments were deleted by retention while the clip was read")]
+    Gone,
+}
+
+/// Reads `run` (one recording run with one init segment, as [`first_run`] gives, in order) and
+/// builds its clip. A fragment deleted by retention while the clip is read ends it there.
+pub fn read_clip(
+    log: &FragmentLog,
+    camera: &str,
+    run: &[FragmentMeta],
+) -> Result<LoggedClip, ClipError> {
+    let first = run.first().ok_or(ClipError::Gone)?;
+    let init_id = first.init_id;
+    let init = log
+        .init_segment(camera, init_id)?
+        .ok_or_else(|| ClipError::MissingInit {
+            camera: camera.to_string(),
+            init_id,
+        })?;
+    let mut data = Vec::with_capacity(run.len());
+    let mut last = first.number;
+    for f in run {
+        match log.read(camera, f.number)? {
+            Some(bytes) => data.push(bytes),
+            None => break,
+        }
+        last = f.number;
+    }
+    if data.is_empty() {
+        return Err(ClipError::Gone);
+    }
+    Ok(LoggedClip {
+        clip: build_clip(&init, &data)?,
+        init_id,
+        first: first.number,
+        last,
     })
 }
 

@@ -34,6 +34,21 @@ pub struct Playlist {
     pub ended: bool,
     /// `EXT-X-PLAYLIST-TYPE:VOD`.
     pub playlist_type_vod: bool,
+    /// Which segments carry `EXT-X-PROGRAM-DATE-TIME`.
+    pub program_dates: ProgramDates,
+}
+
+/// Which segments of a playlist carry their wall-clock time (`EXT-X-PROGRAM-DATE-TIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgramDates {
+    /// The first segment and each one after a discontinuity (where the time cannot be
+    /// derived from the previous segment's).
+    #[default]
+    AtDiscontinuities,
+    /// Every segment.
+    Every,
+    /// None.
+    Never,
 }
 
 /// Gaps (or overlaps) between fragments larger than this are discontinuities.
@@ -84,7 +99,12 @@ pub fn render(playlist: &Playlist) -> String {
             let _ = writeln!(text, "#EXT-X-MAP:URI=\"{}\"", uri_text(&segment.map_uri));
             current_map = Some(&segment.map_uri);
         }
-        if first || discontinuity {
+        let dated = match playlist.program_dates {
+            ProgramDates::AtDiscontinuities => first || discontinuity,
+            ProgramDates::Every => true,
+            ProgramDates::Never => false,
+        };
+        if dated {
             if let Some(time) = DateTime::from_timestamp_millis(segment.program_date_time_ms) {
                 let time = time.to_rfc3339_opts(SecondsFormat::Millis, true);
                 let _ = writeln!(text, "#EXT-X-PROGRAM-DATE-TIME:{time}");
@@ -148,6 +168,7 @@ mod tests {
             ],
             ended: true,
             playlist_type_vod: true,
+            program_dates: ProgramDates::AtDiscontinuities,
         };
         let expected = "\
 #EXTM3U
@@ -184,12 +205,36 @@ f/13.m4s
             segments: vec![segment("a.m4s", 40, NOON + 5, "i.mp4")],
             ended: false,
             playlist_type_vod: false,
+            program_dates: ProgramDates::AtDiscontinuities,
         };
         let text = render(&playlist);
         assert!(text.contains("#EXT-X-TARGETDURATION:1\n"), "{text}");
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:00.005Z\n"));
         assert!(text.ends_with("#EXTINF:0.040,\na.m4s\n"), "{text}");
         assert!(!text.contains("ENDLIST") && !text.contains("PLAYLIST-TYPE"));
+    }
+
+    #[test]
+    fn program_dates_on_every_segment_or_none() {
+        let mut playlist = Playlist {
+            segments: vec![
+                segment("a.m4s", 1000, NOON, "i.mp4"),
+                segment("b.m4s", 1000, NOON + 1000, "i.mp4"),
+            ],
+            program_dates: ProgramDates::Every,
+            ..Playlist::default()
+        };
+        let text = render(&playlist);
+        assert!(
+            text.contains("12:00:00.000Z\n#EXTINF:1.000,\na.m4s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("12:00:01.000Z\n#EXTINF:1.000,\nb.m4s\n"),
+            "{text}"
+        );
+        playlist.program_dates = ProgramDates::Never;
+        assert!(!render(&playlist).contains("PROGRAM-DATE-TIME"));
     }
 
     #[test]

@@ -35,10 +35,11 @@ impl ImageFormat {
         }
     }
 
-    fn encoder(self) -> &'static str {
+    /// The encoder element, with `jpeg_quality` (1..=100; 85 without) for JPEG.
+    fn encoder(self, jpeg_quality: Option<u8>) -> String {
         match self {
-            ImageFormat::Jpeg => "jpegenc quality=85",
-            ImageFormat::Png => "pngenc",
+            ImageFormat::Jpeg => format!("jpegenc quality={}", jpeg_quality.unwrap_or(85)),
+            ImageFormat::Png => "pngenc".to_string(),
         }
     }
 }
@@ -50,14 +51,50 @@ pub struct ImageRequest {
     pub at: Vec<i64>,
     /// Scale to this width (height keeps the aspect ratio); `None` = as recorded.
     pub width: Option<u32>,
+    /// Scale to this height (width keeps the aspect ratio); with `width` too, the frame is
+    /// stretched to exactly `width` x `height`.
+    pub height: Option<u32>,
     pub format: ImageFormat,
+    /// JPEG quality 1..=100 (85 without).
+    pub jpeg_quality: Option<u8>,
 }
 
 /// One image, or why there is none at that time.
 #[derive(Debug)]
 pub struct Image {
     pub at: i64,
-    pub result: Result<Vec<u8>, String>,
+    pub result: Result<Vec<u8>, ImageMiss>,
+}
+
+/// Why there is no image at a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ImageMiss {
+    pub kind: MissKind,
+    pub message: String,
+}
+
+/// No video at that time, or video that did not give an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissKind {
+    NoMedia,
+    MediaError,
+}
+
+impl ImageMiss {
+    fn no_media(message: impl Into<String>) -> ImageMiss {
+        ImageMiss {
+            kind: MissKind::NoMedia,
+            message: message.into(),
+        }
+    }
+
+    fn media_error(message: impl Into<String>) -> ImageMiss {
+        ImageMiss {
+            kind: MissKind::MediaError,
+            message: message.into(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +114,7 @@ pub fn extract(
     super::pipeline::init().map_err(|e| ImageError::Gstreamer(e.to_string()))?;
     // Which fragment holds each time.
     let mut by_fragment: BTreeMap<u64, (super::log::FragmentMeta, Vec<usize>)> = BTreeMap::new();
-    let mut results: Vec<Option<Result<Vec<u8>, String>>> =
+    let mut results: Vec<Option<Result<Vec<u8>, ImageMiss>>> =
         request.at.iter().map(|_| None).collect();
     for (index, at) in request.at.iter().enumerate() {
         match log.fragments(camera, *at, at + 1, 1)?.into_iter().next() {
@@ -86,7 +123,11 @@ pub fn extract(
                 .or_insert_with(|| (fragment, Vec::new()))
                 .1
                 .push(index),
-            None => results[index] = Some(Err("no video was recorded at this time".into())),
+            None => {
+                results[index] = Some(Err(ImageMiss::no_media(
+                    "no video was recorded at this time",
+                )))
+            }
         }
     }
     for (number, (meta, indexes)) in by_fragment {
@@ -94,7 +135,9 @@ pub fn extract(
         let data = log.read(camera, number)?;
         let (Some(init), Some(data)) = (init, data) else {
             for index in indexes {
-                results[index] = Some(Err("the fragment was deleted by retention".into()));
+                results[index] = Some(Err(ImageMiss::no_media(
+                    "the fragment was deleted by retention",
+                )));
             }
             continue;
         };
@@ -102,19 +145,22 @@ pub fn extract(
             .iter()
             .map(|&i| request.at[i] - meta.producer_ms)
             .collect();
-        match decode_frames(&init, &data, &offsets, request.width) {
+        match decode_frames(&init, &data, &offsets, request.width, request.height) {
             Ok(frames) => {
                 for (index, frame) in indexes.into_iter().zip(frames) {
                     results[index] = Some(match frame {
-                        Some(sample) => encode(&sample, request.format).map_err(|e| e.to_string()),
-                        None => Err("no decodable frame near this time".into()),
+                        Some(sample) => encode(&sample, request.format, request.jpeg_quality)
+                            .map_err(|e| ImageMiss::media_error(e.to_string())),
+                        None => Err(ImageMiss::media_error("no decodable frame near this time")),
                     });
                 }
             }
             Err(error) => {
                 tracing::warn!(camera, fragment = number, %error, "cannot decode a fragment for an image");
                 for index in indexes {
-                    results[index] = Some(Err(format!("cannot decode the fragment: {error}")));
+                    results[index] = Some(Err(ImageMiss::media_error(format!(
+                        "cannot decode the fragment: {error}"
+                    ))));
                 }
             }
         }
@@ -125,7 +171,7 @@ pub fn extract(
         .zip(results)
         .map(|(at, result)| Image {
             at: *at,
-            result: result.unwrap_or_else(|| Err("not extracted".into())),
+            result: result.unwrap_or_else(|| Err(ImageMiss::media_error("not extracted"))),
         })
         .collect())
 }
@@ -137,13 +183,23 @@ fn decode_frames(
     fragment: &[u8],
     offsets_ms: &[i64],
     width: Option<u32>,
+    height: Option<u32>,
 ) -> Result<Vec<Option<gst::Sample>>, ImageError> {
     let mut caps = String::from("video/x-raw,format=I420,pixel-aspect-ratio=1/1");
     if let Some(width) = width {
         caps.push_str(&format!(",width={width}"));
     }
+    if let Some(height) = height {
+        caps.push_str(&format!(",height={height}"));
+    }
+    // Both sides given: stretch to them rather than add borders.
+    let borders = if width.is_some() && height.is_some() {
+        " add-borders=false"
+    } else {
+        ""
+    };
     let description = format!(
-        "appsrc name=src caps=video/quicktime ! qtdemux ! decodebin ! videoconvert ! videoscale ! {caps} ! appsink name=sink sync=false"
+        "appsrc name=src caps=video/quicktime ! qtdemux ! decodebin ! videoconvert ! videoscale{borders} ! {caps} ! appsink name=sink sync=false"
     );
     let (pipeline, src, sink) = build(&description)?;
     let mut best: Vec<Option<(u64, gst::Sample)>> = offsets_ms.iter().map(|_| None).collect();
@@ -188,7 +244,11 @@ fn decode_frames(
 }
 
 /// Encodes one decoded frame.
-fn encode(sample: &gst::Sample, format: ImageFormat) -> Result<Vec<u8>, ImageError> {
+fn encode(
+    sample: &gst::Sample,
+    format: ImageFormat,
+    jpeg_quality: Option<u8>,
+) -> Result<Vec<u8>, ImageError> {
     let caps = sample
         .caps()
         .ok_or_else(|| ImageError::Gstreamer("decoded frame without caps".into()))?;
@@ -197,7 +257,7 @@ fn encode(sample: &gst::Sample, format: ImageFormat) -> Result<Vec<u8>, ImageErr
         .ok_or_else(|| ImageError::Gstreamer("decoded frame without data".into()))?;
     let description = format!(
         "appsrc name=src ! videoconvert ! {} ! appsink name=sink sync=false",
-        format.encoder()
+        format.encoder(jpeg_quality)
     );
     let (pipeline, src, sink) = build(&description)?;
     src.set_caps(Some(&caps.to_owned()));

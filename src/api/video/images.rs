@@ -78,7 +78,9 @@ async fn one_image(
     let request = ImageRequest {
         at: vec![at],
         width,
+        height: None,
         format,
+        jpeg_quality: None,
     };
     let mut images = extract(&state, log, camera, request).await?;
     match images.pop() {
@@ -95,7 +97,7 @@ async fn one_image(
                 data,
             )
                 .into_response()),
-            Err(message) => Err(VideoError::not_found(message)),
+            Err(miss) => Err(VideoError::not_found(miss.message)),
         },
         None => Err(VideoError::not_found("no fragment holds this time")),
     }
@@ -143,7 +145,14 @@ pub(super) async fn images(
         .take(MAX_IMAGES)
         .collect();
     let log = camera_log(&video, &camera)?;
-    let images = extract(&state, log, camera, ImageRequest { at, width, format }).await?;
+    let request = ImageRequest {
+        at,
+        width,
+        height: None,
+        format,
+        jpeg_quality: None,
+    };
+    let images = extract(&state, log, camera, request).await?;
     use base64::Engine;
     let list: Vec<serde_json::Value> = images
         .into_iter()
@@ -152,7 +161,7 @@ pub(super) async fn images(
                 "timestamp_ms": image.at,
                 "content": base64::engine::general_purpose::STANDARD.encode(data),
             }),
-            Err(error) => serde_json::json!({ "timestamp_ms": image.at, "error": error }),
+            Err(miss) => serde_json::json!({ "timestamp_ms": image.at, "error": miss.message }),
         })
         .collect();
     Ok(Json(serde_json::json!({ "format": format.name(), "images": list })).into_response())

@@ -143,18 +143,12 @@ pub(super) async fn clip_mp4(
                 "the range holds more than {MAX_CLIP_FRAGMENTS} fragments: ask for a shorter clip"
             )));
         }
-        let Some(first) = fragments.first() else {
+        if fragments.is_empty() {
             return Err(VideoError::not_found("no fragments in this time range"));
-        };
+        }
         // A clip is one recording run with one init segment: it ends where the camera
         // reconnected or its stream changed.
-        let init_id = first.init_id;
-        let same: Vec<&FragmentMeta> = fragments
-            .iter()
-            .enumerate()
-            .take_while(|(i, f)| f.init_id == init_id && (*i == 0 || !f.discontinuity))
-            .map(|(_, f)| f)
-            .collect();
+        let same = clip::first_run(&fragments);
         let bytes: u64 = same.iter().map(|f| f.size).sum();
         if bytes > MAX_CLIP_BYTES {
             return Err(VideoError::limit(format!(
@@ -163,26 +157,17 @@ pub(super) async fn clip_mp4(
                 MAX_CLIP_BYTES / 1024 / 1024
             )));
         }
-        let init = log
-            .init_segment(&camera, init_id)
-            .map_err(VideoError::internal)?
-            .ok_or_else(|| {
-                VideoError::internal(format!("init segment {init_id} of {camera} is missing"))
-            })?;
-        let mut data = Vec::with_capacity(same.len());
-        let mut last = first.number;
-        for f in same {
-            match log.read(&camera, f.number).map_err(VideoError::internal)? {
-                Some(bytes) => data.push(bytes),
-                // Deleted by retention while we read: the clip ends there.
-                None => break,
-            }
-            last = f.number;
-        }
-        let clip = clip::build_clip(&init, &data).map_err(VideoError::internal)?;
+        let read = clip::read_clip(&log, &camera, same).map_err(VideoError::internal)?;
+        let clip = read.clip;
         // The same fragments make the same bytes: a player's later range requests
         // (If-Range) get pieces of this very file.
-        let etag = format!("\"c{init_id}-{}-{last}-{}\"", first.number, clip.data.len());
+        let etag = format!(
+            "\"c{}-{}-{}-{}\"",
+            read.init_id,
+            read.first,
+            read.last,
+            clip.data.len()
+        );
         Ok((clip, etag))
     })
     .await?;

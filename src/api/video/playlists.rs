@@ -73,6 +73,7 @@ fn playlist(
         }),
         ended,
         playlist_type_vod: ended,
+        program_dates: hls::ProgramDates::AtDiscontinuities,
     };
     (
         [

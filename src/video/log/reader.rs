@@ -61,6 +61,19 @@ impl FragmentLog {
         end_ms: i64,
         limit: usize,
     ) -> Result<Vec<FragmentMeta>> {
+        self.fragments_after_in(camera, start_ms, end_ms, 0, limit)
+    }
+
+    /// As [`FragmentLog::fragments`], only those numbered above `after` (the next page of a
+    /// listing that ended at `after`).
+    pub fn fragments_after_in(
+        &self,
+        camera: &str,
+        start_ms: i64,
+        end_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FragmentMeta>> {
         if limit == 0 || end_ms <= start_ms {
             return Ok(Vec::new());
         }
@@ -78,7 +91,8 @@ impl FragmentLog {
         for entry in times.range(range).context("read fragment times")? {
             let (key, duration) = entry.context("read fragment times")?;
             let (_, producer_ms, number) = key.value();
-            if producer_ms.saturating_add(i64::from(duration.value())) > start_ms {
+            if number > after && producer_ms.saturating_add(i64::from(duration.value())) > start_ms
+            {
                 numbers.push(number);
             }
         }

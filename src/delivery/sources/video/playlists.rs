@@ -110,6 +110,7 @@ pub(super) fn playlist_text(dir: &str, entries: &[ObjectEntry], ended: bool) -> 
         segments,
         ended,
         playlist_type_vod: ended,
+        program_dates: hls::ProgramDates::AtDiscontinuities,
     });
     if ended {
         return text;
