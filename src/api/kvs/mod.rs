@@ -43,6 +43,8 @@ pub struct KvsState {
     pub(crate) region: String,
     pub(crate) account_id: String,
     body_budget: tokio::sync::Semaphore,
+    /// PutMedia and GetMedia sessions (`media`).
+    pub(crate) media: media::MediaState,
 }
 
 impl KvsState {
@@ -58,6 +60,7 @@ impl KvsState {
             region,
             account_id,
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+            media: media::MediaState::default(),
         }
     }
 
