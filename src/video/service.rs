@@ -16,7 +16,10 @@ use tokio::task::JoinHandle;
 
 use super::camera::{now_ms, Camera, CameraLive, HANDOFF_QUEUE};
 use super::config::VideoConfig;
-use super::log::{CameraUsage, FragmentLog, RetentionPolicy, VideoLogError, VideoOnFull};
+use super::log::{
+    CameraUsage, FragmentLog, RetentionPolicy, StreamRecord, StreamStatus, VideoLogError,
+    VideoOnFull,
+};
 use super::pipeline::PipelineSpec;
 use super::uploads::{UploadHandle, UploadStarter, UploadStatus};
 use crate::config::SecretSource;
@@ -25,6 +28,9 @@ use crate::devices::Device;
 
 /// How often age retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// What a stream created with `DataRetentionInHours` 0 keeps: AWS keeps such a stream's
+/// fragments in its service buffer for 5 minutes.
+pub const NO_RETENTION_BUFFER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideoServiceError {
@@ -317,6 +323,59 @@ impl VideoService {
                     _ => {}
                 }
             }
+            self.created_streams_retention().await;
+        }
+    }
+
+    /// The retention of a stream created through the Kinesis Video API (PutMedia's appends
+    /// and the retention pass apply it): its `DataRetentionInHours`, or, at 0 (AWS's "no
+    /// retention"), `NO_RETENTION_BUFFER` (AWS's service buffer); no size limit beyond the
+    /// disk's minimum free space.
+    pub fn created_stream_policy(&self, record: &StreamRecord) -> RetentionPolicy {
+        let max_age_ms = match u64::from(record.retention_hours) * 3_600_000 {
+            0 => NO_RETENTION_BUFFER.as_millis() as u64,
+            ms => ms,
+        };
+        RetentionPolicy {
+            max_age_ms,
+            max_bytes: None,
+            on_full: VideoOnFull::DeleteOldest,
+            min_free_disk: self.inner.min_free_disk,
+        }
+    }
+
+    /// The retention pass of the streams created through the API: age for the active ones;
+    /// for those being deleted, the rest of their deletion (cut by a restart, or left to it).
+    async fn created_streams_retention(&self) {
+        let service = self.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let log = &service.inner.log;
+            for record in log.stream_records() {
+                let outcome = match record.status {
+                    StreamStatus::Active => log
+                        .trim(
+                            &record.name,
+                            &service.created_stream_policy(&record),
+                            now_ms(),
+                        )
+                        .map_err(|e| e.to_string()),
+                    StreamStatus::Deleting => {
+                        log.finish_delete(&record.name).map_err(|e| e.to_string())
+                    }
+                };
+                match outcome {
+                    Ok(outcome) if outcome.fragments > 0 => {
+                        tracing::debug!(stream = %record.name, fragments = outcome.fragments, bytes = outcome.bytes, "retention deleted fragments of a created stream");
+                    }
+                    Err(error) => {
+                        tracing::warn!(stream = %record.name, %error, "retention pass failed; will try again")
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if let Err(error) = pass.await {
+            tracing::warn!(%error, "the retention pass of created streams failed");
         }
     }
 

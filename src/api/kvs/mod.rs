@@ -25,6 +25,7 @@ use bytes::Bytes;
 use super::auth::{Auth, HasAuth};
 use super::body::read_body;
 use super::protocol::Wire;
+use crate::video::log::{StreamRecord, StreamStatus};
 use crate::video::VideoService;
 
 pub use error::{KvsError, KvsErrorKind};
@@ -75,8 +76,25 @@ impl KvsState {
     }
 
     /// The fragment-log name of the stream a request names by `StreamName` or `StreamARN`
-    /// (exactly one of them, as AWS requires).
+    /// (exactly one of them, as AWS requires): a camera, or an `ACTIVE` stream created through
+    /// the API (a stream being deleted is not found, as AWS answers).
     pub(crate) fn stream(&self, name: Option<&str>, arn: Option<&str>) -> Result<String, KvsError> {
+        match self.stream_info(name, arn)? {
+            KvsStream::Camera { name, .. } => Ok(name),
+            KvsStream::Created(record) if record.status == StreamStatus::Active => Ok(record.name),
+            KvsStream::Created(_) => Err(not_found()),
+        }
+    }
+
+    /// The stream a request names by `StreamName` or `StreamARN`, whatever its status: a
+    /// camera of the device files (which wins over a created stream of the same name) or a
+    /// stream created through the API (whose ARN must be its own, creation time included).
+    /// Reads no file: the registry is kept in memory by the fragment log.
+    pub(crate) fn stream_info(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+    ) -> Result<KvsStream, KvsError> {
         let name = match (name, arn) {
             (Some(name), None) => name.to_string(),
             (None, Some(arn)) => stream_name_of_arn(arn).ok_or_else(|| {
@@ -93,13 +111,20 @@ impl KvsState {
             }
         };
         let video = self.video()?;
-        if video.camera(&name).is_none() {
-            return Err(KvsError::new(
-                KvsErrorKind::ResourceNotFound,
-                "The requested stream is not found or not active.",
-            ));
+        if let Some(camera) = video.camera(&name) {
+            return Ok(KvsStream::Camera {
+                retention_hours: camera.policy.max_age_ms / 3_600_000,
+                name,
+            });
         }
-        Ok(name)
+        match video.log().stream_record(&name) {
+            Some(record)
+                if arn.map_or(true, |arn| arn == self.stream_arn(&name, record.created_ms)) =>
+            {
+                Ok(KvsStream::Created(record))
+            }
+            _ => Err(not_found()),
+        }
     }
 
     /// The ARN of stream `name`.
@@ -109,6 +134,22 @@ impl KvsState {
             self.region, self.account_id
         )
     }
+}
+
+/// A stream as the KVS API sees it.
+#[derive(Debug, Clone)]
+pub(crate) enum KvsStream {
+    /// A camera of the device files: read-only through the API, fed by its pipeline.
+    Camera { name: String, retention_hours: u64 },
+    /// A stream created through `CreateStream`, fed by PutMedia.
+    Created(StreamRecord),
+}
+
+fn not_found() -> KvsError {
+    KvsError::new(
+        KvsErrorKind::ResourceNotFound,
+        "The requested stream is not found or not active.",
+    )
 }
 
 /// The stream name inside `arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS`.

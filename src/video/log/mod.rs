@@ -28,12 +28,14 @@
 //!
 //! The parts: `writer` (appends, init segments, gaps, checkpoints; the tables of a write
 //! transaction), `reader` (lookups in short read transactions), `retention` (trim, delete
-//! after upload, refusals), `schema` (tables and row layouts). Debug builds check the number
+//! after upload, refusals), `schema` (tables and row layouts), `streams` (the registry of
+//! streams created through the Kinesis Video API, and their deletion). Debug builds check the number
 //! run and the state row's counts where a write could break them (`debug_assert!`).
 
 mod reader;
 mod retention;
 mod schema;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -44,6 +46,7 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
+pub use streams::{RegistryError, StreamRecord, StreamStatus};
 use writer::Tables;
 
 /// At most this many fragments are deleted in one write transaction by `trim` and
@@ -63,6 +66,8 @@ const MAX_CODEC_LEN: usize = 32;
 pub struct FragmentLog {
     db: Arc<Database>,
     path: PathBuf,
+    /// The streams created through the Kinesis Video API (`streams`).
+    registry: streams::SharedRegistry,
 }
 
 /// What is stored about one fragment.
@@ -266,9 +271,11 @@ impl FragmentLog {
         let db = builder
             .create(path)
             .context(&format!("cannot open video database {}", path.display()))?;
+        let registry = Arc::new(streams::Registry::load(&db)?);
         let log = FragmentLog {
             db: Arc::new(db),
             path: path.to_path_buf(),
+            registry,
         };
         let txn = log.begin_write()?;
         Tables::open(&txn)?;
