@@ -242,11 +242,6 @@ impl VideoService {
         &self.inner.log
     }
 
-    /// The free bytes every append must leave on the video file system.
-    pub fn min_free_disk(&self) -> u64 {
-        self.inner.min_free_disk
-    }
-
     pub fn settings(&self) -> &VideoConfig {
         &self.inner.settings
     }

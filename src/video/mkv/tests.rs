@@ -330,3 +330,45 @@ fn sizes_round_trip_through_the_writer() {
         );
     }
 }
+
+/// What GStreamer's `matroskamux streamable=true` writes (the test producer's muxer): a
+/// Segment and Clusters of unknown size, Tags before Info, a Colour master in Video.
+fn matroskamux(encode: &str) -> Vec<u8> {
+    use gst::prelude::*;
+    testmedia::init_gstreamer();
+    let description = format!(
+        "videotestsrc num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! {encode} ! matroskamux streamable=true ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        out.extend_from_slice(&sample.buffer().unwrap().map_readable().unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+#[test]
+fn gstreamer_matroskamux_output_is_three_fragments() {
+    let stream = matroskamux("x264enc key-int-max=30 speed-preset=ultrafast tune=zerolatency ! h264parse ! video/x-h264,stream-format=avc");
+    let outputs = assemble(&stream, 1500).unwrap();
+    let fragments: Vec<_> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Fragment(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fragments.len(), 3);
+    assert_eq!(fragments.iter().map(|f| f.frames).sum::<usize>(), 90);
+}

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use axum::routing::post;
 use axum::Router;
 
-use super::{KvsError, KvsErrorKind, KvsState};
-use crate::video::log::{RetentionPolicy, VideoOnFull};
+use super::{KvsError, KvsErrorKind, KvsState, KvsStream};
+use crate::video::log::{RetentionPolicy, StreamStatus};
 
 /// The media operations' shared state.
 pub struct MediaState {
@@ -76,26 +76,22 @@ pub(crate) struct PutTarget {
 /// The stream a PutMedia names: a stream created through CreateStream and ACTIVE. A camera
 /// of the device files is refused: its pipeline feeds it.
 fn put_target(state: &KvsState, name: Option<&str>, arn: Option<&str>) -> Result<PutTarget, KvsError> {
-    let name = state.stream(name, arn)?;
-    Err(KvsError::new(
-        KvsErrorKind::InvalidArgument,
-        format!(
-            "stream {name:?} is a camera of the device files: its pipeline feeds it, PutMedia \
-             cannot"
-        ),
-    ))
-}
-
-/// The retention of an API stream's fragments: `DataRetentionInHours` (0: kept until the
-/// disk guard or the stream's deletion), the gateway's free-disk guard, the oldest
-/// fragments deleted when the disk is short.
-#[allow(dead_code)]
-fn retention(state: &KvsState, retention_hours: u32) -> RetentionPolicy {
-    RetentionPolicy {
-        max_age_ms: u64::from(retention_hours) * 3_600_000,
-        max_bytes: None,
-        on_full: VideoOnFull::DeleteOldest,
-        min_free_disk: state.video.as_ref().map_or(0, |v| v.min_free_disk()),
+    match state.stream_info(name, arn)? {
+        KvsStream::Camera { name, .. } => Err(KvsError::new(
+            KvsErrorKind::InvalidArgument,
+            format!(
+                "stream {name:?} is a camera of the device files: its pipeline feeds it, \
+                 PutMedia cannot"
+            ),
+        )),
+        KvsStream::Created(record) if record.status == StreamStatus::Active => Ok(PutTarget {
+            policy: state.video()?.created_stream_policy(&record),
+            name: record.name,
+        }),
+        KvsStream::Created(_) => Err(KvsError::new(
+            KvsErrorKind::ResourceNotFound,
+            "The requested stream is not found or not active.",
+        )),
     }
 }
 
