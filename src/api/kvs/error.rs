@@ -24,6 +24,8 @@ pub enum KvsErrorKind {
     ConnectionLimitExceeded,
     InvalidEndpoint,
     Internal,
+    AccessDenied,
+    InvalidResourceFormat,
 }
 
 impl KvsErrorKind {
@@ -37,7 +39,7 @@ impl KvsErrorKind {
             ClientLimitExceeded => "ClientLimitExceededException",
             AccountStreamLimitExceeded => "AccountStreamLimitExceededException",
             VersionMismatch => "VersionMismatchException",
-            TagsPerResourceExceededLimit => "TagsPerResourceExceededLimit",
+            TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             NotAuthorized => "NotAuthorizedException",
             NoDataRetention => "NoDataRetentionException",
             UnsupportedStreamMediaType => "UnsupportedStreamMediaTypeException",
@@ -46,6 +48,8 @@ impl KvsErrorKind {
             ConnectionLimitExceeded => "ConnectionLimitExceededException",
             InvalidEndpoint => "InvalidEndpointException",
             Internal => "InternalFailure",
+            AccessDenied => "AccessDeniedException",
+            InvalidResourceFormat => "InvalidResourceFormatException",
         }
     }
 
@@ -54,7 +58,7 @@ impl KvsErrorKind {
         use KvsErrorKind::*;
         match self {
             ResourceNotFound => StatusCode::NOT_FOUND,
-            NotAuthorized => StatusCode::UNAUTHORIZED,
+            NotAuthorized | AccessDenied => StatusCode::UNAUTHORIZED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

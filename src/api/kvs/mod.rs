@@ -44,6 +44,9 @@ pub struct KvsState {
     pub(crate) region: String,
     pub(crate) account_id: String,
     body_budget: tokio::sync::Semaphore,
+    /// The API's listener speaks TLS: the scheme of the URLs the gateway hands out
+    /// (GetDataEndpoint).
+    pub(crate) tls: bool,
     /// PutMedia and GetMedia sessions (`media`).
     pub(crate) media: media::MediaState,
 }
@@ -61,8 +64,15 @@ impl KvsState {
             region,
             account_id,
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+            tls: false,
             media: media::MediaState::default(),
         }
+    }
+
+    /// The same state, its listener speaking TLS when `tls`.
+    pub fn with_tls(mut self, tls: bool) -> KvsState {
+        self.tls = tls;
+        self
     }
 
     /// The video service, or the error an operation answers when video does not run.
@@ -119,7 +129,7 @@ impl KvsState {
         }
         match video.log().stream_record(&name) {
             Some(record)
-                if arn.map_or(true, |arn| arn == self.stream_arn(&name, record.created_ms)) =>
+                if arn.is_none_or(|arn| arn == self.stream_arn(&name, record.created_ms)) =>
             {
                 Ok(KvsStream::Created(record))
             }
