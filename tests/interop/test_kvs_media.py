@@ -365,7 +365,8 @@ def read_documents(payload, count, timeout=60):
     deadline = time.monotonic() + timeout
     while data.count(b"AWS_KINESISVIDEO_CONTINUATION_TOKEN") < count:
         assert time.monotonic() < deadline, data.count(b"AWS_KINESISVIDEO_CONTINUATION_TOKEN")
-        chunk = payload.read(4096)
+        # What has arrived (read() would wait for a full buffer the live stream may never fill).
+        chunk = payload._raw_stream.read1(65536)
         assert chunk, "GetMedia ended"
         data += chunk
     return data
