@@ -419,7 +419,8 @@ fn parse_tracks(body: &[u8], at: u64) -> Result<Vec<Track>, MkvError> {
                 id::CODEC_PRIVATE => track.codec_private = Bytes::copy_from_slice(value),
                 id::VIDEO => {
                     for (field, v) in ebml::children(value, at)? {
-                        let size = || Ok::<_, MkvError>(u32::try_from(ebml::uint(v, at)?).unwrap_or(0));
+                        let size =
+                            || Ok::<_, MkvError>(u32::try_from(ebml::uint(v, at)?).unwrap_or(0));
                         match field {
                             id::PIXEL_WIDTH => track.width = size()?,
                             id::PIXEL_HEIGHT => track.height = size()?,

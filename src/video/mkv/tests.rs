@@ -158,8 +158,11 @@ fn a_stream_cut_inside_an_element_is_an_error_at_the_end() {
     assert!(matches!(err, RemuxError::Mkv(_)), "{err}");
 }
 
-/// One document with a cluster of the given frames (timecode, keyframe, size).
-fn document(track: &MkvTrack, clusters: &[(u64, &[(i16, bool, usize)])]) -> Vec<u8> {
+/// A cluster: its timecode and its frames (offset, keyframe, size).
+type Cluster<'a> = (u64, &'a [(i16, bool, usize)]);
+
+/// One document with clusters of the given frames.
+fn document(track: &MkvTrack, clusters: &[Cluster<'_>]) -> Vec<u8> {
     let mut w = ebml::Writer::default();
     w.master(id::EBML, |w| w.string(id::DOC_TYPE, "matroska"));
     w.open_unknown(id::SEGMENT);

@@ -19,7 +19,6 @@ pub enum AckError {
     FragmentTimecodeLesserThanPrevious,
     MoreThanAllowedTracksFound,
     InvalidMkvData,
-    InvalidProducerTimestamp,
     StreamNotActive,
     InternalError,
 }
@@ -35,7 +34,6 @@ impl AckError {
             FragmentTimecodeLesserThanPrevious => 4004,
             MoreThanAllowedTracksFound => 4005,
             InvalidMkvData => 4006,
-            InvalidProducerTimestamp => 4007,
             StreamNotActive => 4008,
             InternalError => 5000,
         }
@@ -51,7 +49,6 @@ impl AckError {
             FragmentTimecodeLesserThanPrevious => "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
             MoreThanAllowedTracksFound => "MORE_THAN_ALLOWED_TRACKS_FOUND",
             InvalidMkvData => "INVALID_MKV_DATA",
-            InvalidProducerTimestamp => "INVALID_PRODUCER_TIMESTAMP",
             StreamNotActive => "STREAM_NOT_ACTIVE",
             InternalError => "INTERNAL_ERROR",
         }

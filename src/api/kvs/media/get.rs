@@ -177,7 +177,9 @@ fn document(
         let init = log
             .init_segment(name, meta.init_id)
             .map_err(KvsError::internal)?
-            .ok_or_else(|| KvsError::internal(format!("fragment {} has no init segment", meta.number)))?;
+            .ok_or_else(|| {
+                KvsError::internal(format!("fragment {} has no init segment", meta.number))
+            })?;
         *cache = Some(init_track(meta.init_id, &init).map_err(KvsError::internal)?);
     }
     let Some(init) = cache.as_ref() else {
@@ -236,7 +238,8 @@ impl Live {
             }
             if let Some(meta) = self.pending.pop_front() {
                 self.after = meta.number;
-                let (log, name, mut cache) = (self.log.clone(), self.name.clone(), self.cache.take());
+                let (log, name, mut cache) =
+                    (self.log.clone(), self.name.clone(), self.cache.take());
                 let result = tokio::task::spawn_blocking(move || {
                     let doc = document(&log, &name, &meta, &mut cache, true);
                     (doc, cache)
@@ -279,14 +282,20 @@ async fn start_get_media(state: Arc<KvsState>, request: Request) -> Result<Respo
     let name = state
         .stream(input.stream_name.as_deref(), input.stream_arn.as_deref())
         .map_err(IntoResponse::into_response)?;
-    let log = state.video().map_err(IntoResponse::into_response)?.log().clone();
-    let permit = super::get_sessions(&state).try_acquire_owned().map_err(|_| {
-        KvsError::new(
-            KvsErrorKind::ConnectionLimitExceeded,
-            format!("the gateway serves {MAX_GET_SESSIONS} GetMedia connections already"),
-        )
-        .into_response()
-    })?;
+    let log = state
+        .video()
+        .map_err(IntoResponse::into_response)?
+        .log()
+        .clone();
+    let permit = super::get_sessions(&state)
+        .try_acquire_owned()
+        .map_err(|_| {
+            KvsError::new(
+                KvsErrorKind::ConnectionLimitExceeded,
+                format!("the gateway serves {MAX_GET_SESSIONS} GetMedia connections already"),
+            )
+            .into_response()
+        })?;
     let selector = input.start_selector;
     let after = {
         let (log, name) = (log.clone(), name.clone());
@@ -326,7 +335,10 @@ async fn start_list(state: Arc<KvsState>, request: Request) -> Result<Response, 
         .stream(input.stream_name.as_deref(), input.stream_arn.as_deref())
         .map_err(IntoResponse::into_response)?;
     if input.fragments.is_empty() || input.fragments.len() > MAX_LIST {
-        return Err(invalid(format!("Fragments must list 1 to {MAX_LIST} fragment numbers")).into_response());
+        return Err(invalid(format!(
+            "Fragments must list 1 to {MAX_LIST} fragment numbers"
+        ))
+        .into_response());
     }
     let numbers = input
         .fragments
@@ -334,12 +346,21 @@ async fn start_list(state: Arc<KvsState>, request: Request) -> Result<Response, 
         .map(|f| fragment_number(Some(f), "Fragments"))
         .collect::<Result<Vec<u64>, _>>()
         .map_err(IntoResponse::into_response)?;
-    let log = state.video().map_err(IntoResponse::into_response)?.log().clone();
+    let log = state
+        .video()
+        .map_err(IntoResponse::into_response)?
+        .log()
+        .clone();
     let metas = {
         let (log, name) = (log.clone(), name.clone());
-        blocking(move || numbers.iter().map(|n| log.fragment(&name, *n)).collect::<Result<Vec<_>, _>>())
-            .await
-            .map_err(IntoResponse::into_response)?
+        blocking(move || {
+            numbers
+                .iter()
+                .map(|n| log.fragment(&name, *n))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(IntoResponse::into_response)?
     };
     let mut found = Vec::with_capacity(metas.len());
     for (meta, number) in metas.into_iter().zip(&input.fragments) {
@@ -353,24 +374,24 @@ async fn start_list(state: Arc<KvsState>, request: Request) -> Result<Response, 
     }
     let state = (log, name, found.into_iter(), None::<InitTrack>);
     let stream = futures_util::stream::unfold(state, |(log, name, mut metas, cache)| async move {
-        loop {
-            let meta = metas.next()?;
-            let (l, n) = (log.clone(), name.clone());
-            let mut cache_in = cache;
-            let joined = tokio::task::spawn_blocking(move || {
-                let doc = document(&l, &n, &meta, &mut cache_in, false);
-                (doc, cache_in)
-            })
-            .await;
-            match joined {
-                Ok((Ok(Some(doc)), cache)) => return Some((Ok::<_, KvsError>(Bytes::from(doc)), (log, name, metas, cache))),
-                Ok((Ok(None), cache)) => {
-                    return Some((Ok(Bytes::new()), (log, name, metas, cache)));
-                }
-                Ok((Err(error), cache)) => return Some((Err(error), (log, name, metas, cache))),
-                Err(error) => return Some((Err(KvsError::internal(error)), (log, name, metas, None))),
-            }
-        }
+        let meta = metas.next()?;
+        let (l, n) = (log.clone(), name.clone());
+        let mut cache_in = cache;
+        let joined = tokio::task::spawn_blocking(move || {
+            let doc = document(&l, &n, &meta, &mut cache_in, false);
+            (doc, cache_in)
+        })
+        .await;
+        // A fragment deleted by retention since it was looked up is left out.
+        let (item, cache) = match joined {
+            Ok((Ok(doc), cache)) => (
+                Ok::<_, KvsError>(Bytes::from(doc.unwrap_or_default())),
+                cache,
+            ),
+            Ok((Err(error), cache)) => (Err(error), cache),
+            Err(error) => (Err(KvsError::internal(error)), None),
+        };
+        Some((item, (log, name, metas, cache)))
     });
     Ok(webm(axum::body::Body::from_stream(stream)))
 }

@@ -47,7 +47,11 @@ pub(crate) struct Slot {
 
 impl Slot {
     fn take(state: Arc<KvsState>, name: &str) -> Option<Slot> {
-        let mut putting = state.media.putting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut putting = state
+            .media
+            .putting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if putting.len() >= put::MAX_PUT_SESSIONS || !putting.insert(name.to_string()) {
             return None;
         }
@@ -61,7 +65,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut putting = self.state.media.putting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut putting = self
+            .state
+            .media
+            .putting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         putting.remove(&self.name);
     }
 }
@@ -75,7 +84,11 @@ pub(crate) struct PutTarget {
 
 /// The stream a PutMedia names: a stream created through CreateStream and ACTIVE. A camera
 /// of the device files is refused: its pipeline feeds it.
-fn put_target(state: &KvsState, name: Option<&str>, arn: Option<&str>) -> Result<PutTarget, KvsError> {
+fn put_target(
+    state: &KvsState,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> Result<PutTarget, KvsError> {
     match state.stream_info(name, arn)? {
         KvsStream::Camera { name, .. } => Err(KvsError::new(
             KvsErrorKind::InvalidArgument,
@@ -99,6 +112,9 @@ pub(super) fn routes(state: Arc<KvsState>) -> Router {
     Router::new()
         .route("/putMedia", post(put::put_media))
         .route("/getMedia", post(get::get_media))
-        .route("/getMediaForFragmentList", post(get::get_media_for_fragment_list))
+        .route(
+            "/getMediaForFragmentList",
+            post(get::get_media_for_fragment_list),
+        )
         .with_state(state)
 }

@@ -32,7 +32,7 @@ use super::{put_target, PutTarget};
 use crate::api::kvs::{KvsError, KvsErrorKind, KvsState};
 use crate::api::protocol::Wire;
 use crate::video::camera::now_ms;
-use crate::video::log::{FragmentLog, NewFragment};
+use crate::video::log::{FragmentLog, NewFragment, StreamStatus};
 use crate::video::mkv::remux::{Assembler, FragmentLimits, Output, VideoTrack};
 use crate::video::mkv::{Demuxer, Limits};
 
@@ -63,7 +63,10 @@ struct PutHeaders {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
 }
 
 fn invalid(message: impl Into<String>) -> KvsError {
@@ -86,7 +89,11 @@ fn put_headers(headers: &HeaderMap) -> Result<PutHeaders, KvsError> {
         .parse()
         .ok()
         .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s < 1e11)
-        .ok_or_else(|| invalid(format!("x-amzn-producer-start-timestamp {start:?} is not epoch seconds")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "x-amzn-producer-start-timestamp {start:?} is not epoch seconds"
+            ))
+        })?;
     Ok(PutHeaders {
         name: header(headers, "x-amzn-stream-name").map(str::to_string),
         arn: header(headers, "x-amzn-stream-arn").map(str::to_string),
@@ -100,7 +107,11 @@ pub(super) async fn put_media(State(state): State<Arc<KvsState>>, request: Reque
     let (parts, body) = request.into_parts();
     // The producer SDK signs the head with the payload hash of an empty body (the body is a
     // stream); `UNSIGNED-PAYLOAD` is accepted too.
-    if let Err(error) = state.auth.precheck(&parts).and_then(|()| state.auth.authorize(&parts, &[])) {
+    if let Err(error) = state
+        .auth
+        .precheck(&parts)
+        .and_then(|()| state.auth.authorize(&parts, &[]))
+    {
         return Wire::Json.error(&error);
     }
     let headers = match put_headers(&parts.headers) {
@@ -151,7 +162,10 @@ pub(super) async fn put_media(State(state): State<Arc<KvsState>>, request: Reque
 fn tokio_stream_of(
     rx: mpsc::Receiver<Bytes>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
+    )
 }
 
 /// The stream's PutMedia slot, held until the request ends.
@@ -234,9 +248,7 @@ impl Session {
             };
             // Events before a bad byte still count.
             for event in events.drain(..) {
-                let output = assembler
-                    .event(event)
-                    .map_err(|e| stop(&e, timecode))?;
+                let output = assembler.event(event).map_err(|e| stop(&e, timecode))?;
                 if let Some(output) = output {
                     self.output(output, &mut timecode).await?;
                 }
@@ -251,7 +263,11 @@ impl Session {
     async fn output(&mut self, output: Output, timecode: &mut Option<u64>) -> Result<(), Stop> {
         match output {
             Output::Track(track) => {
-                let (log, name, init) = (self.log.clone(), self.target.name.clone(), track.init.clone());
+                let (log, name, init) = (
+                    self.log.clone(),
+                    self.target.name.clone(),
+                    track.init.clone(),
+                );
                 let id = blocking(move || log.put_init(&name, &init))
                     .await
                     .map_err(|()| Stop(AckError::InternalError, *timecode))?;
@@ -270,6 +286,14 @@ impl Session {
                 let (Some(init_id), Some(track)) = (self.init_id, self.track.as_ref()) else {
                     return Err(Stop(AckError::InvalidMkvData, *timecode));
                 };
+                // A stream deleted (or being deleted) meanwhile takes no more fragments.
+                let active = self
+                    .log
+                    .stream_record(&self.target.name)
+                    .is_some_and(|r| r.status == StreamStatus::Active);
+                if !active {
+                    return Err(Stop(AckError::StreamNotActive, Some(fragment.timecode)));
+                }
                 let producer_ms = fragment.timecode_ns.div_euclid(1_000_000)
                     + if self.absolute { 0 } else { self.start_ms };
                 let new = NewFragment {
@@ -284,12 +308,14 @@ impl Session {
                     data: fragment.data,
                 };
                 let (log, target) = (self.log.clone(), self.target.clone());
-                let outcome = blocking(move || log.append(&target.name, new, &target.policy, now_ms()))
-                    .await
-                    .map_err(|()| Stop(AckError::InternalError, *timecode))?;
+                let outcome =
+                    blocking(move || log.append(&target.name, new, &target.policy, now_ms()))
+                        .await
+                        .map_err(|()| Stop(AckError::InternalError, *timecode))?;
                 self.new_run = false;
                 // Only now, committed: PERSISTED.
-                self.send(Ack::persisted(fragment.timecode, outcome.meta.number)).await;
+                self.send(Ack::persisted(fragment.timecode, outcome.meta.number))
+                    .await;
             }
         }
         Ok(())
