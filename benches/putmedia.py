@@ -29,7 +29,7 @@ from kutil import TEST_SECRET_ENV, Gateway  # noqa: E402
 
 
 def encode(seconds: int) -> bytes:
-    pipeline = (f"videotestsrc num-buffers={30 * seconds} pattern=ball "
+    pipeline = (f"videotestsrc num-buffers={30 * seconds} pattern=snow "
                 "! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 "
                 "! x264enc bitrate=4000 key-int-max=30 speed-preset=ultrafast tune=zerolatency "
                 "! h264parse ! video/x-h264,stream-format=avc ! matroskamux streamable=true "

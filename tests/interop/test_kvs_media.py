@@ -423,3 +423,35 @@ def test_get_media_from_now_earliest_and_a_fragment_number(gw):
     frames, _ = ffprobe_frames(got["data"], "matroska")
     assert frames >= 55
     assert got["at"] - sent < 60
+
+
+def test_deleting_the_stream_ends_its_producer_and_its_readers(gw):
+    create_stream(gw, "doomed")
+    kvv = client(gw, "kinesisvideo")
+    encoder = encode("h264", frames=30 * 60, live=True)
+    producer = PutMedia(gw, "doomed")
+
+    def pump():
+        try:
+            while chunk := encoder.stdout.read1(8192):
+                producer.send(chunk)
+        except OSError:
+            pass
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        producer.collect(until=lambda ev: any(e["EventType"] == "PERSISTED" for e in ev), timeout=60)
+        reader = client(gw, "kinesis-video-media").get_media(
+            StreamName="doomed", StartSelector={"StartSelectorType": "NOW"})
+        arn = kvv.describe_stream(StreamName="doomed")["StreamInfo"]["StreamARN"]
+        kvv.delete_stream(StreamARN=arn)
+        events = producer.collect(timeout=60)
+        assert events[-1]["EventType"] == "ERROR" and events[-1]["ErrorId"] == 4008, events
+        # The live reader's answer ends (whatever it got before the deletion).
+        deadline = time.monotonic() + 60
+        while reader["Payload"]._raw_stream.read1(65536):
+            assert time.monotonic() < deadline, "GetMedia did not end"
+    finally:
+        encoder.kill()
+        encoder.wait()
+        producer.close()

@@ -21,10 +21,11 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::api::kvs::{decode, signed_body, KvsError, KvsErrorKind, KvsState};
 use crate::video::camera::now_ms;
-use crate::video::log::{FragmentLog, FragmentMeta};
+use crate::video::log::{FragmentLog, FragmentMeta, StreamStatus};
 use crate::video::mkv::mux::{fragment_document, FragmentTags, MkvFrame, MkvTrack};
 use crate::video::mkv::{CODEC_H264, CODEC_H265};
 use crate::video::mp4::{self, write::VideoCodec, TrexDefaults};
+use crate::video::VideoService;
 
 /// How often a live GetMedia looks for a new fragment.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -220,6 +221,7 @@ fn webm(body: axum::body::Body) -> Response {
 
 /// A live GetMedia's state between two documents.
 struct Live {
+    video: VideoService,
     log: FragmentLog,
     name: String,
     after: u64,
@@ -260,7 +262,18 @@ impl Live {
             }
             let (log, name, after) = (self.log.clone(), self.name.clone(), self.after);
             match blocking(move || log.fragments_after(&name, after, BATCH)).await {
-                Ok(batch) if batch.is_empty() => tokio::time::sleep(POLL_EVERY).await,
+                Ok(batch) if batch.is_empty() => {
+                    // A stream deleted meanwhile has nothing more to follow.
+                    let exists = self.video.camera(&self.name).is_some()
+                        || self
+                            .log
+                            .stream_record(&self.name)
+                            .is_some_and(|r| r.status == StreamStatus::Active);
+                    if !exists {
+                        return None;
+                    }
+                    tokio::time::sleep(POLL_EVERY).await
+                }
                 Ok(batch) => self.pending.extend(batch),
                 Err(error) => return Some((Err(error), self)),
             }
@@ -282,11 +295,8 @@ async fn start_get_media(state: Arc<KvsState>, request: Request) -> Result<Respo
     let name = state
         .stream(input.stream_name.as_deref(), input.stream_arn.as_deref())
         .map_err(IntoResponse::into_response)?;
-    let log = state
-        .video()
-        .map_err(IntoResponse::into_response)?
-        .log()
-        .clone();
+    let video = state.video().map_err(IntoResponse::into_response)?.clone();
+    let log = video.log().clone();
     let permit = super::get_sessions(&state)
         .try_acquire_owned()
         .map_err(|_| {
@@ -305,6 +315,7 @@ async fn start_get_media(state: Arc<KvsState>, request: Request) -> Result<Respo
             .map_err(IntoResponse::into_response)?
     };
     let live = Live {
+        video,
         log,
         name,
         after,
