@@ -122,7 +122,7 @@ pub(super) async fn put_media(State(state): State<Arc<KvsState>>, request: Reque
         Ok(target) => target,
         Err(error) => return error.into_response(),
     };
-    let Some(slot) = state_slot(&state, &target.name) else {
+    let Some(slot) = super::Slot::take(state.clone(), &target.name) else {
         return KvsError::new(
             KvsErrorKind::ConnectionLimitExceeded,
             format!(
@@ -150,7 +150,7 @@ pub(super) async fn put_media(State(state): State<Arc<KvsState>>, request: Reque
         let _slot = slot;
         session.run(body).await;
     });
-    let stream = tokio_stream_of(rx);
+    let stream = ack_stream(rx);
     let mut response = Response::new(axum::body::Body::from_stream(stream));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -159,18 +159,15 @@ pub(super) async fn put_media(State(state): State<Arc<KvsState>>, request: Reque
     response
 }
 
-fn tokio_stream_of(
+/// The answer's body: the acknowledgements as the session queues them; it ends when the
+/// session does.
+fn ack_stream(
     rx: mpsc::Receiver<Bytes>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::unfold(
         rx,
         |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
     )
-}
-
-/// The stream's PutMedia slot, held until the request ends.
-fn state_slot(state: &Arc<KvsState>, name: &str) -> Option<super::Slot> {
-    super::Slot::take(state.clone(), name)
 }
 
 /// One PutMedia request being served.
@@ -339,6 +336,54 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         Err(error) => {
             tracing::error!(%error, "PutMedia's store task failed");
             Err(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, http::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn the_producer_sdks_headers_are_read() {
+        let h = put_headers(&headers(&[
+            ("x-amzn-stream-name", "door"),
+            ("x-amzn-fragment-timecode-type", "RELATIVE"),
+            ("x-amzn-producer-start-timestamp", "1700000000.123"),
+        ]))
+        .unwrap();
+        assert_eq!(h.name.as_deref(), Some("door"));
+        assert!(!h.absolute);
+        assert_eq!(h.start_ms, 1_700_000_000_123);
+    }
+
+    #[test]
+    fn bad_headers_are_invalid_arguments() {
+        for bad in [
+            &[
+                ("x-amzn-fragment-timecode-type", "SOMETIMES"),
+                ("x-amzn-producer-start-timestamp", "1"),
+            ][..],
+            &[("x-amzn-fragment-timecode-type", "ABSOLUTE")][..],
+            &[
+                ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+                ("x-amzn-producer-start-timestamp", "yesterday"),
+            ][..],
+            &[
+                ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+                ("x-amzn-producer-start-timestamp", "-5"),
+            ][..],
+        ] {
+            let error = put_headers(&headers(bad)).err().expect("refused");
+            assert_eq!(error.kind, KvsErrorKind::InvalidArgument, "{bad:?}");
         }
     }
 }
