@@ -256,7 +256,7 @@ impl Demuxer {
             }
             let total = h.len + h.size as usize;
             if self.buf.len() < total {
-                self.buf.reserve(total - self.buf.len());
+                // Memory grows as the bytes arrive, never for a declared size up front.
                 return Ok(());
             }
             self.consume(h.len);
