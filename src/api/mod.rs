@@ -153,15 +153,14 @@ impl ApiState {
         #[cfg(feature = "video")]
         let video = Arc::new(video::VideoState::new(auth.clone(), parts.video.clone()));
         #[cfg(feature = "video")]
-        let kvs = Arc::new(
-            kvs::KvsState::new(
-                auth.clone(),
-                parts.video.clone(),
-                operations.kinesis.region.clone(),
-                operations.kinesis.account_id.clone(),
-            )
-            .with_tls(parts.tls),
-        );
+        let kvs = Arc::new(kvs::KvsState::new(
+            auth.clone(),
+            parts.video.clone(),
+            operations.kinesis.region.clone(),
+            operations.kinesis.account_id.clone(),
+        ));
+        #[cfg(feature = "video")]
+        kvs.set_tls(parts.tls);
         let analytics = Arc::new(analytics::AnalyticsState::new(
             auth.clone(),
             parts.analytics.clone(),

@@ -425,3 +425,7 @@ pub fn video_dir(settings: &VideoConfig, data_dir: &Path) -> PathBuf {
         None => data_dir.join("video"),
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@ from device files listed as read-only streams, versions, tags, GetDataEndpoint, 
 refusals (botocore's own validation off where AWS's server would refuse), and SigV4."""
 
 import re
+import subprocess
 import time
 
 import boto3
@@ -29,7 +30,8 @@ def kvs(gw, validate=True, secret="secret"):
                  parameter_validation=validate, connect_timeout=5, read_timeout=30)
     return boto3.session.Session().client(
         "kinesisvideo", endpoint_url=gw.url, region_name=REGION,
-        aws_access_key_id=TEST_KEY, aws_secret_access_key=secret, config=cfg)
+        aws_access_key_id=TEST_KEY, aws_secret_access_key=secret, config=cfg,
+        verify=str(gw.tls_ca) if gw.tls_ca else None)
 
 
 def error(code, fn, *args, mentions=(), **kwargs):
@@ -283,6 +285,12 @@ def test_a_camera_is_a_read_only_stream(kv):
     assert kv.list_tags_for_stream(StreamName="door")["Tags"] == {}
     error("ResourceInUseException", kv.create_stream, StreamName="door", mentions=("door.toml",))
     assert describe(kv, "door") == info
+    # Cameras and created streams page together, by name.
+    kv.create_stream(StreamName="door-x")
+    kv.create_stream(StreamName="doo-1")
+    listed, pages = list_all(kv, MaxResults=1, StreamNameCondition={
+        "ComparisonOperator": "BEGINS_WITH", "ComparisonValue": "doo"})
+    assert [i["StreamName"] for i in listed] == ["doo-1", "door", "door-x"] and pages == 3
 
 
 def test_streams_survive_a_restart(gateway_factory):
@@ -320,3 +328,27 @@ def test_signatures_are_checked(gateway_factory):
     r = requests.post(f"{gw.url}/createStream", json={"StreamName": unique("u")}, timeout=10)
     assert r.status_code in (400, 401, 403), r.text
     assert [i["StreamName"] for i in list_all(good)[0]] == [name]
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def test_get_data_endpoint_over_tls_is_https(gateway_factory, tmp_path):
+    d = tmp_path
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=kvs test CA", cwd=d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    gw = gateway_factory(
+        extra_config=VIDEO_CONFIG + f'\n[api.tls]\ncert = "{d / "server.crt"}"\nkey = "{d / "server.key"}"\n',
+        name="tls", start=False)
+    gw.tls_ca = d / "ca.crt"
+    gw.start()
+    kv = kvs(gw)
+    kv.create_stream(StreamName="over-tls")
+    endpoint = kv.get_data_endpoint(StreamName="over-tls", APIName="GET_HLS_STREAMING_SESSION_URL")
+    assert endpoint["DataEndpoint"] == gw.url and gw.url.startswith("https://")

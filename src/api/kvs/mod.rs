@@ -46,7 +46,7 @@ pub struct KvsState {
     body_budget: tokio::sync::Semaphore,
     /// The API's listener speaks TLS: the scheme of the URLs the gateway hands out
     /// (GetDataEndpoint).
-    pub(crate) tls: bool,
+    tls: std::sync::atomic::AtomicBool,
     /// PutMedia and GetMedia sessions (`media`).
     pub(crate) media: media::MediaState,
 }
@@ -64,15 +64,23 @@ impl KvsState {
             region,
             account_id,
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
-            tls: false,
+            tls: std::sync::atomic::AtomicBool::new(false),
             media: media::MediaState::default(),
         }
     }
 
-    /// The same state, its listener speaking TLS when `tls`.
-    pub fn with_tls(mut self, tls: bool) -> KvsState {
-        self.tls = tls;
-        self
+    /// Says whether the API's listener speaks TLS (set once, as the API starts).
+    pub fn set_tls(&self, tls: bool) {
+        self.tls.store(tls, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The scheme of the gateway's own URLs.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.load(std::sync::atomic::Ordering::Relaxed) {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The video service, or the error an operation answers when video does not run.

@@ -94,6 +94,8 @@ pub enum RegistryError {
 pub(super) struct Registry {
     records: RwLock<BTreeMap<String, StreamRecord>>,
     writer: Mutex<()>,
+    /// One `finish_delete` at a time, so that two never race over a name created again.
+    deleter: Mutex<()>,
 }
 
 pub(super) type SharedRegistry = Arc<Registry>;
@@ -141,6 +143,7 @@ impl Registry {
         Ok(Registry {
             records: RwLock::new(records),
             writer: Mutex::new(()),
+            deleter: Mutex::new(()),
         })
     }
 }
@@ -155,6 +158,29 @@ impl FragmentLog {
     pub fn stream_records(&self) -> Vec<StreamRecord> {
         read_lock(&self.registry.records)
             .values()
+            .cloned()
+            .collect()
+    }
+
+    /// At most `limit` API-created streams whose names start with `prefix` and come after
+    /// `after`, by name (no I/O; only those are copied).
+    pub fn stream_records_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<StreamRecord> {
+        use std::ops::Bound;
+        let records = read_lock(&self.registry.records);
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        records
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, record)| record)
+            .take_while(|record| record.name.starts_with(prefix))
+            .take(limit)
             .cloned()
             .collect()
     }
@@ -264,6 +290,11 @@ impl FragmentLog {
     /// bounded transactions, then init segments, gaps, checkpoints, its state row and its
     /// registry row in one). Does nothing to a stream that is not being deleted.
     pub fn finish_delete(&self, name: &str) -> Result<TrimOutcome, RegistryError> {
+        let _deleter = self
+            .registry
+            .deleter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match self.stream_record(name) {
             Some(record) if record.status == StreamStatus::Deleting => {}
             _ => return Ok(TrimOutcome::default()),
@@ -276,11 +307,18 @@ impl FragmentLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let txn = self.begin_write()?;
         {
+            let mut table = txn.open_table(STREAMS).context("open stream registry")?;
+            // Another caller may have finished this deletion (and the name been created
+            // again) since the check above: only a row still being deleted goes.
+            let still_deleting = match table.get(name).context("read stream")? {
+                Some(row) => decode(name, row.value())?.status == StreamStatus::Deleting,
+                None => false,
+            };
+            if !still_deleting {
+                return Ok(outcome);
+            }
+            table.remove(name).context("delete stream")?;
             purge(&txn, name)?;
-            txn.open_table(STREAMS)
-                .context("open stream registry")?
-                .remove(name)
-                .context("delete stream")?;
         }
         txn.commit().context("commit stream deletion")?;
         write_lock(&self.registry.records).remove(name);

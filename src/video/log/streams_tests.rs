@@ -151,3 +151,43 @@ fn a_name_with_video_in_the_log_cannot_be_created() {
         Err(RegistryError::NameHasVideo(_))
     ));
 }
+
+#[test]
+fn pages_of_records_follow_the_prefix_and_the_last_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    for name in ["a1", "b1", "b2", "b3", "c1"] {
+        log.create_stream(record(name), 10).unwrap();
+    }
+    let names = |page: Vec<StreamRecord>| page.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(names(log.stream_records_page("b", None, 2)), ["b1", "b2"]);
+    assert_eq!(names(log.stream_records_page("b", Some("b2"), 2)), ["b3"]);
+    assert_eq!(
+        names(log.stream_records_page("b", Some("a9"), 9)),
+        ["b1", "b2", "b3"]
+    );
+    assert_eq!(names(log.stream_records_page("", Some("b3"), 9)), ["c1"]);
+    assert!(log.stream_records_page("d", None, 9).is_empty());
+}
+
+/// A `video.redb` written before the registry existed opens, its video intact, and gets the
+/// table.
+#[test]
+fn a_log_from_before_the_registry_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("video.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(schema::CAMERAS).unwrap();
+        txn.commit().unwrap();
+    }
+    let log = FragmentLog::open(&path).unwrap();
+    append(&log, "cam", 2);
+    assert!(log.stream_records().is_empty());
+    log.create_stream(record("s"), 10).unwrap();
+    drop(log);
+    let log = FragmentLog::open(&path).unwrap();
+    assert_eq!(log.usage("cam").unwrap().fragments, 2);
+    assert_eq!(log.stream_records().len(), 1);
+}

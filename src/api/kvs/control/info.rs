@@ -117,27 +117,24 @@ pub async fn list_streams(state: &KvsState, body: &[u8]) -> Result<Value, KvsErr
         None => String::new(),
     };
     let video = state.video()?;
-    // Cameras win over created streams of the same name, as in `KvsState::stream_info`.
+    // The first `limit + 1` names of the union are among the first `limit + 1` created
+    // streams and the cameras; cameras win over created streams of the same name, as in
+    // `KvsState::stream_info`.
     let mut streams: std::collections::BTreeMap<String, Value> = video
         .log()
-        .stream_records()
+        .stream_records_page(&prefix, after.as_deref(), limit + 1)
         .iter()
-        .filter(|r| r.name.starts_with(&prefix))
         .map(|r| (r.name.clone(), created_info(state, r)))
         .collect();
     for name in video.camera_names() {
-        if name.starts_with(&prefix) {
+        if name.starts_with(&prefix) && after.as_ref().is_none_or(|after| &name > after) {
             let retention = video
                 .camera(&name)
                 .map_or(0, |camera| camera.policy.max_age_ms / 3_600_000);
             streams.insert(name.clone(), camera_info(state, &name, retention));
         }
     }
-    let mut page: Vec<(String, Value)> = streams
-        .into_iter()
-        .filter(|(name, _)| after.as_ref().is_none_or(|after| name > after))
-        .take(limit + 1)
-        .collect();
+    let mut page: Vec<(String, Value)> = streams.into_iter().take(limit + 1).collect();
     let more = page.len() > limit;
     page.truncate(limit);
     let mut output = json!({});

@@ -438,6 +438,5 @@ fn data_endpoint(
     let host = host
         .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
         .ok_or_else(|| invalid("the request has no usable Host header"))?;
-    let scheme = if state.tls { "https" } else { "http" };
-    Ok(json!({ "DataEndpoint": format!("{scheme}://{host}") }))
+    Ok(json!({ "DataEndpoint": format!("{}://{host}", state.scheme()) }))
 }
