@@ -16,6 +16,7 @@ pub mod hls;
 pub mod image;
 pub mod log;
 mod metrics;
+pub mod mkv;
 pub mod mp4;
 pub mod pipeline;
 pub mod service;

@@ -47,6 +47,8 @@ pub struct KvsState {
     /// The API's listener speaks TLS: the scheme of the URLs the gateway hands out
     /// (GetDataEndpoint).
     tls: std::sync::atomic::AtomicBool,
+    /// PutMedia and GetMedia sessions (`media`).
+    pub(crate) media: media::MediaState,
 }
 
 impl KvsState {
@@ -63,6 +65,7 @@ impl KvsState {
             account_id,
             body_budget: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
             tls: std::sync::atomic::AtomicBool::new(false),
+            media: media::MediaState::default(),
         }
     }
 

@@ -155,7 +155,9 @@ pub(super) struct Access {
 }
 
 pub(super) fn camera_log(video: &VideoService, camera: &str) -> Result<FragmentLog, VideoError> {
-    if video.camera(camera).is_none() {
+    // A stream created through the Kinesis Video API (fed by PutMedia) plays as a camera.
+    let created = video.log().stream_record(camera).is_some();
+    if video.camera(camera).is_none() && !created {
         return Err(VideoError::not_found(format!(
             "camera `{camera}` is not configured on this gateway"
         )));

@@ -11,14 +11,17 @@ mod boxes;
 mod fragment;
 mod init;
 mod patch;
+mod samples;
 #[cfg(test)]
 mod tests;
+pub mod write;
 
 pub(crate) use boxes::{top_level, Mp4Box};
 pub use fragment::fragment_info;
 pub use init::init_info;
 pub(crate) use patch::rescale;
 pub use patch::{rebase_fragment, set_duration};
+pub use samples::{fragment_samples, trex_defaults, video_config, SampleRef, TrexDefaults};
 
 use std::fmt;
 
