@@ -21,6 +21,7 @@ mod file;
 mod log;
 mod metrics;
 mod options;
+mod publish;
 mod reader;
 mod recovery;
 mod schema;

@@ -18,7 +18,7 @@
 //! answered with the outcome of their group, so `/ready` and the watchdog see the truth.
 //! The recovery itself (suspend, probe, resume) and the disk guard are in `recovery`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ impl Reply {
 pub(crate) struct Writer {
     pub(super) db: Arc<DbSlot>,
     pub(super) options: StoreOptions,
-    published: Arc<RwLock<Arc<Catalog>>>,
+    pub(super) published: Arc<RwLock<Arc<Catalog>>>,
     pub(super) stats: Arc<WriterStats>,
     pub(super) streams: BTreeMap<String, StreamMeta>,
     pub(super) states: HashMap<u64, ShardState>,
@@ -252,26 +252,6 @@ impl Writer {
         }
         self.publish();
         Ok(())
-    }
-
-    fn publish(&mut self) {
-        let known: HashSet<u64> = self
-            .streams
-            .values()
-            .flat_map(|s| s.shards.iter().map(|sh| sh.uid))
-            .collect();
-        self.live.retain(|uid, _| known.contains(uid));
-        let mut catalog = Catalog::default();
-        for (name, meta) in &self.streams {
-            let meta = Arc::new(meta.clone());
-            catalog.by_uid.insert(meta.uid, meta.clone());
-            catalog.streams.insert(name.clone(), meta);
-        }
-        catalog.live = self.live.clone();
-        *self
-            .published
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
     }
 
     pub(crate) fn run(mut self, ops: flume::Receiver<WriteOp>) {
@@ -559,46 +539,6 @@ impl Writer {
                 Err(error)
             }
         }
-    }
-
-    fn count_commit(&self, started: Instant, records: u64, bytes: u64) {
-        let stats = &self.stats;
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.records.fetch_add(records, Ordering::Relaxed);
-        stats.record_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let elapsed = started.elapsed();
-        stats
-            .commit_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        stats.commit_seconds.observe(elapsed.as_secs_f64());
-        stats.records_per_commit.observe(records as f64);
-    }
-
-    /// After a commit: publish new positions and a changed catalog; answers the shards whose
-    /// waiting readers are to be woken (once the producers have their answers).
-    fn after_commit(&mut self, catalog_changed: bool) -> Vec<Arc<ShardLive>> {
-        let mut woken = Vec::new();
-        for (uid, state) in &self.states {
-            let live = self
-                .live
-                .entry(*uid)
-                .or_insert_with(|| Arc::new(ShardLive::new(*state)));
-            live.set_state(*state);
-            if live.last() != state.last {
-                live.last.store(state.last.0, Ordering::Release);
-                woken.push(live.clone());
-            }
-        }
-        if catalog_changed {
-            let known: HashSet<u64> = self
-                .streams
-                .values()
-                .flat_map(|s| s.shards.iter().map(|sh| sh.uid))
-                .collect();
-            self.states.retain(|uid, _| known.contains(uid));
-            self.publish();
-        }
-        woken
     }
 }
 
