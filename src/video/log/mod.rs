@@ -68,6 +68,8 @@ pub struct FragmentLog {
     path: PathBuf,
     /// The streams created through the Kinesis Video API (`streams`).
     registry: streams::SharedRegistry,
+    /// Bumped after every committed append (any camera): live readers wait on it.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// What is stored about one fragment.
@@ -276,6 +278,7 @@ impl FragmentLog {
             db: Arc::new(db),
             path: path.to_path_buf(),
             registry,
+            appended: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let txn = log.begin_write()?;
         Tables::open(&txn)?;
@@ -287,6 +290,12 @@ impl FragmentLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes after every committed append of any camera or stream: a live reader (GetMedia)
+    /// waits on it instead of polling.
+    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     fn begin_write(&self) -> Result<WriteTransaction> {

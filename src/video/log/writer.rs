@@ -75,6 +75,9 @@ impl FragmentLog {
             t.append(camera, fragment, policy, now_ms, disk_short)?
         };
         txn.commit().context("commit fragment")?;
+        if appended.is_ok() {
+            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        }
         appended.inspect_err(|error| tracing::debug!(camera, %error, "fragment refused"))
     }
 

@@ -5,8 +5,8 @@
 //! CONTINUATION_TOKEN to resume from).
 //!
 //! Invariants: one fragment is in memory at a time (read, remuxed, sent, dropped); GetMedia
-//! follows new fragments as they are committed (it polls the log's newest number every
-//! `POLL_EVERY`) and ends after `MAX_GET_DURATION`; at most `MAX_GET_SESSIONS` GetMedia
+//! follows new fragments as they are committed (woken by the log after each append, and
+//! every `POLL_EVERY` to notice a deleted stream) and ends after `MAX_GET_DURATION`; at most `MAX_GET_SESSIONS` GetMedia
 //! requests run at once; a client that stops reading is cut by the server's send timeout,
 //! which drops the stream and ends the request.
 
@@ -27,8 +27,8 @@ use crate::video::mkv::{CODEC_H264, CODEC_H265};
 use crate::video::mp4::{self, write::VideoCodec, TrexDefaults};
 use crate::video::VideoService;
 
-/// How often a live GetMedia looks for a new fragment.
-const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How often a live GetMedia with nothing new checks that its stream still exists.
+const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The longest one GetMedia request streams.
 pub const MAX_GET_DURATION: Duration = Duration::from_secs(3600);
 /// GetMedia requests served at once.
@@ -228,6 +228,8 @@ struct Live {
     pending: std::collections::VecDeque<FragmentMeta>,
     cache: Option<InitTrack>,
     started: Instant,
+    /// Changes after every append to the log.
+    appends: tokio::sync::watch::Receiver<u64>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -260,6 +262,8 @@ impl Live {
                     Err(error) => return Some((Err(KvsError::internal(error)), self)),
                 }
             }
+            // Seen before reading: an append after this read wakes the wait below.
+            self.appends.borrow_and_update();
             let (log, name, after) = (self.log.clone(), self.name.clone(), self.after);
             match blocking(move || log.fragments_after(&name, after, BATCH)).await {
                 Ok(batch) if batch.is_empty() => {
@@ -272,7 +276,7 @@ impl Live {
                     if !exists {
                         return None;
                     }
-                    tokio::time::sleep(POLL_EVERY).await
+                    let _ = tokio::time::timeout(POLL_EVERY, self.appends.changed()).await;
                 }
                 Ok(batch) => self.pending.extend(batch),
                 Err(error) => return Some((Err(error), self)),
@@ -316,6 +320,7 @@ async fn start_get_media(state: Arc<KvsState>, request: Request) -> Result<Respo
     };
     let live = Live {
         video,
+        appends: log.appends(),
         log,
         name,
         after,
