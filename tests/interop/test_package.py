@@ -211,6 +211,7 @@ def test_tmpfiles_make_the_directories(deb, root):
     _, _, uid, gid, *_ = passwd_entry(root, "kinedge")
     for path, mode, owner, group in [("etc/kinedge", 0o2750, "0", gid),
                                      ("etc/kinedge/devices", 0o2750, "0", gid),
+                                     ("etc/kinedge/keys", 0o700, uid, gid),
                                      ("var/lib/kinedge", 0o750, uid, gid)]:
         st = (root / path).stat()
         assert (st.st_mode & 0o7777, str(st.st_uid), str(st.st_gid)) == (mode, owner, group), \
