@@ -84,6 +84,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--bin", default="target/release/kinedge")
     ap.add_argument("--warmup", type=float, default=60)
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="the baseline's consumer first reads the whole history (a full page cache)")
     ap.add_argument("--cache-size", default=None,
                     help="storage.cache_size (e.g. 4MiB; default: the gateway's, 16 MiB)")
     a = ap.parse_args()
@@ -131,6 +133,15 @@ def main():
                 time.sleep(max(0.0, nxt - time.monotonic()))
 
         def consume():
+            if a.warm_cache:
+                for shard in ("shardId-000000000000", "shardId-000000000001"):
+                    it = k.get_shard_iterator(StreamName="telemetry", ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                    while it:
+                        r = k.get_records(ShardIterator=it, Limit=10000)
+                        it = r.get("NextShardIterator")
+                        if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
+                            break
             iters = {}
             for shard in ("shardId-000000000000", "shardId-000000000001"):
                 iters[shard] = k.get_shard_iterator(StreamName="telemetry", ShardId=shard,
