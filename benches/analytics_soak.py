@@ -13,8 +13,9 @@ cache, `storage.cache_size`, 16 MiB by default, fills with the pages read). Then
 applications through POST /analytics, each a 10-second tumbling AVG/MAX/COUNT per device over
 the stream into its own output stream, and samples the gateway's RSS (VmRSS) and CPU
 (utime+stime) every 10 s for `minutes`. It reports the extra RSS over the baseline (peak, and
-the mean of the first and last minute: flat = no growth), the CPU used with and without the
-applications, and that every application read every record. Issue 14's figure: 50 apps x 1,000
+the mean of the first and last minute: flat = no growth), the same less what the store's page
+cache (kinedge_storage_cache_bytes, bounded by storage.cache_size) gained over the baseline,
+the CPU used with and without the applications, and that every application read every record. Issue 14's figure: 50 apps x 1,000
 keys at 5,000 records/s, <= 20 MB extra RSS, flat over 30 minutes.
 """
 import argparse
@@ -68,12 +69,23 @@ def rss_file(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
 
 
-def bytes_written(url):
-    """The store's file writes so far (kinedge_storage_bytes_written_total)."""
+def metric(url, name):
+    """One unlabelled sample of /metrics (0 when absent)."""
     for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
-        if line.startswith("kinedge_storage_bytes_written_total"):
+        if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def bytes_written(url):
+    """The store's file writes so far."""
+    return metric(url, "kinedge_storage_bytes_written_total")
+
+
+def cache_kib(url):
+    """What the store's page cache holds (KiB): bounded by storage.cache_size, filled by any
+    reader or writer of the store, so part of the extra RSS until it is full."""
+    return metric(url, "kinedge_storage_cache_bytes") / 1024
 
 
 def main():
@@ -173,6 +185,7 @@ def main():
         rss_base = max(base[-2:])
         rss_unread = max(base_unread[-2:])
         file_base = rss_file(gw.pid)
+        cache_base = cache_kib(url)
         file_peak = file_base
         for i in range(a.apps):
             r = requests.post(f"{url}/analytics", json={"name": f"app-{i}", "sql": SQL.format(i=i)}, timeout=30)
@@ -190,8 +203,10 @@ def main():
             time.sleep(10)
             rss, cpu = proc_stat(gw.pid)
             file_peak = max(file_peak, rss_file(gw.pid))
-            samples.append((time.monotonic() - t0, rss, cpu))
-            print(f"  t={samples[-1][0]:6.0f}s rss={rss / 1024:6.1f} MiB sent={sent[0]}", flush=True)
+            cache = cache_kib(url)
+            samples.append((time.monotonic() - t0, rss, cpu, cache))
+            print(f"  t={samples[-1][0]:6.0f}s rss={rss / 1024:6.1f} MiB store_cache={cache / 1024:5.1f} MiB "
+                  f"sent={sent[0]}", flush=True)
         stop.set()
         for t in threads:
             t.join()
@@ -207,9 +222,13 @@ def main():
         apps = requests.get(f"{url}/analytics", timeout=30).json()["applications"]
         behind = [x["name"] for x in apps if x["records_in"] < sent[0] - sent_at_apps - a.rate]
         failed = [x["name"] for x in apps if x["state"] != "running"]
-        first = [r for t, r, _ in samples if t <= 60]
-        last = [r for t, r, _ in samples if t >= samples[-1][0] - 60]
-        peak = max(r for _, r, _ in samples)
+        first = [r for t, r, _, _ in samples if t <= 60]
+        last = [r for t, r, _, _ in samples if t >= samples[-1][0] - 60]
+        peak = max(r for _, r, _, _ in samples)
+        # The extra RSS less what the store's page cache gained over the baseline's.
+        beyond = [(t, r - rss_base - (c - cache_base)) for t, r, _, c in samples]
+        beyond_first = [x for t, x in beyond if t <= 60]
+        beyond_last = [x for t, x in beyond if t >= samples[-1][0] - 60]
         print(f"apps={a.apps} keys={a.keys} rate={a.rate}/s minutes={a.minutes} records={sent[0]}")
         print(f"rss_baseline_unread={rss_unread / 1024:.1f} MiB (same load, no reader) "
               f"extra_peak_over_it={(peak - rss_unread) / 1024:.1f} MiB")
@@ -220,6 +239,11 @@ def main():
               f"first run by the applications: the SQL parser, planner and engine; part of the extra)")
         print(f"extra_first_minute={(sum(first) / len(first) - rss_base) / 1024:.1f} MiB "
               f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB")
+        print(f"store_cache={cache_base / 1024:.1f} MiB at the baseline, "
+              f"{max(c for *_, c in samples) / 1024:.1f} MiB at most (kinedge_storage_cache_bytes); "
+              f"extra beyond the cache's growth: peak={max(x for _, x in beyond) / 1024:.1f} MiB "
+              f"first_minute={sum(beyond_first) / len(beyond_first) / 1024:.1f} MiB "
+              f"last_minute={sum(beyond_last) / len(beyond_last) / 1024:.1f} MiB")
         print(f"store_writes={written_apps / 1024:.0f} KiB/s with the applications, "
               f"{written_base / 1024:.0f} KiB/s without (kinedge_storage_bytes_written_total)")
         print(f"gateway_cpu={cpu_used / wall * 100:.1f}% of a core with the applications, "

@@ -16,6 +16,13 @@ use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use super::error::{FaultKind, StorageFault, StoreError};
 use super::file::{CountedFile, FileCounters};
 
+/// What the database's page cache holds (`storage.cache_size` bounds it).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheUse {
+    pub used_bytes: u64,
+    pub evictions: u64,
+}
+
 pub(super) struct DbSlot {
     db: RwLock<Option<Database>>,
     path: PathBuf,
@@ -52,6 +59,19 @@ impl DbSlot {
             Some(db) => f(db),
             None => Err(Self::unavailable()),
         }
+    }
+
+    /// The page cache's bytes in use (read cache and write buffer, at most `cache_size`)
+    /// and its evictions since the database was opened; `None` while it is closed.
+    pub(super) fn cache_use(&self) -> Option<CacheUse> {
+        self.with(|db| {
+            let stats = db.cache_stats();
+            Ok(CacheUse {
+                used_bytes: stats.used_bytes() as u64,
+                evictions: stats.evictions(),
+            })
+        })
+        .ok()
     }
 
     pub(super) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {

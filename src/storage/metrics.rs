@@ -141,6 +141,18 @@ impl Report for Store {
             "fdatasync calls on the stream database file (one per durable commit).",
             one(n(&file.syncs)),
         );
+        if let Some(cache) = store.cache_use() {
+            out.gauge(
+                "kinedge_storage_cache_bytes",
+                "Bytes held by the stream database's page cache (read cache and write buffer; storage.cache_size bounds it).",
+                gauge1(cache.used_bytes as f64),
+            );
+            out.counter(
+                "kinedge_storage_cache_evictions",
+                "Pages evicted from the stream database's page cache because it was full (since the database was opened).",
+                one(cache.evictions),
+            );
+        }
         out.counter(
         "kinedge_storage_failed_commits",
         "Commits that failed, by kind of fault (no_space, io, corrupted, unavailable, other); nothing in them was acknowledged.",

@@ -40,6 +40,7 @@ use tokio::sync::{oneshot, watch};
 pub use admin::{AdminOp, CheckpointOp, RetentionChange, StreamSpec};
 pub use block::StoredRecord;
 pub use compact::{compact, Compacted};
+pub use database::CacheUse;
 pub use error::{FaultKind, StorageFault, StoreError};
 pub use file::FileCounters;
 pub use options::StoreOptions;
@@ -324,6 +325,12 @@ impl Store {
     /// What the database file has been asked to write and sync since the gateway started.
     pub fn file_counters(&self) -> &FileCounters {
         &self.inner.db.counters
+    }
+
+    /// The stream database's page cache: bytes in use and evictions (`None` while the
+    /// database is reopened after a disk error).
+    pub fn cache_use(&self) -> Option<CacheUse> {
+        self.inner.db.cache_use()
     }
 
     /// Why writes are suspended (a full disk, a failing card), while they are.

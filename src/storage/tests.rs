@@ -361,3 +361,40 @@ async fn producers_racing_a_shutdown_are_all_answered() {
         }
     }
 }
+
+/// The page cache shows on /metrics, and stays within `storage.cache_size` when the data
+/// written and read is many times larger (evicting, and counting the evictions).
+#[tokio::test]
+async fn the_page_cache_is_reported_and_stays_within_its_bound() {
+    use crate::observe::{MetricsWriter, Report};
+    let dir = tempfile::tempdir().unwrap();
+    let cache_size: u64 = 1 << 20;
+    let mut options = StoreOptions::new(dir.path());
+    options.min_free_disk = 0;
+    options.commit_interval_ms = 0;
+    options.cache_size = cache_size;
+    let store = Store::open(options).unwrap();
+    store
+        .admin(AdminOp::CreateStream(spec("s", 1)))
+        .await
+        .unwrap();
+    let payload = vec![7u8; 4_000];
+    for _ in 0..64 {
+        let batch = (0..16).map(|_| record("k", &payload)).collect();
+        store.append("s", batch).await.unwrap();
+    }
+    assert_eq!(stored(&store, "s"), 1_024);
+    let cache = store.cache_use().expect("the database is open");
+    assert!(cache.used_bytes > 0, "{cache:?}");
+    assert!(cache.used_bytes <= cache_size, "{cache:?}");
+    assert!(cache.evictions > 0, "4 MB through a 1 MiB cache: {cache:?}");
+    let mut out = MetricsWriter::default();
+    store.report(&mut out);
+    let text = out.encode().unwrap();
+    assert!(text.contains("kinedge_storage_cache_bytes "), "{text}");
+    assert!(
+        text.contains("kinedge_storage_cache_evictions_total "),
+        "{text}"
+    );
+    store.shutdown().await;
+}
