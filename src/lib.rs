@@ -21,5 +21,4 @@ pub mod ondemand;
 pub mod storage;
 pub mod streams;
 pub mod systemd;
-#[cfg(feature = "video")]
 pub mod video;

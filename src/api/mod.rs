@@ -17,6 +17,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod body;
+#[cfg(feature = "video")]
 mod byte_ranges;
 pub mod config;
 pub mod console;

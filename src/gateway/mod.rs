@@ -84,6 +84,20 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .filter(|d| d.camera.is_some())
         .cloned()
         .collect();
+    #[cfg(not(feature = "video"))]
+    {
+        let cameras = devices
+            .devices()
+            .into_iter()
+            .filter(|d| d.camera.is_some())
+            .count();
+        if cameras > 0 {
+            tracing::warn!(
+                cameras,
+                "this kinedge is built without the video feature (no GStreamer): the cameras of the device files are not recorded"
+            );
+        }
+    }
     let mqtt = if config.mqtt.enabled {
         Some(start_mqtt(&config, store.clone(), devices).await?)
     } else {
