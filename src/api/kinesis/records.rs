@@ -12,7 +12,7 @@ use crate::streams::validate::{
 };
 use crate::streams::{
     hash_key_of, parse_explicit_hash_key, shard_id, IteratorError, Position, SequenceNumber,
-    ShardIterator,
+    ShardIterator, ShardMeta,
 };
 
 /// One record's key, data and explicit hash key (checked against the model already); `at`
@@ -207,7 +207,7 @@ pub async fn get_shard_iterator(
             if has_sequence { "also a" } else { "no" }
         )));
     }
-    let sequence = |after: bool| -> Result<Position, ApiError> {
+    let sequence = || -> Result<Position, ApiError> {
         let text = input
             .starting_sequence_number
             .as_deref()
@@ -225,30 +225,14 @@ pub async fn get_shard_iterator(
                 shard.id()
             )));
         }
-        Ok(if after {
-            seq.position.next()
-        } else {
-            seq.position
+        Ok(seq.position)
+    };
+    let timestamp = || {
+        input.timestamp.map(|ts| ts.0).ok_or_else(|| {
+            ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
         })
     };
-    let position = match kind.as_str() {
-        "TRIM_HORIZON" => Position::ZERO,
-        "LATEST" => state
-            .store
-            .catalog()
-            .live(shard.uid)
-            .map_or(shard.starting, |l| l.last())
-            .next(),
-        "AT_SEQUENCE_NUMBER" => sequence(false)?,
-        "AFTER_SEQUENCE_NUMBER" => sequence(true)?,
-        // AT_TIMESTAMP; the model allows no other type.
-        _ => {
-            let ts = input.timestamp.ok_or_else(|| {
-                ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-            })?;
-            Position::at_millis(ts.0)
-        }
-    };
+    let position = start_position(state, shard, &kind, sequence, timestamp)?;
     let iterator = ShardIterator {
         stream_uid: meta.uid,
         shard_index: shard.index,
@@ -257,6 +241,31 @@ pub async fn get_shard_iterator(
     };
     Ok(GetShardIteratorOutput {
         shard_iterator: iterator.encode(state.store.iterator_key()),
+    })
+}
+
+/// Where a read of `shard` starts for a starting-position type, as GetShardIterator and
+/// SubscribeToShard take it (the model allows five types: anything else is AT_TIMESTAMP).
+/// The starting sequence number (parsed and checked against the shard) and the timestamp
+/// come from the caller, which words its own errors as AWS words them for its operation.
+pub(super) fn start_position(
+    state: &KinesisState,
+    shard: &ShardMeta,
+    kind: &str,
+    sequence: impl FnOnce() -> Result<Position, ApiError>,
+    timestamp_ms: impl FnOnce() -> Result<u64, ApiError>,
+) -> Result<Position, ApiError> {
+    Ok(match kind {
+        "TRIM_HORIZON" => Position::ZERO,
+        "LATEST" => state
+            .store
+            .catalog()
+            .live(shard.uid)
+            .map_or(shard.starting, |l| l.last())
+            .next(),
+        "AT_SEQUENCE_NUMBER" => sequence()?,
+        "AFTER_SEQUENCE_NUMBER" => sequence()?.next(),
+        _ => Position::at_millis(timestamp_ms()?),
     })
 }
 

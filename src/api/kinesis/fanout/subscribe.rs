@@ -106,7 +106,8 @@ pub async fn subscribe_to_shard(
     Ok(response)
 }
 
-/// Where a subscription starts, as GetShardIterator computes it.
+/// Where a subscription starts, as GetShardIterator computes it (with SubscribeToShard's
+/// wording of the errors).
 fn starting_position(
     state: &KinesisState,
     stream: &str,
@@ -114,7 +115,7 @@ fn starting_position(
     kind: &str,
     start: &StartingPositionIn,
 ) -> Result<Position, ApiError> {
-    let sequence = |after: bool| -> Result<Position, ApiError> {
+    let sequence = || -> Result<Position, ApiError> {
         let text = start.sequence_number.as_deref().ok_or_else(|| {
             ApiError::invalid(format!(
                 "StartingPosition.SequenceNumber is required for a starting position of type {kind}."
@@ -131,29 +132,14 @@ fn starting_position(
                 shard.id(), state.account_id
             )));
         }
-        Ok(if after {
-            seq.position.next()
-        } else {
-            seq.position
+        Ok(seq.position)
+    };
+    let timestamp = || {
+        start.timestamp.map(|ts| ts.0).ok_or_else(|| {
+            ApiError::invalid("Must specify timestampInMillis parameter for starting position of type AT_TIMESTAMP. Current request has no timestamp parameter.")
         })
     };
-    Ok(match kind {
-        "TRIM_HORIZON" => Position::ZERO,
-        "LATEST" => state
-            .store
-            .catalog()
-            .live(shard.uid)
-            .map_or(shard.starting, |l| l.last())
-            .next(),
-        "AT_SEQUENCE_NUMBER" => sequence(false)?,
-        "AFTER_SEQUENCE_NUMBER" => sequence(true)?,
-        _ => {
-            let ts = start.timestamp.ok_or_else(|| {
-                ApiError::invalid("Must specify timestampInMillis parameter for starting position of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-            })?;
-            Position::at_millis(ts.0)
-        }
-    })
+    super::super::records::start_position(state, shard, kind, sequence, timestamp)
 }
 
 /// The event-stream body: frames from the pump; a shared event is held (with its share of
