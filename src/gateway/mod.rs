@@ -77,7 +77,6 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
             "the device files have mistakes (kinedge check-config lists them):\n{errors}"
         )
     })?;
-    #[cfg(feature = "video")]
     let cameras: Vec<_> = devices
         .devices()
         .into_iter()
@@ -85,18 +84,11 @@ pub async fn run(config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .cloned()
         .collect();
     #[cfg(not(feature = "video"))]
-    {
-        let cameras = devices
-            .devices()
-            .into_iter()
-            .filter(|d| d.camera.is_some())
-            .count();
-        if cameras > 0 {
-            tracing::warn!(
-                cameras,
-                "this kinedge is built without the video feature (no GStreamer): the cameras of the device files are not recorded"
-            );
-        }
+    if !cameras.is_empty() {
+        tracing::warn!(
+            cameras = cameras.len(),
+            "this kinedge is built without the video feature (no GStreamer): the cameras of the device files are not recorded"
+        );
     }
     let mqtt = if config.mqtt.enabled {
         Some(start_mqtt(&config, store.clone(), devices).await?)
