@@ -197,11 +197,12 @@ impl WindowAgg {
             let groups = self.state.windows.entry((end, start)).or_insert_with(|| {
                 Groups::with_capacity(self.plan.keys.len(), self.plan.aggs.len(), last_groups)
             });
-            match groups.get_mut(key.as_slice()) {
-                Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
+            let aggs = &self.plan.aggs;
+            match groups.update(key.as_slice(), |accs| add_row(aggs, accs, &row)) {
+                Some(added) => added.map_err(RowError::Eval)?,
                 None => {
-                    let mut accs = new_accs(&self.plan.aggs);
-                    add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
+                    let mut accs = new_accs(aggs);
+                    add_row(aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
                     groups.insert(key, accs);
                 }
@@ -269,18 +270,16 @@ impl WindowAgg {
         absorbed.sort_by_key(|s| s.start);
         for s in absorbed {
             for (key, accs) in s.groups.into_entries() {
-                match merged.groups.get_mut(&key) {
-                    None => {
-                        merged.groups.insert(key, accs);
-                    }
-                    Some(into) => {
-                        for ((spec, into), from) in
-                            self.plan.aggs.iter().zip(into.iter_mut()).zip(accs)
-                        {
+                if merged.groups.contains(&key) {
+                    let aggs = &self.plan.aggs;
+                    merged.groups.update(&key, |into| {
+                        for ((spec, into), from) in aggs.iter().zip(into.iter_mut()).zip(accs) {
                             spec.merge(into, from);
                         }
-                        self.state.entries = self.state.entries.saturating_sub(1);
-                    }
+                    });
+                    self.state.entries = self.state.entries.saturating_sub(1);
+                } else {
+                    merged.groups.insert(key, accs);
                 }
             }
         }
@@ -305,11 +304,15 @@ impl WindowAgg {
                 .map(|k| k.eval(&row))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(RowError::Eval)?;
-            match merged.groups.get_mut(key.as_slice()) {
-                Some(accs) => add_row(&self.plan.aggs, accs, &row).map_err(RowError::Eval)?,
+            let aggs = &self.plan.aggs;
+            match merged
+                .groups
+                .update(key.as_slice(), |accs| add_row(aggs, accs, &row))
+            {
+                Some(added) => added.map_err(RowError::Eval)?,
                 None => {
-                    let mut accs = new_accs(&self.plan.aggs);
-                    add_row(&self.plan.aggs, &mut accs, &row).map_err(RowError::Eval)?;
+                    let mut accs = new_accs(aggs);
+                    add_row(aggs, &mut accs, &row).map_err(RowError::Eval)?;
                     self.state.entries += 1;
                     merged.groups.insert(key, accs);
                 }
@@ -352,7 +355,7 @@ impl WindowAgg {
         self.state.entries = self.state.entries.saturating_sub(groups.len());
         self.last_groups = groups.len();
         for (key, accs) in groups.iter() {
-            let mut row = Vec::with_capacity(3 + key.len() + accs.len());
+            let mut row = Vec::with_capacity(3 + key.len() + accs.count());
             row.extend([Value::Ts(start), Value::Ts(end), Value::Ts(end - 1)]);
             let partition_key = key
                 .iter()
@@ -360,13 +363,12 @@ impl WindowAgg {
                 .collect::<Vec<_>>()
                 .join("|");
             row.extend(key.iter().cloned());
-            row.extend(
-                self.plan
-                    .aggs
-                    .iter()
-                    .zip(accs.iter())
-                    .map(|(spec, acc)| spec.result(acc)),
-            );
+            let mut specs = self.plan.aggs.iter();
+            accs.for_each(|acc| {
+                if let Some(spec) = specs.next() {
+                    row.push(spec.result(acc));
+                }
+            });
             out.project(
                 &row,
                 self.plan.having.as_ref(),
