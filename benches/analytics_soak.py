@@ -13,7 +13,8 @@ cache, `storage.cache_size`, 16 MiB by default, fills with the pages read). Then
 applications through POST /analytics, each a 10-second tumbling AVG/MAX/COUNT per device over
 the stream into its own output stream, and samples the gateway's RSS (VmRSS) and CPU
 (utime+stime) every 10 s for `minutes`. It reports the extra RSS over the baseline (peak, and
-the mean of the first and last minute: flat = no growth), the same less what the store's page
+the mean of the first and last minute, and the trend over the second half: flat = no
+growth), the same less what the store's page
 cache (kinedge_storage_cache_bytes, bounded by storage.cache_size) gained over the baseline,
 the CPU used with and without the applications, and that every application read every record. Issue 14's figure: 50 apps x 1,000
 keys at 5,000 records/s, <= 20 MB extra RSS, flat over 30 minutes.
@@ -46,6 +47,18 @@ SELECT window_start, device, AVG(temp), MAX(temp), COUNT(*)
 FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '10' SECOND))
 GROUP BY window_start, window_end, device;
 """
+
+
+def second_half_trend(samples):
+    """Least-squares slope of the RSS (KiB) over the second half of the samples, per 10
+    minutes: how much it still grows once the applications have run a while."""
+    half = [(t, r) for t, r, _, _ in samples if t >= samples[-1][0] / 2]
+    if len(half) < 2:
+        return 0.0
+    mt = sum(t for t, _ in half) / len(half)
+    mr = sum(r for _, r in half) / len(half)
+    var = sum((t - mt) ** 2 for t, _ in half)
+    return sum((t - mt) * (r - mr) for t, r in half) / var * 600 if var else 0.0
 
 
 def free_port():
@@ -238,7 +251,8 @@ def main():
         print(f"extra_file_backed={(file_peak - file_base) / 1024:.1f} MiB (code of the binary "
               f"first run by the applications: the SQL parser, planner and engine; part of the extra)")
         print(f"extra_first_minute={(sum(first) / len(first) - rss_base) / 1024:.1f} MiB "
-              f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB")
+              f"extra_last_minute={(sum(last) / len(last) - rss_base) / 1024:.1f} MiB "
+              f"second_half_trend={second_half_trend(samples) / 1024:+.2f} MiB per 10 minutes")
         print(f"store_cache={cache_base / 1024:.1f} MiB at the baseline, "
               f"{max(c for *_, c in samples) / 1024:.1f} MiB at most (kinedge_storage_cache_bytes); "
               f"extra beyond the cache's growth: peak={max(x for _, x in beyond) / 1024:.1f} MiB "

@@ -286,7 +286,8 @@ impl Groups {
     pub fn insert(&mut self, key: Vec<Value>, accs: Vec<Acc>) {
         if self.table.is_empty() {
             self.a = accs.len();
-            self.accs = Arena::for_group(&accs, self.hint.max(1));
+            let room = self.hint.max(self.ids.capacity()).max(1);
+            self.accs.reset_for(&accs, room);
         }
         debug_assert!(accs.len() == self.a);
         let id = KEYS.acquire(key);
@@ -316,6 +317,24 @@ impl Groups {
         self.table.insert_unique(hasher.hash_one(id), index, |&i| {
             hasher.hash_one(ids[i as usize])
         });
+    }
+
+    /// Empties the groups and keeps their room for the next window: an application's next
+    /// window has about as many groups, and reusing the room spares the allocator carving
+    /// (and fragmenting) new blocks every window.
+    pub fn clear(&mut self) {
+        KEYS.release(&self.ids);
+        self.ids.clear();
+        self.table.clear();
+        match &mut self.accs {
+            Arena::Packed { words, .. } => words.clear(),
+            Arena::Wide(accs) => accs.clear(),
+        }
+    }
+
+    /// Groups there is room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.ids.capacity()
     }
 
     /// Turns a packed arena into a wide one (the accumulators of the groups held so far).
@@ -366,19 +385,29 @@ impl Groups {
 }
 
 impl Arena {
-    /// The arena for groups like `accs` (packed when every one of them fits a slot), with
-    /// room for `groups` of them.
-    fn for_group(accs: &[Acc], groups: usize) -> Arena {
-        match accs.iter().map(Slot::of).collect::<Option<Box<[Slot]>>>() {
-            Some(slots) => {
-                let stride = slots.iter().map(|s| s.words()).sum();
+    /// Makes an empty arena the one for groups like `accs` (packed when every one of them
+    /// fits a slot) with room for `groups` of them, keeping its memory when it already is.
+    fn reset_for(&mut self, accs: &[Acc], groups: usize) {
+        let slots = accs.iter().map(Slot::of).collect::<Option<Box<[Slot]>>>();
+        match (&mut *self, slots) {
+            (
                 Arena::Packed {
+                    slots: kept, words, ..
+                },
+                Some(slots),
+            ) if *kept == slots => {
+                words.clear();
+            }
+            (Arena::Wide(wide), None) if wide.capacity() > 0 => wide.clear(),
+            (_, Some(slots)) => {
+                let stride = slots.iter().map(|s| s.words()).sum();
+                *self = Arena::Packed {
                     slots,
                     stride,
                     words: Vec::with_capacity(stride * groups),
-                }
+                };
             }
-            None => Arena::Wide(Vec::with_capacity(accs.len() * groups)),
+            (_, None) => *self = Arena::Wide(Vec::with_capacity(accs.len() * groups)),
         }
     }
 }
@@ -844,5 +873,36 @@ mod tests {
         let firsts: Vec<_> = mixed.iter().map(|(_, accs)| format!("{accs:?}")).collect();
         assert_eq!(firsts.len(), 2);
         assert!(firsts[1].contains("\"b\""), "{firsts:?}");
+    }
+
+    #[test]
+    fn a_cleared_window_keeps_its_room_and_gives_back_its_keys() {
+        let key = |i: i64| vec![Value::str(&format!("room-{i}"))];
+        let words_at = |g: &Groups| match &g.accs {
+            Arena::Packed { words, .. } => words.as_ptr(),
+            Arena::Wide(_) => panic!("packed"),
+        };
+        let mut g = Groups::with_capacity(1, 3, 100);
+        for i in 0..100 {
+            g.insert(key(i), avg_max_count(1, 1.0));
+        }
+        let (room, at) = (g.capacity(), words_at(&g));
+        g.clear();
+        assert!(g.is_empty());
+        assert_eq!(KEYS.held(&key(0)), 0, "the keys are given back");
+        for i in 0..100 {
+            g.insert(key(i), avg_max_count(2, 2.0));
+        }
+        assert_eq!(g.capacity(), room);
+        assert_eq!(words_at(&g), at, "the same block holds the next window");
+        assert!(matches!(
+            g.update(&key(7), |accs| accs.to_vec()).as_deref(),
+            Some([_, _, Acc::Count(2)])
+        ));
+        // A next window of other aggregates gets an arena of its own.
+        g.clear();
+        g.insert(key(0), vec![Acc::One(Value::str("s"))]);
+        assert!(matches!(g.accs, Arena::Wide(_)));
+        assert_eq!(g.len(), 1);
     }
 }

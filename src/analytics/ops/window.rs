@@ -131,6 +131,8 @@ pub struct WindowAgg {
     width: usize,
     /// Groups of the last window fired: a new window's table is made that big at once.
     last_groups: usize,
+    /// The last window fired, emptied: the next window to open takes its room.
+    spare: Option<Groups>,
 }
 
 impl WindowAgg {
@@ -141,6 +143,7 @@ impl WindowAgg {
             scratch: Vec::new(),
             width,
             last_groups: 0,
+            spare: None,
         }
     }
 
@@ -194,8 +197,17 @@ impl WindowAgg {
                 .map_err(RowError::Eval)?;
             // The last window's groups and a little more: most windows fit without growing.
             let last_groups = self.last_groups + self.last_groups / 32;
+            let spare = &mut self.spare;
             let groups = self.state.windows.entry((end, start)).or_insert_with(|| {
-                Groups::with_capacity(self.plan.keys.len(), self.plan.aggs.len(), last_groups)
+                // The room of the last window unless it is far more than this one needs.
+                match spare.take() {
+                    Some(room) if room.capacity() <= 2 * last_groups + 64 => room,
+                    _ => Groups::with_capacity(
+                        self.plan.keys.len(),
+                        self.plan.aggs.len(),
+                        last_groups,
+                    ),
+                }
             });
             let aggs = &self.plan.aggs;
             match groups.update(key.as_slice(), |accs| add_row(aggs, accs, &row)) {
@@ -351,7 +363,7 @@ impl WindowAgg {
         }
     }
 
-    fn emit(&mut self, start: i64, end: i64, groups: Groups, out: &mut Output) {
+    fn emit(&mut self, start: i64, end: i64, mut groups: Groups, out: &mut Output) {
         self.state.entries = self.state.entries.saturating_sub(groups.len());
         self.last_groups = groups.len();
         for (key, accs) in groups.iter() {
@@ -375,6 +387,10 @@ impl WindowAgg {
                 &self.plan.select,
                 Some(partition_key),
             );
+        }
+        if !matches!(self.plan.kind, WindowKind::Session { .. }) {
+            groups.clear();
+            self.spare = Some(groups);
         }
     }
 }
