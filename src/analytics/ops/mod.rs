@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod groups;
 pub mod join;
+mod keys;
 pub mod over;
 pub mod window;
 
