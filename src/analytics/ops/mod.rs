@@ -9,6 +9,7 @@ pub mod groups;
 pub mod join;
 mod keys;
 pub mod over;
+mod packed;
 pub mod window;
 
 use crate::analytics::sql::expr::Scalar;
